@@ -1,0 +1,203 @@
+//! The one error type of this crate.
+
+use std::fmt;
+use std::io;
+
+use crate::header::HeaderError;
+
+/// What a segment is called, so that every error names the thing it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Target {
+    /// A System V segment by key (`key:N` on the command line).
+    SysvKey(i32),
+    /// A System V segment by shmid (`id:N`).
+    SysvId(i32),
+    /// A POSIX named segment (`/name`).
+    Posix(String),
+    /// A memfd, by the name it was created with.
+    Memfd(String),
+    /// An anonymous shared mapping.
+    Anonymous,
+    /// Process-local heap memory (tests and models).
+    Heap,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::SysvKey(0) => f.write_str("SysV key IPC_PRIVATE"),
+            Target::SysvKey(k) => write!(f, "SysV key {:#010x}", *k as u32),
+            Target::SysvId(id) => write!(f, "SysV shmid {id}"),
+            Target::Posix(name) => write!(f, "POSIX segment {name}"),
+            Target::Memfd(name) => write!(f, "memfd {name:?}"),
+            Target::Anonymous => f.write_str("anonymous mapping"),
+            Target::Heap => f.write_str("heap region"),
+        }
+    }
+}
+
+/// Everything that can go wrong in this crate. Each variant names the
+/// operation and the segment, so its `Display` is a complete one-line message.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::{Error, PosixShm};
+///
+/// let err = PosixShm::open("/shm-test-doc-no-such-segment").unwrap_err();
+/// assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+/// assert!(err.to_string().contains("/shm-test-doc-no-such-segment"));
+/// let io: std::io::Error = err.into();
+/// assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call failed.
+    #[error("{op} {target}: {source}")]
+    Os {
+        /// The operation, e.g. `"create"` or `"attach"`.
+        op: &'static str,
+        /// The segment it was about.
+        target: Target,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A POSIX segment or memfd name that the OS would refuse or misread.
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A size, mode or other argument out of range.
+    #[error("{op} {target}: {reason}")]
+    InvalidArgument {
+        /// The operation.
+        op: &'static str,
+        /// The segment.
+        target: Target,
+        /// What is wrong with the argument.
+        reason: String,
+    },
+    /// An access that would pass the end of the region; nothing was read or written.
+    #[error("{op} {target}: {len} bytes at offset {offset} pass the end of the {size}-byte region")]
+    OutOfBounds {
+        /// The operation.
+        op: &'static str,
+        /// The segment.
+        target: Target,
+        /// Where the access starts.
+        offset: usize,
+        /// How many bytes it covers.
+        len: usize,
+        /// The region's size.
+        size: usize,
+    },
+    /// A typed access at an offset that is not aligned for the type.
+    #[error("{op} {target}: offset {offset} is not aligned to {align} bytes")]
+    Misaligned {
+        /// The operation.
+        op: &'static str,
+        /// The segment.
+        target: Target,
+        /// The offset asked for.
+        offset: usize,
+        /// The alignment the type needs.
+        align: usize,
+    },
+    /// A write through a read-only mapping; nothing was written.
+    #[error("{op} {target}: the mapping is read-only")]
+    ReadOnly {
+        /// The operation.
+        op: &'static str,
+        /// The segment.
+        target: Target,
+    },
+    /// An existing segment that is not a regular file (a directory, a device…).
+    #[error("open {target}: not a regular file")]
+    NotRegularFile {
+        /// The segment.
+        target: Target,
+    },
+    /// An existing segment smaller than the caller needs.
+    #[error("open {target}: the segment is {actual} bytes, at least {needed} are needed")]
+    TooSmall {
+        /// The segment.
+        target: Target,
+        /// Its real size.
+        actual: u64,
+        /// The size asked for.
+        needed: u64,
+    },
+    /// A shared header that is missing, corrupted or of another kind.
+    #[error("{target}: {source}")]
+    Header {
+        /// The segment.
+        target: Target,
+        /// What is wrong with the header.
+        #[source]
+        source: HeaderError,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn os(op: &'static str, target: Target, source: io::Error) -> Self {
+        Error::Os { op, target, source }
+    }
+
+    /// Builds [`Error::Os`] from the current `errno`.
+    pub(crate) fn last_os(op: &'static str, target: Target) -> Self {
+        Self::os(op, target, io::Error::last_os_error())
+    }
+
+    /// The OS error number, when a system call failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = shm_segment::SysvSegment::open_id(i32::MAX).unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Os { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The closest [`io::ErrorKind`], as used by `From<Error> for io::Error`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{HeapRegion, Region};
+    /// let err = HeapRegion::new(8).write_at(4, b"too long").unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Os { source, .. } => source.kind(),
+            Error::InvalidName { .. }
+            | Error::InvalidArgument { .. }
+            | Error::OutOfBounds { .. }
+            | Error::Misaligned { .. } => io::ErrorKind::InvalidInput,
+            Error::ReadOnly { .. } => io::ErrorKind::PermissionDenied,
+            Error::NotRegularFile { .. } | Error::TooSmall { .. } | Error::Header { .. } => {
+                io::ErrorKind::InvalidData
+            }
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> Self {
+        io::Error::new(err.kind(), err)
+    }
+}

@@ -1,0 +1,70 @@
+//! Safe handles for shared memory on Linux.
+//!
+//! | type | what it is | how another process reaches it |
+//! |---|---|---|
+//! | [`SysvSegment`] / [`SysvMapping`] | System V segment (`shmget`/`shmat`) | key or shmid |
+//! | [`PosixShm`] / [`Mapping`] | POSIX named segment (`shm_open`) | name in `/dev/shm` |
+//! | [`Memfd`] / [`Mapping`] | `memfd_create`, sealable | file descriptor ([`send_fd`], inheritance) |
+//! | [`AnonShared`] | `MAP_SHARED|MAP_ANONYMOUS` | `fork` |
+//! | [`HeapRegion`] | heap memory | nobody (tests, models) |
+//!
+//! Every mapping is a [`Region`]. Since other processes may write it at any
+//! time, safe access copies ([`Region::read_at`], [`Region::write_pod`], the
+//! [`Cursor`] with `Read`/`Write`/`Seek`/`BufRead`) and is bounds-checked;
+//! shared state goes through atomics ([`Region::atomic_u64`]); slices over
+//! live memory come only from `unsafe` methods with a stated contract.
+//!
+//! Security defaults: exclusive creation, mode `0600` set explicitly (the
+//! umask does not decide), `O_NOFOLLOW|O_CLOEXEC`, and POSIX memory reserved
+//! up front so a full `/dev/shm` is an `ENOSPC` error, not a `SIGBUS`.
+//!
+//! The [`Header`] is the versioned, validated header that the upper layers
+//! (`shm-ring`, `shm-mempool`) put in front of their data.
+//!
+//! # Examples
+//!
+//! ```
+//! use shm_segment::{Access, PosixOptions, Region, SysvKey, SysvOptions};
+//! use std::io::{BufRead, Write};
+//!
+//! // System V, by key, as `shm_manager(123456, 100)` in Python.
+//! let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::random(), 100)?;
+//! let map = seg.attach(Access::ReadWrite)?;
+//! writeln!(map.cursor(), "Hello world!")?;
+//! let mut line = String::new();
+//! map.cursor().read_line(&mut line)?;
+//! assert_eq!(line, "Hello world!\n");
+//!
+//! // POSIX, by name, as Python's `SharedMemory(name=..., create=True)`.
+//! let name = format!("/shm-test-doc-lib-{}", std::process::id());
+//! let shm = PosixOptions::new().unlink_on_drop(true).create(&name, 4096)?;
+//! shm.map()?.write_pod(0, &[1u32, 2, 3])?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod anon;
+mod cursor;
+mod error;
+mod fd_passing;
+mod header;
+mod mapping;
+mod memfd;
+mod perms;
+mod posix;
+mod process;
+mod region;
+mod sysv;
+
+pub use anon::AnonShared;
+pub use cursor::Cursor;
+pub use error::{Error, Result, Target};
+pub use fd_passing::{recv_fd, send_fd};
+pub use header::{Expect, Header, HeaderError, HeaderInfo, Kind, HEADER_SIZE, MAGIC, READY};
+pub use mapping::Mapping;
+pub use memfd::{Memfd, Seals};
+pub use perms::PermChange;
+pub use posix::{list as posix_list, PosixOptions, PosixShm, PosixStat, ShmName, SHM_DIR};
+pub use process::ProcessId;
+pub use region::{Access, HeapRegion, Region};
+pub use sysv::{list as sysv_list, SysvKey, SysvMapping, SysvOptions, SysvSegment, SysvStat};

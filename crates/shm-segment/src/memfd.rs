@@ -1,0 +1,320 @@
+//! [`Memfd`]: anonymous, sealable shared memory named by a file descriptor.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use bitflags::bitflags;
+
+use crate::error::{Error, Result, Target};
+use crate::mapping::Mapping;
+use crate::perms::PermChange;
+use crate::region::Access;
+
+bitflags! {
+    /// File seals (`fcntl(F_ADD_SEALS)`), which freeze properties of a memfd
+    /// for everyone who holds it, so a receiver can trust what it maps.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::Seals;
+    /// let s = Seals::SHRINK | Seals::GROW;
+    /// assert!(s.contains(Seals::GROW) && !s.contains(Seals::WRITE));
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct Seals: u32 {
+        /// No more seals may be added.
+        const SEAL = libc::F_SEAL_SEAL as u32;
+        /// The size may not shrink (so no mapping can `SIGBUS`).
+        const SHRINK = libc::F_SEAL_SHRINK as u32;
+        /// The size may not grow.
+        const GROW = libc::F_SEAL_GROW as u32;
+        /// The contents may not change (needs no writable mapping to exist).
+        const WRITE = libc::F_SEAL_WRITE as u32;
+        /// New writable mappings are refused; existing ones may still write.
+        const FUTURE_WRITE = libc::F_SEAL_FUTURE_WRITE as u32;
+    }
+}
+
+/// A memfd (`memfd_create(2)`): shared memory with no name in any file
+/// system, passed to other processes as a file descriptor (inherited across
+/// `fork`/`exec`, or sent with [`send_fd`](crate::send_fd)), and sealable.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::{Memfd, Region, Seals};
+/// use std::os::fd::OwnedFd;
+///
+/// let fd = Memfd::create("frame", 4096)?;
+/// fd.map()?.write_at(0, b"pixels")?;
+/// fd.add_seals(Seals::SHRINK | Seals::GROW)?;
+/// assert!(fd.resize(8192).is_err()); // sealed
+///
+/// // Hand the descriptor to another process, which rebuilds the handle:
+/// let owned: OwnedFd = fd.into();
+/// let again = Memfd::from_fd(owned)?;
+/// let mut buf = [0u8; 6];
+/// again.map()?.read_at(0, &mut buf)?;
+/// assert_eq!(&buf, b"pixels");
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Memfd {
+    fd: OwnedFd,
+    name: String,
+}
+
+impl Memfd {
+    /// `memfd_create(name, MFD_CLOEXEC|MFD_ALLOW_SEALING)`, sized to `size`
+    /// bytes and reserved (`posix_fallocate`). The name is only a label (it
+    /// shows in `/proc/PID/fd` as `memfd:NAME`); it may repeat.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let fd = shm_segment::Memfd::create("doc", 100)?;
+    /// assert_eq!(fd.size()?, 100);
+    /// assert_eq!(fd.name(), "doc");
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn create(name: &str, size: u64) -> Result<Self> {
+        let target = Target::Memfd(name.to_owned());
+        // The kernel limit is 249 bytes for the name ("memfd:" + name < NAME_MAX).
+        if name.len() > 249 || name.contains('\0') {
+            return Err(Error::InvalidName {
+                name: name.to_owned(),
+                reason: "a memfd name has at most 249 bytes and no NUL",
+            });
+        }
+        let len = libc::off_t::try_from(size)
+            .ok()
+            .filter(|&l| l > 0)
+            .ok_or_else(|| Error::InvalidArgument {
+                op: "create",
+                target: target.clone(),
+                reason: format!("size {size} must be between 1 and {}", libc::off_t::MAX),
+            })?;
+        let c = CString::new(name).expect("checked: no NUL");
+        // SAFETY: valid C string and flags.
+        let fd = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        if fd == -1 {
+            return Err(Error::last_os("create", target));
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let memfd = Memfd {
+            fd,
+            name: name.to_owned(),
+        };
+        memfd.set_len(len, 0, "create")?;
+        Ok(memfd)
+    }
+
+    /// Rebuilds a handle from a descriptor received from another process.
+    /// Checks that it is a regular, non-empty memory file; the name is read
+    /// back from `/proc/self/fd` when it is a memfd.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::OwnedFd;
+    /// let fd: OwnedFd = shm_segment::Memfd::create("x", 10)?.into();
+    /// assert_eq!(shm_segment::Memfd::from_fd(fd)?.name(), "x");
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = link
+            .strip_prefix("/memfd:")
+            .map(|n| n.strip_suffix(" (deleted)").unwrap_or(n))
+            .unwrap_or(&link)
+            .to_owned();
+        let memfd = Memfd { fd, name };
+        let target = memfd.target();
+        let file = std::fs::File::from(memfd.fd.try_clone().map_err(|e| Error::os("open", target.clone(), e))?);
+        let meta = file.metadata().map_err(|e| Error::os("open", target.clone(), e))?;
+        if !meta.is_file() {
+            return Err(Error::NotRegularFile { target });
+        }
+        if meta.len() == 0 {
+            return Err(Error::TooSmall {
+                target,
+                actual: 0,
+                needed: 1,
+            });
+        }
+        Ok(memfd)
+    }
+
+    /// The label given at creation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shm_segment::Memfd::create("label", 1)?.name(), "label");
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn target(&self) -> Target {
+        Target::Memfd(self.name.clone())
+    }
+
+    /// The current size in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shm_segment::Memfd::create("s", 7)?.size()?, 7);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn size(&self) -> Result<u64> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        // SAFETY: fstat fills the buffer, which is a `struct stat`.
+        if unsafe { libc::fstat(self.fd.as_raw_fd(), st.as_mut_ptr()) } == -1 {
+            return Err(Error::last_os("stat", self.target()));
+        }
+        // SAFETY: zeroed is a valid stat and fstat filled it.
+        Ok(unsafe { st.assume_init() }.st_size as u64)
+    }
+
+    /// Changes the size; refused (`EPERM`) when sealed against it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let fd = shm_segment::Memfd::create("r", 1)?;
+    /// fd.resize(4096)?;
+    /// assert_eq!(fd.size()?, 4096);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn resize(&self, size: u64) -> Result<()> {
+        let len = libc::off_t::try_from(size)
+            .ok()
+            .filter(|&l| l > 0)
+            .ok_or_else(|| Error::InvalidArgument {
+                op: "resize",
+                target: self.target(),
+                reason: format!("size {size} must be between 1 and {}", libc::off_t::MAX),
+            })?;
+        let old = self.size()? as libc::off_t;
+        self.set_len(len, old.min(len), "resize")
+    }
+
+    fn set_len(&self, len: libc::off_t, from: libc::off_t, op: &'static str) -> Result<()> {
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: plain syscall on our own descriptor.
+        if unsafe { libc::ftruncate(fd, len) } == -1 {
+            return Err(Error::last_os(op, self.target()));
+        }
+        if len > from {
+            // SAFETY: plain call on our own descriptor.
+            shm_sys::cvt_errno(unsafe { libc::posix_fallocate(fd, from, len - from) })
+                .map_err(|e| Error::os(op, self.target(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Maps the whole memfd read-write (refused once sealed with [`Seals::WRITE`]
+    /// or [`Seals::FUTURE_WRITE`]; map it read-only then).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::Region;
+    /// assert_eq!(shm_segment::Memfd::create("m", 64)?.map()?.len(), 64);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn map(&self) -> Result<Mapping> {
+        self.map_with(Access::ReadWrite)
+    }
+
+    /// Maps the whole memfd read-only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Region, Seals};
+    /// let fd = shm_segment::Memfd::create("ro", 64)?;
+    /// fd.add_seals(Seals::WRITE)?;
+    /// assert!(fd.map().is_err());
+    /// assert!(fd.map_read_only()?.is_read_only());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn map_read_only(&self) -> Result<Mapping> {
+        self.map_with(Access::ReadOnly)
+    }
+
+    fn map_with(&self, access: Access) -> Result<Mapping> {
+        let len = usize::try_from(self.size()?).expect("64-bit target");
+        Mapping::of_fd(self.fd.as_fd(), len, access, self.target())
+    }
+
+    /// Adds seals (`F_ADD_SEALS`). Sealing against writes fails with `EBUSY`
+    /// while a writable mapping exists.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Memfd, Seals};
+    /// let fd = Memfd::create("s", 64)?;
+    /// fd.add_seals(Seals::GROW | Seals::SEAL)?;
+    /// assert_eq!(fd.seals()?, Seals::GROW | Seals::SEAL);
+    /// assert!(fd.add_seals(Seals::SHRINK).is_err()); // SEAL forbids more seals
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn add_seals(&self, seals: Seals) -> Result<()> {
+        // SAFETY: plain fcntl on our own descriptor.
+        if unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_ADD_SEALS, seals.bits() as libc::c_int) } == -1 {
+            return Err(Error::last_os("seal", self.target()));
+        }
+        Ok(())
+    }
+
+    /// The seals in force (`F_GET_SEALS`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(shm_segment::Memfd::create("s", 1)?.seals()?.is_empty());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn seals(&self) -> Result<Seals> {
+        // SAFETY: plain fcntl on our own descriptor.
+        let bits = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if bits == -1 {
+            return Err(Error::last_os("seals", self.target()));
+        }
+        Ok(Seals::from_bits_retain(bits as u32))
+    }
+
+    /// `fchown`/`fchmod` on the memfd.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Memfd, PermChange};
+    /// Memfd::create("p", 1)?.set_perms(PermChange::new().mode(0o600))?;
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn set_perms(&self, change: PermChange) -> Result<()> {
+        crate::posix::set_fd_perms(self.fd.as_fd(), &self.target(), change)
+    }
+}
+
+impl AsFd for Memfd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl From<Memfd> for OwnedFd {
+    fn from(memfd: Memfd) -> OwnedFd {
+        memfd.fd
+    }
+}

@@ -1,0 +1,774 @@
+//! POSIX named shared memory: `shm_open(3)`, `shm_unlink(3)`, in `/dev/shm`.
+
+use std::ffi::CString;
+use std::fmt;
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use crate::error::{Error, Result, Target};
+use crate::mapping::Mapping;
+use crate::perms::{check_mode, PermChange};
+use crate::region::Access;
+
+/// Where Linux keeps POSIX shared memory objects.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// The longest name, without the leading `/` (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// A validated POSIX shared memory name: one leading `/` followed by 1 to 255
+/// bytes with no `/` and no NUL, and not `.` or `..`. A name given without
+/// the leading `/` gets one, as Python's `SharedMemory(name=...)` does.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::ShmName;
+/// assert_eq!(ShmName::new("psm_21467_46075")?.as_str(), "/psm_21467_46075");
+/// assert_eq!(ShmName::new("/x")?.as_str(), "/x");
+/// assert!(ShmName::new("/a/b").is_err());
+/// assert!(ShmName::new("/").is_err());
+/// assert!(ShmName::new("/..").is_err());
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShmName(String);
+
+impl ShmName {
+    /// Validates `name`, adding a leading `/` when it has none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(shm_segment::ShmName::new("bad\0name").is_err());
+    /// ```
+    pub fn new(name: &str) -> Result<Self> {
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        let reason = if bare.is_empty() {
+            Some("the name is empty")
+        } else if bare.len() > NAME_MAX {
+            Some("longer than NAME_MAX (255 bytes)")
+        } else if bare.contains('/') {
+            Some("only one leading '/' is allowed")
+        } else if bare.contains('\0') {
+            Some("contains a NUL byte")
+        } else if bare == "." || bare == ".." {
+            Some("'.' and '..' are not segment names")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(Error::InvalidName {
+                name: name.to_owned(),
+                reason,
+            }),
+            None => Ok(ShmName(format!("/{bare}"))),
+        }
+    }
+
+    /// The name with its leading `/`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shm_segment::ShmName::new("a")?.as_str(), "/a");
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path of the object in `/dev/shm`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shm_segment::ShmName::new("a")?.path(), std::path::Path::new("/dev/shm/a"));
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn path(&self) -> std::path::PathBuf {
+        std::path::Path::new(SHM_DIR).join(&self.0[1..])
+    }
+
+    fn target(&self) -> Target {
+        Target::Posix(self.0.clone())
+    }
+
+    fn c_name(&self) -> CString {
+        CString::new(self.0.as_bytes()).expect("validated: no NUL")
+    }
+}
+
+impl fmt::Display for ShmName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How to create or open a POSIX segment, like `std::fs::OpenOptions`.
+///
+/// Defaults follow the project's security rules: create is exclusive
+/// (`O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`), the mode is set to exactly `0600`
+/// with `fchmod` so the umask does not decide it, the memory is reserved with
+/// `posix_fallocate` so a full `/dev/shm` is `ENOSPC` at create time rather than
+/// a `SIGBUS` later, and the name is not unlinked on drop (as with Python's
+/// `SharedMemory`, unlinking is the user's explicit choice).
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::PosixOptions;
+/// let name = format!("/shm-test-doc-opts-{}", std::process::id());
+/// let shm = PosixOptions::new().mode(0o640).unlink_on_drop(true).create(&name, 4096)?;
+/// assert_eq!(shm.stat()?.mode, 0o640);
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct PosixOptions {
+    mode: u32,
+    access: Access,
+    unlink_on_drop: bool,
+    reserve: bool,
+    min_size: u64,
+}
+
+impl Default for PosixOptions {
+    fn default() -> Self {
+        PosixOptions {
+            mode: 0o600,
+            access: Access::ReadWrite,
+            unlink_on_drop: false,
+            reserve: true,
+            min_size: 1,
+        }
+    }
+}
+
+impl PosixOptions {
+    /// The defaults: mode `0600`, read-write, reserved, not unlinked on drop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::PosixOptions::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Permission bits for a new segment, set exactly (the umask does not apply).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::PosixOptions::new().mode(0o644);
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Open read-only (`O_RDONLY`); [`PosixShm::map`] then maps `PROT_READ`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::PosixOptions::new().access(shm_segment::Access::ReadOnly);
+    /// ```
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Unlink the name when the handle drops (the owner's choice).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::PosixOptions::new().unlink_on_drop(true);
+    /// ```
+    pub fn unlink_on_drop(mut self, unlink: bool) -> Self {
+        self.unlink_on_drop = unlink;
+        self
+    }
+
+    /// Whether to reserve the memory at create and resize time (default yes).
+    /// Without it the segment is sparse, and touching a page when `/dev/shm`
+    /// is full raises `SIGBUS`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::PosixOptions::new().reserve(false);
+    /// ```
+    pub fn reserve(mut self, reserve: bool) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
+    /// The smallest size `open` accepts (default 1); smaller gives [`Error::TooSmall`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::PosixOptions::new().min_size(64);
+    /// ```
+    pub fn min_size(mut self, bytes: u64) -> Self {
+        self.min_size = bytes;
+        self
+    }
+
+    /// Creates a new segment of `size` bytes; fails with `EEXIST` if the name
+    /// exists (also when a file or symlink was planted there). On any failure
+    /// after the object was made, it is unlinked again: nothing half-made stays.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::PosixOptions;
+    /// let name = format!("/shm-test-doc-create-{}", std::process::id());
+    /// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, 100)?;
+    /// let err = PosixOptions::new().create(&name, 100).unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn create(&self, name: &str, size: u64) -> Result<PosixShm> {
+        let name = ShmName::new(name)?;
+        let target = name.target();
+        check_mode("create", &target, self.mode)?;
+        let len = size_to_off(&target, "create", size)?;
+        if size == 0 {
+            return Err(Error::InvalidArgument {
+                op: "create",
+                target,
+                reason: "size must be at least 1 byte".into(),
+            });
+        }
+        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: valid C string; the mode is a plain integer (0: fchmod sets it below).
+        let fd = unsafe { libc::shm_open(name.c_name().as_ptr(), flags, 0) };
+        if fd == -1 {
+            return Err(Error::last_os("create", target));
+        }
+        // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let shm = PosixShm {
+            fd,
+            name,
+            access: Access::ReadWrite,
+            unlink_on_drop: true, // until fully made: a failure below unlinks
+            created: true,
+        };
+        shm.set_perms(PermChange::new().mode(self.mode))?;
+        shm.set_len(len, 0, self.reserve, "create")?;
+        let mut shm = shm;
+        shm.unlink_on_drop = self.unlink_on_drop;
+        Ok(shm)
+    }
+
+    /// Opens an existing segment, checking that it is a regular file (never
+    /// following a symlink: `ELOOP`) of at least [`min_size`](Self::min_size) bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::PosixOptions;
+    /// let name = format!("/shm-test-doc-open-{}", std::process::id());
+    /// let _made = PosixOptions::new().unlink_on_drop(true).create(&name, 100)?;
+    /// let err = PosixOptions::new().min_size(4096).open(&name).unwrap_err();
+    /// assert!(err.to_string().contains("at least 4096"));
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn open(&self, name: &str) -> Result<PosixShm> {
+        let name = ShmName::new(name)?;
+        let target = name.target();
+        let rw = match self.access {
+            Access::ReadWrite => libc::O_RDWR,
+            Access::ReadOnly => libc::O_RDONLY,
+        };
+        // SAFETY: valid C string; no O_CREAT, so the mode is unused.
+        let fd = unsafe { libc::shm_open(name.c_name().as_ptr(), rw | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0) };
+        if fd == -1 {
+            return Err(Error::last_os("open", target));
+        }
+        // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let shm = PosixShm {
+            fd,
+            name,
+            access: self.access,
+            unlink_on_drop: false,
+            created: false,
+        };
+        let st = fstat(shm.fd.as_fd()).map_err(|e| Error::os("open", target.clone(), e))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Error::NotRegularFile { target });
+        }
+        if (st.st_size as u64) < self.min_size {
+            return Err(Error::TooSmall {
+                target,
+                actual: st.st_size as u64,
+                needed: self.min_size,
+            });
+        }
+        let mut shm = shm;
+        shm.unlink_on_drop = self.unlink_on_drop;
+        Ok(shm)
+    }
+
+    /// Opens the segment if it exists, else creates it with `size` bytes;
+    /// [`PosixShm::created`] tells which happened. Safe against a racing
+    /// creator or unlinker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::PosixOptions;
+    /// let name = format!("/shm-test-doc-ooc-{}", std::process::id());
+    /// let a = PosixOptions::new().unlink_on_drop(true).open_or_create(&name, 64)?;
+    /// let b = PosixOptions::new().open_or_create(&name, 64)?;
+    /// assert!(a.created() && !b.created());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn open_or_create(&self, name: &str, size: u64) -> Result<PosixShm> {
+        let mut last = None;
+        for _ in 0..16 {
+            match self.create(name, size) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                other => return other,
+            }
+            match self.open(name) {
+                // Unlinked between our create and open: try again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.expect("the loop ran"))
+    }
+}
+
+fn size_to_off(target: &Target, op: &'static str, size: u64) -> Result<libc::off_t> {
+    libc::off_t::try_from(size).map_err(|_| Error::InvalidArgument {
+        op,
+        target: target.clone(),
+        reason: format!("size {size} does not fit in off_t"),
+    })
+}
+
+fn fstat(fd: BorrowedFd<'_>) -> std::io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills the buffer, which is a `struct stat`.
+    shm_sys::cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: zeroed is a valid stat (plain integers) and fstat filled it.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// A POSIX named shared memory object (an open `shm_open` descriptor).
+///
+/// Map it with [`map`](PosixShm::map). The name lives in `/dev/shm` until
+/// someone unlinks it ([`unlink`](PosixShm::unlink), [`PosixShm::unlink_name`],
+/// or [`PosixOptions::unlink_on_drop`]); mappings stay valid after that.
+///
+/// # Examples
+///
+/// What the seed's `process_1.py`/`process_2.py` do with Python's `SharedMemory`:
+///
+/// ```
+/// use shm_segment::{PosixShm, PosixOptions, Region};
+/// let name = format!("/shm-test-doc-psm-{}", std::process::id());
+/// // process 1
+/// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, 1024)?;
+/// let buf = shm.map()?;
+/// buf.write_at(0, &[1])?;
+/// // process 2
+/// let other = PosixShm::open(&name)?.map()?;
+/// other.write_at(1, &[2, 3, 4])?;
+/// // both see all four bytes
+/// let mut seen = [0u8; 4];
+/// buf.read_at(0, &mut seen)?;
+/// assert_eq!(seen, [1, 2, 3, 4]);
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct PosixShm {
+    fd: OwnedFd,
+    name: ShmName,
+    access: Access,
+    unlink_on_drop: bool,
+    created: bool,
+}
+
+impl PosixShm {
+    /// Creates a new segment with the defaults of [`PosixOptions`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::PosixShm;
+    /// let name = format!("/shm-test-doc-new-{}", std::process::id());
+    /// let shm = PosixShm::create(&name, 4096)?;
+    /// assert_eq!(shm.size()?, 4096);
+    /// shm.unlink()?;
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn create(name: &str, size: u64) -> Result<Self> {
+        PosixOptions::new().create(name, size)
+    }
+
+    /// Opens an existing segment read-write.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(shm_segment::PosixShm::open("/shm-test-doc-missing").is_err());
+    /// ```
+    pub fn open(name: &str) -> Result<Self> {
+        PosixOptions::new().open(name)
+    }
+
+    /// Opens the segment, or creates it with `size` bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = format!("/shm-test-doc-ooc2-{}", std::process::id());
+    /// let shm = shm_segment::PosixShm::open_or_create(&name, 10)?;
+    /// assert!(shm.created());
+    /// shm.unlink()?;
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn open_or_create(name: &str, size: u64) -> Result<Self> {
+        PosixOptions::new().open_or_create(name, size)
+    }
+
+    /// `shm_unlink(3)` by name, without opening it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = shm_segment::PosixShm::unlink_name("/shm-test-doc-nothing").unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    /// ```
+    pub fn unlink_name(name: &str) -> Result<()> {
+        let name = ShmName::new(name)?;
+        // SAFETY: valid C string.
+        if unsafe { libc::shm_unlink(name.c_name().as_ptr()) } == -1 {
+            return Err(Error::last_os("unlink", name.target()));
+        }
+        Ok(())
+    }
+
+    /// The name, with its leading `/`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = format!("/shm-test-doc-name-{}", std::process::id());
+    /// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 1)?;
+    /// assert_eq!(shm.name().as_str(), name);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn name(&self) -> &ShmName {
+        &self.name
+    }
+
+    /// Whether this handle created the segment (see [`PosixOptions::open_or_create`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = format!("/shm-test-doc-created-{}", std::process::id());
+    /// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 1)?;
+    /// assert!(shm.created());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Sets whether dropping the handle unlinks the name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = format!("/shm-test-doc-owner-{}", std::process::id());
+    /// let mut shm = shm_segment::PosixShm::create(&name, 1)?;
+    /// shm.set_unlink_on_drop(true);
+    /// drop(shm);
+    /// assert!(shm_segment::PosixShm::open(&name).is_err());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn set_unlink_on_drop(&mut self, unlink: bool) {
+        self.unlink_on_drop = unlink;
+    }
+
+    /// The current size in bytes (`fstat`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = format!("/shm-test-doc-size-{}", std::process::id());
+    /// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 100)?;
+    /// assert_eq!(shm.size()?, 100);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn size(&self) -> Result<u64> {
+        Ok(self.stat()?.size)
+    }
+
+    /// Maps the whole segment, read-write (or read-only when opened so).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::Region;
+    /// let name = format!("/shm-test-doc-map-{}", std::process::id());
+    /// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 100)?;
+    /// assert_eq!(shm.map()?.len(), 100);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn map(&self) -> Result<Mapping> {
+        self.map_with(self.access)
+    }
+
+    /// Maps the whole segment read-only, whatever it was opened for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::Region;
+    /// let name = format!("/shm-test-doc-mapro-{}", std::process::id());
+    /// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 100)?;
+    /// assert!(shm.map_read_only()?.write_at(0, b"x").is_err());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn map_read_only(&self) -> Result<Mapping> {
+        self.map_with(Access::ReadOnly)
+    }
+
+    fn map_with(&self, access: Access) -> Result<Mapping> {
+        let size = self.size()?;
+        let len = usize::try_from(size).map_err(|_| Error::InvalidArgument {
+            op: "map",
+            target: self.name.target(),
+            reason: format!("size {size} does not fit in the address space"),
+        })?;
+        Mapping::of_fd(self.fd.as_fd(), len, access, self.name.target())
+    }
+
+    /// Changes the size (`ftruncate`), reserving new memory unless
+    /// [`PosixOptions::reserve`] said not to at create time (it is reserved
+    /// here in any case). Existing mappings keep their length; after a
+    /// shrink, touching their pages past the new end raises `SIGBUS` in every
+    /// process that maps them, so shrink only what nobody maps.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = format!("/shm-test-doc-resize-{}", std::process::id());
+    /// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 100)?;
+    /// shm.resize(8192)?;
+    /// assert_eq!(shm.size()?, 8192);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn resize(&self, size: u64) -> Result<()> {
+        let target = self.name.target();
+        if size == 0 {
+            return Err(Error::InvalidArgument {
+                op: "resize",
+                target,
+                reason: "size must be at least 1 byte".into(),
+            });
+        }
+        let len = size_to_off(&target, "resize", size)?;
+        let old = self.size()? as libc::off_t;
+        self.set_len(len, old.min(len), true, "resize")
+    }
+
+    /// `ftruncate` to `len`, then reserve `from .. len` if asked.
+    fn set_len(&self, len: libc::off_t, from: libc::off_t, reserve: bool, op: &'static str) -> Result<()> {
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: plain syscall on our own descriptor.
+        if unsafe { libc::ftruncate(fd, len) } == -1 {
+            return Err(Error::last_os(op, self.name.target()));
+        }
+        if reserve && len > from {
+            // SAFETY: plain call on our own descriptor.
+            shm_sys::cvt_errno(unsafe { libc::posix_fallocate(fd, from, len - from) })
+                .map_err(|e| Error::os(op, self.name.target(), e))?;
+        }
+        Ok(())
+    }
+
+    /// `fchown`/`fchmod`: changes owner and permission bits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::PermChange;
+    /// let name = format!("/shm-test-doc-chmod-{}", std::process::id());
+    /// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 1)?;
+    /// shm.set_perms(PermChange::new().mode(0o604))?;
+    /// assert_eq!(shm.stat()?.mode, 0o604);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn set_perms(&self, change: PermChange) -> Result<()> {
+        set_fd_perms(self.fd.as_fd(), &self.name.target(), change)
+    }
+
+    /// `fstat`: size, mode, owner and times.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = format!("/shm-test-doc-stat-{}", std::process::id());
+    /// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 10)?;
+    /// let st = shm.stat()?;
+    /// assert_eq!((st.size, st.mode, st.uid), (10, 0o600, unsafe { libc::geteuid() }));
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn stat(&self) -> Result<PosixStat> {
+        let st = fstat(self.fd.as_fd()).map_err(|e| Error::os("stat", self.name.target(), e))?;
+        Ok(PosixStat {
+            name: self.name.to_string(),
+            size: st.st_size as u64,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            atime: st.st_atime,
+            mtime: st.st_mtime,
+            ctime: st.st_ctime,
+            inode: st.st_ino,
+        })
+    }
+
+    /// `shm_unlink(3)`: removes the name; existing mappings and handles stay valid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::Region;
+    /// let name = format!("/shm-test-doc-unlink-{}", std::process::id());
+    /// let shm = shm_segment::PosixShm::create(&name, 16)?;
+    /// let map = shm.map()?;
+    /// shm.unlink()?;
+    /// map.write_at(0, b"still mapped")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unlink(&self) -> Result<()> {
+        Self::unlink_name(self.name.as_str())
+    }
+}
+
+pub(crate) fn set_fd_perms(fd: BorrowedFd<'_>, target: &Target, change: PermChange) -> Result<()> {
+    let raw = fd.as_raw_fd();
+    if change.uid.is_some() || change.gid.is_some() {
+        // u32::MAX is (uid_t)-1: "leave unchanged".
+        let (uid, gid) = (change.uid.unwrap_or(u32::MAX), change.gid.unwrap_or(u32::MAX));
+        // SAFETY: plain syscall on a live descriptor.
+        if unsafe { libc::fchown(raw, uid, gid) } == -1 {
+            return Err(Error::last_os("chown", target.clone()));
+        }
+    }
+    if let Some(mode) = change.mode {
+        check_mode("chmod", target, mode)?;
+        // SAFETY: plain syscall on a live descriptor.
+        if unsafe { libc::fchmod(raw, mode) } == -1 {
+            return Err(Error::last_os("chmod", target.clone()));
+        }
+    }
+    Ok(())
+}
+
+impl AsFd for PosixShm {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for PosixShm {
+    fn drop(&mut self) {
+        if self.unlink_on_drop {
+            let _ = self.unlink();
+        }
+    }
+}
+
+/// What `fstat` says of a POSIX segment. Times are seconds since the epoch.
+///
+/// # Examples
+///
+/// ```
+/// let name = format!("/shm-test-doc-pstat-{}", std::process::id());
+/// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 10)?;
+/// assert_eq!(shm.stat()?.name, name);
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct PosixStat {
+    /// The name, with its leading `/`.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Last access time.
+    pub atime: i64,
+    /// Last modification time.
+    pub mtime: i64,
+    /// Last status change time.
+    pub ctime: i64,
+    /// Inode number in `/dev/shm`, as `/proc/PID/maps` shows it.
+    pub inode: u64,
+}
+
+/// Every POSIX shared memory object in `/dev/shm` (regular files only;
+/// semaphores, named `sem.*`, are left out).
+///
+/// # Examples
+///
+/// ```
+/// let name = format!("/shm-test-doc-list-{}", std::process::id());
+/// let _shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 10)?;
+/// assert!(shm_segment::posix_list()?.iter().any(|s| s.name == name && s.size == 10));
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+pub fn list() -> Result<Vec<PosixStat>> {
+    let dir_target = || Target::Posix(SHM_DIR.to_owned());
+    let mut out = Vec::new();
+    for entry in fs::read_dir(SHM_DIR).map_err(|e| Error::os("list", dir_target(), e))? {
+        let entry = entry.map_err(|e| Error::os("list", dir_target(), e))?;
+        let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if file.starts_with("sem.") {
+            continue;
+        }
+        // Vanished since read_dir, or not a regular file: skip.
+        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.file_type().is_file() || meta.file_type().is_fifo() {
+            continue;
+        }
+        out.push(PosixStat {
+            name: format!("/{file}"),
+            size: meta.size(),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            atime: meta.atime(),
+            mtime: meta.mtime(),
+            ctime: meta.ctime(),
+            inode: meta.ino(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}

@@ -1,0 +1,122 @@
+//! [`ProcessId`]: a process named so that a reused pid is not mistaken for it.
+
+use std::fs;
+
+/// A pid plus the process's start time (clock ticks after boot, field 22 of
+/// `/proc/PID/stat`). Pids are reused; the pair is not, so it can record who
+/// owns a block or created a segment, and [`is_alive`](ProcessId::is_alive)
+/// tells whether that very process still runs. No heartbeats needed.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::ProcessId;
+/// let me = ProcessId::current();
+/// assert_eq!(me.pid, std::process::id());
+/// assert!(me.is_alive());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ProcessId {
+    /// The process id.
+    pub pid: u32,
+    /// Start time in clock ticks after boot; 0 when unknown.
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    /// The calling process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(shm_segment::ProcessId::current().start_time > 0);
+    /// ```
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        ProcessId {
+            pid,
+            start_time: start_time(pid).unwrap_or(0),
+        }
+    }
+
+    /// The process that now has `pid`, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::ProcessId;
+    /// assert_eq!(ProcessId::of(std::process::id()), Some(ProcessId::current()));
+    /// assert_eq!(ProcessId::of(u32::MAX), None);
+    /// ```
+    pub fn of(pid: u32) -> Option<Self> {
+        Some(ProcessId {
+            pid,
+            start_time: start_time(pid)?,
+        })
+    }
+
+    /// Whether this very process (same pid *and* start time) still exists.
+    /// A zombie counts as gone: it can no longer touch shared memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::ProcessId;
+    /// let mut me = ProcessId::current();
+    /// me.start_time += 1; // a different process that once had our pid
+    /// assert!(!me.is_alive());
+    /// ```
+    pub fn is_alive(&self) -> bool {
+        match read_stat(self.pid) {
+            Some((state, start)) => state != 'Z' && state != 'X' && start == self.start_time,
+            None => false,
+        }
+    }
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    read_stat(pid).map(|(_, start)| start)
+}
+
+/// `(state, starttime)` from `/proc/PID/stat`.
+fn read_stat(pid: u32) -> Option<(char, u64)> {
+    if pid == 0 {
+        return None;
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)
+}
+
+/// The command name (field 2) may hold spaces and parentheses, so fields are
+/// counted from the last `)`.
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state (field 3), starttime is field 22: 18 more to skip.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_command_name_with_spaces_and_parens() {
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_stat(line), Some(('S', 987654)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn a_dead_child_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = ProcessId::of(child.id());
+        child.wait().unwrap();
+        if let Some(id) = id {
+            assert!(!id.is_alive());
+        }
+    }
+}

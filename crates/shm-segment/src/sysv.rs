@@ -1,0 +1,745 @@
+//! System V shared memory: `shmget(2)`, `shmat(2)`, `shmdt(2)`, `shmctl(2)`.
+
+use std::ffi::CString;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::ptr::NonNull;
+
+use shm_sys::{SHM_DEST, SHM_LOCKED};
+
+use crate::error::{Error, Result, Target};
+use crate::perms::{check_mode, PermChange};
+use crate::region::{Access, Region};
+
+/// A System V IPC key (`key_t`). Displays as `0x%08x`, as `ipcs` shows it.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::SysvKey;
+/// assert_eq!(SysvKey(123456).to_string(), "0x0001e240");
+/// assert!(SysvKey::PRIVATE.is_private());
+/// assert_ne!(SysvKey::random(), SysvKey::PRIVATE);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SysvKey(pub i32);
+
+impl SysvKey {
+    /// `IPC_PRIVATE`: every create makes a new segment that only its id reaches.
+    pub const PRIVATE: SysvKey = SysvKey(libc::IPC_PRIVATE);
+
+    /// A random key other than `IPC_PRIVATE`, for tests and throwaway segments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_ne!(shm_segment::SysvKey::random(), shm_segment::SysvKey::random());
+    /// ```
+    pub fn random() -> Self {
+        loop {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            let key = h.finish() as i32;
+            if key != libc::IPC_PRIVATE && key != -1 {
+                return SysvKey(key);
+            }
+        }
+    }
+
+    /// `ftok(3)`: a key from an existing file and a project id (its low 8 bits).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = shm_segment::SysvKey::from_path("/", 1)?;
+    /// assert_eq!(a, shm_segment::SysvKey::from_path("/", 1)?);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn from_path(path: impl AsRef<Path>, proj_id: u8) -> Result<Self> {
+        let path = path.as_ref();
+        let target = Target::Posix(path.display().to_string());
+        let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Error::InvalidName {
+            name: path.display().to_string(),
+            reason: "contains a NUL byte",
+        })?;
+        // SAFETY: `c` is a valid NUL-terminated path.
+        let key = unsafe { libc::ftok(c.as_ptr(), libc::c_int::from(proj_id)) };
+        if key == -1 {
+            return Err(Error::last_os("ftok", target));
+        }
+        Ok(SysvKey(key))
+    }
+
+    /// Whether this is `IPC_PRIVATE`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!shm_segment::SysvKey(7).is_private());
+    /// ```
+    pub fn is_private(self) -> bool {
+        self.0 == libc::IPC_PRIVATE
+    }
+}
+
+impl fmt::Display for SysvKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#010x}", self.0 as u32)
+    }
+}
+
+/// How to create or open a System V segment, like `std::fs::OpenOptions`.
+///
+/// Defaults: mode `0600`, exclusive create (`IPC_CREAT|IPC_EXCL`), and no
+/// removal on drop (the segment outlives the process, as System V segments do).
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::{SysvKey, SysvOptions};
+/// let seg = SysvOptions::new().mode(0o640).remove_on_drop(true).create(SysvKey::PRIVATE, 4096)?;
+/// assert_eq!(seg.stat()?.perms(), 0o640);
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct SysvOptions {
+    mode: u32,
+    exclusive: bool,
+    remove_on_drop: bool,
+    huge_pages: bool,
+}
+
+impl Default for SysvOptions {
+    fn default() -> Self {
+        SysvOptions {
+            mode: 0o600,
+            exclusive: true,
+            remove_on_drop: false,
+            huge_pages: false,
+        }
+    }
+}
+
+impl SysvOptions {
+    /// The defaults: mode `0600`, exclusive, kept after drop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::SysvOptions::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Permission bits for a new segment (`0o000 ..= 0o777`); System V ignores the umask.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::SysvOptions::new().mode(0o666);
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// With `false`, `create` opens an existing segment of the key instead of failing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::SysvOptions::new().exclusive(false);
+    /// ```
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
+
+    /// Mark the segment for removal (`IPC_RMID`) when the handle drops.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::SysvOptions::new().remove_on_drop(true);
+    /// ```
+    pub fn remove_on_drop(mut self, remove: bool) -> Self {
+        self.remove_on_drop = remove;
+        self
+    }
+
+    /// Back the segment with huge pages (`SHM_HUGETLB`); needs reserved huge pages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_segment::SysvOptions::new().huge_pages(true);
+    /// ```
+    pub fn huge_pages(mut self, huge: bool) -> Self {
+        self.huge_pages = huge;
+        self
+    }
+
+    /// `shmget(key, size, IPC_CREAT[|IPC_EXCL]|mode)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let key = SysvKey::random();
+    /// let a = SysvOptions::new().remove_on_drop(true).create(key, 100)?;
+    /// // Exclusive by default: a second create of the same key fails with EEXIST.
+    /// let err = SysvOptions::new().create(key, 100).unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    /// // Not exclusive: opens the existing one.
+    /// let b = SysvOptions::new().exclusive(false).create(key, 100)?;
+    /// assert_eq!(a.id(), b.id());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn create(&self, key: SysvKey, size: usize) -> Result<SysvSegment> {
+        let target = Target::SysvKey(key.0);
+        check_mode("create", &target, self.mode)?;
+        if size == 0 {
+            return Err(Error::InvalidArgument {
+                op: "create",
+                target,
+                reason: "size must be at least 1 byte".into(),
+            });
+        }
+        let mut flags = libc::IPC_CREAT | self.mode as libc::c_int;
+        if self.exclusive {
+            flags |= libc::IPC_EXCL;
+        }
+        if self.huge_pages {
+            flags |= libc::SHM_HUGETLB;
+        }
+        // SAFETY: plain syscall with integer arguments.
+        let id = unsafe { libc::shmget(key.0, size, flags) };
+        if id == -1 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINVAL) && !self.exclusive {
+                // The key exists with a smaller size: say so rather than "Invalid argument".
+                if let Ok(existing) = SysvOptions::new().open(key) {
+                    let actual = existing.stat()?.size;
+                    return Err(Error::TooSmall {
+                        target,
+                        actual,
+                        needed: size as u64,
+                    });
+                }
+            }
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                let max = shm_sys::shm_limits().map(|l| l.shmmax).unwrap_or(0);
+                return Err(Error::InvalidArgument {
+                    op: "create",
+                    target,
+                    reason: format!("size {size} is outside the host's limits (kernel.shmmax = {max})"),
+                });
+            }
+            return Err(Error::os("create", target, err));
+        }
+        Ok(SysvSegment {
+            key,
+            id,
+            remove_on_drop: self.remove_on_drop,
+        })
+    }
+
+    /// `shmget(key, 0, 0)`: the existing segment with this key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let err = SysvOptions::new().open(SysvKey::random()).unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    /// ```
+    pub fn open(&self, key: SysvKey) -> Result<SysvSegment> {
+        let target = Target::SysvKey(key.0);
+        if key.is_private() {
+            return Err(Error::InvalidArgument {
+                op: "open",
+                target,
+                reason: "IPC_PRIVATE names no existing segment; open it by id".into(),
+            });
+        }
+        // SAFETY: plain syscall with integer arguments.
+        let id = unsafe { libc::shmget(key.0, 0, 0) };
+        if id == -1 {
+            return Err(Error::last_os("open", target));
+        }
+        Ok(SysvSegment {
+            key,
+            id,
+            remove_on_drop: self.remove_on_drop,
+        })
+    }
+
+    /// The existing segment with this shmid (checked with `IPC_STAT`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let a = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 64)?;
+    /// let b = SysvOptions::new().open_id(a.id())?;
+    /// assert_eq!(b.key(), SysvKey::PRIVATE);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn open_id(&self, id: i32) -> Result<SysvSegment> {
+        let ds = shm_sys::shm_stat(id).map_err(|e| Error::os("open", Target::SysvId(id), e))?;
+        Ok(SysvSegment {
+            key: SysvKey(ds.shm_perm.__key),
+            id,
+            remove_on_drop: self.remove_on_drop,
+        })
+    }
+}
+
+/// A System V shared memory segment, by key and id; not yet attached.
+///
+/// Attach it with [`attach`](SysvSegment::attach) to read and write it. The
+/// segment exists until it is removed: [`remove`](SysvSegment::remove) marks
+/// it (`IPC_RMID`) and the kernel destroys it after the last process detaches;
+/// until then `ipcs -m` shows it with status `dest`. With
+/// [`SysvOptions::remove_on_drop`] the handle does that when dropped.
+///
+/// # Examples
+///
+/// Process 1 creates and writes, as the seed's `shm_manager(123456, 100)`:
+///
+/// ```
+/// use shm_segment::{Access, Region, SysvKey, SysvSegment};
+/// let key = SysvKey::random();
+/// let seg = SysvSegment::create(key, 100)?;
+/// seg.attach(Access::ReadWrite)?.write_at(0, b"Hello world!")?;
+///
+/// // Process 2 opens by key and reads.
+/// let other = SysvSegment::open(key)?;
+/// let map = other.attach(Access::ReadOnly)?;
+/// let mut buf = [0u8; 12];
+/// map.read_at(0, &mut buf)?;
+/// assert_eq!(&buf, b"Hello world!");
+/// assert!(map.write_at(0, b"no").is_err()); // read-only: an error, not a SIGSEGV
+///
+/// seg.remove()?;
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SysvSegment {
+    key: SysvKey,
+    id: i32,
+    remove_on_drop: bool,
+}
+
+impl SysvSegment {
+    /// Creates a new segment: exclusive, mode `0600`. See [`SysvOptions`] for more.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvSegment};
+    /// let seg = SysvSegment::create(SysvKey::PRIVATE, 4096)?;
+    /// assert_eq!(seg.stat()?.size, 4096);
+    /// seg.remove()?;
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn create(key: SysvKey, size: usize) -> Result<Self> {
+        SysvOptions::new().create(key, size)
+    }
+
+    /// Opens the existing segment with this key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvSegment};
+    /// assert!(SysvSegment::open(SysvKey::random()).is_err());
+    /// ```
+    pub fn open(key: SysvKey) -> Result<Self> {
+        SysvOptions::new().open(key)
+    }
+
+    /// Opens the existing segment with this shmid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(shm_segment::SysvSegment::open_id(-1).is_err());
+    /// ```
+    pub fn open_id(id: i32) -> Result<Self> {
+        SysvOptions::new().open_id(id)
+    }
+
+    /// The key it was created or opened with (`IPC_PRIVATE` for private ones).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 1)?;
+    /// assert!(seg.key().is_private());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn key(&self) -> SysvKey {
+        self.key
+    }
+
+    /// The shmid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 1)?;
+    /// assert!(seg.id() >= 0);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    fn target(&self) -> Target {
+        Target::SysvId(self.id)
+    }
+
+    /// Sets whether dropping the handle marks the segment for removal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvSegment};
+    /// let mut seg = SysvSegment::create(SysvKey::PRIVATE, 1)?;
+    /// seg.set_remove_on_drop(true); // gone when `seg` drops
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn set_remove_on_drop(&mut self, remove: bool) {
+        self.remove_on_drop = remove;
+    }
+
+    /// `shmat(2)`: maps the segment, read-write or read-only (`SHM_RDONLY`).
+    /// The mapping detaches (`shmdt`) when dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Access, Region, SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 10)?;
+    /// let map = seg.attach(Access::ReadWrite)?;
+    /// assert_eq!(map.len(), 10);
+    /// assert_eq!(seg.stat()?.nattch, 1);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn attach(&self, access: Access) -> Result<SysvMapping> {
+        let size = self.stat()?.size as usize;
+        let flags = match access {
+            Access::ReadWrite => 0,
+            Access::ReadOnly => libc::SHM_RDONLY,
+        };
+        // SAFETY: the kernel picks the address (null), so the new mapping
+        // aliases nothing in this process.
+        let ptr = unsafe { libc::shmat(self.id, std::ptr::null(), flags) };
+        if ptr as isize == -1 {
+            return Err(Error::last_os("attach", self.target()));
+        }
+        Ok(SysvMapping {
+            ptr: NonNull::new(ptr.cast()).expect("shmat never returns null on success"),
+            len: size,
+            read_only: access == Access::ReadOnly,
+            id: self.id,
+        })
+    }
+
+    /// `IPC_STAT`: everything the kernel keeps about the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 100)?;
+    /// let st = seg.stat()?;
+    /// assert_eq!((st.size, st.perms(), st.cpid), (100, 0o600, std::process::id() as i32));
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn stat(&self) -> Result<SysvStat> {
+        shm_sys::shm_stat(self.id)
+            .map(|ds| SysvStat::from_raw(self.id, &ds))
+            .map_err(|e| Error::os("stat", self.target(), e))
+    }
+
+    /// `IPC_SET`: changes owner uid/gid and permission bits. Only the owner,
+    /// the creator or a privileged process may; others get `EPERM`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{PermChange, SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 100)?;
+    /// seg.set_perms(PermChange::new().mode(0o644))?;
+    /// assert_eq!(seg.stat()?.perms(), 0o644);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn set_perms(&self, change: PermChange) -> Result<()> {
+        let target = self.target();
+        if let Some(mode) = change.mode {
+            check_mode("set", &target, mode)?;
+        }
+        let mut ds = shm_sys::shm_stat(self.id).map_err(|e| Error::os("set", target.clone(), e))?;
+        if let Some(uid) = change.uid {
+            ds.shm_perm.uid = uid;
+        }
+        if let Some(gid) = change.gid {
+            ds.shm_perm.gid = gid;
+        }
+        if let Some(mode) = change.mode {
+            ds.shm_perm.mode = (u32::from(ds.shm_perm.mode) & !0o777 | mode) as libc::c_ushort;
+        }
+        // SAFETY: IPC_SET reads the shmid_ds we pass, a valid one from IPC_STAT.
+        if unsafe { libc::shmctl(self.id, libc::IPC_SET, &mut ds) } == -1 {
+            return Err(Error::last_os("set", target));
+        }
+        Ok(())
+    }
+
+    /// `IPC_RMID`: marks the segment for destruction. The key is free at once;
+    /// the memory goes when the last process detaches.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvSegment};
+    /// let seg = SysvSegment::create(SysvKey::PRIVATE, 1)?;
+    /// let id = seg.id();
+    /// seg.remove()?;
+    /// assert!(SysvSegment::open_id(id).is_err());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn remove(&self) -> Result<()> {
+        remove_id(self.id)
+    }
+}
+
+fn remove_id(id: i32) -> Result<()> {
+    // SAFETY: IPC_RMID ignores the buffer argument.
+    if unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } == -1 {
+        return Err(Error::last_os("remove", Target::SysvId(id)));
+    }
+    Ok(())
+}
+
+impl Drop for SysvSegment {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = remove_id(self.id);
+        }
+    }
+}
+
+/// An attached System V segment (`shmat`); detaches on drop.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::{Access, Region, SysvKey, SysvOptions};
+/// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 64)?;
+/// let map = seg.attach(Access::ReadWrite)?;
+/// map.write_pod(0, &1234u32)?;
+/// assert_eq!(seg.attach(Access::ReadOnly)?.read_pod::<u32>(0)?, 1234);
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SysvMapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    read_only: bool,
+    id: i32,
+}
+
+// SAFETY: the attachment is owned; all access through `&self` is by copies or
+// atomics, as another process would access it.
+unsafe impl Send for SysvMapping {}
+// SAFETY: as above.
+unsafe impl Sync for SysvMapping {}
+
+impl SysvMapping {
+    /// The shmid of the attached segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Access, SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 1)?;
+    /// assert_eq!(seg.attach(Access::ReadOnly)?.id(), seg.id());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+}
+
+impl Drop for SysvMapping {
+    fn drop(&mut self) {
+        // SAFETY: the address shmat returned; no borrow of the memory outlives `&self`.
+        unsafe { libc::shmdt(self.ptr.as_ptr().cast()) };
+    }
+}
+
+// SAFETY: shmat mapped at least `shm_segsz` bytes at `ptr`, writable unless
+// attached SHM_RDONLY (then `read_only`), detached only on drop.
+unsafe impl Region for SysvMapping {
+    fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+    fn target(&self) -> Target {
+        Target::SysvId(self.id)
+    }
+}
+
+/// Everything the kernel keeps about a System V segment (`struct shmid_ds`).
+/// Times are seconds since the epoch, 0 for never.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::{Access, SysvKey, SysvOptions};
+/// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 8)?;
+/// let _map = seg.attach(Access::ReadWrite)?;
+/// let st = seg.stat()?;
+/// assert_eq!(st.nattch, 1);
+/// assert!(st.atime > 0 && st.dtime == 0);
+/// assert!(!st.is_marked_for_removal());
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SysvStat {
+    /// The key (`IPC_PRIVATE` is 0).
+    pub key: SysvKey,
+    /// The shmid.
+    pub id: i32,
+    /// Size in bytes (`shm_segsz`).
+    pub size: u64,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Creator uid.
+    pub cuid: u32,
+    /// Creator gid.
+    pub cgid: u32,
+    /// `shm_perm.mode`: permission bits plus `SHM_DEST`/`SHM_LOCKED`.
+    pub mode: u32,
+    /// Number of current attaches.
+    pub nattch: u64,
+    /// Pid of the creator.
+    pub cpid: i32,
+    /// Pid of the last `shmat`/`shmdt`.
+    pub lpid: i32,
+    /// Last attach time.
+    pub atime: i64,
+    /// Last detach time.
+    pub dtime: i64,
+    /// Last change time (create or `IPC_SET`).
+    pub ctime: i64,
+}
+
+impl SysvStat {
+    fn from_raw(id: i32, ds: &libc::shmid_ds) -> Self {
+        SysvStat {
+            key: SysvKey(ds.shm_perm.__key),
+            id,
+            size: ds.shm_segsz as u64,
+            uid: ds.shm_perm.uid,
+            gid: ds.shm_perm.gid,
+            cuid: ds.shm_perm.cuid,
+            cgid: ds.shm_perm.cgid,
+            mode: u32::from(ds.shm_perm.mode),
+            nattch: ds.shm_nattch,
+            cpid: ds.shm_cpid,
+            lpid: ds.shm_lpid,
+            atime: ds.shm_atime,
+            dtime: ds.shm_dtime,
+            ctime: ds.shm_ctime,
+        }
+    }
+
+    /// The permission bits, `mode & 0o777`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().mode(0o604).remove_on_drop(true).create(SysvKey::PRIVATE, 8)?;
+    /// assert_eq!(seg.stat()?.perms(), 0o604);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn perms(&self) -> u32 {
+        self.mode & 0o777
+    }
+
+    /// Whether `IPC_RMID` was called and the segment waits for its last detach
+    /// (`ipcs` status `dest`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Access, SysvKey, SysvSegment};
+    /// let seg = SysvSegment::create(SysvKey::PRIVATE, 8)?;
+    /// let map = seg.attach(Access::ReadWrite)?;
+    /// let id = seg.id();
+    /// seg.remove()?;
+    /// let st = shm_segment::sysv_list()?.into_iter().find(|s| s.id == id).unwrap();
+    /// assert!(st.is_marked_for_removal());
+    /// drop(map); // last detach: now it is gone
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn is_marked_for_removal(&self) -> bool {
+        self.mode & SHM_DEST != 0
+    }
+
+    /// Whether the segment is locked in memory (`ipcs` status `locked`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 8)?;
+    /// assert!(!seg.stat()?.is_locked());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn is_locked(&self) -> bool {
+        self.mode & SHM_LOCKED != 0
+    }
+}
+
+/// Every System V segment on the host that `SHM_STAT_ANY` (or, on kernels
+/// before 4.17, `SHM_STAT`) shows, as `ipcs -m` lists them.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::{SysvKey, SysvOptions};
+/// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::random(), 8)?;
+/// let all = shm_segment::sysv_list()?;
+/// assert!(all.iter().any(|s| s.id == seg.id() && s.key == seg.key()));
+/// # Ok::<(), shm_segment::Error>(())
+/// ```
+pub fn list() -> Result<Vec<SysvStat>> {
+    let (max, _) = shm_sys::shm_info().map_err(|e| Error::os("list", Target::SysvId(-1), e))?;
+    let mut out = Vec::new();
+    for index in 0..=max {
+        // Unused indexes (EINVAL) and segments we may not read (EACCES) are skipped.
+        if let Ok((id, ds)) = shm_sys::shm_stat_index(index) {
+            out.push(SysvStat::from_raw(id, &ds));
+        }
+    }
+    Ok(out)
+}
