@@ -236,7 +236,10 @@ mod tests {
         let mut c = r.cursor();
         assert_eq!(c.write(b"abcdef").unwrap(), 4);
         assert_eq!(c.write(b"x").unwrap(), 0);
-        assert_eq!(c.write_all(b"x").unwrap_err().kind(), io::ErrorKind::WriteZero);
+        assert_eq!(
+            c.write_all(b"x").unwrap_err().kind(),
+            io::ErrorKind::WriteZero
+        );
         assert_eq!(r.to_vec(), b"abcd");
     }
 
@@ -258,7 +261,8 @@ mod tests {
     fn read_line_over_many_chunks_and_nul_padding() {
         let r = HeapRegion::new(3 * CHUNK);
         let long = "x".repeat(CHUNK + 10);
-        r.write_at(0, format!("{long}\nshort\n").as_bytes()).unwrap();
+        r.write_at(0, format!("{long}\nshort\n").as_bytes())
+            .unwrap();
         let mut c = r.cursor();
         let mut line = String::new();
         c.read_line(&mut line).unwrap();

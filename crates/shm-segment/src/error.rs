@@ -84,7 +84,9 @@ pub enum Error {
         reason: String,
     },
     /// An access that would pass the end of the region; nothing was read or written.
-    #[error("{op} {target}: {len} bytes at offset {offset} pass the end of the {size}-byte region")]
+    #[error(
+        "{op} {target}: {len} bytes at offset {offset} pass the end of the {size}-byte region"
+    )]
     OutOfBounds {
         /// The operation.
         op: &'static str,

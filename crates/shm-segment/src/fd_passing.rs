@@ -49,7 +49,9 @@ pub fn send_fd(socket: &UnixStream, fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: CMSG_LEN is pure arithmetic.
     cmsg.cmsg_len = unsafe { libc::CMSG_LEN(FD_SPACE as u32) } as usize;
     // SAFETY: the data of this header has room for one c_int (CMSG_SPACE above).
-    unsafe { std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd()) };
+    unsafe {
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd())
+    };
     // SAFETY: msg points to live buffers set up above.
     shm_sys::cvt(unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })?;
     Ok(())
@@ -74,15 +76,27 @@ pub fn recv_fd(socket: &UnixStream) -> io::Result<OwnedFd> {
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control);
     // SAFETY: msg points to live buffers set up above.
-    let n = shm_sys::cvt(unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    let n = shm_sys::cvt(unsafe {
+        libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)
+    })?;
     if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "recv_fd: the peer closed the socket"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "recv_fd: the peer closed the socket",
+        ));
     }
     // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR checks msg_controllen.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    // SAFETY: non-null headers returned by CMSG_FIRSTHDR lie inside `control`.
-    if cmsg.is_null() || unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) } != (libc::SOL_SOCKET, libc::SCM_RIGHTS) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "recv_fd: the message carried no descriptor"));
+    let is_rights = !cmsg.is_null() && {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR lies inside `control`.
+        let header = unsafe { &*cmsg };
+        (header.cmsg_level, header.cmsg_type) == (libc::SOL_SOCKET, libc::SCM_RIGHTS)
+    };
+    if !is_rights {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "recv_fd: the message carried no descriptor",
+        ));
     }
     // SAFETY: an SCM_RIGHTS header carries at least one c_int.
     let raw = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()) };

@@ -107,7 +107,9 @@ pub enum HeaderError {
         actual: u64,
     },
     /// All zero: nobody created a structure here, or its creator died first.
-    #[error("no header: the segment was never initialised (or its creator died while initialising it)")]
+    #[error(
+        "no header: the segment was never initialised (or its creator died while initialising it)"
+    )]
     NotInitialised,
     /// The magic number is wrong: not one of our structures, or overwritten.
     #[error("bad magic {found:#018x}: not a structure of this crate, or a corrupted header")]
@@ -176,7 +178,9 @@ pub enum HeaderError {
         actual: u64,
     },
     /// `total_size` disagrees with what the capacity and element size imply.
-    #[error("the header's total size {found} does not match the {expected} bytes its capacity implies")]
+    #[error(
+        "the header's total size {found} does not match the {expected} bytes its capacity implies"
+    )]
     Layout {
         /// Bytes implied by the layout.
         expected: u64,
@@ -225,7 +229,14 @@ impl HeaderInfo {
     /// let info = shm_segment::HeaderInfo::new(shm_segment::Kind::MPMC_RING, 1, 8, 8, 1024, 64 + 8192);
     /// assert_eq!(info.elem_size, 8);
     /// ```
-    pub fn new(kind: Kind, version: u32, elem_size: u32, elem_align: u32, capacity: u64, total_size: u64) -> Self {
+    pub fn new(
+        kind: Kind,
+        version: u32,
+        elem_size: u32,
+        elem_align: u32,
+        capacity: u64,
+        total_size: u64,
+    ) -> Self {
         HeaderInfo {
             kind,
             version,
@@ -330,21 +341,39 @@ impl Header {
             ));
         }
         let state = region.atomic_u32(OFF_STATE)?;
-        if state.load(Ordering::Acquire) == READY && region.load_u64(OFF_MAGIC, Ordering::Relaxed)? == MAGIC {
+        if state.load(Ordering::Acquire) == READY
+            && region.load_u64(OFF_MAGIC, Ordering::Relaxed)? == MAGIC
+        {
             let kind = Kind(region.load_u32(OFF_KIND, Ordering::Relaxed)?);
             return Err(header_err(region, HeaderError::AlreadyInitialised { kind }));
         }
         let me = ProcessId::current();
         state.store(0, Ordering::Relaxed);
-        region.atomic_u64(OFF_MAGIC)?.store(MAGIC, Ordering::Relaxed);
-        region.atomic_u32(OFF_VERSION)?.store(info.version, Ordering::Relaxed);
-        region.atomic_u32(OFF_KIND)?.store(info.kind.0, Ordering::Relaxed);
-        region.atomic_u32(OFF_ELEM_SIZE)?.store(info.elem_size, Ordering::Relaxed);
-        region.atomic_u32(OFF_ELEM_ALIGN)?.store(info.elem_align, Ordering::Relaxed);
-        region.atomic_u64(OFF_CAPACITY)?.store(info.capacity, Ordering::Relaxed);
-        region.atomic_u64(OFF_TOTAL)?.store(info.total_size, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_MAGIC)?
+            .store(MAGIC, Ordering::Relaxed);
+        region
+            .atomic_u32(OFF_VERSION)?
+            .store(info.version, Ordering::Relaxed);
+        region
+            .atomic_u32(OFF_KIND)?
+            .store(info.kind.0, Ordering::Relaxed);
+        region
+            .atomic_u32(OFF_ELEM_SIZE)?
+            .store(info.elem_size, Ordering::Relaxed);
+        region
+            .atomic_u32(OFF_ELEM_ALIGN)?
+            .store(info.elem_align, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_CAPACITY)?
+            .store(info.capacity, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_TOTAL)?
+            .store(info.total_size, Ordering::Relaxed);
         region.atomic_u32(OFF_PID)?.store(me.pid, Ordering::Relaxed);
-        region.atomic_u64(OFF_START)?.store(me.start_time, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_START)?
+            .store(me.start_time, Ordering::Relaxed);
         // SYNC POINT: pairs with the Acquire load of `state` in `read`.
         state.store(READY, Ordering::Release);
         Ok(())
@@ -494,7 +523,11 @@ mod tests {
 
     fn published(cap: u64) -> HeapRegion {
         let r = HeapRegion::new(4096);
-        Header::init(&r, &HeaderInfo::new(Kind::SPSC_RING, 1, 8, 8, cap, layout(cap).unwrap())).unwrap();
+        Header::init(
+            &r,
+            &HeaderInfo::new(Kind::SPSC_RING, 1, 8, 8, cap, layout(cap).unwrap()),
+        )
+        .unwrap();
         r
     }
 
@@ -516,37 +549,92 @@ mod tests {
     fn each_field_mismatch_has_its_own_error() {
         let r = published(16);
         let v = |e: Expect| source(Header::validate(&r, &e, layout).unwrap_err());
-        assert!(matches!(v(Expect { kind: Kind::MEMPOOL, ..EXPECT }), HeaderError::WrongKind { .. }));
-        assert!(matches!(v(Expect { version: 2, ..EXPECT }), HeaderError::Version { .. }));
-        assert!(matches!(v(Expect { elem_size: 4, ..EXPECT }), HeaderError::ElemSize { .. }));
-        assert!(matches!(v(Expect { elem_align: 4, ..EXPECT }), HeaderError::ElemAlign { .. }));
-        assert_eq!(Header::validate(&r, &EXPECT, layout).unwrap().creator, ProcessId::current());
+        assert!(matches!(
+            v(Expect {
+                kind: Kind::MEMPOOL,
+                ..EXPECT
+            }),
+            HeaderError::WrongKind { .. }
+        ));
+        assert!(matches!(
+            v(Expect {
+                version: 2,
+                ..EXPECT
+            }),
+            HeaderError::Version { .. }
+        ));
+        assert!(matches!(
+            v(Expect {
+                elem_size: 4,
+                ..EXPECT
+            }),
+            HeaderError::ElemSize { .. }
+        ));
+        assert!(matches!(
+            v(Expect {
+                elem_align: 4,
+                ..EXPECT
+            }),
+            HeaderError::ElemAlign { .. }
+        ));
+        assert_eq!(
+            Header::validate(&r, &EXPECT, layout).unwrap().creator,
+            ProcessId::current()
+        );
     }
 
     #[test]
     fn corrupted_fields_are_caught() {
         let r = published(16);
         r.write_pod(OFF_CAPACITY, &1_000_000u64).unwrap();
-        assert!(matches!(source(Header::validate(&r, &EXPECT, layout).unwrap_err()), HeaderError::Layout { .. }));
+        assert!(matches!(
+            source(Header::validate(&r, &EXPECT, layout).unwrap_err()),
+            HeaderError::Layout { .. }
+        ));
         r.write_pod(OFF_CAPACITY, &u64::MAX).unwrap();
-        assert!(matches!(source(Header::validate(&r, &EXPECT, layout).unwrap_err()), HeaderError::Capacity { .. }));
+        assert!(matches!(
+            source(Header::validate(&r, &EXPECT, layout).unwrap_err()),
+            HeaderError::Capacity { .. }
+        ));
         r.write_pod(OFF_CAPACITY, &0u64).unwrap();
-        assert!(matches!(source(Header::validate(&r, &EXPECT, layout).unwrap_err()), HeaderError::Capacity { .. }));
+        assert!(matches!(
+            source(Header::validate(&r, &EXPECT, layout).unwrap_err()),
+            HeaderError::Capacity { .. }
+        ));
         r.write_pod(OFF_TOTAL, &u64::MAX).unwrap();
-        assert!(matches!(source(Header::read(&r).unwrap_err()), HeaderError::Truncated { .. }));
+        assert!(matches!(
+            source(Header::read(&r).unwrap_err()),
+            HeaderError::Truncated { .. }
+        ));
         r.write_pod(OFF_STATE, &1u32).unwrap();
-        assert!(matches!(source(Header::read(&r).unwrap_err()), HeaderError::NotReady { state: 1 }));
+        assert!(matches!(
+            source(Header::read(&r).unwrap_err()),
+            HeaderError::NotReady { state: 1 }
+        ));
         r.write_pod(OFF_MAGIC, &7u64).unwrap();
-        assert!(matches!(source(Header::read(&r).unwrap_err()), HeaderError::BadMagic { found: 7 }));
+        assert!(matches!(
+            source(Header::read(&r).unwrap_err()),
+            HeaderError::BadMagic { found: 7 }
+        ));
     }
 
     #[test]
     fn small_regions_and_oversized_total_are_refused() {
         let tiny = HeapRegion::new(32);
-        assert!(matches!(source(Header::read(&tiny).unwrap_err()), HeaderError::RegionTooSmall { .. }));
+        assert!(matches!(
+            source(Header::read(&tiny).unwrap_err()),
+            HeaderError::RegionTooSmall { .. }
+        ));
         let r = HeapRegion::new(128);
-        let err = Header::init(&r, &HeaderInfo::new(Kind::SPSC_RING, 1, 8, 8, 16, 4096)).unwrap_err();
-        assert!(matches!(source(err), HeaderError::Truncated { needed: 4096, actual: 128 }));
+        let err =
+            Header::init(&r, &HeaderInfo::new(Kind::SPSC_RING, 1, 8, 8, 16, 4096)).unwrap_err();
+        assert!(matches!(
+            source(err),
+            HeaderError::Truncated {
+                needed: 4096,
+                actual: 128
+            }
+        ));
     }
 
     #[test]

@@ -69,7 +69,12 @@ impl Mapping {
     }
 
     /// Maps the first `len` bytes of `fd` shared.
-    pub(crate) fn of_fd(fd: BorrowedFd<'_>, len: usize, access: Access, target: Target) -> Result<Self> {
+    pub(crate) fn of_fd(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        access: Access,
+        target: Target,
+    ) -> Result<Self> {
         Self::new(Some(fd), len, access, target)
     }
 

@@ -97,7 +97,8 @@ impl Memfd {
             })?;
         let c = CString::new(name).expect("checked: no NUL");
         // SAFETY: valid C string and flags.
-        let fd = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        let fd =
+            unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
         if fd == -1 {
             return Err(Error::last_os("create", target));
         }
@@ -134,8 +135,15 @@ impl Memfd {
             .to_owned();
         let memfd = Memfd { fd, name };
         let target = memfd.target();
-        let file = std::fs::File::from(memfd.fd.try_clone().map_err(|e| Error::os("open", target.clone(), e))?);
-        let meta = file.metadata().map_err(|e| Error::os("open", target.clone(), e))?;
+        let file = std::fs::File::from(
+            memfd
+                .fd
+                .try_clone()
+                .map_err(|e| Error::os("open", target.clone(), e))?,
+        );
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::os("open", target.clone(), e))?;
         if !meta.is_file() {
             return Err(Error::NotRegularFile { target });
         }
@@ -270,7 +278,14 @@ impl Memfd {
     /// ```
     pub fn add_seals(&self, seals: Seals) -> Result<()> {
         // SAFETY: plain fcntl on our own descriptor.
-        if unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_ADD_SEALS, seals.bits() as libc::c_int) } == -1 {
+        if unsafe {
+            libc::fcntl(
+                self.fd.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                seals.bits() as libc::c_int,
+            )
+        } == -1
+        {
             return Err(Error::last_os("seal", self.target()));
         }
         Ok(())

@@ -245,7 +245,8 @@ impl PosixOptions {
                 reason: "size must be at least 1 byte".into(),
             });
         }
-        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let flags =
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: valid C string; the mode is a plain integer (0: fchmod sets it below).
         let fd = unsafe { libc::shm_open(name.c_name().as_ptr(), flags, 0) };
         if fd == -1 {
@@ -288,7 +289,13 @@ impl PosixOptions {
             Access::ReadOnly => libc::O_RDONLY,
         };
         // SAFETY: valid C string; no O_CREAT, so the mode is unused.
-        let fd = unsafe { libc::shm_open(name.c_name().as_ptr(), rw | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0) };
+        let fd = unsafe {
+            libc::shm_open(
+                name.c_name().as_ptr(),
+                rw | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0,
+            )
+        };
         if fd == -1 {
             return Err(Error::last_os("open", target));
         }
@@ -587,7 +594,13 @@ impl PosixShm {
     }
 
     /// `ftruncate` to `len`, then reserve `from .. len` if asked.
-    fn set_len(&self, len: libc::off_t, from: libc::off_t, reserve: bool, op: &'static str) -> Result<()> {
+    fn set_len(
+        &self,
+        len: libc::off_t,
+        from: libc::off_t,
+        reserve: bool,
+        op: &'static str,
+    ) -> Result<()> {
         let fd = self.fd.as_raw_fd();
         // SAFETY: plain syscall on our own descriptor.
         if unsafe { libc::ftruncate(fd, len) } == -1 {
@@ -665,7 +678,10 @@ pub(crate) fn set_fd_perms(fd: BorrowedFd<'_>, target: &Target, change: PermChan
     let raw = fd.as_raw_fd();
     if change.uid.is_some() || change.gid.is_some() {
         // u32::MAX is (uid_t)-1: "leave unchanged".
-        let (uid, gid) = (change.uid.unwrap_or(u32::MAX), change.gid.unwrap_or(u32::MAX));
+        let (uid, gid) = (
+            change.uid.unwrap_or(u32::MAX),
+            change.gid.unwrap_or(u32::MAX),
+        );
         // SAFETY: plain syscall on a live descriptor.
         if unsafe { libc::fchown(raw, uid, gid) } == -1 {
             return Err(Error::last_os("chown", target.clone()));

@@ -143,7 +143,9 @@ pub unsafe trait Region {
         // SAFETY: the range is inside the region (checked above), which is
         // readable for its whole length (trait contract); `buf` is a distinct
         // local buffer, so the two do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
+        };
         Ok(())
     }
 
@@ -164,7 +166,9 @@ pub unsafe trait Region {
         // SAFETY: in range and writable (checked above; trait contract); `data`
         // is a Rust slice, which cannot alias the mapping's raw memory here
         // because safe code never holds a slice of it.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
+        };
         Ok(())
     }
 
@@ -292,13 +296,15 @@ pub unsafe trait Region {
     where
         Self: Sized,
     {
-        let bytes = std::mem::size_of::<T>().checked_mul(count).ok_or(Error::OutOfBounds {
-            op,
-            target: self.target(),
-            offset,
-            len: usize::MAX,
-            size: self.len(),
-        })?;
+        let bytes = std::mem::size_of::<T>()
+            .checked_mul(count)
+            .ok_or(Error::OutOfBounds {
+                op,
+                target: self.target(),
+                offset,
+                len: usize::MAX,
+                size: self.len(),
+            })?;
         self.check_range(op, offset, bytes)?;
         // SAFETY: offset is in range (checked above), so the pointer stays
         // inside the mapping.
@@ -468,7 +474,11 @@ pub unsafe trait Region {
     /// ```
     #[allow(clippy::mut_from_ref)]
     unsafe fn as_mut_slice(&self) -> &mut [u8] {
-        assert!(!self.is_read_only(), "{}: as_mut_slice on a read-only mapping", self.target());
+        assert!(
+            !self.is_read_only(),
+            "{}: as_mut_slice on a read-only mapping",
+            self.target()
+        );
         // SAFETY: valid and writable for `len` bytes (trait contract, checked
         // above); exclusive while the borrow lives (caller's promise).
         unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len()) }
@@ -680,8 +690,14 @@ mod tests {
     #[test]
     fn typed_access_checks_alignment_and_count_overflow() {
         let r = HeapRegion::new(64);
-        assert!(matches!(r.atomic_u64(4), Err(Error::Misaligned { align: 8, .. })));
-        assert!(matches!(r.typed_ptr::<u64>("t", 0, usize::MAX), Err(Error::OutOfBounds { .. })));
+        assert!(matches!(
+            r.atomic_u64(4),
+            Err(Error::Misaligned { align: 8, .. })
+        ));
+        assert!(matches!(
+            r.typed_ptr::<u64>("t", 0, usize::MAX),
+            Err(Error::OutOfBounds { .. })
+        ));
         // Pod reads and writes work at any alignment.
         r.write_pod(3, &0x0102_0304_0506_0708_u64).unwrap();
         assert_eq!(r.read_pod::<u64>(3).unwrap(), 0x0102_0304_0506_0708);

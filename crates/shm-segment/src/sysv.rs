@@ -60,10 +60,11 @@ impl SysvKey {
     pub fn from_path(path: impl AsRef<Path>, proj_id: u8) -> Result<Self> {
         let path = path.as_ref();
         let target = Target::Posix(path.display().to_string());
-        let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Error::InvalidName {
-            name: path.display().to_string(),
-            reason: "contains a NUL byte",
-        })?;
+        let c =
+            CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Error::InvalidName {
+                name: path.display().to_string(),
+                reason: "contains a NUL byte",
+            })?;
         // SAFETY: `c` is a valid NUL-terminated path.
         let key = unsafe { libc::ftok(c.as_ptr(), libc::c_int::from(proj_id)) };
         if key == -1 {
@@ -235,7 +236,9 @@ impl SysvOptions {
                 return Err(Error::InvalidArgument {
                     op: "create",
                     target,
-                    reason: format!("size {size} is outside the host's limits (kernel.shmmax = {max})"),
+                    reason: format!(
+                        "size {size} is outside the host's limits (kernel.shmmax = {max})"
+                    ),
                 });
             }
             return Err(Error::os("create", target, err));

@@ -310,6 +310,9 @@ mod tests {
 
     #[test]
     fn stat_of_a_missing_id_is_einval() {
-        assert_eq!(shm_stat(i32::MAX).unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        assert_eq!(
+            shm_stat(i32::MAX).unwrap_err().raw_os_error(),
+            Some(libc::EINVAL)
+        );
     }
 }
