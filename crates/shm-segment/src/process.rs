@@ -73,7 +73,40 @@ impl ProcessId {
             None => false,
         }
     }
+    /// Packs the identity into one word (pid in the low 22 bits, as Linux
+    /// pids are below `PID_MAX_LIMIT` = 2^22; start time in the upper 42), so a
+    /// single compare-and-swap can claim a role in shared memory. 0 means nobody.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::ProcessId;
+    /// let me = ProcessId::current();
+    /// assert_ne!(me.to_word(), 0);
+    /// assert_eq!(ProcessId::from_word(me.to_word()), me);
+    /// ```
+    pub fn to_word(self) -> u64 {
+        (self.start_time << PID_BITS) | u64::from(self.pid & PID_MASK)
+    }
+
+    /// Unpacks [`to_word`](ProcessId::to_word).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::ProcessId;
+    /// assert_eq!(ProcessId::from_word(0), ProcessId::default());
+    /// ```
+    pub fn from_word(word: u64) -> Self {
+        ProcessId {
+            pid: (word & u64::from(PID_MASK)) as u32,
+            start_time: word >> PID_BITS,
+        }
+    }
 }
+
+const PID_BITS: u32 = 22;
+const PID_MASK: u32 = (1 << PID_BITS) - 1;
 
 fn start_time(pid: u32) -> Option<u64> {
     read_stat(pid).map(|(_, start)| start)

@@ -1,0 +1,42 @@
+//! Lock-free rings that live in shared memory.
+//!
+//! - [`SpscRing`]: one producer and one consumer, in any processes; the
+//!   fastest path (no CAS, each side caches the other's position).
+//! - [`MpmcRing`]: any number of producers and consumers in any processes
+//!   (per-slot sequence numbers; see the [`mpmc`] module for why).
+//!
+//! Both hold `bytemuck::Pod` elements in any [`Region`](shm_segment::Region)
+//! (System V, POSIX, memfd, anonymous, heap), behind the validated header of
+//! `shm-segment`; both have single and bulk operations (bulk ones publish
+//! once per batch), and blocking calls with a timeout that sleep on a futex
+//! in the ring's own memory when the ring is created with
+//! [`RingOptions::blocking`] (no syscall when nobody sleeps).
+//!
+//! A full ring gives the value back (`Err(PushError::Full(v))`), as rtrb and
+//! crossbeam do. Every index read from shared memory is masked, so a corrupted
+//! or hostile peer can make the data wrong but never make this process access
+//! memory outside the ring.
+//!
+//! # Examples
+//!
+//! ```
+//! use shm_ring::SpscRing;
+//! let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(1024)?;
+//! tx.push(1).unwrap();
+//! assert_eq!(tx.push_slice(&[2, 3, 4]), 3);
+//! let mut out = [0; 4];
+//! assert_eq!(rx.pop_into(&mut out), 4);
+//! assert_eq!(out, [1, 2, 3, 4]);
+//! # Ok::<(), shm_ring::RingError>(())
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+pub mod mpmc;
+mod shared;
+pub mod spsc;
+
+pub use error::{BulkError, PopError, PushError, RingError};
+pub use mpmc::MpmcRing;
+pub use shared::RingOptions;
+pub use spsc::{Consumer, Producer, ReadChunk, SpscRing, WriteChunk};

@@ -1,0 +1,351 @@
+//! What both ring flavours share: the control block in shared memory, the
+//! layout, validation on attach, role claims, and futex waiting.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use shm_segment::{Expect, Header, HeaderError, HeaderInfo, Kind, ProcessId, Region, HEADER_SIZE};
+
+use crate::error::RingError;
+
+/// Flag in [`Control::flags`]: producers and consumers wake futex waiters.
+pub(crate) const FLAG_BLOCKING: u64 = 1;
+
+/// Where the control block starts: after the 64-byte header, on a fresh
+/// pair of cache lines (`CachePadded` aligns to 128 bytes on x86-64).
+pub(crate) const CONTROL_OFFSET: usize = 128;
+const _: () = assert!(CONTROL_OFFSET >= HEADER_SIZE);
+
+/// One side of the ring: the position it has published, and who holds it.
+#[repr(C)]
+pub(crate) struct Side {
+    /// Producers: the tail (next position to write). Consumers: the head
+    /// (next position to read). Monotonic; the slot index is `pos & mask`.
+    pub(crate) pos: AtomicU64,
+    /// SPSC only: `ProcessId::to_word` of the holder of this role, 0 if none.
+    pub(crate) owner: AtomicU64,
+}
+
+/// A futex word and the count of processes sleeping on it.
+#[repr(C)]
+pub(crate) struct WaitWords {
+    /// Bumped by a notifier that saw waiters; sleepers wait on its value.
+    seq: AtomicU32,
+    /// How many are about to sleep or sleeping; notifiers skip the syscall at 0.
+    waiters: AtomicU32,
+}
+
+/// The ring's shared state, right after the header. Only fixed-width atomics,
+/// each group on its own cache line.
+#[repr(C)]
+pub(crate) struct Control {
+    pub(crate) tail: CachePadded<Side>,
+    pub(crate) head: CachePadded<Side>,
+    /// Consumers wait here for items.
+    pub(crate) items: CachePadded<WaitWords>,
+    /// Producers wait here for room.
+    pub(crate) room: CachePadded<WaitWords>,
+    /// `FLAG_*` bits, written before the header is published, read once on attach.
+    pub(crate) flags: CachePadded<AtomicU64>,
+}
+
+/// Options for creating a ring.
+///
+/// # Examples
+///
+/// ```
+/// use shm_ring::RingOptions;
+/// let opts = RingOptions::new().blocking(true);
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RingOptions {
+    blocking: bool,
+}
+
+impl RingOptions {
+    /// The defaults: no futex wake-ups (the fastest push and pop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_ring::RingOptions::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Make blocking calls sleep on a futex and be woken by the other side.
+    /// Each push and pop then pays one fence and one load to check for
+    /// sleepers (no syscall unless someone sleeps). Without it, blocking
+    /// calls still work but poll with a growing back-off (up to 1 ms).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_ring::RingOptions::new().blocking(true);
+    /// ```
+    pub fn blocking(mut self, blocking: bool) -> Self {
+        self.blocking = blocking;
+        self
+    }
+}
+
+/// The process-local view of a ring: the region, and everything read from
+/// the header once at create or attach time (never re-read).
+pub(crate) struct Mapped<R> {
+    region: R,
+    control: *const Control,
+    /// First slot; slot `i` is at `slots + i * stride`.
+    pub(crate) slots: *mut u8,
+    pub(crate) capacity: u64,
+    pub(crate) mask: u64,
+    pub(crate) blocking: bool,
+}
+
+// SAFETY: the pointers point into `region`, which the Mapped owns; all shared
+// access through them is by atomics or by the ring protocol's exclusive
+// ownership of a slot, which is what makes the ring usable across threads.
+unsafe impl<R: Send> Send for Mapped<R> {}
+// SAFETY: as above.
+unsafe impl<R: Sync> Sync for Mapped<R> {}
+
+/// Per-flavour constants: kind, layout version, and bytes per slot.
+pub(crate) struct Layout<S> {
+    pub(crate) kind: Kind,
+    pub(crate) version: u32,
+    _slot: PhantomData<S>,
+}
+
+impl<S> Layout<S> {
+    pub(crate) const fn new(kind: Kind, version: u32) -> Self {
+        Layout {
+            kind,
+            version,
+            _slot: PhantomData,
+        }
+    }
+
+    pub(crate) fn slots_offset() -> usize {
+        let base = CONTROL_OFFSET + std::mem::size_of::<Control>();
+        let align = std::mem::align_of::<S>().max(128);
+        base.next_multiple_of(align)
+    }
+
+    /// Total bytes for `capacity` slots; `None` on overflow.
+    pub(crate) fn size(capacity: u64) -> Option<u64> {
+        capacity
+            .checked_mul(std::mem::size_of::<S>() as u64)?
+            .checked_add(Self::slots_offset() as u64)
+    }
+}
+
+impl<R: Region> Mapped<R> {
+    /// Lays out a new ring in `region` and publishes its header last.
+    /// `init_slot` prepares slot `i` (MPMC writes sequence numbers).
+    pub(crate) fn create<T, S>(
+        region: R,
+        layout: &Layout<S>,
+        capacity: u64,
+        opts: RingOptions,
+        init_slot: impl Fn(*mut S, u64),
+    ) -> Result<Self, RingError> {
+        let target = region.target();
+        if std::mem::size_of::<T>() == 0 {
+            return Err(RingError::ZeroSized { target });
+        }
+        let bad = |reason| RingError::Capacity {
+            target: region.target(),
+            capacity,
+            reason,
+        };
+        if capacity == 0 || !capacity.is_power_of_two() {
+            return Err(bad("it must be a power of two, at least 1"));
+        }
+        let needed =
+            Layout::<S>::size(capacity).ok_or_else(|| bad("the ring would not fit in memory"))?;
+        if needed > region.len() as u64 {
+            return Err(RingError::RegionTooSmall {
+                target,
+                needed,
+                actual: region.len() as u64,
+            });
+        }
+        region.check_writable("create ring")?;
+        // Refuse to overwrite a live structure before touching any byte.
+        if let Ok(existing) = Header::read(&region) {
+            let source = HeaderError::AlreadyInitialised {
+                kind: existing.kind,
+            };
+            return Err(shm_segment::Error::Header { target, source }.into());
+        }
+        region.fill(HEADER_SIZE, needed as usize - HEADER_SIZE, 0)?;
+        let mapped = Self::wire::<S>(region, capacity)?;
+        for i in 0..capacity {
+            init_slot(mapped.slot_ptr::<S>(i), i);
+        }
+        let flags = if opts.blocking { FLAG_BLOCKING } else { 0 };
+        mapped.control().flags.store(flags, Ordering::Relaxed);
+        let info = HeaderInfo::new(
+            layout.kind,
+            layout.version,
+            std::mem::size_of::<T>() as u32,
+            std::mem::align_of::<T>() as u32,
+            capacity,
+            needed,
+        );
+        // SYNC POINT: the header's Release publish covers the slots and flags above.
+        Header::init(&mapped.region, &info)?;
+        Ok(Mapped {
+            blocking: opts.blocking,
+            ..mapped
+        })
+    }
+
+    /// Validates the header against `T` and the layout, then wires up.
+    pub(crate) fn attach<T, S>(region: R, layout: &Layout<S>) -> Result<Self, RingError> {
+        let expect = Expect::of::<T>(layout.kind, layout.version);
+        let info = Header::validate(&region, &expect, Layout::<S>::size)?;
+        if !info.capacity.is_power_of_two() {
+            return Err(RingError::Capacity {
+                target: region.target(),
+                capacity: info.capacity,
+                reason: "the header's capacity is not a power of two",
+            });
+        }
+        let mapped = Self::wire::<S>(region, info.capacity)?;
+        let blocking = mapped.control().flags.load(Ordering::Relaxed) & FLAG_BLOCKING != 0;
+        Ok(Mapped { blocking, ..mapped })
+    }
+
+    /// Checks bounds and alignment of the control block and the slots once;
+    /// afterwards every slot index is masked, so it stays in bounds.
+    fn wire<S>(region: R, capacity: u64) -> Result<Self, RingError> {
+        let control = region.typed_ptr::<Control>("attach ring", CONTROL_OFFSET, 1)?;
+        let slots = region.typed_ptr::<S>(
+            "attach ring",
+            Layout::<S>::slots_offset(),
+            capacity as usize,
+        )?;
+        Ok(Mapped {
+            region,
+            control,
+            slots: slots.cast(),
+            capacity,
+            mask: capacity - 1,
+            blocking: false,
+        })
+    }
+
+    pub(crate) fn region(&self) -> &R {
+        &self.region
+    }
+}
+
+impl<R> Mapped<R> {
+    pub(crate) fn control(&self) -> &Control {
+        // SAFETY: checked in bounds and aligned in `wire`; the region lives as
+        // long as `self`; Control holds only atomics, valid for any bits and
+        // made for concurrent access.
+        unsafe { &*self.control }
+    }
+
+    /// Pointer to slot `index & mask`: always inside the region.
+    #[inline]
+    pub(crate) fn slot_ptr<S>(&self, index: u64) -> *mut S {
+        // SAFETY: `index & mask < capacity`, and `wire` checked that
+        // `capacity` slots fit in the region.
+        unsafe { self.slots.cast::<S>().add((index & self.mask) as usize) }
+    }
+}
+
+/// Claims an SPSC role: succeeds if nobody holds it or its holder is dead.
+pub(crate) fn claim_role(
+    word: &AtomicU64,
+    role: &'static str,
+    target: impl Fn() -> shm_segment::Target,
+) -> Result<u64, RingError> {
+    let me = ProcessId::current().to_word();
+    let mut current = word.load(Ordering::Acquire);
+    loop {
+        if current != 0 {
+            let holder = ProcessId::from_word(current);
+            if holder.is_alive() {
+                return Err(RingError::RoleTaken {
+                    target: target(),
+                    role,
+                    holder,
+                });
+            }
+        }
+        // SYNC POINT: Acquire pairs with the Release of `release_role` (or a
+        // dead holder's last position store), so we see its final position.
+        match word.compare_exchange(current, me, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(me),
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+/// Gives a role back, if we still hold it.
+pub(crate) fn release_role(word: &AtomicU64, me: u64) {
+    let _ = word.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+impl WaitWords {
+    /// After publishing: wake sleepers, with no syscall when there are none.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        // SYNC POINT: this fence and the one in `wait_until` order "publish
+        // position, then read waiters" against "count myself, then re-read the
+        // position": at least one side sees the other, so no wake-up is lost.
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.seq.fetch_add(1, Ordering::Release);
+            let _ = shm_sys::futex_wake(&self.seq, u32::MAX);
+        }
+    }
+
+    /// Retries `attempt` until it succeeds or `deadline` passes: first a short
+    /// spin, then futex sleeps (blocking rings) or polls with back-off.
+    pub(crate) fn wait_until<T>(
+        &self,
+        deadline: Instant,
+        blocking: bool,
+        mut attempt: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let mut round = 0u32;
+        loop {
+            if let Some(v) = attempt() {
+                return Some(v);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            round += 1;
+            if round <= 64 {
+                std::hint::spin_loop();
+            } else if round <= 80 {
+                std::thread::yield_now();
+            } else if blocking {
+                let seq = self.seq.load(Ordering::Acquire);
+                self.waiters.fetch_add(1, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                let result = attempt();
+                if result.is_none() {
+                    let _ = shm_sys::futex_wait(&self.seq, seq, Some(deadline - now));
+                }
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                if result.is_some() {
+                    return result;
+                }
+            } else {
+                let backoff = Duration::from_micros(10 << (round - 80).min(7));
+                std::thread::sleep(backoff.min(deadline - now));
+            }
+        }
+    }
+}
