@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`sys`] | `shm-sys` | raw FFI: what libc lacks (`shm_info`, `SHM_STAT_ANY`, futex) |
 //! | [`segment`] | `shm-segment` | safe System V, POSIX, memfd and anonymous segments |
+//! | [`ring`] | `shm-ring` | lock-free SPSC and MPMC rings inside a segment |
 //!
 //! # Examples
 //!
@@ -22,5 +23,6 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub use shm_ring as ring;
 pub use shm_segment as segment;
 pub use shm_sys as sys;
