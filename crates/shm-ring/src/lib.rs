@@ -35,6 +35,7 @@ mod error;
 pub mod mpmc;
 mod shared;
 pub mod spsc;
+mod sync;
 
 pub use error::{BulkError, PopError, PushError, RingError};
 pub use mpmc::MpmcRing;

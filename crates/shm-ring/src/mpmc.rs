@@ -27,8 +27,8 @@
 //! example after the creator sees its peers die).
 
 use std::marker::PhantomData;
-use std::ptr::addr_of;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ptr::{addr_of, addr_of_mut};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use shm_segment::{HeapRegion, Kind, Region};
 
 use crate::error::{BulkError, PopError, PushError, RingError};
 use crate::shared::{Layout, Mapped, RingOptions};
+use crate::sync::{AtomicU64, ValueCell};
 
 const LAYOUT_VERSION: u32 = 1;
 
@@ -44,7 +45,7 @@ const LAYOUT_VERSION: u32 = 1;
 #[repr(C)]
 pub(crate) struct Slot<T> {
     seq: AtomicU64,
-    value: T,
+    value: ValueCell<T>,
 }
 
 /// The sequence of a slot that is free for position `pos`.
@@ -156,7 +157,10 @@ impl<T: Pod, R: Region> MpmcRing<T, R> {
             Mapped::create::<T, Slot<T>>(region, &layout::<T>(), capacity, opts, |slot, i| {
                 // SAFETY: `slot` points at a slot inside the region (masked index
                 // of a checked array), not yet shared: the header is unpublished.
-                unsafe { (*addr_of!((*slot).seq)).store(free_for(i), Ordering::Relaxed) }
+                unsafe {
+                    addr_of_mut!((*slot).seq).write(AtomicU64::new(free_for(i)));
+                    ValueCell::init(addr_of_mut!((*slot).value), T::zeroed());
+                }
             })?;
         Ok(Self::wrap(shared))
     }
@@ -216,7 +220,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let slot = self.shared.slot_ptr::<Slot<T>>(pos);
         // SAFETY: in bounds (masked); the caller claimed position `pos`, so
         // no one else reads or writes this value until it is published.
-        unsafe { std::ptr::addr_of_mut!((*slot).value).write(value) }
+        unsafe { ValueCell::write(addr_of_mut!((*slot).value), value) }
     }
 
     #[inline]
@@ -224,7 +228,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let slot = self.shared.slot_ptr::<Slot<T>>(pos);
         // SAFETY: in bounds (masked); the caller claimed position `pos`, whose
         // value was published; T is Pod, so any bytes are a valid T.
-        unsafe { addr_of!((*slot).value).read() }
+        unsafe { ValueCell::read(addr_of!((*slot).value)) }
     }
 
     /// Claims up to `max` consecutive positions whose slots hold sequence

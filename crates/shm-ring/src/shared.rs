@@ -2,13 +2,14 @@
 //! layout, validation on attach, role claims, and futex waiting.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use shm_segment::{Expect, Header, HeaderError, HeaderInfo, Kind, ProcessId, Region, HEADER_SIZE};
 
 use crate::error::RingError;
+use crate::sync::AtomicU64;
 
 /// Flag in [`Control::flags`]: producers and consumers wake futex waiters.
 pub(crate) const FLAG_BLOCKING: u64 = 1;
@@ -28,8 +29,11 @@ pub(crate) struct Side {
     pub(crate) owner: AtomicU64,
 }
 
-/// A futex word and the count of processes sleeping on it.
+/// A futex word and the count of processes sleeping on it. Plain std
+/// atomics even under loom: the futex needs a real address, and the models
+/// do not block.
 #[repr(C)]
+#[derive(Default)]
 pub(crate) struct WaitWords {
     /// Bumped by a notifier that saw waiters; sleepers wait on its value.
     seq: AtomicU32,
@@ -49,6 +53,24 @@ pub(crate) struct Control {
     pub(crate) room: CachePadded<WaitWords>,
     /// `FLAG_*` bits, written before the header is published, read once on attach.
     pub(crate) flags: CachePadded<AtomicU64>,
+}
+
+impl Control {
+    fn new(flags: u64) -> Self {
+        let side = || {
+            CachePadded::new(Side {
+                pos: AtomicU64::new(0),
+                owner: AtomicU64::new(0),
+            })
+        };
+        Control {
+            tail: side(),
+            head: side(),
+            items: CachePadded::default(),
+            room: CachePadded::default(),
+            flags: CachePadded::new(AtomicU64::new(flags)),
+        }
+    }
 }
 
 /// Options for creating a ring.
@@ -183,11 +205,13 @@ impl<R: Region> Mapped<R> {
         }
         region.fill(HEADER_SIZE, needed as usize - HEADER_SIZE, 0)?;
         let mapped = Self::wire::<S>(region, capacity)?;
+        let flags = if opts.blocking { FLAG_BLOCKING } else { 0 };
+        // SAFETY: `wire` checked the control block is in bounds and aligned;
+        // nobody else uses it before the header is published below.
+        unsafe { mapped.control.cast_mut().write(Control::new(flags)) };
         for i in 0..capacity {
             init_slot(mapped.slot_ptr::<S>(i), i);
         }
-        let flags = if opts.blocking { FLAG_BLOCKING } else { 0 };
-        mapped.control().flags.store(flags, Ordering::Relaxed);
         let info = HeaderInfo::new(
             layout.kind,
             layout.version,

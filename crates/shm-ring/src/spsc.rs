@@ -14,7 +14,7 @@
 //! the tail. The same holds for a killed consumer.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +23,11 @@ use shm_segment::{HeapRegion, Kind, Region};
 
 use crate::error::{BulkError, PopError, PushError, RingError};
 use crate::shared::{claim_role, release_role, Layout, Mapped, RingOptions};
+use crate::sync::{AtomicU64, ValueCell};
 
 const LAYOUT_VERSION: u32 = 1;
 
-fn layout<T>() -> Layout<T> {
+fn layout<T>() -> Layout<ValueCell<T>> {
     Layout::new(Kind::SPSC_RING, LAYOUT_VERSION)
 }
 
@@ -95,7 +96,7 @@ impl<T: Pod, R> SpscRing<T, R> {
     /// assert!(n >= 1024 * 8);
     /// ```
     pub fn required_size(capacity: usize) -> usize {
-        Layout::<T>::size(capacity as u64).expect("capacity too large") as usize
+        Layout::<ValueCell<T>>::size(capacity as u64).expect("capacity too large") as usize
     }
 }
 
@@ -135,7 +136,10 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(region: R, capacity: u64, opts: RingOptions) -> Result<Self, RingError> {
-        let shared = Mapped::create::<T, T>(region, &layout::<T>(), capacity, opts, |_, _| {})?;
+        let shared = Mapped::create::<T, ValueCell<T>>(region, &layout::<T>(), capacity, opts, |cell, _| {
+            // SAFETY: a slot inside the region, not shared before the header is published.
+            unsafe { ValueCell::init(cell, T::zeroed()) }
+        })?;
         Ok(Self::wrap(shared))
     }
 
@@ -150,7 +154,7 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
     /// assert!(err.to_string().contains("never initialised"));
     /// ```
     pub fn attach(region: R) -> Result<Self, RingError> {
-        Ok(Self::wrap(Mapped::attach::<T, T>(region, &layout::<T>())?))
+        Ok(Self::wrap(Mapped::attach::<T, ValueCell<T>>(region, &layout::<T>())?))
     }
 
     fn wrap(shared: Mapped<R>) -> Self {
@@ -342,7 +346,12 @@ impl<T: Pod, R> Producer<T, R> {
         // SAFETY: the slot pointer is masked into the region; slots between
         // head and head + capacity beyond the tail belong to the producer
         // alone under the ring protocol; T is Pod, so a plain write is fine.
-        unsafe { self.shared.slot_ptr::<T>(pos).write(value) }
+        unsafe { ValueCell::write(self.cell(pos), value) }
+    }
+
+    #[inline]
+    fn cell(&self, pos: u64) -> *mut ValueCell<T> {
+        self.shared.slot_ptr::<ValueCell<T>>(pos)
     }
 
     /// Pushes one value, or gives it back when the ring is full.
@@ -416,9 +425,9 @@ impl<T: Pod, R> Producer<T, R> {
         // so both copies stay inside the slot array; these free slots belong
         // to the producer alone; `values` is local memory, no overlap.
         unsafe {
-            let base = self.shared.slot_ptr::<T>(0);
-            std::ptr::copy_nonoverlapping(values.as_ptr(), base.add(start), first);
-            std::ptr::copy_nonoverlapping(values.as_ptr().add(first), base, values.len() - first);
+            let base = self.cell(0);
+            ValueCell::write_run(base.add(start), &values[..first]);
+            ValueCell::write_run(base, &values[first..]);
         }
         self.publish(values.len() as u64);
     }
@@ -543,15 +552,13 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
         self.len == 0
     }
 
-    fn slot(&self, i: usize) -> *mut T {
+    fn slot(&self, i: usize) -> *mut ValueCell<T> {
         assert!(
             i < self.len,
             "slot {i} is outside the {}-slot chunk",
             self.len
         );
-        self.producer
-            .shared
-            .slot_ptr::<T>(self.producer.tail.wrapping_add(i as u64))
+        self.producer.cell(self.producer.tail.wrapping_add(i as u64))
     }
 
     /// Writes the whole element `i` of the chunk. Panics if `i >= len()`.
@@ -562,7 +569,7 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     pub fn write(&mut self, i: usize, value: &T) {
         // SAFETY: a reserved slot (bounds asserted, pointer masked) that only
         // the producer touches until commit; T is Pod.
-        unsafe { self.slot(i).write(*value) }
+        unsafe { ValueCell::write(self.slot(i), *value) }
     }
 
     /// Writes `bytes` into element `i` at byte `offset`, straight into the
@@ -582,11 +589,9 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
         }
         // SAFETY: as in `write`, and `offset + len <= size_of::<T>()`.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.slot(i).cast::<u8>().add(offset),
-                bytes.len(),
-            )
+            ValueCell::with_mut(self.slot(i), |p| {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.cast::<u8>().add(offset), bytes.len())
+            })
         };
         Ok(())
     }
@@ -612,11 +617,12 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// assert_eq!(rx.pop(), Ok(0));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[cfg(not(loom))]
     pub unsafe fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
         let cap = self.producer.shared.capacity as usize;
         let start = (self.producer.tail & self.producer.shared.mask) as usize;
         let first = self.len.min(cap - start);
-        let base = self.producer.shared.slot_ptr::<T>(0);
+        let base = self.producer.cell(0).cast::<T>();
         // SAFETY: both ranges lie in the slot array and are reserved for the
         // producer; exclusivity against other processes is the caller's
         // promise; T is Pod so any bytes are valid.
@@ -682,6 +688,11 @@ impl<T, R> Drop for Consumer<T, R> {
 }
 
 impl<T: Pod, R> Consumer<T, R> {
+    #[inline]
+    fn cell(&self, pos: u64) -> *mut ValueCell<T> {
+        self.shared.slot_ptr::<ValueCell<T>>(pos)
+    }
+
     /// Items ready, refreshing the cached tail when fewer than `want` seem ready.
     #[inline]
     fn ready(&mut self, want: u64) -> u64 {
@@ -735,7 +746,7 @@ impl<T: Pod, R> Consumer<T, R> {
         // SAFETY: the slot is masked into the region; slots between head and
         // tail are complete and not written by the producer until we release
         // them; T is Pod, so any bytes are a valid T.
-        let value = unsafe { self.shared.slot_ptr::<T>(self.head).read() };
+        let value = unsafe { ValueCell::read(self.cell(self.head)) };
         self.release(1);
         Ok(value)
     }
@@ -795,9 +806,10 @@ impl<T: Pod, R> Consumer<T, R> {
         // elements the producer will not touch until we release them; `out`
         // is local memory; T is Pod.
         unsafe {
-            let base = self.shared.slot_ptr::<T>(0);
-            std::ptr::copy_nonoverlapping(base.add(start), out.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(base, out.as_mut_ptr().add(first), out.len() - first);
+            let base = self.cell(0);
+            let (a, b) = out.split_at_mut(first);
+            ValueCell::read_run(base.add(start), a);
+            ValueCell::read_run(base, b);
         }
         self.release(out.len() as u64);
     }
@@ -918,15 +930,13 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
         self.len == 0
     }
 
-    fn slot(&self, i: usize) -> *const T {
+    fn slot(&self, i: usize) -> *const ValueCell<T> {
         assert!(
             i < self.len,
             "element {i} is outside the {}-element chunk",
             self.len
         );
-        self.consumer
-            .shared
-            .slot_ptr::<T>(self.consumer.head.wrapping_add(i as u64))
+        self.consumer.cell(self.consumer.head.wrapping_add(i as u64))
     }
 
     /// A copy of element `i`. Panics if `i >= len()`.
@@ -942,7 +952,7 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     pub fn read(&self, i: usize) -> T {
         // SAFETY: a ready slot (bounds asserted, pointer masked) the producer
         // does not touch until we commit; T is Pod.
-        unsafe { self.slot(i).read() }
+        unsafe { ValueCell::read(self.slot(i)) }
     }
 
     /// Copies bytes of element `i` from byte `offset` into `out`.
@@ -960,11 +970,9 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
         }
         // SAFETY: as in `read`, and `offset + len <= size_of::<T>()`.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.slot(i).cast::<u8>().add(offset),
-                out.as_mut_ptr(),
-                out.len(),
-            )
+            ValueCell::with(self.slot(i), |p| {
+                std::ptr::copy_nonoverlapping(p.cast::<u8>().add(offset), out.as_mut_ptr(), out.len())
+            })
         };
         Ok(())
     }
@@ -988,11 +996,12 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     /// assert_eq!([a, b].concat(), [1, 2, 3]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[cfg(not(loom))]
     pub unsafe fn as_slices(&self) -> (&[T], &[T]) {
         let cap = self.consumer.shared.capacity as usize;
         let start = (self.consumer.head & self.consumer.shared.mask) as usize;
         let first = self.len.min(cap - start);
-        let base = self.consumer.shared.slot_ptr::<T>(0);
+        let base = self.consumer.cell(0).cast::<T>();
         // SAFETY: both ranges lie in the slot array and hold complete
         // elements; no writer while they live is the caller's promise.
         unsafe {

@@ -1,0 +1,125 @@
+//! The primitives the ring algorithms use, swapped for loom's under
+//! `cfg(loom)` so that the models check the real code.
+//!
+//! In normal builds `AtomicU64` is std's and a [`ValueCell`] is plain memory
+//! (`repr(transparent)` over `UnsafeCell<T>`, so bulk copies are `memcpy`).
+//! Under loom both are tracked, and `create` constructs them in place.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::AtomicU64;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::AtomicU64;
+
+/// A slot's value. Who may touch it is decided by the ring protocol (the
+/// position's owner), not by Rust borrows, hence the raw-pointer API.
+#[repr(transparent)]
+pub(crate) struct ValueCell<T>(
+    #[cfg(not(loom))] std::cell::UnsafeCell<T>,
+    #[cfg(loom)] loom::cell::UnsafeCell<T>,
+);
+
+impl<T: Copy> ValueCell<T> {
+    /// Prepares a cell in freshly zeroed shared memory.
+    ///
+    /// # Safety
+    ///
+    /// `cell` is valid for writes and not yet shared.
+    #[cfg_attr(not(loom), allow(unused_variables))]
+    pub(crate) unsafe fn init(cell: *mut Self, zero: T) {
+        #[cfg(loom)]
+        // SAFETY: valid for writes and unshared (caller's promise).
+        unsafe {
+            cell.write(ValueCell(loom::cell::UnsafeCell::new(zero)))
+        };
+    }
+
+    /// Runs `f` with a pointer to the value, for writing.
+    ///
+    /// # Safety
+    ///
+    /// `cell` is valid, and the caller owns its position under the ring
+    /// protocol, so nobody else accesses the value meanwhile.
+    #[inline]
+    pub(crate) unsafe fn with_mut<R>(cell: *mut Self, f: impl FnOnce(*mut T) -> R) -> R {
+        #[cfg(not(loom))]
+        return f(cell.cast());
+        #[cfg(loom)]
+        // SAFETY: a valid, initialised cell (caller's promise).
+        return unsafe { (*cell).0.with_mut(f) };
+    }
+
+    /// Runs `f` with a pointer to the value, for reading.
+    ///
+    /// # Safety
+    ///
+    /// As for [`with_mut`](Self::with_mut).
+    #[inline]
+    pub(crate) unsafe fn with<R>(cell: *const Self, f: impl FnOnce(*const T) -> R) -> R {
+        #[cfg(not(loom))]
+        return f(cell.cast());
+        #[cfg(loom)]
+        // SAFETY: a valid, initialised cell (caller's promise).
+        return unsafe { (*cell).0.with(f) };
+    }
+
+    /// Writes `value`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`with_mut`](Self::with_mut).
+    #[inline]
+    pub(crate) unsafe fn write(cell: *mut Self, value: T) {
+        // SAFETY: forwarded contract; the pointer is valid and T is Copy.
+        unsafe { Self::with_mut(cell, |p| p.write(value)) }
+    }
+
+    /// Reads the value.
+    ///
+    /// # Safety
+    ///
+    /// As for [`with_mut`](Self::with_mut); every bit pattern is a valid `T`.
+    #[inline]
+    pub(crate) unsafe fn read(cell: *const Self) -> T {
+        // SAFETY: forwarded contract.
+        unsafe { Self::with(cell, |p| p.read()) }
+    }
+
+    /// Copies `values` into `values.len()` consecutive cells from `first`.
+    ///
+    /// # Safety
+    ///
+    /// All those cells are valid and owned by the caller (see `with_mut`).
+    #[inline]
+    pub(crate) unsafe fn write_run(first: *mut Self, values: &[T]) {
+        #[cfg(not(loom))]
+        // SAFETY: transparent layout, so the cells are a `[T]` run; `values`
+        // is local memory, so they do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(values.as_ptr(), first.cast::<T>(), values.len())
+        };
+        #[cfg(loom)]
+        for (i, v) in values.iter().enumerate() {
+            // SAFETY: forwarded contract, cell by cell.
+            unsafe { Self::write(first.add(i), *v) };
+        }
+    }
+
+    /// Copies `out.len()` consecutive cells from `first` into `out`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`write_run`](Self::write_run).
+    #[inline]
+    pub(crate) unsafe fn read_run(first: *const Self, out: &mut [T]) {
+        #[cfg(not(loom))]
+        // SAFETY: as in `write_run`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(first.cast::<T>(), out.as_mut_ptr(), out.len())
+        };
+        #[cfg(loom)]
+        for (i, slot) in out.iter_mut().enumerate() {
+            // SAFETY: forwarded contract, cell by cell.
+            *slot = unsafe { Self::read(first.add(i)) };
+        }
+    }
+}

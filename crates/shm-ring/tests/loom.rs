@@ -1,0 +1,138 @@
+//! loom models of both ring algorithms, over heap memory.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test -p shm-ring --test loom --release`
+//! (`cargo xtask loom` does the same). Under `cfg(loom)` the rings' atomics
+//! and slot cells are loom's, so these explore every interleaving (up to the
+//! preemption bound) of the real push/pop code, weak memory included.
+#![cfg(loom)]
+
+use loom::thread;
+use shm_ring::{MpmcRing, SpscRing};
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(f);
+}
+
+/// Retries `op` until it succeeds, letting loom schedule others meanwhile.
+fn retry<T>(mut op: impl FnMut() -> Option<T>) -> T {
+    loop {
+        if let Some(v) = op() {
+            return v;
+        }
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn spsc_delivers_in_order_across_a_wrap() {
+    model(|| {
+        let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(2).unwrap();
+        let producer = thread::spawn(move || {
+            for v in 1..=3 {
+                retry(|| tx.push(v).ok());
+            }
+        });
+        let got: Vec<u64> = (0..3).map(|_| retry(|| rx.pop().ok())).collect();
+        producer.join().unwrap();
+        assert_eq!(got, [1, 2, 3]);
+    });
+}
+
+#[test]
+fn spsc_bulk_publishes_whole_batches() {
+    model(|| {
+        let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(4).unwrap();
+        let producer = thread::spawn(move || {
+            let mut sent = 0;
+            while sent < 3 {
+                sent += tx.push_slice(&[10, 20, 30][sent..]);
+                thread::yield_now();
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let mut buf = [0; 4];
+            let n = rx.pop_into(&mut buf);
+            got.extend_from_slice(&buf[..n]);
+            thread::yield_now();
+        }
+        producer.join().unwrap();
+        assert_eq!(got, [10, 20, 30]);
+    });
+}
+
+#[test]
+fn mpmc_two_producers_one_consumer_lose_nothing() {
+    model(|| {
+        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        let producers: Vec<_> = [1u64, 2]
+            .into_iter()
+            .map(|v| {
+                let ring = ring.clone();
+                thread::spawn(move || retry(|| ring.push(v).ok()))
+            })
+            .collect();
+        let mut got = [retry(|| ring.pop().ok()), retry(|| ring.pop().ok())];
+        producers.into_iter().for_each(|p| p.join().unwrap());
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+        assert!(ring.pop().is_err());
+    });
+}
+
+#[test]
+fn mpmc_two_consumers_take_each_item_once() {
+    model(|| {
+        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        ring.push_slice(&[7, 8]);
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let ring = ring.clone();
+                thread::spawn(move || ring.pop().expect("two items for two consumers"))
+            })
+            .collect();
+        let mut got: Vec<u64> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, [7, 8]);
+    });
+}
+
+#[test]
+fn mpmc_capacity_one_never_overwrites_an_unread_item() {
+    model(|| {
+        let ring = MpmcRing::<u64, _>::new_heap(1).unwrap();
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                for v in 1..=3 {
+                    retry(|| ring.push(v).ok());
+                }
+            })
+        };
+        let got: Vec<u64> = (0..3).map(|_| retry(|| ring.pop().ok())).collect();
+        producer.join().unwrap();
+        assert_eq!(got, [1, 2, 3]);
+    });
+}
+
+#[test]
+fn mpmc_bulk_push_against_single_pops() {
+    model(|| {
+        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut sent = 0;
+                while sent < 3 {
+                    sent += ring.push_slice(&[1, 2, 3][sent..]);
+                    thread::yield_now();
+                }
+            })
+        };
+        let got: Vec<u64> = (0..3).map(|_| retry(|| ring.pop().ok())).collect();
+        producer.join().unwrap();
+        assert_eq!(got, [1, 2, 3], "one producer: its items stay in order");
+    });
+}
