@@ -17,13 +17,21 @@ pub(crate) fn run() -> Result<()> {
     println!("shm demo: process {pid} shares two segments with a second process\n");
 
     // Both are removed when these handles drop, also on an early error.
-    let sysv = SysvOptions::new().remove_on_drop(true).create(SysvKey::random(), SIZE)?;
+    let sysv = SysvOptions::new()
+        .remove_on_drop(true)
+        .create(SysvKey::random(), SIZE)?;
     let sysv_map = sysv.attach(Access::ReadWrite)?;
     writeln!(sysv_map.cursor(), "hello over System V from process {pid}")?;
-    println!("created  SysV  key {} shmid {} ({SIZE} bytes, mode 600)", sysv.key(), sysv.id());
+    println!(
+        "created  SysV  key {} shmid {} ({SIZE} bytes, mode 600)",
+        sysv.key(),
+        sysv.id()
+    );
 
     let name = format!("/shm-demo-{pid}");
-    let posix = PosixOptions::new().unlink_on_drop(true).create(&name, SIZE as u64)?;
+    let posix = PosixOptions::new()
+        .unlink_on_drop(true)
+        .create(&name, SIZE as u64)?;
     let posix_map = posix.map()?;
     writeln!(posix_map.cursor(), "hello over POSIX from process {pid}")?;
     println!("created  POSIX {name} ({SIZE} bytes, mode 600)\n");
@@ -63,7 +71,10 @@ pub(crate) fn run() -> Result<()> {
         st.cpid,
         st.lpid
     );
-    println!("  atime {}  dtime {}  ctime {}", st.atime, st.dtime, st.ctime);
+    println!(
+        "  atime {}  dtime {}  ctime {}",
+        st.atime, st.dtime, st.ctime
+    );
     let ps = posix.stat()?;
     println!("stat POSIX {}:", ps.name);
     println!(
@@ -96,11 +107,17 @@ pub(crate) fn peer(key: i32, name: &str) -> Result<()> {
     let pid = std::process::id();
     let sysv = SysvSegment::open(SysvKey(key))?.attach(Access::ReadWrite)?;
     let posix = PosixShm::open(name)?.map()?;
-    println!("process {pid} attached by key {} and by name {name}:", SysvKey(key));
+    println!(
+        "process {pid} attached by key {} and by name {name}:",
+        SysvKey(key)
+    );
     for (what, region) in [("SysV ", &sysv as &dyn Region), ("POSIX", &posix)] {
         let greeting = read_line_at(region, 0)?;
         println!("  {what} -> {greeting}");
-        let reply = format!("process {pid} read {} bytes and says hi back\n", greeting.len());
+        let reply = format!(
+            "process {pid} read {} bytes and says hi back\n",
+            greeting.len()
+        );
         region.write_at(REPLY_AT, reply.as_bytes())?;
     }
     Ok(())

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 mod demo;
 
 #[derive(Debug, Parser)]
-#[command(name = "shm", version, about = "Shared memory on Linux: System V and POSIX segments")]
+#[command(
+    name = "shm",
+    version,
+    about = "Shared memory on Linux: System V and POSIX segments"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

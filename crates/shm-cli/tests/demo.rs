@@ -4,9 +4,16 @@ use std::process::Command;
 
 #[test]
 fn demo_round_trips_through_both_segments_and_cleans_up() {
-    let out = Command::new(env!("CARGO_BIN_EXE_shm")).arg("demo").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shm"))
+        .arg("demo")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for needle in [
         "-> hello over System V from process",
         "-> hello over POSIX from process",
@@ -34,5 +41,8 @@ fn a_missing_peer_argument_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("shm: open SysV key 0x00000001"), "{stderr}");
+    assert!(
+        stderr.starts_with("shm: open SysV key 0x00000001"),
+        "{stderr}"
+    );
 }

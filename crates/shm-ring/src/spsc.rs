@@ -136,10 +136,16 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(region: R, capacity: u64, opts: RingOptions) -> Result<Self, RingError> {
-        let shared = Mapped::create::<T, ValueCell<T>>(region, &layout::<T>(), capacity, opts, |cell, _| {
-            // SAFETY: a slot inside the region, not shared before the header is published.
-            unsafe { ValueCell::init(cell, T::zeroed()) }
-        })?;
+        let shared = Mapped::create::<T, ValueCell<T>>(
+            region,
+            &layout::<T>(),
+            capacity,
+            opts,
+            |cell, _| {
+                // SAFETY: a slot inside the region, not shared before the header is published.
+                unsafe { ValueCell::init(cell, T::zeroed()) }
+            },
+        )?;
         Ok(Self::wrap(shared))
     }
 
@@ -154,7 +160,10 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
     /// assert!(err.to_string().contains("never initialised"));
     /// ```
     pub fn attach(region: R) -> Result<Self, RingError> {
-        Ok(Self::wrap(Mapped::attach::<T, ValueCell<T>>(region, &layout::<T>())?))
+        Ok(Self::wrap(Mapped::attach::<T, ValueCell<T>>(
+            region,
+            &layout::<T>(),
+        )?))
     }
 
     fn wrap(shared: Mapped<R>) -> Self {
@@ -558,7 +567,8 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
             "slot {i} is outside the {}-slot chunk",
             self.len
         );
-        self.producer.cell(self.producer.tail.wrapping_add(i as u64))
+        self.producer
+            .cell(self.producer.tail.wrapping_add(i as u64))
     }
 
     /// Writes the whole element `i` of the chunk. Panics if `i >= len()`.
@@ -590,7 +600,11 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
         // SAFETY: as in `write`, and `offset + len <= size_of::<T>()`.
         unsafe {
             ValueCell::with_mut(self.slot(i), |p| {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.cast::<u8>().add(offset), bytes.len())
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    p.cast::<u8>().add(offset),
+                    bytes.len(),
+                )
             })
         };
         Ok(())
@@ -936,7 +950,8 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
             "element {i} is outside the {}-element chunk",
             self.len
         );
-        self.consumer.cell(self.consumer.head.wrapping_add(i as u64))
+        self.consumer
+            .cell(self.consumer.head.wrapping_add(i as u64))
     }
 
     /// A copy of element `i`. Panics if `i >= len()`.
@@ -971,7 +986,11 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
         // SAFETY: as in `read`, and `offset + len <= size_of::<T>()`.
         unsafe {
             ValueCell::with(self.slot(i), |p| {
-                std::ptr::copy_nonoverlapping(p.cast::<u8>().add(offset), out.as_mut_ptr(), out.len())
+                std::ptr::copy_nonoverlapping(
+                    p.cast::<u8>().add(offset),
+                    out.as_mut_ptr(),
+                    out.len(),
+                )
             })
         };
         Ok(())
