@@ -3,6 +3,10 @@
 //! - `ci`: what CI checks: fmt, clippy `-D warnings`, the tests, rustdoc
 //!   `-D warnings`, the loom models, and that the suite left no segment behind.
 //! - `loom`: the loom models of the rings alone.
+//! - `fuzz [--time S]`: every cargo-fuzz target for S seconds (default 60)
+//!   on the nightly toolchain, installing cargo-fuzz if it is missing.
+//! - `kill [--rounds N]`: the ring's kill -9 test with N rounds (default 2000;
+//!   CI runs 200).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,8 +19,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("loom") => loom(),
+        Some("fuzz") => flag(&args, "--time", 60).and_then(fuzz),
+        Some("kill") => flag(&args, "--rounds", 2000).and_then(kill),
         _ => {
-            eprintln!("usage: cargo xtask ci | loom");
+            eprintln!("usage: cargo xtask ci | loom | fuzz [--time S] | kill [--rounds N]");
             return ExitCode::from(2);
         }
     };
@@ -26,6 +32,17 @@ fn main() -> ExitCode {
             eprintln!("xtask: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The number after `name`, or `default`.
+fn flag(args: &[String], name: &str, default: u64) -> Result<u64> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{name} needs a number")),
     }
 }
 
@@ -144,4 +161,70 @@ fn check_leaks(before: &BTreeSet<String>) -> Result {
             .collect::<Vec<_>>()
             .join("\n  ")
     ))
+}
+
+/// Runs every target in fuzz/fuzz_targets for `seconds` each.
+fn fuzz(seconds: u64) -> Result {
+    let has_nightly = Command::new("cargo")
+        .args(["+nightly", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_nightly {
+        return Err("cargo-fuzz needs the nightly toolchain, which is not installed".into());
+    }
+    let has_fuzz = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        run("cargo", &["install", "--locked", "cargo-fuzz"], &[])?;
+    }
+    let dir = root().join("fuzz/fuzz_targets");
+    let mut targets: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".rs")
+                .map(str::to_owned)
+        })
+        .collect();
+    targets.sort();
+    let time = format!("-max_total_time={seconds}");
+    for target in &targets {
+        let fuzz_dir = root().join("fuzz");
+        println!("\n==> cargo +nightly fuzz run {target} -- {time}");
+        let status = Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", target, "--", &time])
+            .current_dir(&fuzz_dir)
+            .status()
+            .map_err(|e| format!("cannot run cargo fuzz: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "fuzz target {target} failed ({status}); see fuzz/artifacts/{target}"
+            ));
+        }
+    }
+    println!("\nfuzzed {} targets for {seconds} s each", targets.len());
+    Ok(())
+}
+
+/// The kill -9 test of the SPSC ring with more rounds than CI runs.
+fn kill(rounds: u64) -> Result {
+    let rounds = rounds.to_string();
+    run(
+        "cargo",
+        &[
+            "test",
+            "-p",
+            "shm-ring",
+            "--release",
+            "--test",
+            "kill",
+            "--",
+            "--nocapture",
+        ],
+        &[("SHM_KILL_ROUNDS", &rounds)],
+    )
 }
