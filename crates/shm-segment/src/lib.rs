@@ -54,6 +54,7 @@ mod perms;
 mod posix;
 mod process;
 mod region;
+mod sub;
 mod sysv;
 
 pub use anon::AnonShared;
@@ -67,4 +68,5 @@ pub use perms::PermChange;
 pub use posix::{list as posix_list, PosixOptions, PosixShm, PosixStat, ShmName, SHM_DIR};
 pub use process::ProcessId;
 pub use region::{Access, HeapRegion, Region};
+pub use sub::SubRegion;
 pub use sysv::{list as sysv_list, SysvKey, SysvMapping, SysvOptions, SysvSegment, SysvStat};

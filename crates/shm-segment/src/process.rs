@@ -1,6 +1,18 @@
 //! [`ProcessId`]: a process named so that a reused pid is not mistaken for it.
 
 use std::fs;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
+
+/// `ProcessId::current()` packed with `to_word`, or 0 before the first call
+/// and in a freshly forked child (reset by a `pthread_atfork` handler).
+static CURRENT: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn forget_current_in_child() {
+    // Async-signal-safe: one atomic store.
+    CURRENT.store(0, Ordering::Relaxed);
+}
 
 /// A pid plus the process's start time (clock ticks after boot, field 22 of
 /// `/proc/PID/stat`). Pids are reused; the pair is not, so it can record who
@@ -25,7 +37,8 @@ pub struct ProcessId {
 }
 
 impl ProcessId {
-    /// The calling process.
+    /// The calling process. Cached after the first call (it costs one
+    /// atomic load), and recomputed in a child made by `fork(2)`.
     ///
     /// # Examples
     ///
@@ -33,11 +46,21 @@ impl ProcessId {
     /// assert!(shm_segment::ProcessId::current().start_time > 0);
     /// ```
     pub fn current() -> Self {
+        let cached = CURRENT.load(Ordering::Relaxed);
+        if cached != 0 {
+            return Self::from_word(cached);
+        }
+        ATFORK.call_once(|| {
+            // SAFETY: registers a handler that only stores to an atomic.
+            unsafe { libc::pthread_atfork(None, None, Some(forget_current_in_child)) };
+        });
         let pid = std::process::id();
-        ProcessId {
+        let me = ProcessId {
             pid,
             start_time: start_time(pid).unwrap_or(0),
-        }
+        };
+        CURRENT.store(me.to_word(), Ordering::Relaxed);
+        me
     }
 
     /// The process that now has `pid`, if any.
