@@ -1,0 +1,930 @@
+//! Corrupted headers and corrupted shared state.
+//!
+//! 1. Attaching to memory that is not a valid ring (random bytes, a valid
+//!    header with one field changed, a region too small) returns a typed
+//!    `RingError` naming what is wrong, never panics.
+//! 2. On a valid, attached ring, random values scribbled into the control
+//!    block (positions, role words, futex words), the MPMC slot sequences
+//!    and the header, between random operations, may make the data wrong or
+//!    the ring look full or empty, but never make an operation panic, hang,
+//!    or touch memory outside the ring: the rings here live in a mapping
+//!    with `PROT_NONE` guard pages on both sides, so an access out of bounds
+//!    would fault.
+//!
+//! Random inputs come from a seed printed at the start of each test; set
+//! `SHM_CORRUPT_SEED` to replay one.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Rng;
+use shm_ring::{MpmcRing, RingError, RingOptions, SpscRing};
+use shm_segment::{
+    Access, Error, HeaderError, HeapRegion, Kind, PosixOptions, Region, Target, HEADER_SIZE,
+};
+
+// Header field offsets (crates/shm-segment/src/header.rs).
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_KIND: usize = 12;
+const OFF_ELEM_SIZE: usize = 16;
+const OFF_ELEM_ALIGN: usize = 20;
+const OFF_CAPACITY: usize = 24;
+const OFF_TOTAL: usize = 32;
+const OFF_STATE: usize = 44;
+
+/// Memory with an inaccessible page right before and right after it: any
+/// access out of bounds by more than the alignment slack (< 128 bytes at the
+/// end) faults instead of silently hitting the heap.
+struct Guarded {
+    base: *mut u8,
+    total: usize,
+    start: *mut u8,
+    len: usize,
+}
+
+const PAGE: usize = 4096;
+
+impl Guarded {
+    fn new(len: usize) -> Self {
+        let data_pages = (len + 127).div_ceil(PAGE).max(1);
+        let total = (data_pages + 2) * PAGE;
+        // SAFETY: a fresh private anonymous mapping; it aliases nothing.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(
+            base,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        let base = base.cast::<u8>();
+        // SAFETY: the data pages lie inside the mapping just made.
+        let ret = unsafe {
+            libc::mprotect(
+                base.add(PAGE).cast(),
+                data_pages * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        assert_eq!(ret, 0, "mprotect: {}", std::io::Error::last_os_error());
+        let end = PAGE + data_pages * PAGE;
+        // As close to the trailing guard page as the control block's
+        // 128-byte alignment allows.
+        let start = (end - len) & !127;
+        Guarded {
+            base,
+            total,
+            // SAFETY: `start + len <= end <= total`: inside the mapping.
+            start: unsafe { base.add(start) },
+            len,
+        }
+    }
+
+    /// A guarded copy of `bytes`.
+    fn with_bytes(bytes: &[u8]) -> Self {
+        let g = Guarded::new(bytes.len());
+        g.write_at(0, bytes).unwrap();
+        g
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; nothing borrows it any more
+        // (every ring over it borrowed `&self`).
+        unsafe { libc::munmap(self.base.cast(), self.total) };
+    }
+}
+
+// SAFETY: `len` readable and writable bytes at `start`, inside a mapping that
+// lives until drop and does not move.
+unsafe impl Region for Guarded {
+    fn as_ptr(&self) -> *mut u8 {
+        self.start
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn is_read_only(&self) -> bool {
+        false
+    }
+    fn target(&self) -> Target {
+        Target::Heap
+    }
+}
+
+/// The header error inside a ring error; panics on any other kind.
+fn header_error(err: RingError) -> HeaderError {
+    match err {
+        RingError::Segment(Error::Header { source, .. }) => source,
+        other => panic!("expected a header error, got {other:?}"),
+    }
+}
+
+/// Runs `body` on its own thread and fails if it takes longer than `limit`:
+/// a hang becomes an assertion, not a stuck CI.
+fn within(limit: Duration, what: &str, body: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => worker.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // The body panicked: report its panic.
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {limit:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Attaching to what is not a valid ring.
+
+const CAP: usize = 16;
+
+fn spsc_bytes() -> Vec<u8> {
+    let region = HeapRegion::new(SpscRing::<u64, ()>::required_size(CAP));
+    SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap();
+    region.to_vec()
+}
+
+fn mpmc_bytes() -> Vec<u8> {
+    let region = HeapRegion::new(MpmcRing::<u64, ()>::required_size(CAP));
+    MpmcRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap();
+    region.to_vec()
+}
+
+/// A valid ring's bytes with `edit` applied, attached as both kinds' own type.
+fn attach_edited(edit: impl Fn(&Guarded)) -> (RingError, RingError) {
+    let spsc = Guarded::with_bytes(&spsc_bytes());
+    edit(&spsc);
+    let mpmc = Guarded::with_bytes(&mpmc_bytes());
+    edit(&mpmc);
+    let e1 = SpscRing::<u64, _>::attach(&spsc).expect_err("SPSC attach succeeded");
+    let e2 = MpmcRing::<u64, _>::attach(&mpmc).expect_err("MPMC attach succeeded");
+    (e1, e2)
+}
+
+/// Both kinds refuse the edit with a header error that `check` accepts.
+fn refused_by_header(edit: impl Fn(&Guarded), check: impl Fn(&HeaderError) -> bool) {
+    let (e1, e2) = attach_edited(edit);
+    for e in [e1, e2] {
+        let msg = e.to_string();
+        let source = header_error(e);
+        assert!(check(&source), "unexpected error {source:?} ({msg})");
+    }
+}
+
+#[test]
+fn valid_rings_attach() {
+    let spsc = Guarded::with_bytes(&spsc_bytes());
+    let ring = SpscRing::<u64, _>::attach(&spsc).unwrap();
+    assert_eq!(ring.capacity(), CAP);
+    let mpmc = Guarded::with_bytes(&mpmc_bytes());
+    let ring = MpmcRing::<u64, _>::attach(&mpmc).unwrap();
+    assert_eq!(ring.capacity(), CAP);
+}
+
+#[test]
+fn bad_magic_state_and_zeroes() {
+    refused_by_header(
+        |r| r.write_pod(OFF_MAGIC, &0x1234_5678u64).unwrap(),
+        |e| *e == HeaderError::BadMagic { found: 0x1234_5678 },
+    );
+    refused_by_header(
+        |r| r.write_pod(OFF_STATE, &0u32).unwrap(),
+        |e| *e == HeaderError::NotReady { state: 0 },
+    );
+    refused_by_header(
+        |r| r.fill(0, HEADER_SIZE, 0).unwrap(),
+        |e| *e == HeaderError::NotInitialised,
+    );
+}
+
+#[test]
+fn wrong_kind_and_version() {
+    let (e1, e2) = attach_edited(|r| r.write_pod(OFF_KIND, &Kind::MEMPOOL.0).unwrap());
+    assert_eq!(
+        header_error(e1),
+        HeaderError::WrongKind {
+            expected: Kind::SPSC_RING,
+            found: Kind::MEMPOOL
+        }
+    );
+    assert_eq!(
+        header_error(e2),
+        HeaderError::WrongKind {
+            expected: Kind::MPMC_RING,
+            found: Kind::MEMPOOL
+        }
+    );
+    refused_by_header(
+        |r| r.write_pod(OFF_KIND, &0xdead_u32).unwrap(),
+        |e| {
+            matches!(
+                e,
+                HeaderError::WrongKind {
+                    found: Kind(0xdead),
+                    ..
+                }
+            )
+        },
+    );
+    refused_by_header(
+        |r| r.write_pod(OFF_VERSION, &2u32).unwrap(),
+        |e| {
+            *e == HeaderError::Version {
+                expected: 1,
+                found: 2,
+            }
+        },
+    );
+    refused_by_header(
+        |r| r.write_pod(OFF_VERSION, &0u32).unwrap(),
+        |e| {
+            *e == HeaderError::Version {
+                expected: 1,
+                found: 0,
+            }
+        },
+    );
+
+    // One kind of ring attached as the other.
+    let spsc = Guarded::with_bytes(&spsc_bytes());
+    let err = MpmcRing::<u64, _>::attach(&spsc).unwrap_err();
+    assert_eq!(
+        header_error(err),
+        HeaderError::WrongKind {
+            expected: Kind::MPMC_RING,
+            found: Kind::SPSC_RING
+        }
+    );
+    let mpmc = Guarded::with_bytes(&mpmc_bytes());
+    let err = SpscRing::<u64, _>::attach(&mpmc).unwrap_err();
+    assert_eq!(
+        header_error(err),
+        HeaderError::WrongKind {
+            expected: Kind::SPSC_RING,
+            found: Kind::MPMC_RING
+        }
+    );
+}
+
+#[test]
+fn wrong_element_size_or_alignment() {
+    refused_by_header(
+        |r| r.write_pod(OFF_ELEM_SIZE, &4u32).unwrap(),
+        |e| {
+            *e == HeaderError::ElemSize {
+                expected: 8,
+                found: 4,
+            }
+        },
+    );
+    refused_by_header(
+        |r| r.write_pod(OFF_ELEM_ALIGN, &4u32).unwrap(),
+        |e| {
+            *e == HeaderError::ElemAlign {
+                expected: 8,
+                found: 4,
+            }
+        },
+    );
+    refused_by_header(
+        |r| r.write_pod(OFF_ELEM_ALIGN, &0u32).unwrap(),
+        |e| {
+            *e == HeaderError::ElemAlign {
+                expected: 8,
+                found: 0,
+            }
+        },
+    );
+
+    // The caller's type disagrees with the header.
+    let spsc = Guarded::with_bytes(&spsc_bytes());
+    let mpmc = Guarded::with_bytes(&mpmc_bytes());
+    let size = |e: RingError| header_error(e);
+    assert_eq!(
+        size(SpscRing::<u32, _>::attach(&spsc).unwrap_err()),
+        HeaderError::ElemSize {
+            expected: 4,
+            found: 8
+        }
+    );
+    assert_eq!(
+        size(MpmcRing::<[u64; 2], _>::attach(&mpmc).unwrap_err()),
+        HeaderError::ElemSize {
+            expected: 16,
+            found: 8
+        }
+    );
+    assert_eq!(
+        size(SpscRing::<[u8; 8], _>::attach(&spsc).unwrap_err()),
+        HeaderError::ElemAlign {
+            expected: 1,
+            found: 8
+        }
+    );
+    assert_eq!(
+        size(MpmcRing::<[u32; 2], _>::attach(&mpmc).unwrap_err()),
+        HeaderError::ElemAlign {
+            expected: 4,
+            found: 8
+        }
+    );
+}
+
+/// Bytes a ring of `cap` u64 slots needs, from the ring's own arithmetic.
+fn spsc_size(cap: usize) -> u64 {
+    SpscRing::<u64, ()>::required_size(cap) as u64
+}
+fn mpmc_size(cap: usize) -> u64 {
+    MpmcRing::<u64, ()>::required_size(cap) as u64
+}
+
+#[test]
+fn bad_capacities() {
+    // Not a power of two, with a total size that matches it: the ring's own
+    // check names the capacity.
+    let spsc = Guarded::with_bytes(&spsc_bytes());
+    spsc.write_pod(OFF_CAPACITY, &12u64).unwrap();
+    spsc.write_pod(OFF_TOTAL, &spsc_size(12)).unwrap();
+    let err = SpscRing::<u64, _>::attach(&spsc).unwrap_err();
+    assert!(
+        matches!(err, RingError::Capacity { capacity: 12, .. }),
+        "{err:?}"
+    );
+    let mpmc = Guarded::with_bytes(&mpmc_bytes());
+    mpmc.write_pod(OFF_CAPACITY, &12u64).unwrap();
+    mpmc.write_pod(OFF_TOTAL, &mpmc_size(12)).unwrap();
+    let err = MpmcRing::<u64, _>::attach(&mpmc).unwrap_err();
+    assert!(
+        matches!(err, RingError::Capacity { capacity: 12, .. }),
+        "{err:?}"
+    );
+
+    // Not a power of two, total size left alone: the layout disagrees.
+    let (e1, e2) = attach_edited(|r| r.write_pod(OFF_CAPACITY, &12u64).unwrap());
+    assert_eq!(
+        header_error(e1),
+        HeaderError::Layout {
+            expected: spsc_size(12),
+            found: spsc_size(CAP)
+        }
+    );
+    assert_eq!(
+        header_error(e2),
+        HeaderError::Layout {
+            expected: mpmc_size(12),
+            found: mpmc_size(CAP)
+        }
+    );
+
+    // Zero, and so large that the layout overflows.
+    refused_by_header(
+        |r| r.write_pod(OFF_CAPACITY, &0u64).unwrap(),
+        |e| matches!(e, HeaderError::Capacity { capacity: 0, .. }),
+    );
+    for huge in [u64::MAX, 1 << 63, 1 << 62] {
+        refused_by_header(
+            |r| r.write_pod(OFF_CAPACITY, &huge).unwrap(),
+            |e| matches!(e, HeaderError::Capacity { capacity, .. } if *capacity == huge),
+        );
+    }
+    // Large but representable: the layout no longer matches the total size.
+    refused_by_header(
+        |r| r.write_pod(OFF_CAPACITY, &(1u64 << 40)).unwrap(),
+        |e| matches!(e, HeaderError::Layout { .. }),
+    );
+    // Larger, with a matching total size: more than the region has.
+    let spsc = Guarded::with_bytes(&spsc_bytes());
+    spsc.write_pod(OFF_CAPACITY, &(1u64 << 40)).unwrap();
+    spsc.write_pod(OFF_TOTAL, &spsc_size(1 << 40)).unwrap();
+    let err = header_error(SpscRing::<u64, _>::attach(&spsc).unwrap_err());
+    assert_eq!(
+        err,
+        HeaderError::Truncated {
+            needed: spsc_size(1 << 40),
+            actual: spsc_size(CAP)
+        }
+    );
+}
+
+#[test]
+fn bad_total_size_and_small_regions() {
+    // More than the region has.
+    refused_by_header(
+        |r| r.write_pod(OFF_TOTAL, &(r.len() as u64 + 1)).unwrap(),
+        |e| matches!(e, HeaderError::Truncated { needed, actual } if *needed == *actual + 1),
+    );
+    refused_by_header(
+        |r| r.write_pod(OFF_TOTAL, &u64::MAX).unwrap(),
+        |e| {
+            matches!(
+                e,
+                HeaderError::Truncated {
+                    needed: u64::MAX,
+                    ..
+                }
+            )
+        },
+    );
+    // Less than the capacity implies.
+    refused_by_header(
+        |r| r.write_pod(OFF_TOTAL, &(r.len() as u64 - 8)).unwrap(),
+        |e| matches!(e, HeaderError::Layout { .. }),
+    );
+    refused_by_header(
+        |r| r.write_pod(OFF_TOTAL, &0u64).unwrap(),
+        |e| matches!(e, HeaderError::Layout { found: 0, .. }),
+    );
+
+    // A valid ring's bytes cut short: the header claims more than there is.
+    for bytes in [spsc_bytes(), mpmc_bytes()] {
+        for len in [bytes.len() - 1, bytes.len() / 2, 200, HEADER_SIZE] {
+            let cut = Guarded::with_bytes(&bytes[..len]);
+            let e1 = header_error(SpscRing::<u64, _>::attach(&cut).unwrap_err());
+            let e2 = header_error(MpmcRing::<u64, _>::attach(&cut).unwrap_err());
+            for e in [e1, e2] {
+                assert_eq!(
+                    e,
+                    HeaderError::Truncated {
+                        needed: bytes.len() as u64,
+                        actual: len as u64
+                    }
+                );
+            }
+        }
+    }
+
+    // Smaller than a header, down to nothing.
+    for len in [0, 1, 8, HEADER_SIZE - 1] {
+        let tiny = Guarded::new(len);
+        let expected = HeaderError::RegionTooSmall {
+            needed: HEADER_SIZE as u64,
+            actual: len as u64,
+        };
+        assert_eq!(
+            header_error(SpscRing::<u64, _>::attach(&tiny).unwrap_err()),
+            expected
+        );
+        assert_eq!(
+            header_error(MpmcRing::<u64, _>::attach(&tiny).unwrap_err()),
+            expected
+        );
+    }
+    assert!(SpscRing::<u64, _>::attach(HeapRegion::new(0)).is_err());
+}
+
+#[test]
+fn create_refuses_bad_arguments() {
+    let region = HeapRegion::new(SpscRing::<u64, ()>::required_size(CAP));
+    for cap in [0, 3, 12, 1 << 63] {
+        let err = SpscRing::<u64, _>::create(&region, cap, RingOptions::new()).unwrap_err();
+        assert!(
+            matches!(err, RingError::Capacity { capacity, .. } if capacity == cap),
+            "{err:?}"
+        );
+        let err = MpmcRing::<u64, _>::create(&region, cap, RingOptions::new()).unwrap_err();
+        assert!(
+            matches!(err, RingError::Capacity { capacity, .. } if capacity == cap),
+            "{err:?}"
+        );
+    }
+    let err = SpscRing::<u64, _>::create(&region, 2 * CAP as u64, RingOptions::new()).unwrap_err();
+    assert!(
+        matches!(err, RingError::RegionTooSmall { needed, actual, .. }
+            if needed == spsc_size(2 * CAP) && actual == spsc_size(CAP)),
+        "{err:?}"
+    );
+    let err = MpmcRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err();
+    assert!(matches!(err, RingError::RegionTooSmall { .. }), "{err:?}");
+    let err = SpscRing::<(), _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err();
+    assert!(matches!(err, RingError::ZeroSized { .. }), "{err:?}");
+    let err = MpmcRing::<(), _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err();
+    assert!(matches!(err, RingError::ZeroSized { .. }), "{err:?}");
+
+    // Nothing was written by the refusals; a real create works once.
+    assert!(region.to_vec().iter().all(|&b| b == 0));
+    SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap();
+    for err in [
+        SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err(),
+        MpmcRing::<u8, _>::create(&region, 4, RingOptions::new()).unwrap_err(),
+    ] {
+        assert_eq!(
+            header_error(err),
+            HeaderError::AlreadyInitialised {
+                kind: Kind::SPSC_RING
+            }
+        );
+    }
+}
+
+/// A read-only mapping of a ring: creating there is refused, and so must be
+/// attaching, because every use of a ring writes shared words (the role
+/// claims, the positions, the MPMC sequences); a store to a read-only page
+/// is a SIGSEGV, not an error. The child side shows what happens today when
+/// the attach is let through: the first role claim faults.
+#[test]
+fn read_only_mapping_is_refused() {
+    const TEST: &str = "read_only_mapping_is_refused";
+    if common::is_child(TEST) {
+        let shm = PosixOptions::new()
+            .access(Access::ReadOnly)
+            .open(&common::child_arg())
+            .unwrap();
+        let map = shm.map().unwrap();
+        assert!(map.is_read_only());
+        if let Ok(ring) = SpscRing::<u64, _>::attach(&map) {
+            eprintln!("child: attached read-only; claiming the consumer role");
+            let claimed = ring.consumer();
+            eprintln!("child: survived the claim: {:?}", claimed.map(|_| ()));
+        }
+        common::child_done(TEST);
+        return;
+    }
+
+    // Creating on a read-only mapping is refused.
+    let name = common::posix_name("ring-ro");
+    let size = MpmcRing::<u64, ()>::required_size(CAP);
+    let shm = PosixOptions::new()
+        .unlink_on_drop(true)
+        .create(&name, size as u64)
+        .unwrap();
+    let ro = shm.map_read_only().unwrap();
+    let err = MpmcRing::<u64, _>::create(&ro, CAP as u64, RingOptions::new()).unwrap_err();
+    assert!(
+        matches!(err, RingError::Segment(Error::ReadOnly { .. })),
+        "{err:?}"
+    );
+    let err = SpscRing::<u64, _>::create(&ro, CAP as u64, RingOptions::new()).unwrap_err();
+    assert!(
+        matches!(err, RingError::Segment(Error::ReadOnly { .. })),
+        "{err:?}"
+    );
+
+    // Attaching: an MPMC ring here, an SPSC ring in a second segment that a
+    // child process maps read-only too.
+    MpmcRing::<u64, _>::create(shm.map().unwrap(), CAP as u64, RingOptions::new()).unwrap();
+    let mpmc = MpmcRing::<u64, _>::attach(&ro).map(|_| ());
+    let spsc_name = common::posix_name("ring-ro");
+    let spsc_shm = PosixOptions::new()
+        .unlink_on_drop(true)
+        .create(&spsc_name, SpscRing::<u64, ()>::required_size(CAP) as u64)
+        .unwrap();
+    SpscRing::<u64, _>::create(spsc_shm.map().unwrap(), CAP as u64, RingOptions::new()).unwrap();
+    let spsc = SpscRing::<u64, _>::attach(spsc_shm.map_read_only().unwrap()).map(|_| ());
+    let child = common::Running::child(TEST, &spsc_name).wait(common::HANG);
+    assert!(
+        matches!(spsc, Err(RingError::Segment(Error::ReadOnly { .. }))),
+        "attaching an SPSC ring to a read-only mapping gave {spsc:?}, not Error::ReadOnly; \
+         a child process that then claimed a role ended with {} (stderr: {})",
+        child.status,
+        child.stderr.trim()
+    );
+    assert!(
+        matches!(mpmc, Err(RingError::Segment(Error::ReadOnly { .. }))),
+        "attaching an MPMC ring to a read-only mapping gave {mpmc:?}, not Error::ReadOnly"
+    );
+    child.assert_child_passed(TEST);
+}
+
+/// Random bytes, then random bytes behind a plausible header, attached as
+/// both kinds: an error or, where the random header happens to be valid, a
+/// ring that survives a few operations.
+#[test]
+fn random_bytes_never_panic() {
+    within(Duration::from_secs(120), "random_bytes_never_panic", || {
+        let mut rng = Rng::from_env("SHM_CORRUPT_SEED");
+        let sizes = [
+            0,
+            1,
+            63,
+            64,
+            65,
+            200,
+            767,
+            768,
+            spsc_size(1) as usize,
+            spsc_size(CAP) as usize,
+            mpmc_size(CAP) as usize,
+            4096,
+        ];
+        let mut accepted = 0;
+        for round in 0..3000 {
+            let len = sizes[round % sizes.len()];
+            let mut bytes = vec![0u8; len];
+            rng.fill(&mut bytes);
+            if round % 2 == 1 && len >= HEADER_SIZE {
+                plausible_header(&mut rng, &mut bytes);
+            }
+            let region = Guarded::with_bytes(&bytes);
+            if let Ok(ring) = SpscRing::<u64, _>::attach(&region) {
+                accepted += 1;
+                spsc_ops(&ring, &mut rng, &region, 50, false);
+            }
+            if let Ok(ring) = MpmcRing::<u64, _>::attach(&region) {
+                accepted += 1;
+                mpmc_ops(&ring, &mut rng, &region, 50, false);
+            }
+            let _ = SpscRing::<[u8; 3], _>::attach(&region);
+            let _ = MpmcRing::<[u32; 5], _>::attach(&region);
+        }
+        eprintln!("random headers that attached: {accepted}");
+        assert!(
+            accepted > 0,
+            "no random header was valid: the ops path went untested"
+        );
+    });
+}
+
+/// A header with the magic and ready state, and each other field either
+/// right for a `u64` ring or random.
+fn plausible_header(rng: &mut Rng, bytes: &mut [u8]) {
+    let mut put = |off: usize, v: &[u8]| bytes[off..off + v.len()].copy_from_slice(v);
+    put(OFF_MAGIC, &shm_segment::MAGIC.to_le_bytes());
+    put(OFF_STATE, &shm_segment::READY.to_le_bytes());
+    let mpmc = rng.below(2) == 0;
+    let kind = if mpmc {
+        Kind::MPMC_RING
+    } else {
+        Kind::SPSC_RING
+    };
+    if rng.below(8) != 0 {
+        put(OFF_KIND, &kind.0.to_le_bytes());
+    }
+    if rng.below(8) != 0 {
+        put(OFF_VERSION, &1u32.to_le_bytes());
+    }
+    if rng.below(8) != 0 {
+        put(OFF_ELEM_SIZE, &8u32.to_le_bytes());
+    }
+    if rng.below(8) != 0 {
+        put(OFF_ELEM_ALIGN, &8u32.to_le_bytes());
+    }
+    let cap = match rng.below(4) {
+        0 => rng.next_u64(),
+        1 => 1 << rng.below(64),
+        _ => 1 << rng.below(5),
+    };
+    put(OFF_CAPACITY, &cap.to_le_bytes());
+    let size = |cap: u64| {
+        let (off, per) = if mpmc {
+            (mpmc_size(1) - 16, 16)
+        } else {
+            (spsc_size(1) - 8, 8)
+        };
+        cap.checked_mul(per).and_then(|b| b.checked_add(off))
+    };
+    let total = match rng.below(4) {
+        0 => rng.next_u64(),
+        _ => size(cap).unwrap_or(0),
+    };
+    put(OFF_TOTAL, &total.to_le_bytes());
+}
+
+// ---------------------------------------------------------------------------
+// Scribbling over a live ring.
+
+/// Where the words worth scribbling over are, for a ring of `cap` slots.
+fn targets(region: &impl Region, mpmc: bool, cap: usize) -> Vec<usize> {
+    let mut words = vec![
+        common::TAIL_POS,
+        common::TAIL_OWNER,
+        common::HEAD_POS,
+        common::HEAD_OWNER,
+    ];
+    // The futex words and waiter counts (items, room) and the flags.
+    let line = common::HEAD_POS - common::TAIL_POS;
+    for i in 2..common::CONTROL_LINES {
+        words.push(common::CONTROL_OFFSET + i * line);
+    }
+    // Header fields: read once at attach, so live handles must not care.
+    words.extend([OFF_CAPACITY, OFF_TOTAL, OFF_VERSION]);
+    if mpmc {
+        let slot = common::mpmc_slot_size::<u64>();
+        let slots = common::slots_offset(region.len(), cap, slot);
+        words.extend((0..cap).map(|i| slots + i * slot));
+    }
+    words
+}
+
+/// A value likely to hit an edge: near the current positions, a multiple of
+/// the capacity, a sequence-like value, an extreme, or anything.
+fn nasty(rng: &mut Rng, region: &impl Region, cap: u64) -> u64 {
+    let head = region
+        .load_u64(common::HEAD_POS, Ordering::Relaxed)
+        .unwrap();
+    let tail = region
+        .load_u64(common::TAIL_POS, Ordering::Relaxed)
+        .unwrap();
+    let d = rng.below(4 * cap + 3).wrapping_sub(2 * cap + 1);
+    match rng.below(9) {
+        0 => head.wrapping_add(d),
+        1 => tail.wrapping_add(d),
+        2 => head.wrapping_add(d).wrapping_mul(2),
+        3 => tail.wrapping_add(d).wrapping_mul(2).wrapping_add(1),
+        4 => [0, 1, u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1][rng.below(6) as usize],
+        5 => cap.wrapping_mul(rng.below(5)),
+        6 => u64::from(rng.next_u64() as u32),
+        _ => rng.next_u64(),
+    }
+}
+
+fn scribble(rng: &mut Rng, region: &impl Region, words: &[usize], cap: u64) {
+    for _ in 0..=rng.below(3) {
+        let at = words[rng.below(words.len() as u64) as usize];
+        let v = nasty(rng, region, cap);
+        region.atomic_u64(at).unwrap().store(v, Ordering::Relaxed);
+    }
+}
+
+/// Random SPSC operations with weak, always-true checks; scribbles between
+/// them when `scribbling`.
+fn spsc_ops<R: Region>(
+    ring: &SpscRing<u64, &R>,
+    rng: &mut Rng,
+    region: &R,
+    ops: usize,
+    scribbling: bool,
+) {
+    let cap = ring.capacity();
+    let words = targets(region, false, cap);
+    let (Ok(mut tx), Ok(mut rx)) = (ring.producer(), ring.consumer()) else {
+        return; // a random owner word named a live process: nothing to run
+    };
+    let mut buf = vec![0u64; 2 * cap + 2];
+    for _ in 0..ops {
+        if scribbling && rng.below(3) == 0 {
+            scribble(rng, region, &words, cap as u64);
+        }
+        let n = rng.below(2 * cap as u64 + 2) as usize;
+        match rng.below(14) {
+            0 => drop(tx.push(rng.next_u64())),
+            1 => drop(tx.push_blocking(1, Duration::from_micros(rng.below(200)))),
+            2 => assert!(tx.push_slice(&buf[..n]) <= n.min(cap)),
+            3 => drop(tx.push_exact(&buf[..n])),
+            4 => {
+                if let Ok(mut chunk) = tx.write_chunk(n) {
+                    assert!(chunk.len() <= cap);
+                    for i in 0..chunk.len() {
+                        chunk.write(i, &7);
+                        let _ = chunk.write_bytes(i, 4, &[1, 2, 3, 4]);
+                    }
+                    // SAFETY: this thread is the only user of the ring.
+                    let (a, b) = unsafe { chunk.as_mut_slices() };
+                    assert_eq!(a.len() + b.len(), n);
+                    a.fill(3);
+                    b.fill(4);
+                    chunk.commit(rng.below(n as u64 + 2) as usize);
+                }
+            }
+            5 => drop(rx.pop()),
+            6 => drop(rx.pop_blocking(Duration::from_micros(rng.below(200)))),
+            7 => assert!(rx.pop_into(&mut buf[..n]) <= n.min(cap)),
+            8 => drop(rx.pop_exact(&mut buf[..n])),
+            9 => {
+                if let Ok(chunk) = rx.read_chunk(n) {
+                    assert!(chunk.len() <= cap);
+                    for i in 0..chunk.len() {
+                        let _ = chunk.read(i);
+                        let _ = chunk.read_bytes(i, 2, &mut [0; 6]);
+                    }
+                    // SAFETY: this thread is the only user of the ring.
+                    let (a, b) = unsafe { chunk.as_slices() };
+                    assert_eq!(a.len() + b.len(), n);
+                    chunk.commit(rng.below(n as u64 + 2) as usize);
+                }
+            }
+            10 => {
+                assert!(ring.len() <= cap);
+                assert!(tx.slots() <= cap);
+                assert!(rx.slots() <= cap);
+                let _ = (ring.is_empty(), rx.is_empty());
+            }
+            11 => {
+                // Take the roles again: the new ends read the (scribbled)
+                // positions from shared memory.
+                drop(tx);
+                drop(rx);
+                let (Ok(t), Ok(r)) = (ring.producer(), ring.consumer()) else {
+                    return;
+                };
+                (tx, rx) = (t, r);
+            }
+            12 => {
+                let again = SpscRing::<u64, _>::attach(region);
+                if let Ok(again) = again {
+                    assert_eq!(again.capacity(), cap);
+                    assert!(again.len() <= cap);
+                }
+            }
+            _ => assert_eq!(tx.capacity(), cap),
+        }
+    }
+}
+
+/// Random MPMC operations with weak, always-true checks; scribbles between
+/// them when `scribbling`.
+fn mpmc_ops<R: Region>(
+    ring: &MpmcRing<u64, &R>,
+    rng: &mut Rng,
+    region: &R,
+    ops: usize,
+    scribbling: bool,
+) {
+    let cap = ring.capacity();
+    let words = targets(region, true, cap);
+    let other = ring.clone();
+    let mut buf = vec![0u64; 2 * cap + 2];
+    for _ in 0..ops {
+        if scribbling && rng.below(3) == 0 {
+            scribble(rng, region, &words, cap as u64);
+        }
+        let h = if rng.below(2) == 0 { ring } else { &other };
+        let n = rng.below(2 * cap as u64 + 2) as usize;
+        match rng.below(9) {
+            0 => drop(h.push(rng.next_u64())),
+            1 => drop(h.push_blocking(1, Duration::from_micros(rng.below(200)))),
+            2 => assert!(h.push_slice(&buf[..n]) <= n.min(cap)),
+            3 => drop(h.push_exact(&buf[..n])),
+            4 => drop(h.pop()),
+            5 => drop(h.pop_blocking(Duration::from_micros(rng.below(200)))),
+            6 => assert!(h.pop_into(&mut buf[..n]) <= n.min(cap)),
+            7 => {
+                assert!(h.len() <= cap);
+                let _ = h.is_empty();
+            }
+            _ => {
+                if let Ok(again) = MpmcRing::<u64, _>::attach(region) {
+                    assert_eq!(again.capacity(), cap);
+                    assert!(again.len() <= cap);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scribbled_spsc_never_panics_or_hangs() {
+    within(Duration::from_secs(120), "scribbled SPSC", || {
+        let mut rng = Rng::from_env("SHM_CORRUPT_SEED");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for round in 0..400 {
+            if Instant::now() > deadline {
+                eprintln!("stopped after {round} rounds (time limit)");
+                break;
+            }
+            let cap = [1, 2, 4, 16, 64][round % 5];
+            let blocking = round % 3 == 0;
+            let region = Guarded::new(SpscRing::<u64, ()>::required_size(cap));
+            let ring = SpscRing::<u64, _>::create(
+                &region,
+                cap as u64,
+                RingOptions::new().blocking(blocking),
+            )
+            .unwrap();
+            spsc_ops(&ring, &mut rng, &region, 300, true);
+        }
+    });
+}
+
+#[test]
+fn scribbled_mpmc_never_panics_or_hangs() {
+    within(Duration::from_secs(120), "scribbled MPMC", || {
+        let mut rng = Rng::from_env("SHM_CORRUPT_SEED");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for round in 0..400 {
+            if Instant::now() > deadline {
+                eprintln!("stopped after {round} rounds (time limit)");
+                break;
+            }
+            let cap = [1, 2, 4, 16, 64][round % 5];
+            let blocking = round % 3 == 0;
+            let region = Guarded::new(MpmcRing::<u64, ()>::required_size(cap));
+            let ring = MpmcRing::<u64, _>::create(
+                &region,
+                cap as u64,
+                RingOptions::new().blocking(blocking),
+            )
+            .unwrap();
+            mpmc_ops(&ring, &mut rng, &region, 300, true);
+        }
+    });
+}
