@@ -8,6 +8,7 @@
 //! | [`sys`] | `shm-sys` | raw FFI: what libc lacks (`shm_info`, `SHM_STAT_ANY`, futex) |
 //! | [`segment`] | `shm-segment` | safe System V, POSIX, memfd and anonymous segments |
 //! | [`ring`] | `shm-ring` | lock-free SPSC and MPMC rings inside a segment |
+//! | [`mempool`] | `shm-mempool` | fixed-size blocks by id, and a zero-copy channel |
 //!
 //! # Examples
 //!
@@ -23,6 +24,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub use shm_mempool as mempool;
 pub use shm_ring as ring;
 pub use shm_segment as segment;
 pub use shm_sys as sys;

@@ -94,23 +94,26 @@ fn ci() -> Result {
     loom()
 }
 
-/// The rings' loom models, in their own target dir so the `--cfg loom`
-/// build does not invalidate the normal one.
+/// The loom models of the rings and the pool, in their own target dir so
+/// the `--cfg loom` build does not invalidate the normal one.
 fn loom() -> Result {
-    run(
-        "cargo",
-        &[
-            "test",
-            "-p",
-            "shm-ring",
-            "--test",
-            "loom",
-            "--release",
-            "--target-dir",
-            "target/loom",
-        ],
-        &[("RUSTFLAGS", "--cfg loom")],
-    )
+    for package in ["shm-ring", "shm-mempool"] {
+        run(
+            "cargo",
+            &[
+                "test",
+                "-p",
+                package,
+                "--test",
+                "loom",
+                "--release",
+                "--target-dir",
+                "target/loom",
+            ],
+            &[("RUSTFLAGS", "--cfg loom")],
+        )?;
+    }
+    Ok(())
 }
 
 /// Our objects in `/dev/shm` and the host's System V shmids.

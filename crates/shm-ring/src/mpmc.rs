@@ -30,13 +30,13 @@ use std::marker::PhantomData;
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 use shm_segment::{HeapRegion, Kind, Region};
 
 use crate::error::{BulkError, PopError, PushError, RingError};
-use crate::shared::{Layout, Mapped, RingOptions};
+use crate::shared::{heap_region, Layout, Mapped, RingOptions};
 use crate::sync::{AtomicU64, ValueCell};
 
 const LAYOUT_VERSION: u32 = 1;
@@ -111,6 +111,10 @@ impl<T, R> std::fmt::Debug for MpmcRing<T, R> {
 impl<T: Pod, R> MpmcRing<T, R> {
     /// Bytes a ring of `capacity` elements needs (header included).
     ///
+    /// # Panics
+    ///
+    /// If the size does not fit in a `u64` (a capacity near 2^60 or more).
+    ///
     /// # Examples
     ///
     /// ```
@@ -134,8 +138,11 @@ impl<T: Pod> MpmcRing<T, HeapRegion> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn new_heap(capacity: usize) -> Result<Self, RingError> {
-        let region = HeapRegion::new(Self::required_size(capacity.max(1)));
-        Self::create(region, capacity as u64, RingOptions::new())
+        Self::create(
+            heap_region::<Slot<T>>(capacity)?,
+            capacity as u64,
+            RingOptions::new(),
+        )
     }
 }
 
@@ -469,11 +476,10 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn push_blocking(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        let deadline = Instant::now() + timeout;
         self.shared
             .control()
             .room
-            .wait_until(deadline, self.shared.blocking, || self.push(value).ok())
+            .wait_until(timeout, self.shared.blocking, || self.push(value).ok())
             .ok_or(PushError::Full(value))
     }
 
@@ -490,12 +496,11 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn pop_blocking(&self, timeout: Duration) -> Result<T, PopError> {
-        let deadline = Instant::now() + timeout;
         let got = self
             .shared
             .control()
             .items
-            .wait_until(deadline, self.shared.blocking, || self.pop().ok());
+            .wait_until(timeout, self.shared.blocking, || self.pop().ok());
         got.ok_or_else(|| self.why_empty())
     }
 

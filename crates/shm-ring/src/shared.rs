@@ -6,7 +6,9 @@ use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use shm_segment::{Expect, Header, HeaderError, HeaderInfo, Kind, ProcessId, Region, HEADER_SIZE};
+use shm_segment::{
+    Expect, Header, HeaderError, HeaderInfo, HeapRegion, Kind, ProcessId, Region, HEADER_SIZE,
+};
 
 use crate::error::RingError;
 use crate::sync::AtomicU64;
@@ -230,6 +232,13 @@ impl<R: Region> Mapped<R> {
 
     /// Validates the header against `T` and the layout, then wires up.
     pub(crate) fn attach<T, S>(region: R, layout: &Layout<S>) -> Result<Self, RingError> {
+        // Every ring operation writes shared words: a read-only mapping would fault.
+        region.check_writable("attach ring")?;
+        if std::mem::size_of::<T>() == 0 {
+            return Err(RingError::ZeroSized {
+                target: region.target(),
+            });
+        }
         let expect = Expect::of::<T>(layout.kind, layout.version);
         let info = Header::validate(&region, &expect, Layout::<S>::size)?;
         if !info.capacity.is_power_of_two() {
@@ -332,24 +341,30 @@ impl WaitWords {
         }
     }
 
-    /// Retries `attempt` until it succeeds or `deadline` passes: first a short
-    /// spin, then futex sleeps (blocking rings) or polls with back-off.
+    /// Retries `attempt` until it succeeds or `timeout` has passed (a
+    /// timeout too long for the clock, like `Duration::MAX`, waits as long
+    /// as it takes): first a short spin, then futex sleeps (blocking rings)
+    /// or polls with back-off.
     pub(crate) fn wait_until<T>(
         &self,
-        deadline: Instant,
+        timeout: Duration,
         blocking: bool,
         mut attempt: impl FnMut() -> Option<T>,
     ) -> Option<T> {
+        let deadline = Instant::now().checked_add(timeout);
         let mut round = 0u32;
         loop {
             if let Some(v) = attempt() {
                 return Some(v);
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            round += 1;
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return None,
+                },
+                None => None,
+            };
+            round = round.saturating_add(1);
             if round <= 64 {
                 std::hint::spin_loop();
             } else if round <= 80 {
@@ -360,7 +375,7 @@ impl WaitWords {
                 fence(Ordering::SeqCst);
                 let result = attempt();
                 if result.is_none() {
-                    let _ = shm_sys::futex_wait(&self.seq, seq, Some(deadline - now));
+                    let _ = shm_sys::futex_wait(&self.seq, seq, remaining);
                 }
                 self.waiters.fetch_sub(1, Ordering::SeqCst);
                 if result.is_some() {
@@ -368,8 +383,26 @@ impl WaitWords {
                 }
             } else {
                 let backoff = Duration::from_micros(10 << (round - 80).min(7));
-                std::thread::sleep(backoff.min(deadline - now));
+                std::thread::sleep(remaining.map_or(backoff, |left| backoff.min(left)));
             }
         }
     }
+}
+
+/// A zeroed heap region for a ring of `capacity` slots of `S`, or the
+/// capacity error `create` would give (checked before allocating anything).
+pub(crate) fn heap_region<S>(capacity: usize) -> Result<HeapRegion, RingError> {
+    let capacity = capacity as u64;
+    let bad = |reason| RingError::Capacity {
+        target: shm_segment::Target::Heap,
+        capacity,
+        reason,
+    };
+    if capacity == 0 || !capacity.is_power_of_two() {
+        return Err(bad("it must be a power of two, at least 1"));
+    }
+    let size = Layout::<S>::size(capacity)
+        .filter(|&size| size <= isize::MAX as u64)
+        .ok_or_else(|| bad("the ring would not fit in memory"))?;
+    Ok(HeapRegion::try_new(size as usize)?)
 }

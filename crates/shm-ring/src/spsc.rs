@@ -16,13 +16,13 @@
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 use shm_segment::{HeapRegion, Kind, Region};
 
 use crate::error::{BulkError, PopError, PushError, RingError};
-use crate::shared::{claim_role, release_role, Layout, Mapped, RingOptions};
+use crate::shared::{claim_role, heap_region, release_role, Layout, Mapped, RingOptions};
 use crate::sync::{AtomicU64, ValueCell};
 
 const LAYOUT_VERSION: u32 = 1;
@@ -89,6 +89,10 @@ impl<T: Pod, R> SpscRing<T, R> {
     /// Bytes a ring of `capacity` elements needs (header included): size the
     /// segment with this.
     ///
+    /// # Panics
+    ///
+    /// If the size does not fit in a `u64` (a capacity near 2^61 or more).
+    ///
     /// # Examples
     ///
     /// ```
@@ -116,7 +120,7 @@ impl<T: Pod> SpscRing<T, HeapRegion> {
     pub fn new_heap(
         capacity: usize,
     ) -> Result<(Producer<T, HeapRegion>, Consumer<T, HeapRegion>), RingError> {
-        let region = HeapRegion::new(Self::required_size(capacity.max(1)));
+        let region = heap_region::<ValueCell<T>>(capacity)?;
         let ring = Self::create(region, capacity as u64, RingOptions::new())?;
         Ok((ring.producer()?, ring.consumer()?))
     }
@@ -457,12 +461,11 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn push_blocking(&mut self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        let deadline = Instant::now() + timeout;
         let shared = Arc::clone(&self.shared);
         let pushed = shared
             .control()
             .room
-            .wait_until(deadline, shared.blocking, || {
+            .wait_until(timeout, shared.blocking, || {
                 (self.free(1) > 0).then_some(())
             });
         match pushed {
@@ -843,12 +846,11 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn pop_blocking(&mut self, timeout: Duration) -> Result<T, PopError> {
-        let deadline = Instant::now() + timeout;
         let shared = Arc::clone(&self.shared);
         shared
             .control()
             .items
-            .wait_until(deadline, shared.blocking, || self.pop().ok())
+            .wait_until(timeout, shared.blocking, || self.pop().ok())
             .ok_or(PopError::Empty)
     }
 

@@ -645,6 +645,29 @@ impl HeapRegion {
         let ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
         HeapRegion { ptr, len }
     }
+
+    /// Like [`new`](Self::new), but a size the allocator refuses is an error
+    /// instead of an abort.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::HeapRegion;
+    /// assert!(HeapRegion::try_new(64).is_ok());
+    /// assert!(HeapRegion::try_new(usize::MAX / 2).is_err());
+    /// ```
+    pub fn try_new(len: usize) -> Result<Self> {
+        let refused = || Error::InvalidArgument {
+            op: "allocate",
+            target: Target::Heap,
+            reason: format!("cannot allocate {len} bytes"),
+        };
+        let layout = Layout::from_size_align(len.max(1), Self::ALIGN).map_err(|_| refused())?;
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).ok_or_else(refused)?;
+        Ok(HeapRegion { ptr, len })
+    }
 }
 
 impl Drop for HeapRegion {

@@ -1,0 +1,413 @@
+//! [`Channel`]: a pool plus a ring of block ids in one segment, so messages
+//! cross processes without being copied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shm_ring::{MpmcRing, PopError, PushError, RingOptions};
+use shm_segment::{Header, HeaderError, HeaderInfo, Kind, Region, SubRegion};
+
+use crate::error::PoolError;
+use crate::pool::{Block, MemPool, BLOCK_ALIGN};
+use crate::BlockId;
+
+const LAYOUT_VERSION: u32 = 1;
+/// The pool starts on the second page, after the channel's header.
+const POOL_OFFSET: usize = 4096;
+
+type Part<R> = SubRegion<Arc<R>>;
+
+/// Where the pool and the ring sit, from the block count and size.
+fn layout(blocks: u32, block_size: usize) -> (usize, usize, usize, u64) {
+    let pool_len = MemPool::<()>::required_size(blocks, block_size).next_multiple_of(4096);
+    let ring_offset = POOL_OFFSET + pool_len;
+    let ring_cap = u64::from(blocks).next_power_of_two();
+    let ring_len = MpmcRing::<BlockId, ()>::required_size(ring_cap as usize);
+    (pool_len, ring_offset, ring_len, ring_cap)
+}
+
+/// A channel of blocks: a sender takes a block from the pool, fills it in
+/// place and [`send`](Channel::send)s it; a receiver gets the same memory
+/// back ([`recv`](Channel::recv)) and the block returns to the pool when its
+/// guard drops. Only the 4-byte id travels through the ring.
+///
+/// Any number of processes may send and receive (the ring is MPMC). While a
+/// block is in the ring it belongs to the channel: `reclaim_dead` leaves it
+/// alone even if its sender died.
+///
+/// # Examples
+///
+/// ```
+/// use shm_mempool::Channel;
+/// use shm_segment::{PosixOptions, PosixShm, Region};
+///
+/// let name = format!("/shm-test-doc-chan-{}", std::process::id());
+/// let size = Channel::<()>::required_size(8, 4096);
+/// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, size as u64)?;
+/// let tx = Channel::create(shm.map()?, 8, 4096, Default::default())?;
+///
+/// // Another process attaches by name.
+/// let rx = Channel::attach(PosixShm::open(&name)?.map()?)?;
+///
+/// let block = tx.alloc()?;
+/// block.write_at(0, b"no copy through the kernel")?;
+/// block.set_used(26);
+/// tx.send(block).unwrap();
+///
+/// let got = rx.recv()?;
+/// let mut text = vec![0; got.used()];
+/// got.read_at(0, &mut text)?;
+/// assert_eq!(text, b"no copy through the kernel");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Channel<R> {
+    pool: MemPool<Part<R>>,
+    ring: MpmcRing<BlockId, Part<R>>,
+}
+
+impl<R> Clone for Channel<R> {
+    fn clone(&self) -> Self {
+        Channel {
+            pool: self.pool.clone(),
+            ring: self.ring.clone(),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Channel<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A send that could not queue the block; the block comes back.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError<B> {
+    /// The ring is full (or still full at the deadline).
+    #[error("the channel is full")]
+    Full(B),
+    /// The block's record was not in the state a send needs.
+    #[error(transparent)]
+    Pool(PoolError),
+}
+
+/// A receive that got no block.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// Nothing to receive, or a stalled sender (see [`PopError`]).
+    #[error(transparent)]
+    Ring(#[from] PopError),
+    /// The ring held an id the pool does not know, or a block not queued.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+impl<R> Channel<R> {
+    /// Bytes a channel of `blocks` blocks of `block_size` bytes needs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let n = shm_mempool::Channel::<()>::required_size(16, 4096);
+    /// assert!(n > 16 * 4096);
+    /// ```
+    pub fn required_size(blocks: u32, block_size: usize) -> usize {
+        let (_, ring_offset, ring_len, _) = layout(blocks, block_size);
+        ring_offset + ring_len
+    }
+}
+
+impl<R: Region> Channel<R> {
+    /// Lays out a channel in `region`: a pool of `blocks` blocks of
+    /// `block_size` bytes and a ring with room for every block. With
+    /// `RingOptions::new().blocking(true)`, the blocking calls sleep on a futex.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::Channel;
+    /// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
+    /// let ch = Channel::create(region, 4, 64, Default::default())?;
+    /// assert_eq!(ch.pool().blocks(), 4);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create(
+        region: R,
+        blocks: u32,
+        block_size: usize,
+        opts: RingOptions,
+    ) -> Result<Self, PoolError> {
+        let total = Self::required_size(blocks, block_size);
+        if region.len() < total {
+            return Err(PoolError::InvalidLayout {
+                target: region.target(),
+                reason: format!("a channel of {blocks} blocks of {block_size} bytes needs {total} bytes, the region has {}", region.len()),
+            });
+        }
+        if let Ok(existing) = Header::read(&region) {
+            let source = HeaderError::AlreadyInitialised {
+                kind: existing.kind,
+            };
+            return Err(shm_segment::Error::Header {
+                target: region.target(),
+                source,
+            }
+            .into());
+        }
+        let (pool_len, ring_offset, ring_len, ring_cap) = layout(blocks, block_size);
+        let region = Arc::new(region);
+        let pool = MemPool::create(
+            SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?,
+            blocks,
+            block_size,
+        )?;
+        let ring = MpmcRing::create(
+            SubRegion::new(Arc::clone(&region), ring_offset, ring_len)?,
+            ring_cap,
+            opts,
+        )?;
+        let size = pool.block_size() as u32;
+        let info = HeaderInfo::new(
+            Kind::CHANNEL,
+            LAYOUT_VERSION,
+            size,
+            BLOCK_ALIGN as u32,
+            u64::from(blocks),
+            total as u64,
+        );
+        // SYNC POINT: published last; the pool and ring headers are published already.
+        Header::init(&*region, &info)?;
+        Ok(Channel { pool, ring })
+    }
+
+    /// Attaches to a channel another process created, validating its header
+    /// and those of its pool and ring.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::Channel;
+    /// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
+    /// Channel::create(&region, 4, 64, Default::default())?;
+    /// let other = Channel::attach(&region)?;
+    /// assert_eq!(other.pool().block_size(), 64);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn attach(region: R) -> Result<Self, PoolError> {
+        let info = Header::read(&region)?;
+        let target = region.target();
+        let fail = |source| -> PoolError {
+            shm_segment::Error::Header {
+                target: target.clone(),
+                source,
+            }
+            .into()
+        };
+        if info.kind != Kind::CHANNEL {
+            return Err(fail(HeaderError::WrongKind {
+                expected: Kind::CHANNEL,
+                found: info.kind,
+            }));
+        }
+        if info.version != LAYOUT_VERSION {
+            return Err(fail(HeaderError::Version {
+                expected: LAYOUT_VERSION,
+                found: info.version,
+            }));
+        }
+        if info.capacity == 0 || info.capacity >= u64::from(u32::MAX) || info.elem_size == 0 {
+            return Err(fail(HeaderError::Capacity {
+                capacity: info.capacity,
+                reason: "a channel has 1 to 2^32 - 2 blocks of at least 1 byte",
+            }));
+        }
+        let blocks = info.capacity as u32;
+        let total = Self::required_size(blocks, info.elem_size as usize) as u64;
+        if total != info.total_size {
+            return Err(fail(HeaderError::Layout {
+                expected: total,
+                found: info.total_size,
+            }));
+        }
+        let (pool_len, ring_offset, ring_len, _) = layout(blocks, info.elem_size as usize);
+        let region = Arc::new(region);
+        let pool = MemPool::attach(SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?)?;
+        let ring = MpmcRing::attach(SubRegion::new(Arc::clone(&region), ring_offset, ring_len)?)?;
+        if pool.blocks() != blocks || pool.block_size() != info.elem_size as usize {
+            return Err(fail(HeaderError::Layout {
+                expected: total,
+                found: info.total_size,
+            }));
+        }
+        Ok(Channel { pool, ring })
+    }
+
+    /// The channel's pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(4, 64));
+    /// let ch = shm_mempool::Channel::create(region, 4, 64, Default::default())?;
+    /// assert_eq!(ch.pool().stats().free, 4);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn pool(&self) -> &MemPool<Part<R>> {
+        &self.pool
+    }
+
+    /// Takes a free block to fill ([`MemPool::get`]).
+    ///
+    /// # Examples
+    ///
+    /// See [`Channel`].
+    pub fn alloc(&self) -> Result<Block<'_, Part<R>>, PoolError> {
+        self.pool.get()
+    }
+
+    /// Queues a block for a receiver; the block comes back if the ring is full.
+    ///
+    /// # Examples
+    ///
+    /// See [`Channel`].
+    #[allow(clippy::result_large_err)]
+    pub fn send<'c>(
+        &'c self,
+        block: Block<'c, Part<R>>,
+    ) -> Result<(), SendError<Block<'c, Part<R>>>> {
+        let id = block.id();
+        let word = match self.pool.enqueue(id) {
+            Ok(word) => word,
+            Err(e) => return Err(SendError::Pool(e)),
+        };
+        let _ = block.into_id(); // the block belongs to the channel now
+        match self.ring.push(id) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full(_)) => match self.pool.unqueue(id, word) {
+                Ok(()) => Err(SendError::Full(
+                    self.pool.from_id(id).map_err(SendError::Pool)?,
+                )),
+                Err(e) => Err(SendError::Pool(e)),
+            },
+        }
+    }
+
+    /// Copies `data` into a fresh block and sends it: the one-call form for
+    /// small messages. Fails if no block is free, the data does not fit a
+    /// block, or the ring is full (the block then goes back to the pool).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::Region;
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(4, 64));
+    /// let ch = shm_mempool::Channel::create(region, 4, 64, Default::default())?;
+    /// ch.send_bytes(b"hi")?;
+    /// assert_eq!(ch.recv()?.used(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_bytes(&self, data: &[u8]) -> Result<(), PoolError> {
+        let block = self.alloc()?;
+        block.write_at(0, data)?;
+        block.set_used(data.len());
+        match self.send(block) {
+            Ok(()) => Ok(()),
+            Err(SendError::Pool(e)) => Err(e),
+            Err(SendError::Full(_)) => Err(PoolError::Exhausted {
+                target: self.pool.region().target(),
+                blocks: self.pool.blocks(),
+            }),
+        }
+    }
+
+    /// Takes the next block, if any.
+    ///
+    /// # Examples
+    ///
+    /// See [`Channel`].
+    pub fn recv(&self) -> Result<Block<'_, Part<R>>, RecvError> {
+        let id = self.ring.pop()?;
+        Ok(self.pool.dequeue(id)?)
+    }
+
+    /// Waits up to `timeout` for a free slot in the ring, then queues.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(1, 64));
+    /// let ch = shm_mempool::Channel::create(region, 1, 64, Default::default())?;
+    /// let block = ch.alloc()?;
+    /// ch.send_blocking(block, Duration::from_millis(10)).unwrap();
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    #[allow(clippy::result_large_err)]
+    pub fn send_blocking<'c>(
+        &'c self,
+        block: Block<'c, Part<R>>,
+        timeout: Duration,
+    ) -> Result<(), SendError<Block<'c, Part<R>>>> {
+        let id = block.id();
+        let word = match self.pool.enqueue(id) {
+            Ok(word) => word,
+            Err(e) => return Err(SendError::Pool(e)),
+        };
+        let _ = block.into_id();
+        match self.ring.push_blocking(id, timeout) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full(_)) => match self.pool.unqueue(id, word) {
+                Ok(()) => Err(SendError::Full(
+                    self.pool.from_id(id).map_err(SendError::Pool)?,
+                )),
+                Err(e) => Err(SendError::Pool(e)),
+            },
+        }
+    }
+
+    /// Waits up to `timeout` for a block.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(1, 64));
+    /// let ch = shm_mempool::Channel::create(region, 1, 64, Default::default())?;
+    /// assert!(ch.recv_blocking(Duration::from_millis(5)).is_err());
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn recv_blocking(&self, timeout: Duration) -> Result<Block<'_, Part<R>>, RecvError> {
+        let id = self.ring.pop_blocking(timeout)?;
+        Ok(self.pool.dequeue(id)?)
+    }
+
+    /// Blocks queued now (a snapshot).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(2, 64));
+    /// let ch = shm_mempool::Channel::create(region, 2, 64, Default::default())?;
+    /// ch.send_bytes(b"x")?;
+    /// assert_eq!(ch.len(), 1);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether nothing is queued now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(2, 64));
+    /// assert!(shm_mempool::Channel::create(region, 2, 64, Default::default())?.is_empty());
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+}

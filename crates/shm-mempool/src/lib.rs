@@ -1,0 +1,51 @@
+//! Fixed-size blocks in shared memory, and a zero-copy channel of them.
+//!
+//! - [`MemPool`]: N blocks of S bytes in one [`Region`](shm_segment::Region),
+//!   taken and given back by any attached process, named by a
+//!   position-independent [`BlockId`]. Lock-free and ABA-safe (a Treiber
+//!   stack with a tagged head); each block records its owner, so
+//!   [`MemPool::reclaim_dead`] gives back exactly what dead processes held.
+//!   See the [`pool`] module for the design and what a kill can leak.
+//! - [`Channel`]: a pool plus a ring of block ids in one segment. A sender
+//!   fills a block in place and sends its id; the receiver reads the same
+//!   memory; the block goes back to the pool when the receiver drops it.
+//!
+//! # Examples
+//!
+//! ```
+//! use shm_mempool::MemPool;
+//! use shm_segment::Region;
+//!
+//! let pool = MemPool::new_heap(16, 256)?;
+//! let block = pool.get()?;
+//! block.write_at(0, b"fixed-size block")?;
+//! assert_eq!(pool.stats().held, 1);
+//! drop(block);
+//! assert_eq!(pool.stats().free, 16);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod channel;
+mod error;
+pub mod pool;
+mod sync;
+
+pub use channel::{Channel, RecvError, SendError};
+pub use error::PoolError;
+pub use pool::{Block, MemPool, PoolStats, BLOCK_ALIGN};
+
+/// A block's position-independent name: its index in the pool. The same id
+/// names the same block in every process that maps the pool.
+///
+/// # Examples
+///
+/// ```
+/// let id = shm_mempool::BlockId(3);
+/// assert_eq!(bytemuck::bytes_of(&id), &3u32.to_ne_bytes());
+/// ```
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, bytemuck::Pod, bytemuck::Zeroable,
+)]
+#[repr(transparent)]
+pub struct BlockId(pub u32);
