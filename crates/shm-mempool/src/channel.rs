@@ -411,3 +411,39 @@ impl<R: Region> Channel<R> {
         self.ring.is_empty()
     }
 }
+
+/// Reads a channel's pool counts and ring positions without attaching, with
+/// atomic loads only, so a read-only mapping will do (what `shm inspect` uses).
+///
+/// # Examples
+///
+/// ```
+/// use shm_mempool::{inspect_channel, Channel};
+/// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
+/// let ch = Channel::create(&region, 4, 64, Default::default())?;
+/// ch.send_bytes(b"queued")?;
+/// let (pool, ring) = inspect_channel(&region)?;
+/// assert_eq!((pool.queued, ring.len()), (1, 1));
+/// # Ok::<(), shm_mempool::PoolError>(())
+/// ```
+pub fn inspect_channel<R: Region>(
+    region: &R,
+) -> Result<(crate::PoolStats, shm_ring::RingInfo), PoolError> {
+    let info = Header::read(region)?;
+    if info.kind != Kind::CHANNEL || info.capacity == 0 || info.capacity >= u64::from(u32::MAX) {
+        let source = HeaderError::WrongKind {
+            expected: Kind::CHANNEL,
+            found: info.kind,
+        };
+        return Err(shm_segment::Error::Header {
+            target: region.target(),
+            source,
+        }
+        .into());
+    }
+    let (pool_len, ring_offset, ring_len, _) =
+        layout(info.capacity as u32, info.elem_size as usize);
+    let pool = crate::pool::inspect(&SubRegion::new(region, POOL_OFFSET, pool_len)?)?;
+    let ring = shm_ring::inspect(&SubRegion::new(region, ring_offset, ring_len)?)?;
+    Ok((pool, ring))
+}

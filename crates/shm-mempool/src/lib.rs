@@ -31,7 +31,7 @@ mod error;
 pub mod pool;
 mod sync;
 
-pub use channel::{Channel, RecvError, SendError};
+pub use channel::{inspect_channel, Channel, RecvError, SendError};
 pub use error::PoolError;
 pub use pool::{Block, MemPool, PoolStats, BLOCK_ALIGN};
 

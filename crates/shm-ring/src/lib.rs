@@ -39,5 +39,5 @@ mod sync;
 
 pub use error::{BulkError, PopError, PushError, RingError};
 pub use mpmc::MpmcRing;
-pub use shared::RingOptions;
+pub use shared::{inspect, RingInfo, RingOptions};
 pub use spsc::{Consumer, Producer, ReadChunk, SpscRing, WriteChunk};

@@ -406,3 +406,103 @@ pub(crate) fn heap_region<S>(capacity: usize) -> Result<HeapRegion, RingError> {
         .ok_or_else(|| bad("the ring would not fit in memory"))?;
     Ok(HeapRegion::try_new(size as usize)?)
 }
+
+/// What [`inspect`] reads of a ring: its header and live positions.
+///
+/// # Examples
+///
+/// See [`inspect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingInfo {
+    /// SPSC or MPMC.
+    pub kind: Kind,
+    /// Slots.
+    pub capacity: u64,
+    /// Bytes per element.
+    pub elem_size: u32,
+    /// Next position to read.
+    pub head: u64,
+    /// Next position to write.
+    pub tail: u64,
+    /// Whether blocking calls sleep on a futex.
+    pub blocking: bool,
+    /// SPSC: who holds the producer role.
+    pub producer: Option<ProcessId>,
+    /// SPSC: who holds the consumer role.
+    pub consumer: Option<ProcessId>,
+    /// Who created the ring.
+    pub creator: ProcessId,
+}
+
+impl RingInfo {
+    /// Items between head and tail, clamped to the capacity.
+    ///
+    /// # Examples
+    ///
+    /// See [`inspect`].
+    pub fn len(&self) -> u64 {
+        (self.tail.wrapping_sub(self.head) as i64).clamp(0, self.capacity as i64) as u64
+    }
+
+    /// Whether head and tail meet.
+    ///
+    /// # Examples
+    ///
+    /// See [`inspect`].
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads a ring's header and positions without attaching, with atomic
+/// loads only, so a read-only mapping will do (what `shm inspect` uses).
+///
+/// # Examples
+///
+/// ```
+/// use shm_ring::{inspect, SpscRing};
+/// let region = shm_segment::HeapRegion::new(SpscRing::<u64, ()>::required_size(8));
+/// let ring = SpscRing::<u64, _>::create(&region, 8, Default::default())?;
+/// let mut tx = ring.producer()?;
+/// tx.push_slice(&[1, 2, 3]);
+/// let info = inspect(&region)?;
+/// assert_eq!((info.capacity, info.len(), info.producer.map(|p| p.pid)), (8, 3, Some(std::process::id())));
+/// # Ok::<(), shm_ring::RingError>(())
+/// ```
+pub fn inspect<R: Region>(region: &R) -> Result<RingInfo, RingError> {
+    let info = Header::read(region)?;
+    let spsc = match info.kind {
+        Kind::SPSC_RING => true,
+        Kind::MPMC_RING => false,
+        found => {
+            let source = HeaderError::WrongKind {
+                expected: Kind::SPSC_RING,
+                found,
+            };
+            return Err(shm_segment::Error::Header {
+                target: region.target(),
+                source,
+            }
+            .into());
+        }
+    };
+    let side = std::mem::size_of::<CachePadded<Side>>();
+    let (tail_at, head_at) = (CONTROL_OFFSET, CONTROL_OFFSET + side);
+    let flags_at = CONTROL_OFFSET + std::mem::offset_of!(Control, flags);
+    let load = |offset| region.load_u64(offset, Ordering::Acquire);
+    let owner = |offset| -> Result<Option<ProcessId>, RingError> {
+        let word = load(offset)?;
+        Ok((spsc && word != 0).then(|| ProcessId::from_word(word)))
+    };
+    Ok(RingInfo {
+        kind: info.kind,
+        capacity: info.capacity,
+        elem_size: info.elem_size,
+        head: load(head_at)?,
+        tail: load(tail_at)?,
+        blocking: load(flags_at)? & FLAG_BLOCKING != 0,
+        producer: owner(tail_at + 8)?,
+        consumer: owner(head_at + 8)?,
+        creator: info.creator,
+    })
+}
