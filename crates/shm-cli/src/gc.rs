@@ -1,0 +1,106 @@
+//! `shm gc`: find and remove orphaned segments.
+
+use serde::Serialize;
+use shm_segment::{Access, Header, PosixOptions, PosixShm, ProcessId, SysvSegment};
+
+use crate::procmaps::{self, Mapped};
+
+/// One orphan found.
+#[derive(Debug, Serialize)]
+pub(crate) struct Orphan {
+    pub(crate) target: String,
+    pub(crate) size: u64,
+    pub(crate) why: String,
+    /// Whether it was removed (false on a dry run or when removal failed).
+    pub(crate) removed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+fn pid_alive(pid: i32) -> bool {
+    pid > 0 && ProcessId::of(pid as u32).is_some_and(|p| p.is_alive())
+}
+
+/// Finds orphans and, unless `dry_run`, removes them.
+pub(crate) fn run(dry_run: bool) -> Result<Vec<Orphan>, shm_segment::Error> {
+    let attached = procmaps::attached();
+    let mut found = Vec::new();
+    for st in shm_segment::sysv_list()? {
+        if st.nattch != 0 || st.is_marked_for_removal() || pid_alive(st.cpid) || pid_alive(st.lpid)
+        {
+            continue;
+        }
+        let why = format!(
+            "no process attaches it; its creator (pid {}) and last user (pid {}) are gone",
+            st.cpid, st.lpid
+        );
+        let result = if dry_run {
+            None
+        } else {
+            Some(SysvSegment::open_id(st.id).and_then(|s| s.remove()))
+        };
+        found.push(orphan(
+            format!("id:{} (key {})", st.id, st.key),
+            st.size,
+            why,
+            result,
+        ));
+    }
+    for st in shm_segment::posix_list()? {
+        if attached.contains_key(&Mapped::Posix(st.name.clone())) {
+            continue;
+        }
+        // Only segments that carry this project's header: others are not ours to judge.
+        let Ok(shm) = PosixOptions::new().access(Access::ReadOnly).open(&st.name) else {
+            continue;
+        };
+        let Ok(map) = shm.map() else { continue };
+        let Ok(info) = Header::read(&map) else {
+            continue;
+        };
+        if info.creator.is_alive() {
+            continue;
+        }
+        let why = format!(
+            "a {} of this project whose creator (pid {}) is gone and that no process maps",
+            info.kind, info.creator.pid
+        );
+        let result = if dry_run {
+            None
+        } else {
+            Some(PosixShm::unlink_name(&st.name))
+        };
+        found.push(orphan(st.name.clone(), st.size, why, result));
+    }
+    Ok(found)
+}
+
+fn orphan(
+    target: String,
+    size: u64,
+    why: String,
+    result: Option<Result<(), shm_segment::Error>>,
+) -> Orphan {
+    Orphan {
+        target,
+        size,
+        why,
+        removed: matches!(result, Some(Ok(()))),
+        error: result.and_then(|r| r.err()).map(|e| e.to_string()),
+    }
+}
+
+pub(crate) fn print(found: &[Orphan], dry_run: bool) {
+    if found.is_empty() {
+        println!("no orphaned segments");
+        return;
+    }
+    for o in found {
+        let verb = match (&o.error, dry_run) {
+            (Some(e), _) => format!("could not remove ({e})"),
+            (None, true) => "would remove".into(),
+            (None, false) => "removed".into(),
+        };
+        println!("{verb} {} ({} bytes): {}", o.target, o.size, o.why);
+    }
+}

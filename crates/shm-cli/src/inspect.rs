@@ -1,0 +1,162 @@
+//! `shm inspect`: decode this project's structures in a segment, read-only.
+
+use serde::Serialize;
+use shm_segment::{Access, Header, Kind};
+
+use crate::ops;
+use crate::target::Target;
+
+/// What a segment holds.
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) target: String,
+    pub(crate) kind: String,
+    pub(crate) layout_version: u32,
+    pub(crate) elem_size: u32,
+    pub(crate) capacity: u64,
+    pub(crate) total_size: u64,
+    pub(crate) creator_pid: u32,
+    pub(crate) creator_alive: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ring: Option<RingPart>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pool: Option<PoolPart>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct RingPart {
+    pub(crate) kind: String,
+    pub(crate) capacity: u64,
+    pub(crate) head: u64,
+    pub(crate) tail: u64,
+    pub(crate) len: u64,
+    pub(crate) fill_percent: f64,
+    pub(crate) blocking: bool,
+    pub(crate) producer_pid: Option<u32>,
+    pub(crate) consumer_pid: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PoolPart {
+    pub(crate) blocks: u32,
+    pub(crate) block_size: usize,
+    pub(crate) free: u32,
+    pub(crate) held: u32,
+    pub(crate) queued: u32,
+    /// `(pid, blocks held)`.
+    pub(crate) owners: Vec<(u32, u32)>,
+}
+
+fn ring_part(info: shm_ring::RingInfo) -> RingPart {
+    RingPart {
+        kind: info.kind.to_string(),
+        capacity: info.capacity,
+        head: info.head,
+        tail: info.tail,
+        len: info.len(),
+        fill_percent: info.len() as f64 * 100.0 / info.capacity.max(1) as f64,
+        blocking: info.blocking,
+        producer_pid: info.producer.map(|p| p.pid),
+        consumer_pid: info.consumer.map(|p| p.pid),
+    }
+}
+
+fn pool_part(stats: shm_mempool::PoolStats) -> PoolPart {
+    PoolPart {
+        blocks: stats.blocks,
+        block_size: stats.block_size,
+        free: stats.free,
+        held: stats.held,
+        queued: stats.queued,
+        owners: stats.by_owner,
+    }
+}
+
+fn ring_err(e: shm_ring::RingError) -> String {
+    e.to_string()
+}
+
+fn pool_err(e: shm_mempool::PoolError) -> String {
+    e.to_string()
+}
+
+/// Maps the target read-only and decodes its header and state.
+pub(crate) fn run(target: &Target) -> Result<Report, crate::Failure> {
+    let opened = ops::open(target, Access::ReadOnly, "inspect")?;
+    let region = opened.region();
+    let info = Header::read(&region)?;
+    let (ring, pool) = match info.kind {
+        Kind::SPSC_RING | Kind::MPMC_RING => (
+            Some(ring_part(shm_ring::inspect(&region).map_err(ring_err)?)),
+            None,
+        ),
+        Kind::MEMPOOL => (
+            None,
+            Some(pool_part(
+                shm_mempool::pool::inspect(&region).map_err(pool_err)?,
+            )),
+        ),
+        Kind::CHANNEL => {
+            let (p, r) = shm_mempool::inspect_channel(&region).map_err(pool_err)?;
+            (Some(ring_part(r)), Some(pool_part(p)))
+        }
+        _ => (None, None),
+    };
+    Ok(Report {
+        target: target.to_string(),
+        kind: info.kind.to_string(),
+        layout_version: info.version,
+        elem_size: info.elem_size,
+        capacity: info.capacity,
+        total_size: info.total_size,
+        creator_pid: info.creator.pid,
+        creator_alive: info.creator.is_alive(),
+        ring,
+        pool,
+    })
+}
+
+pub(crate) fn print(r: &Report) {
+    println!("{}: {} (layout v{})", r.target, r.kind, r.layout_version);
+    println!(
+        "  created by pid {} ({}), {} bytes",
+        r.creator_pid,
+        if r.creator_alive { "alive" } else { "gone" },
+        r.total_size
+    );
+    if let Some(ring) = &r.ring {
+        println!(
+            "  ring: {} of {} slots used ({:.1}%), head {} tail {}, {}",
+            ring.len,
+            ring.capacity,
+            ring.fill_percent,
+            ring.head,
+            ring.tail,
+            if ring.blocking {
+                "futex blocking"
+            } else {
+                "polling"
+            }
+        );
+        if ring.kind == "spsc-ring" {
+            let who = |p: Option<u32>| p.map_or("none".to_owned(), |p| format!("pid {p}"));
+            println!(
+                "  producer {}, consumer {}",
+                who(ring.producer_pid),
+                who(ring.consumer_pid)
+            );
+        }
+    }
+    if let Some(pool) = &r.pool {
+        println!(
+            "  pool: {} blocks of {} bytes: {} free, {} held, {} queued",
+            pool.blocks, pool.block_size, pool.free, pool.held, pool.queued
+        );
+        for (pid, n) in &pool.owners {
+            println!("    pid {pid} holds {n}");
+        }
+    }
+    if r.ring.is_none() && r.pool.is_none() {
+        println!("  element size {}, capacity {}", r.elem_size, r.capacity);
+    }
+}
