@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 use shm_segment::PermChange;
 
+mod bench;
 mod demo;
 mod doctor;
 mod gc;
@@ -122,6 +123,25 @@ enum Command {
         key: i32,
         #[arg(long)]
         name: String,
+    },
+    /// Measure rings, pool and channel against a pipe on this machine
+    /// (about 10 s; a table of throughput, ns per op and ratio to the pipe).
+    Bench {
+        /// About 2 s instead of 10 (less precise).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// The benchmark's second process (started by `shm bench`).
+    #[command(hide = true)]
+    BenchPeer {
+        #[arg(long, value_enum)]
+        role: bench::PeerRole,
+        /// The segment to attach (ring cases).
+        #[arg(long)]
+        name: Option<String>,
+        /// The pid of `shm bench`, to die with it.
+        #[arg(long)]
+        parent: u32,
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
@@ -323,6 +343,10 @@ fn run(cli: Cli) -> Result {
         Command::Demo => demo::run().map_err(|e| Failure::Other(e.to_string())),
         Command::DemoPeer { key, name } => {
             demo::peer(key, &name).map_err(|e| Failure::Other(e.to_string()))
+        }
+        Command::Bench { quick } => bench::run(quick, json).map_err(Failure::Other),
+        Command::BenchPeer { role, name, parent } => {
+            bench::peer(role, name.as_deref(), parent).map_err(Failure::Other)
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shm", &mut std::io::stdout());
