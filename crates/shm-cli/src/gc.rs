@@ -21,12 +21,21 @@ fn pid_alive(pid: i32) -> bool {
     pid > 0 && ProcessId::of(pid as u32).is_some_and(|p| p.is_alive())
 }
 
-/// Finds orphans and, unless `dry_run`, removes them.
-pub(crate) fn run(dry_run: bool) -> Result<Vec<Orphan>, shm_segment::Error> {
+/// Finds orphans not changed for `min_age` seconds and, unless `dry_run`, removes them.
+pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Vec<Orphan>, shm_segment::Error> {
     let attached = procmaps::attached();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // Changed too recently to judge: its creator may hand it over any moment.
+    let young = |ctime: i64| now.saturating_sub(ctime) < min_age as i64;
     let mut found = Vec::new();
     for st in shm_segment::sysv_list()? {
-        if st.nattch != 0 || st.is_marked_for_removal() || pid_alive(st.cpid) || pid_alive(st.lpid)
+        if st.nattch != 0
+            || st.is_marked_for_removal()
+            || young(st.ctime)
+            || pid_alive(st.cpid)
+            || pid_alive(st.lpid)
         {
             continue;
         }
@@ -47,7 +56,7 @@ pub(crate) fn run(dry_run: bool) -> Result<Vec<Orphan>, shm_segment::Error> {
         ));
     }
     for st in shm_segment::posix_list()? {
-        if attached.contains_key(&Mapped::Posix(st.name.clone())) {
+        if young(st.ctime) || attached.contains_key(&Mapped::Posix(st.name.clone())) {
             continue;
         }
         // Only segments that carry this project's header: others are not ours to judge.

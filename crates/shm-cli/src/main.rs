@@ -109,6 +109,10 @@ enum Command {
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// Spare segments changed less than this many seconds ago (a
+        /// segment made by `shm create` has a dead creator and no user yet).
+        #[arg(long, default_value_t = 60)]
+        min_age: u64,
     },
     /// Check the host's limits and settings for shared memory.
     Doctor,
@@ -292,9 +296,9 @@ fn run(cli: Cli) -> Result {
             mode,
         } => {
             if uid.is_none() && gid.is_none() && mode.is_none() {
-                return Err(Failure::Other(
-                    "set: give at least one of --uid, --gid, --mode".into(),
-                ));
+                return Err(Failure::Other(format!(
+                    "set {target}: give at least one of --uid, --gid, --mode"
+                )));
             }
             ops::set(&target, PermChange { uid, gid, mode })?;
             if json {
@@ -313,8 +317,8 @@ fn run(cli: Cli) -> Result {
                 Ok(())
             }
         }
-        Command::Gc { dry_run } => {
-            let report = gc::run(dry_run)?;
+        Command::Gc { dry_run, min_age } => {
+            let report = gc::run(dry_run, min_age)?;
             if json {
                 print_json(&report)
             } else {

@@ -144,7 +144,16 @@ pub(crate) fn stat(stat: &Stat) {
 /// `hexdump -C` style: offset, 16 bytes in hex, the printable ones.
 pub(crate) fn hexdump(out: &mut impl Write, base: usize, bytes: &[u8]) -> io::Result<()> {
     for (i, chunk) in bytes.chunks(16).enumerate() {
-        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        // Two groups of eight, as `hexdump -C` prints them.
+        let hex: Vec<String> = chunk
+            .chunks(8)
+            .map(|half| {
+                half.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
         let text: String = chunk
             .iter()
             .map(|&b| {
@@ -157,9 +166,9 @@ pub(crate) fn hexdump(out: &mut impl Write, base: usize, bytes: &[u8]) -> io::Re
             .collect();
         writeln!(
             out,
-            "{:08x}  {:<47}  |{text}|",
+            "{:08x}  {:<48}  |{text}|",
             base + i * 16,
-            hex.join(" ")
+            hex.join("  ")
         )?;
     }
     Ok(())
@@ -175,7 +184,7 @@ mod tests {
         hexdump(&mut out, 16, b"Hello world!\0\x01").unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "00000010  48 65 6c 6c 6f 20 77 6f 72 6c 64 21 00 01        |Hello world!..|\n"
+            "00000010  48 65 6c 6c 6f 20 77 6f  72 6c 64 21 00 01        |Hello world!..|\n"
         );
     }
 

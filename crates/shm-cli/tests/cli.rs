@@ -747,7 +747,7 @@ fn read_offset_len_trim_and_hex() {
     assert_eq!(out.stdout.len(), 96, "to the end");
     // hexdump -C layout.
     let hex = ok(&["read", &t, "--offset", "96", "--len", "8", "--hex"]);
-    let bytes = format!("{:<47}", "00 00 00 00 61 62 63 00");
+    let bytes = format!("{:<48}", "00 00 00 00 61 62 63 00");
     assert_eq!(hex, format!("00000060  {bytes}  |....abc.|\n"));
     // --json gives the text.
     let v = run(&["--json", "read", &t, "--offset", "100", "--len", "3"]).json();
@@ -970,7 +970,7 @@ fn gc_finds_real_orphans_and_spares_live_segments() {
     let holder = Helper::start(&format!("hold:id:{}", held.id()));
     holder.expect("mapped");
 
-    let report = run(&["--json", "gc", "--dry-run"]).json();
+    let report = run(&["--json", "gc", "--dry-run", "--min-age", "0"]).json();
     let report = report.as_array().unwrap();
     let entry = |needle: &str| {
         report
@@ -1000,7 +1000,7 @@ fn gc_finds_real_orphans_and_spares_live_segments() {
         entry(&format!("id:{}", held.id())).is_none(),
         "attached SysV not listed"
     );
-    let text = ok(&["gc", "--dry-run"]);
+    let text = ok(&["gc", "--dry-run", "--min-age", "0"]);
     assert!(
         text.contains(&format!("would remove id:{orphan_id}")),
         "{text}"
@@ -1029,7 +1029,7 @@ fn gc_finds_real_orphans_and_spares_live_segments() {
         println!("skipping the removing `shm gc`: it would also remove orphans that are not ours: {foreign:?}");
         return;
     }
-    let removed = run(&["--json", "gc"]).json();
+    let removed = run(&["--json", "gc", "--min-age", "0"]).json();
     for needle in &ours {
         let o = removed
             .as_array()

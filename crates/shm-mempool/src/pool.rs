@@ -947,6 +947,60 @@ unsafe impl<R: Region> Region for Block<'_, R> {
     }
 }
 
+/// Counts a pool's blocks by state without attaching, with atomic loads
+/// only, so a read-only mapping will do (what `shm inspect` uses).
+///
+/// # Examples
+///
+/// ```
+/// use shm_mempool::{pool::inspect, MemPool};
+/// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(4, 64));
+/// let pool = MemPool::create(&region, 4, 64)?;
+/// let _held = pool.get()?;
+/// let stats = inspect(&region)?;
+/// assert_eq!((stats.free, stats.held), (3, 1));
+/// # Ok::<(), shm_mempool::PoolError>(())
+/// ```
+pub fn inspect<R: Region>(region: &R) -> Result<PoolStats, PoolError> {
+    let info = Header::read(region)?;
+    if info.kind != Kind::MEMPOOL {
+        let source = HeaderError::WrongKind {
+            expected: Kind::MEMPOOL,
+            found: info.kind,
+        };
+        return Err(shm_segment::Error::Header {
+            target: region.target(),
+            source,
+        }
+        .into());
+    }
+    let blocks = u32::try_from(info.capacity).unwrap_or(u32::MAX);
+    let mut stats = PoolStats {
+        blocks,
+        block_size: info.elem_size as usize,
+        ..PoolStats::default()
+    };
+    let mut owners: HashMap<u32, u32> = HashMap::new();
+    for i in 0..blocks as usize {
+        let offset =
+            META_OFFSET + i * std::mem::size_of::<Meta>() + std::mem::offset_of!(Meta, word);
+        // Bounds-checked by the load: a lying header gives an error, not a fault.
+        let w = region.load_u64(offset, Ordering::Acquire)?;
+        match w & 3 {
+            FREE => stats.free += 1,
+            HELD => {
+                stats.held += 1;
+                *owners.entry(owner_of(w).pid).or_default() += 1;
+            }
+            QUEUED => stats.queued += 1,
+            _ => stats.unknown += 1,
+        }
+    }
+    stats.by_owner = owners.into_iter().collect();
+    stats.by_owner.sort_unstable();
+    Ok(stats)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1012,58 +1066,4 @@ mod tests {
         assert_eq!(pool.check().unwrap(), 64);
         assert_eq!(pool.stats().free, 64);
     }
-}
-
-/// Counts a pool's blocks by state without attaching, with atomic loads
-/// only, so a read-only mapping will do (what `shm inspect` uses).
-///
-/// # Examples
-///
-/// ```
-/// use shm_mempool::{pool::inspect, MemPool};
-/// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(4, 64));
-/// let pool = MemPool::create(&region, 4, 64)?;
-/// let _held = pool.get()?;
-/// let stats = inspect(&region)?;
-/// assert_eq!((stats.free, stats.held), (3, 1));
-/// # Ok::<(), shm_mempool::PoolError>(())
-/// ```
-pub fn inspect<R: Region>(region: &R) -> Result<PoolStats, PoolError> {
-    let info = Header::read(region)?;
-    if info.kind != Kind::MEMPOOL {
-        let source = HeaderError::WrongKind {
-            expected: Kind::MEMPOOL,
-            found: info.kind,
-        };
-        return Err(shm_segment::Error::Header {
-            target: region.target(),
-            source,
-        }
-        .into());
-    }
-    let blocks = u32::try_from(info.capacity).unwrap_or(u32::MAX);
-    let mut stats = PoolStats {
-        blocks,
-        block_size: info.elem_size as usize,
-        ..PoolStats::default()
-    };
-    let mut owners: HashMap<u32, u32> = HashMap::new();
-    for i in 0..blocks as usize {
-        let offset =
-            META_OFFSET + i * std::mem::size_of::<Meta>() + std::mem::offset_of!(Meta, word);
-        // Bounds-checked by the load: a lying header gives an error, not a fault.
-        let w = region.load_u64(offset, Ordering::Acquire)?;
-        match w & 3 {
-            FREE => stats.free += 1,
-            HELD => {
-                stats.held += 1;
-                *owners.entry(owner_of(w).pid).or_default() += 1;
-            }
-            QUEUED => stats.queued += 1,
-            _ => stats.unknown += 1,
-        }
-    }
-    stats.by_owner = owners.into_iter().collect();
-    stats.by_owner.sort_unstable();
-    Ok(stats)
 }
