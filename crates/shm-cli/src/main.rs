@@ -18,6 +18,7 @@ mod inspect;
 mod ops;
 mod output;
 mod procmaps;
+mod serve;
 mod target;
 
 use target::{parse_mode, parse_size, Target};
@@ -146,6 +147,17 @@ enum Command {
         /// The pid of `shm bench`, to die with it.
         #[arg(long)]
         parent: u32,
+    },
+    /// Serve the HTTP API: the seed service's SysV endpoints (/create,
+    /// /stat, /write, /read, /set, /remove), plus /list and /posix/...
+    Serve {
+        /// Address to listen on, IP:PORT (port 0 picks a free one). Anything
+        /// but loopback needs --token.
+        #[arg(long, default_value = serve::DEFAULT_LISTEN, value_parser = serve::parse_listen)]
+        listen: std::net::SocketAddr,
+        /// Require `Authorization: Bearer TOKEN` on every request.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
@@ -352,6 +364,7 @@ fn run(cli: Cli) -> Result {
         Command::BenchPeer { role, name, parent } => {
             bench::peer(role, name.as_deref(), parent).map_err(Failure::Other)
         }
+        Command::Serve { listen, token } => serve::run(listen, token).map_err(Failure::Other),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shm", &mut std::io::stdout());
             Ok(())
