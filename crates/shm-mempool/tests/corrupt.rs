@@ -1,0 +1,767 @@
+//! Corrupted headers and corrupted shared state.
+//!
+//! 1. Attaching a pool or a channel to memory that is not one (random
+//!    bytes, a valid header with one field changed, a region too small)
+//!    returns a typed error naming what is wrong, and never panics.
+//! 2. A free list that no correct process could have written (the head or a
+//!    link out of range, a cycle, a block listed twice, a held block on the
+//!    list, random scribbles): `get` works or returns `PoolError::Corrupted`,
+//!    `check` returns `Corrupted`, and every call ends (each walk stops within
+//!    N steps; each test runs under a time limit). The pools live in memory
+//!    with `PROT_NONE` guard pages on both sides, so an access out of bounds
+//!    would fault instead of passing unnoticed.
+//! 3. `recover_orphans` returns the block a process killed in the middle of
+//!    a `get`, a send or a receive left in no list, and nothing else.
+//!
+//! The record layout used to simulate these (crates/shm-mempool/src/pool.rs):
+//! the free-list head at 128 (`tag << 32 | index + 1`), the records at 256,
+//! 16 bytes each: `next: u32` (index + 1), `used: u32`, `word: u64`.
+//!
+//! Random inputs come from a seed printed at the start of each test; set
+//! `SHM_CORRUPT_SEED` to replay one.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{next_off, set_raw_word, within, Rng, FREE, HEAD, QUEUED};
+use shm_mempool::{BlockId, Channel, MemPool, PoolError};
+use shm_ring::{MpmcRing, RingOptions};
+use shm_segment::{Error, HeaderError, HeapRegion, Kind, Region, SubRegion, Target, HEADER_SIZE};
+
+// Header field offsets (crates/shm-segment/src/header.rs).
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_KIND: usize = 12;
+const OFF_ELEM_SIZE: usize = 16;
+const OFF_ELEM_ALIGN: usize = 20;
+const OFF_CAPACITY: usize = 24;
+const OFF_TOTAL: usize = 32;
+const OFF_STATE: usize = 44;
+
+/// How long any single corrupted-pool scenario may run.
+const LIMIT: Duration = Duration::from_secs(20);
+
+const PAGE: usize = 4096;
+
+/// Memory with an inaccessible page right before and right after it: an
+/// access out of bounds (by more than the < 128 bytes of alignment slack at
+/// the end) faults instead of silently hitting the heap.
+struct Guarded {
+    base: *mut u8,
+    total: usize,
+    start: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value and shared state in it is
+// reached through atomics or copies only (the `Region` contract).
+unsafe impl Send for Guarded {}
+// SAFETY: as above.
+unsafe impl Sync for Guarded {}
+
+impl Guarded {
+    fn new(len: usize) -> Self {
+        let data_pages = (len + 127).div_ceil(PAGE).max(1);
+        let total = (data_pages + 2) * PAGE;
+        // SAFETY: a fresh private anonymous mapping; it aliases nothing.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(
+            base,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        let base = base.cast::<u8>();
+        // SAFETY: the data pages lie inside the mapping just made.
+        let ret = unsafe {
+            libc::mprotect(
+                base.add(PAGE).cast(),
+                data_pages * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        assert_eq!(ret, 0, "mprotect: {}", std::io::Error::last_os_error());
+        let end = PAGE + data_pages * PAGE;
+        // As close to the trailing guard page as 128-byte alignment allows.
+        let start = (end - len) & !127;
+        Guarded {
+            base,
+            total,
+            // SAFETY: `start + len <= end <= total`: inside the mapping.
+            start: unsafe { base.add(start) },
+            len,
+        }
+    }
+
+    /// A guarded copy of `bytes`.
+    fn with_bytes(bytes: &[u8]) -> Self {
+        let g = Guarded::new(bytes.len());
+        g.write_at(0, bytes).unwrap();
+        g
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; nothing borrows it any more
+        // (every pool over it borrowed `&self` or owned it).
+        unsafe { libc::munmap(self.base.cast(), self.total) };
+    }
+}
+
+// SAFETY: `len` readable and writable bytes at `start`, inside a mapping that
+// lives until drop and does not move.
+unsafe impl Region for Guarded {
+    fn as_ptr(&self) -> *mut u8 {
+        self.start
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn is_read_only(&self) -> bool {
+        false
+    }
+    fn target(&self) -> Target {
+        Target::Heap
+    }
+}
+
+/// The header error inside a pool error; panics on any other kind.
+fn header_error(err: PoolError) -> HeaderError {
+    match err {
+        PoolError::Segment(Error::Header { source, .. }) => source,
+        other => panic!("expected a header error, got {other:?}"),
+    }
+}
+
+fn is_corrupted<T: std::fmt::Debug>(r: &Result<T, PoolError>) -> bool {
+    matches!(r, Err(PoolError::Corrupted { .. }))
+}
+
+// ---------------------------------------------------------------------------
+// 1. Attaching to what is not a pool or a channel.
+
+const N: u32 = 8;
+const SIZE: usize = 64;
+
+fn pool_bytes() -> Vec<u8> {
+    let region = HeapRegion::new(MemPool::<()>::required_size(N, SIZE));
+    MemPool::create(&region, N, SIZE).unwrap();
+    region.to_vec()
+}
+
+fn channel_bytes() -> Vec<u8> {
+    let region = HeapRegion::new(Channel::<()>::required_size(N, SIZE));
+    Channel::create(&region, N, SIZE, RingOptions::new()).unwrap();
+    region.to_vec()
+}
+
+/// A valid pool's bytes with `edit` applied; attach must fail with a header
+/// error that `check` accepts.
+fn pool_refuses(what: &str, edit: impl Fn(&Guarded), check: impl Fn(&HeaderError) -> bool) {
+    let g = Guarded::with_bytes(&pool_bytes());
+    edit(&g);
+    let err = MemPool::attach(&g).expect_err(what);
+    let msg = err.to_string();
+    let source = header_error(err);
+    assert!(
+        check(&source),
+        "{what}: unexpected error {source:?} ({msg})"
+    );
+}
+
+fn channel_refuses(what: &str, edit: impl Fn(&Guarded), check: impl Fn(&PoolError) -> bool) {
+    let g = Guarded::with_bytes(&channel_bytes());
+    edit(&g);
+    let err = Channel::attach(&g).expect_err(what);
+    assert!(check(&err), "{what}: unexpected error {err:?} ({err})");
+}
+
+fn put32(off: usize, v: u32) -> impl Fn(&Guarded) {
+    move |g| g.write_pod(off, &v).unwrap()
+}
+
+fn put64(off: usize, v: u64) -> impl Fn(&Guarded) {
+    move |g| g.write_pod(off, &v).unwrap()
+}
+
+#[test]
+fn valid_pools_and_channels_attach() {
+    let g = Guarded::with_bytes(&pool_bytes());
+    let pool = MemPool::attach(&g).unwrap();
+    assert_eq!((pool.blocks(), pool.block_size()), (N, SIZE));
+    assert_eq!(pool.check().unwrap(), N);
+    let g = Guarded::with_bytes(&channel_bytes());
+    let ch = Channel::attach(&g).unwrap();
+    ch.send_bytes(b"hello").unwrap();
+    assert_eq!(ch.recv().unwrap().used(), 5);
+}
+
+#[test]
+fn each_pool_header_field_changed_is_a_typed_error() {
+    let total = MemPool::<()>::required_size(N, SIZE) as u64;
+    pool_refuses("magic", put64(OFF_MAGIC, 0x1234), |e| {
+        matches!(e, HeaderError::BadMagic { found: 0x1234 })
+    });
+    pool_refuses(
+        "all zero",
+        |g| g.fill(0, HEADER_SIZE, 0).unwrap(),
+        |e| matches!(e, HeaderError::NotInitialised),
+    );
+    pool_refuses("state", put32(OFF_STATE, 7), |e| {
+        matches!(e, HeaderError::NotReady { state: 7 })
+    });
+    pool_refuses("version", put32(OFF_VERSION, 2), |e| {
+        matches!(
+            e,
+            HeaderError::Version {
+                expected: 1,
+                found: 2
+            }
+        )
+    });
+    for kind in [Kind::SPSC_RING, Kind::MPMC_RING, Kind::CHANNEL, Kind(77)] {
+        pool_refuses(
+            "kind",
+            put32(OFF_KIND, kind.0),
+            |e| matches!(e, HeaderError::WrongKind { expected: Kind::MEMPOOL, found } if *found == kind),
+        );
+    }
+    pool_refuses("alignment", put32(OFF_ELEM_ALIGN, 8), |e| {
+        matches!(
+            e,
+            HeaderError::ElemAlign {
+                expected: 64,
+                found: 8
+            }
+        )
+    });
+    for size in [0u32, 1, 63, 65, 100] {
+        pool_refuses(
+            "block size",
+            put32(OFF_ELEM_SIZE, size),
+            |e| matches!(e, HeaderError::ElemSize { found, .. } if *found == size),
+        );
+    }
+    // A block size that is a multiple of 64 but not this pool's: the
+    // layout it implies is not the total size.
+    pool_refuses(
+        "block size 128",
+        put32(OFF_ELEM_SIZE, 128),
+        |e| matches!(e, HeaderError::Layout { found, .. } if *found == total),
+    );
+    pool_refuses("capacity 0", put64(OFF_CAPACITY, 0), |e| {
+        matches!(e, HeaderError::Capacity { capacity: 0, .. })
+    });
+    for cap in [u64::from(u32::MAX), 1 << 40, u64::MAX] {
+        pool_refuses(
+            "capacity too large",
+            put64(OFF_CAPACITY, cap),
+            |e| matches!(e, HeaderError::Capacity { capacity, .. } if *capacity == cap),
+        );
+    }
+    for cap in [u64::from(N) - 1, u64::from(N) + 1, u64::from(u32::MAX) - 1] {
+        pool_refuses(
+            "capacity",
+            put64(OFF_CAPACITY, cap),
+            |e| matches!(e, HeaderError::Layout { found, .. } if *found == total),
+        );
+    }
+    pool_refuses(
+        "total larger than the region",
+        put64(OFF_TOTAL, total + 1),
+        |e| matches!(e, HeaderError::Truncated { .. }),
+    );
+    pool_refuses(
+        "total smaller",
+        put64(OFF_TOTAL, total - 64),
+        |e| matches!(e, HeaderError::Layout { found, .. } if *found == total - 64),
+    );
+    // A region too small for the header, and one cut short.
+    for len in [0usize, 1, 63] {
+        let g = Guarded::new(len);
+        let err = MemPool::attach(&g).unwrap_err();
+        assert!(
+            matches!(header_error(err), HeaderError::RegionTooSmall { .. }),
+            "{len} bytes"
+        );
+    }
+    let bytes = pool_bytes();
+    let short = Guarded::with_bytes(&bytes[..bytes.len() - 64]);
+    assert!(matches!(
+        header_error(MemPool::attach(&short).unwrap_err()),
+        HeaderError::Truncated { .. }
+    ));
+}
+
+#[test]
+fn each_channel_header_field_changed_is_a_typed_error() {
+    let header = |check: fn(&HeaderError) -> bool| move |e: &PoolError| matches!(e, PoolError::Segment(Error::Header { source, .. }) if check(source));
+    channel_refuses(
+        "magic",
+        put64(OFF_MAGIC, 1),
+        header(|e| matches!(e, HeaderError::BadMagic { .. })),
+    );
+    channel_refuses(
+        "state",
+        put32(OFF_STATE, 0),
+        header(|e| matches!(e, HeaderError::NotReady { .. })),
+    );
+    channel_refuses(
+        "version",
+        put32(OFF_VERSION, 9),
+        header(|e| matches!(e, HeaderError::Version { .. })),
+    );
+    channel_refuses(
+        "kind",
+        put32(OFF_KIND, Kind::MEMPOOL.0),
+        header(|e| {
+            matches!(
+                e,
+                HeaderError::WrongKind {
+                    expected: Kind::CHANNEL,
+                    found: Kind::MEMPOOL
+                }
+            )
+        }),
+    );
+    channel_refuses(
+        "capacity 0",
+        put64(OFF_CAPACITY, 0),
+        header(|e| matches!(e, HeaderError::Capacity { .. })),
+    );
+    channel_refuses(
+        "capacity",
+        put64(OFF_CAPACITY, u64::from(N) * 2),
+        header(|e| {
+            matches!(
+                e,
+                HeaderError::Layout { .. } | HeaderError::Truncated { .. }
+            )
+        }),
+    );
+    channel_refuses(
+        "block size 0",
+        put32(OFF_ELEM_SIZE, 0),
+        header(|e| matches!(e, HeaderError::Capacity { .. })),
+    );
+    channel_refuses(
+        "block size",
+        put32(OFF_ELEM_SIZE, 4096),
+        header(|e| {
+            matches!(
+                e,
+                HeaderError::Layout { .. } | HeaderError::Truncated { .. }
+            )
+        }),
+    );
+    channel_refuses(
+        "total",
+        put64(OFF_TOTAL, 4096),
+        header(|e| matches!(e, HeaderError::Layout { .. })),
+    );
+    // The pool's and the ring's own headers, inside the channel.
+    let ring = common::CHANNEL_POOL + MemPool::<()>::required_size(N, SIZE).next_multiple_of(PAGE);
+    channel_refuses(
+        "the pool's magic",
+        put64(common::CHANNEL_POOL + OFF_MAGIC, 3),
+        header(|e| matches!(e, HeaderError::BadMagic { found: 3 })),
+    );
+    channel_refuses(
+        "the pool's kind",
+        put32(common::CHANNEL_POOL + OFF_KIND, Kind::CHANNEL.0),
+        header(|e| matches!(e, HeaderError::WrongKind { .. })),
+    );
+    channel_refuses(
+        "the ring's kind",
+        put32(ring + OFF_KIND, Kind::SPSC_RING.0),
+        |e| matches!(e, PoolError::Ring(_)),
+    );
+    channel_refuses("the ring's capacity", put64(ring + OFF_CAPACITY, 3), |e| {
+        matches!(e, PoolError::Ring(_))
+    });
+    // Another structure where a channel should be.
+    let g = Guarded::with_bytes(&pool_bytes());
+    let err = Channel::attach(&g).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PoolError::Segment(Error::Header {
+                source: HeaderError::WrongKind { .. },
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let g = Guarded::with_bytes(&channel_bytes());
+    let err = MemPool::attach(&g).unwrap_err();
+    assert!(matches!(
+        header_error(err),
+        HeaderError::WrongKind {
+            found: Kind::CHANNEL,
+            ..
+        }
+    ));
+}
+
+/// Extreme block counts and sizes in the header: attach must say what is
+/// wrong, not panic (on an overflow in the layout arithmetic) and not
+/// touch memory outside the region.
+fn extreme_headers(attach: impl Fn(&Guarded) -> Result<(), PoolError>, bytes: &[u8]) {
+    let caps = [
+        0u64,
+        1,
+        2,
+        7,
+        9,
+        1 << 31,
+        u64::from(u32::MAX) - 1,
+        u64::from(u32::MAX),
+        1 << 40,
+        u64::MAX,
+    ];
+    let sizes = [0u32, 1, 64, 65, 1 << 31, u32::MAX - 63, u32::MAX];
+    let mut panics = Vec::new();
+    for cap in caps {
+        for size in sizes {
+            let g = Guarded::with_bytes(bytes);
+            g.write_pod(OFF_CAPACITY, &cap).unwrap();
+            g.write_pod(OFF_ELEM_SIZE, &size).unwrap();
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| attach(&g)));
+            match result {
+                Ok(Ok(())) => assert!(
+                    cap == u64::from(N) && size == SIZE as u32,
+                    "attached with capacity {cap}, block size {size}"
+                ),
+                Ok(Err(_)) => {}
+                Err(_) => panics.push((cap, size)),
+            }
+        }
+    }
+    assert!(
+        panics.is_empty(),
+        "attach panicked for (capacity, block size) {panics:?}"
+    );
+}
+
+#[test]
+fn pool_attach_with_extreme_counts_and_sizes_is_an_error() {
+    extreme_headers(|g| MemPool::attach(g).map(drop), &pool_bytes());
+}
+
+#[test]
+fn channel_attach_with_extreme_counts_and_sizes_is_an_error_not_a_panic() {
+    extreme_headers(|g| Channel::attach(g).map(drop), &channel_bytes());
+}
+
+#[test]
+fn random_bytes_in_and_around_a_header_never_panic() {
+    let mut rng = Rng::from_env("SHM_CORRUPT_SEED");
+    let (pool, channel) = (pool_bytes(), channel_bytes());
+    for round in 0..2000 {
+        // Random bytes, or a real header with random bytes somewhere in it.
+        let mut bytes = match rng.below(3) {
+            0 => {
+                let mut b = vec![0; rng.below(2 * PAGE as u64) as usize];
+                rng.fill(&mut b);
+                b
+            }
+            1 => pool.clone(),
+            _ => channel.clone(),
+        };
+        if !bytes.is_empty() {
+            let at = rng.below(HEADER_SIZE.min(bytes.len()) as u64) as usize;
+            let n = (1 + rng.below(8) as usize).min(bytes.len() - at);
+            rng.fill(&mut bytes[at..at + n]);
+        }
+        let g = Guarded::with_bytes(&bytes);
+        let p = std::panic::catch_unwind(AssertUnwindSafe(|| MemPool::attach(&g).map(drop)));
+        let c = std::panic::catch_unwind(AssertUnwindSafe(|| Channel::attach(&g).map(drop)));
+        assert!(
+            p.is_ok() && c.is_ok(),
+            "round {round}: attach panicked on {bytes:02x?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. A corrupted free list.
+
+/// A fresh guarded pool of N blocks, all free (list 0 -> 1 -> ... -> N-1).
+fn guarded_pool() -> (Arc<Guarded>, MemPool<Arc<Guarded>>) {
+    let g = Arc::new(Guarded::new(MemPool::<()>::required_size(N, SIZE)));
+    let pool = MemPool::create(Arc::clone(&g), N, SIZE).unwrap();
+    (g, pool)
+}
+
+/// Sets the head (keeping a tag) to `link` (index + 1, 0 = empty).
+fn set_head(g: &Guarded, link: u32) {
+    g.atomic_u64(HEAD)
+        .unwrap()
+        .store((7 << 32) | u64::from(link), Ordering::Release);
+}
+
+fn set_next(g: &Guarded, i: u32, link: u32) {
+    g.atomic_u32(next_off(i))
+        .unwrap()
+        .store(link, Ordering::Release);
+}
+
+/// Takes blocks until `get` fails; never more than N + 1 calls. Returns how
+/// many it got and the error.
+fn drain(pool: &MemPool<Arc<Guarded>>) -> (Vec<BlockId>, PoolError) {
+    let mut got = Vec::new();
+    for _ in 0..=N {
+        match pool.get() {
+            Ok(b) => got.push(b.into_id()),
+            Err(e) => return (got, e),
+        }
+    }
+    panic!("took {} blocks from a pool of {N}", got.len());
+}
+
+#[test]
+fn head_out_of_range_is_corrupted() {
+    within(LIMIT, "head out of range", || {
+        for link in [N + 1, N + 2, u32::MAX] {
+            let (g, pool) = guarded_pool();
+            set_head(&g, link);
+            assert!(
+                is_corrupted(&pool.get().map(|b| b.into_id())),
+                "get, head {link}"
+            );
+            assert!(is_corrupted(&pool.check()), "check, head {link}");
+            assert!(
+                is_corrupted(&pool.recover_orphans(&[])),
+                "recover, head {link}"
+            );
+            // Counting by records still works and shows all free.
+            assert_eq!(pool.stats().free, N);
+            let msg = pool.check().unwrap_err().to_string();
+            assert!(msg.contains("corrupted"), "{msg}");
+            let io: std::io::Error = pool.check().unwrap_err().into();
+            assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
+        }
+    });
+}
+
+#[test]
+fn link_out_of_range_is_corrupted() {
+    within(LIMIT, "link out of range", || {
+        let (g, pool) = guarded_pool();
+        set_next(&g, 2, N + 5); // 0 -> 1 -> 2 -> (out of range)
+        assert!(is_corrupted(&pool.check()));
+        let (got, err) = drain(&pool);
+        assert_eq!(got, [BlockId(0), BlockId(1)]);
+        assert!(matches!(err, PoolError::Corrupted { .. }), "{err:?}");
+        // It stays corrupted (the bad link is still at the head), not worse.
+        assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
+        for id in got {
+            pool.put(id).unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_cycle_is_corrupted_and_every_walk_ends() {
+    within(LIMIT, "cycle", || {
+        let (g, pool) = guarded_pool();
+        // 0 -> 1 -> 0 -> ...: blocks 2.. are on no list.
+        set_head(&g, 1);
+        set_next(&g, 0, 2);
+        set_next(&g, 1, 1);
+        let err = pool.check().unwrap_err();
+        assert!(err.to_string().contains("cycle"), "{err}");
+        assert!(is_corrupted(&pool.recover_orphans(&[])));
+        let (got, err) = drain(&pool);
+        assert_eq!(got, [BlockId(0), BlockId(1)], "each block at most once");
+        assert!(matches!(err, PoolError::Corrupted { .. }), "{err:?}");
+        let s = pool.stats();
+        assert_eq!((s.held, s.free), (2, N - 2));
+    });
+}
+
+#[test]
+fn a_block_listed_twice_is_corrupted() {
+    within(LIMIT, "listed twice", || {
+        let (g, pool) = guarded_pool();
+        // 0 -> 1 -> 2 -> 1: block 1 appears twice on the walk.
+        set_next(&g, 2, 2);
+        assert!(is_corrupted(&pool.check()));
+        let (got, err) = drain(&pool);
+        assert_eq!(got, [BlockId(0), BlockId(1), BlockId(2)]);
+        let msg = err.to_string();
+        assert!(matches!(err, PoolError::Corrupted { .. }), "{msg}");
+        assert!(msg.contains("block 1"), "{msg}");
+    });
+}
+
+#[test]
+fn a_held_block_on_the_list_is_corrupted() {
+    within(LIMIT, "held on the list", || {
+        let (g, pool) = guarded_pool();
+        let held = pool.get().unwrap(); // block 0, now held; head -> 1
+                                        // Put it back on the list while it is still held.
+        set_next(&g, 0, 2);
+        set_head(&g, 1);
+        let err = pool.check().unwrap_err();
+        assert!(err.to_string().contains("held"), "{err}");
+        // `get` pops it, finds it held, and says so: the holder keeps it.
+        assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
+        assert_eq!(pool.stats().by_owner[0].1, 1);
+        assert_eq!(pool.check().unwrap(), N - 1, "the rest of the list is fine");
+        drop(held);
+        assert_eq!(pool.check().unwrap(), N);
+        // A record in no known state on the list.
+        set_raw_word(&*g, 0, 3);
+        assert!(is_corrupted(&pool.check()));
+        assert_eq!(pool.stats().unknown, 1);
+        assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
+    });
+}
+
+#[test]
+fn random_scribbles_never_panic_never_hang() {
+    let seed = Rng::from_env("SHM_CORRUPT_SEED").next_u64();
+    within(Duration::from_secs(120), "random scribbles", move || {
+        let mut rng = Rng::new(seed);
+        let (mut corrupted, mut ok) = (0u64, 0u64);
+        for _ in 0..300 {
+            let (g, pool) = guarded_pool();
+            let mut held = Vec::new();
+            for _ in 0..60 {
+                match rng.below(10) {
+                    // Scribble a head, a link or a word.
+                    0 => set_head(&g, rng.below(u64::from(N) + 3) as u32),
+                    1 => set_next(
+                        &g,
+                        rng.below(u64::from(N)) as u32,
+                        rng.below(u64::from(N) + 3) as u32,
+                    ),
+                    2 => set_raw_word(
+                        &*g,
+                        rng.below(u64::from(N)) as u32,
+                        match rng.below(4) {
+                            0 => FREE,
+                            1 => QUEUED,
+                            2 => 3,
+                            _ => rng.next_u64(),
+                        },
+                    ),
+                    3..=5 => match pool.get() {
+                        Ok(b) => held.push(b.into_id()),
+                        Err(PoolError::Corrupted { .. }) => corrupted += 1,
+                        Err(PoolError::Exhausted { .. }) => {}
+                        Err(e) => panic!("get: {e}"),
+                    },
+                    6 if !held.is_empty() => {
+                        let id = held.swap_remove(0);
+                        let _ = pool.put(id);
+                    }
+                    7 => match pool.check() {
+                        Ok(n) => {
+                            assert!(n <= N);
+                            ok += 1;
+                        }
+                        Err(PoolError::Corrupted { .. }) => corrupted += 1,
+                        Err(e) => panic!("check: {e}"),
+                    },
+                    8 => {
+                        let _ = pool.reclaim_dead().unwrap();
+                        let s = pool.stats();
+                        assert_eq!(s.free + s.held + s.queued + s.unknown, N);
+                    }
+                    _ => match pool.recover_orphans(&[]) {
+                        Ok(ids) => assert!(ids.len() <= N as usize),
+                        Err(PoolError::Corrupted { .. }) => corrupted += 1,
+                        Err(e) => panic!("recover_orphans: {e}"),
+                    },
+                }
+            }
+        }
+        eprintln!("{corrupted} Corrupted errors, {ok} clean checks");
+        assert!(corrupted > 0);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 3. Orphans left by a process killed mid-operation.
+
+#[test]
+fn recover_orphans_returns_a_block_lost_mid_get() {
+    let (g, pool) = guarded_pool();
+    // Killed after popping the block, before recording itself as holder:
+    // the block is free but on no list.
+    let id = pool.get().unwrap().into_id();
+    set_raw_word(&*g, id.0, FREE);
+    assert_eq!(pool.stats().free, N);
+    assert_eq!(pool.check().unwrap(), N - 1, "the lost block is on no list");
+    assert!(
+        pool.reclaim_dead().unwrap().is_empty(),
+        "no dead holder to find"
+    );
+    assert_eq!(pool.recover_orphans(&[]).unwrap(), vec![id]);
+    assert_eq!(pool.check().unwrap(), N);
+    assert!(
+        pool.recover_orphans(&[]).unwrap().is_empty(),
+        "recovered twice"
+    );
+    let all: BTreeSet<u32> = (0..N).map(|_| pool.get().unwrap().into_id().0).collect();
+    assert_eq!(all.len(), N as usize);
+}
+
+#[test]
+fn recover_orphans_returns_a_block_lost_mid_send_but_not_queued_ones() {
+    let (g, pool) = guarded_pool();
+    // Killed after marking the block queued, before pushing it into the ring.
+    let lost = pool.get().unwrap().into_id();
+    let in_ring = pool.get().unwrap().into_id();
+    set_raw_word(&*g, lost.0, QUEUED);
+    set_raw_word(&*g, in_ring.0, QUEUED);
+    assert_eq!(pool.stats().queued, 2);
+    assert_eq!(pool.recover_orphans(&[in_ring]).unwrap(), vec![lost]);
+    assert_eq!(pool.stats().queued, 1);
+    assert!(matches!(
+        pool.recover_orphans(&[BlockId(N)]),
+        Err(PoolError::OutOfRange { .. })
+    ));
+    assert_eq!(pool.check().unwrap(), N - 1);
+}
+
+#[test]
+fn recover_orphans_returns_a_block_lost_mid_receive() {
+    let region = HeapRegion::new(Channel::<()>::required_size(N, SIZE));
+    let ch = Channel::create(&region, N, SIZE, RingOptions::new()).unwrap();
+    ch.send_bytes(b"first").unwrap();
+    ch.send_bytes(b"second").unwrap();
+    // A receiver that took the first id out of the ring and died before
+    // taking the block over: the block is queued in no ring.
+    let ring_at =
+        common::CHANNEL_POOL + MemPool::<()>::required_size(N, SIZE).next_multiple_of(PAGE);
+    let ring_len = MpmcRing::<BlockId, ()>::required_size(N.next_power_of_two() as usize);
+    let ring = MpmcRing::<BlockId, _>::attach(SubRegion::new(&region, ring_at, ring_len).unwrap())
+        .unwrap();
+    let lost = ring.pop().unwrap();
+    assert_eq!(ch.pool().stats().queued, 2);
+    // Only the second is still in the ring.
+    let got = ch.pool().recover_orphans(&[BlockId(1)]).unwrap();
+    assert_eq!(got, vec![lost]);
+    let second = ch.recv().unwrap();
+    assert_eq!(second.used(), 6);
+    drop(second);
+    assert_eq!(ch.pool().check().unwrap(), N);
+}
