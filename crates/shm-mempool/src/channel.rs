@@ -17,13 +17,32 @@ const POOL_OFFSET: usize = 4096;
 
 type Part<R> = SubRegion<Arc<R>>;
 
-/// Where the pool and the ring sit, from the block count and size.
-fn layout(blocks: u32, block_size: usize) -> (usize, usize, usize, u64) {
-    let pool_len = MemPool::<()>::required_size(blocks, block_size).next_multiple_of(4096);
-    let ring_offset = POOL_OFFSET + pool_len;
+/// Where the pool and the ring sit.
+struct Parts {
+    pool_len: usize,
+    ring_offset: usize,
+    ring_len: usize,
+    ring_cap: u64,
+    total: usize,
+}
+
+/// The parts for `blocks` blocks of `block_size` bytes; `None` when the
+/// sizes overflow (a crafted header must give an error, not a panic).
+fn parts(blocks: u32, block_size: usize) -> Option<Parts> {
+    let pool_len = usize::try_from(crate::pool::checked_size(blocks, block_size)?)
+        .ok()?
+        .checked_next_multiple_of(4096)?;
+    let ring_offset = POOL_OFFSET.checked_add(pool_len)?;
     let ring_cap = u64::from(blocks).next_power_of_two();
-    let ring_len = MpmcRing::<BlockId, ()>::required_size(ring_cap as usize);
-    (pool_len, ring_offset, ring_len, ring_cap)
+    let ring_len = MpmcRing::<BlockId, ()>::required_size(usize::try_from(ring_cap).ok()?);
+    let total = ring_offset.checked_add(ring_len)?;
+    Some(Parts {
+        pool_len,
+        ring_offset,
+        ring_len,
+        ring_cap,
+        total,
+    })
 }
 
 /// A channel of blocks: a sender takes a block from the pool, fills it in
@@ -85,9 +104,15 @@ impl<R> std::fmt::Debug for Channel<R> {
 /// A send that could not queue the block; the block comes back.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError<B> {
-    /// The ring is full (or still full at the deadline).
+    /// The ring is full (or still full at the deadline). Rare: the ring has
+    /// a slot per block, but a receiver stalled between taking a position
+    /// and releasing it keeps that slot busy until it goes on.
     #[error("the channel is full")]
     Full(B),
+    /// The block belongs to another pool (another channel, or another
+    /// handle of this one made by a separate `attach`).
+    #[error("the block belongs to another pool")]
+    ForeignBlock(B),
     /// The block's record was not in the state a send needs.
     #[error(transparent)]
     Pool(PoolError),
@@ -113,15 +138,18 @@ impl<R> Channel<R> {
     /// let n = shm_mempool::Channel::<()>::required_size(16, 4096);
     /// assert!(n > 16 * 4096);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If that many bytes cannot be addressed.
     pub fn required_size(blocks: u32, block_size: usize) -> usize {
-        let (_, ring_offset, ring_len, _) = layout(blocks, block_size);
-        ring_offset + ring_len
+        parts(blocks, block_size).expect("channel too large").total
     }
 }
 
 impl<R: Region> Channel<R> {
     /// Lays out a channel in `region`: a pool of `blocks` blocks of
-    /// `block_size` bytes and a ring with room for every block. With
+    /// `block_size` bytes and a ring with a slot for every block. With
     /// `RingOptions::new().blocking(true)`, the blocking calls sleep on a futex.
     ///
     /// # Examples
@@ -139,7 +167,13 @@ impl<R: Region> Channel<R> {
         block_size: usize,
         opts: RingOptions,
     ) -> Result<Self, PoolError> {
-        let total = Self::required_size(blocks, block_size);
+        let Some(parts) = parts(blocks, block_size) else {
+            return Err(PoolError::InvalidLayout {
+                target: region.target(),
+                reason: format!("{blocks} blocks of {block_size} bytes cannot be addressed"),
+            });
+        };
+        let total = parts.total;
         if region.len() < total {
             return Err(PoolError::InvalidLayout {
                 target: region.target(),
@@ -156,16 +190,15 @@ impl<R: Region> Channel<R> {
             }
             .into());
         }
-        let (pool_len, ring_offset, ring_len, ring_cap) = layout(blocks, block_size);
         let region = Arc::new(region);
         let pool = MemPool::create(
-            SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?,
+            SubRegion::new(Arc::clone(&region), POOL_OFFSET, parts.pool_len)?,
             blocks,
             block_size,
         )?;
         let ring = MpmcRing::create(
-            SubRegion::new(Arc::clone(&region), ring_offset, ring_len)?,
-            ring_cap,
+            SubRegion::new(Arc::clone(&region), parts.ring_offset, parts.ring_len)?,
+            parts.ring_cap,
             opts,
         )?;
         let size = pool.block_size() as u32;
@@ -224,17 +257,30 @@ impl<R: Region> Channel<R> {
             }));
         }
         let blocks = info.capacity as u32;
-        let total = Self::required_size(blocks, info.elem_size as usize) as u64;
+        let Some(parts) = parts(blocks, info.elem_size as usize) else {
+            return Err(fail(HeaderError::Capacity {
+                capacity: info.capacity,
+                reason: "its layout overflows",
+            }));
+        };
+        let total = parts.total as u64;
         if total != info.total_size {
             return Err(fail(HeaderError::Layout {
                 expected: total,
                 found: info.total_size,
             }));
         }
-        let (pool_len, ring_offset, ring_len, _) = layout(blocks, info.elem_size as usize);
         let region = Arc::new(region);
-        let pool = MemPool::attach(SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?)?;
-        let ring = MpmcRing::attach(SubRegion::new(Arc::clone(&region), ring_offset, ring_len)?)?;
+        let pool = MemPool::attach(SubRegion::new(
+            Arc::clone(&region),
+            POOL_OFFSET,
+            parts.pool_len,
+        )?)?;
+        let ring = MpmcRing::attach(SubRegion::new(
+            Arc::clone(&region),
+            parts.ring_offset,
+            parts.ring_len,
+        )?)?;
         if pool.blocks() != blocks || pool.block_size() != info.elem_size as usize {
             return Err(fail(HeaderError::Layout {
                 expected: total,
@@ -277,21 +323,7 @@ impl<R: Region> Channel<R> {
         &'c self,
         block: Block<'c, Part<R>>,
     ) -> Result<(), SendError<Block<'c, Part<R>>>> {
-        let id = block.id();
-        let word = match self.pool.enqueue(id) {
-            Ok(word) => word,
-            Err(e) => return Err(SendError::Pool(e)),
-        };
-        let _ = block.into_id(); // the block belongs to the channel now
-        match self.ring.push(id) {
-            Ok(()) => Ok(()),
-            Err(PushError::Full(_)) => match self.pool.unqueue(id, word) {
-                Ok(()) => Err(SendError::Full(
-                    self.pool.from_id(id).map_err(SendError::Pool)?,
-                )),
-                Err(e) => Err(SendError::Pool(e)),
-            },
-        }
+        self.queue(block, |id| self.ring.push(id))
     }
 
     /// Copies `data` into a fresh block and sends it: the one-call form for
@@ -315,9 +347,8 @@ impl<R: Region> Channel<R> {
         match self.send(block) {
             Ok(()) => Ok(()),
             Err(SendError::Pool(e)) => Err(e),
-            Err(SendError::Full(_)) => Err(PoolError::Exhausted {
+            Err(SendError::Full(_) | SendError::ForeignBlock(_)) => Err(PoolError::ChannelFull {
                 target: self.pool.region().target(),
-                blocks: self.pool.blocks(),
             }),
         }
     }
@@ -350,20 +381,31 @@ impl<R: Region> Channel<R> {
         block: Block<'c, Part<R>>,
         timeout: Duration,
     ) -> Result<(), SendError<Block<'c, Part<R>>>> {
+        self.queue(block, |id| self.ring.push_blocking(id, timeout))
+    }
+
+    /// Marks the block queued and pushes its id; on a full ring, undoes both
+    /// and gives the block back.
+    #[allow(clippy::result_large_err)]
+    fn queue<'c>(
+        &'c self,
+        block: Block<'c, Part<R>>,
+        push: impl FnOnce(BlockId) -> Result<(), PushError<BlockId>>,
+    ) -> Result<(), SendError<Block<'c, Part<R>>>> {
+        if !block.pool().same_pool(&self.pool) {
+            return Err(SendError::ForeignBlock(block));
+        }
         let id = block.id();
-        let word = match self.pool.enqueue(id) {
-            Ok(word) => word,
-            Err(e) => return Err(SendError::Pool(e)),
-        };
-        let _ = block.into_id();
-        match self.ring.push_blocking(id, timeout) {
+        let word = self.pool.enqueue(id).map_err(SendError::Pool)?;
+        let _ = block.into_id(); // the block belongs to the channel now
+        match push(id) {
             Ok(()) => Ok(()),
-            Err(PushError::Full(_)) => match self.pool.unqueue(id, word) {
-                Ok(()) => Err(SendError::Full(
+            Err(PushError::Full(_)) => {
+                self.pool.unqueue(id, word).map_err(SendError::Pool)?;
+                Err(SendError::Full(
                     self.pool.from_id(id).map_err(SendError::Pool)?,
-                )),
-                Err(e) => Err(SendError::Pool(e)),
-            },
+                ))
+            }
         }
     }
 
@@ -441,9 +483,18 @@ pub fn inspect_channel<R: Region>(
         }
         .into());
     }
-    let (pool_len, ring_offset, ring_len, _) =
-        layout(info.capacity as u32, info.elem_size as usize);
-    let pool = crate::pool::inspect(&SubRegion::new(region, POOL_OFFSET, pool_len)?)?;
-    let ring = shm_ring::inspect(&SubRegion::new(region, ring_offset, ring_len)?)?;
+    let Some(parts) = parts(info.capacity as u32, info.elem_size as usize) else {
+        let source = HeaderError::Capacity {
+            capacity: info.capacity,
+            reason: "its layout overflows",
+        };
+        return Err(shm_segment::Error::Header {
+            target: region.target(),
+            source,
+        }
+        .into());
+    };
+    let pool = crate::pool::inspect(&SubRegion::new(region, POOL_OFFSET, parts.pool_len)?)?;
+    let ring = shm_ring::inspect(&SubRegion::new(region, parts.ring_offset, parts.ring_len)?)?;
     Ok((pool, ring))
 }

@@ -32,6 +32,14 @@ pub enum PoolError {
         /// How many blocks the pool has.
         blocks: u32,
     },
+    /// A channel's ring has no free slot. Rare: the ring has a slot per
+    /// block, but a receiver stalled (or killed) between taking a position
+    /// and releasing it keeps that slot busy until it goes on.
+    #[error("{target}: the channel's ring is full")]
+    ChannelFull {
+        /// The channel's region.
+        target: Target,
+    },
     /// A block count or block size the pool cannot have.
     #[error("{target}: {reason}")]
     InvalidLayout {
@@ -79,6 +87,7 @@ impl From<PoolError> for std::io::Error {
         let kind = match &err {
             PoolError::Segment(e) => e.kind(),
             PoolError::Exhausted { .. } => std::io::ErrorKind::OutOfMemory,
+            PoolError::ChannelFull { .. } => std::io::ErrorKind::WouldBlock,
             PoolError::Corrupted { .. } => std::io::ErrorKind::InvalidData,
             _ => std::io::ErrorKind::InvalidInput,
         };

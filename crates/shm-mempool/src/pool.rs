@@ -19,10 +19,11 @@
 //! on that word, so [`MemPool::reclaim_dead`] frees exactly the blocks whose
 //! owner is gone, and never one that a live process just took.
 //!
-//! **What a kill can leak.** A process killed in the two instructions
-//! between popping a block off the free list and stamping it as held, or
+//! **What a kill can leak.** A process killed in the few instructions
+//! between popping a block off the free list and stamping it as held,
 //! between marking a block queued and pushing its id into a channel's ring,
-//! leaves that block in no list. [`MemPool::recover_orphans`] returns such
+//! or between popping an id from the ring and taking the block over, leaves
+//! that block in no list. [`MemPool::recover_orphans`] returns such
 //! blocks; it must run while no other process uses the pool.
 
 use std::collections::HashMap;
@@ -114,6 +115,12 @@ fn layout(blocks: u64, block_size: u64) -> Option<u64> {
     data.checked_add(blocks.checked_mul(block_size)?)
 }
 
+/// [`MemPool::required_size`] without the panic: `None` when it overflows.
+pub(crate) fn checked_size(blocks: u32, block_size: usize) -> Option<u64> {
+    let size = (block_size.max(1) as u64).checked_next_multiple_of(BLOCK_ALIGN as u64)?;
+    layout(u64::from(blocks), size)
+}
+
 fn data_offset(blocks: u64) -> u64 {
     (META_OFFSET as u64 + blocks * std::mem::size_of::<Meta>() as u64)
         .next_multiple_of(BLOCK_ALIGN as u64)
@@ -182,6 +189,10 @@ impl<R> MemPool<R> {
     /// Bytes a pool of `blocks` blocks of `block_size` bytes needs (each
     /// block rounded up to a multiple of 64), header included.
     ///
+    /// # Panics
+    ///
+    /// If that many bytes cannot be addressed.
+    ///
     /// # Examples
     ///
     /// ```
@@ -189,8 +200,14 @@ impl<R> MemPool<R> {
     /// assert!(n >= 16 * 128);
     /// ```
     pub fn required_size(blocks: u32, block_size: usize) -> usize {
-        let size = (block_size.max(1) as u64).next_multiple_of(BLOCK_ALIGN as u64);
-        layout(u64::from(blocks), size).expect("pool too large") as usize
+        checked_size(blocks, block_size)
+            .and_then(|n| usize::try_from(n).ok())
+            .expect("pool too large")
+    }
+
+    /// Whether both handles use the very same pool object (clones share it).
+    pub(crate) fn same_pool(&self, other: &MemPool<R>) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 
