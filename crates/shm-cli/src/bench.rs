@@ -656,6 +656,9 @@ fn channel_4k(dur: Duration) -> Result<Measured> {
                             backoff.snooze()?;
                         }
                         Err(SendError::Pool(e)) => return Err(format!("bench: channel send: {e}")),
+                        Err(SendError::ForeignBlock(_)) => {
+                            return Err("bench: channel send: a block of another pool".into())
+                        }
                     }
                 }
                 backoff.reset();

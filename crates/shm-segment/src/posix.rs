@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result, Target};
 use crate::mapping::Mapping;
@@ -258,13 +259,13 @@ impl PosixOptions {
             fd,
             name,
             access: Access::ReadWrite,
-            unlink_on_drop: true, // until fully made: a failure below unlinks
+            unlink_on_drop: AtomicBool::new(true), // until fully made: a failure below unlinks
             created: true,
         };
         shm.set_perms(PermChange::new().mode(self.mode))?;
         shm.set_len(len, 0, self.reserve, "create")?;
         let mut shm = shm;
-        shm.unlink_on_drop = self.unlink_on_drop;
+        *shm.unlink_on_drop.get_mut() = self.unlink_on_drop;
         Ok(shm)
     }
 
@@ -305,7 +306,7 @@ impl PosixOptions {
             fd,
             name,
             access: self.access,
-            unlink_on_drop: false,
+            unlink_on_drop: AtomicBool::new(false),
             created: false,
         };
         let st = fstat(shm.fd.as_fd()).map_err(|e| Error::os("open", target.clone(), e))?;
@@ -320,7 +321,7 @@ impl PosixOptions {
             });
         }
         let mut shm = shm;
-        shm.unlink_on_drop = self.unlink_on_drop;
+        *shm.unlink_on_drop.get_mut() = self.unlink_on_drop;
         Ok(shm)
     }
 
@@ -402,7 +403,9 @@ pub struct PosixShm {
     fd: OwnedFd,
     name: ShmName,
     access: Access,
-    unlink_on_drop: bool,
+    /// Cleared by a successful `unlink`, so drop never unlinks a newer
+    /// segment that took the name.
+    unlink_on_drop: AtomicBool,
     created: bool,
 }
 
@@ -507,7 +510,7 @@ impl PosixShm {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn set_unlink_on_drop(&mut self, unlink: bool) {
-        self.unlink_on_drop = unlink;
+        *self.unlink_on_drop.get_mut() = unlink;
     }
 
     /// The current size in bytes (`fstat`).
@@ -656,7 +659,8 @@ impl PosixShm {
         })
     }
 
-    /// `shm_unlink(3)`: removes the name; existing mappings and handles stay valid.
+    /// `shm_unlink(3)`: removes the name; existing mappings and handles stay
+    /// valid. Dropping this handle afterwards unlinks nothing more.
     ///
     /// # Examples
     ///
@@ -670,7 +674,9 @@ impl PosixShm {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn unlink(&self) -> Result<()> {
-        Self::unlink_name(self.name.as_str())
+        Self::unlink_name(self.name.as_str())?;
+        self.unlink_on_drop.store(false, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -705,7 +711,7 @@ impl AsFd for PosixShm {
 
 impl Drop for PosixShm {
     fn drop(&mut self) {
-        if self.unlink_on_drop {
+        if *self.unlink_on_drop.get_mut() {
             let _ = self.unlink();
         }
     }
@@ -787,4 +793,21 @@ pub fn list() -> Result<Vec<PosixStat>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_after_unlink_leaves_a_newer_segment_of_that_name_alone() {
+        let name = format!("/shm-test-unit-relink-{}", std::process::id());
+        let old = PosixOptions::new().unlink_on_drop(true).create(&name, 64).unwrap();
+        old.unlink().unwrap();
+        let newer = PosixOptions::new().unlink_on_drop(true).create(&name, 128).unwrap();
+        drop(old);
+        assert_eq!(PosixShm::open(&name).unwrap().size().unwrap(), 128);
+        drop(newer);
+        assert!(PosixShm::open(&name).is_err());
+    }
 }

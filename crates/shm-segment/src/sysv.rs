@@ -5,6 +5,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use shm_sys::{SHM_DEST, SHM_LOCKED};
 
@@ -246,7 +247,7 @@ impl SysvOptions {
         Ok(SysvSegment {
             key,
             id,
-            remove_on_drop: self.remove_on_drop,
+            remove_on_drop: AtomicBool::new(self.remove_on_drop),
         })
     }
 
@@ -276,7 +277,7 @@ impl SysvOptions {
         Ok(SysvSegment {
             key,
             id,
-            remove_on_drop: self.remove_on_drop,
+            remove_on_drop: AtomicBool::new(self.remove_on_drop),
         })
     }
 
@@ -296,7 +297,7 @@ impl SysvOptions {
         Ok(SysvSegment {
             key: SysvKey(ds.shm_perm.__key),
             id,
-            remove_on_drop: self.remove_on_drop,
+            remove_on_drop: AtomicBool::new(self.remove_on_drop),
         })
     }
 }
@@ -334,7 +335,8 @@ impl SysvOptions {
 pub struct SysvSegment {
     key: SysvKey,
     id: i32,
-    remove_on_drop: bool,
+    /// Cleared by a successful `remove`.
+    remove_on_drop: AtomicBool,
 }
 
 impl SysvSegment {
@@ -419,7 +421,7 @@ impl SysvSegment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn set_remove_on_drop(&mut self, remove: bool) {
-        self.remove_on_drop = remove;
+        *self.remove_on_drop.get_mut() = remove;
     }
 
     /// `shmat(2)`: maps the segment, read-write or read-only (`SHM_RDONLY`).
@@ -520,7 +522,9 @@ impl SysvSegment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn remove(&self) -> Result<()> {
-        remove_id(self.id)
+        remove_id(self.id)?;
+        self.remove_on_drop.store(false, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -534,7 +538,7 @@ fn remove_id(id: i32) -> Result<()> {
 
 impl Drop for SysvSegment {
     fn drop(&mut self) {
-        if self.remove_on_drop {
+        if *self.remove_on_drop.get_mut() {
             let _ = remove_id(self.id);
         }
     }
@@ -745,4 +749,19 @@ pub fn list() -> Result<Vec<SysvStat>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_then_drop_removes_nothing_more() {
+        let key = SysvKey::random();
+        let old = SysvOptions::new().remove_on_drop(true).create(key, 64).unwrap();
+        old.remove().unwrap();
+        let newer = SysvOptions::new().remove_on_drop(true).create(key, 64).unwrap();
+        drop(old);
+        assert_eq!(SysvSegment::open(key).unwrap().id(), newer.id());
+    }
 }
