@@ -1,0 +1,1673 @@
+//! Rings against their peers, in one run (results in `docs/benchmarks.md`).
+//!
+//! Every group puts our ring and its peers side by side, so the ratios are
+//! direct. One iteration moves one `u64` (throughput groups report
+//! `Throughput::Elements`) or makes one round trip (round-trip groups).
+//!
+//! - `spsc_threads`: SPSC throughput between two threads pinned to two
+//!   cores: single `push`/`pop` against rtrb's, and batches of 32
+//!   (`push_slice`/`pop_into`) against rtrb's `write_chunk_uninit`/`read_chunk`.
+//! - `spsc_processes`: SPSC throughput, one message at a time, to a child
+//!   process through a POSIX segment, against the same ring between two
+//!   threads, a pipe and a Unix stream socket (one 8-byte `write(2)` and
+//!   `read(2)` per message); and the same with our batches of 32.
+//! - `round_trip`: busy-polling ping-pong with a child process over two of
+//!   our rings, against rtrb's round trip between two threads (and ours
+//!   between threads, for reference), iceoryx2 publish-subscribe with a child
+//!   process, a pipe pair and a Unix stream socket.
+//! - `mpmc`: MPMC throughput with P producer and C consumer threads (1x1 and
+//!   2x2; 4x4 and 8x8 too on machines with at least 16 cores), single and
+//!   batches of 32, against crossbeam's `ArrayQueue` (single only: it has no
+//!   bulk operations) and `std::sync::mpsc::sync_channel` (P producers, one
+//!   consumer, for reference).
+//! - `blocking_round_trip`: ping-pong with a child process over rings created
+//!   with `RingOptions::blocking(true)` using `push_blocking`/`pop_blocking`,
+//!   against a pipe pair (blocking `read`/`write`), with the two processes on
+//!   two cores and on one core (where every wait must sleep).
+//!
+//! ```text
+//! cargo bench --bench ring                 # defaults: 1 s warm-up, 3 s, 20 samples
+//! cargo bench --bench ring -- round_trip   # one group
+//! ```
+//!
+//! Placement: with two or more CPUs, this side runs on the first CPU this
+//! process may use and the peer (thread or child) on the second; MPMC
+//! producer `i` goes to CPU `2i` and consumer `i` to CPU `2i + 1` (modulo the
+//! CPU count, so on two cores the producers share one and the consumers the
+//! other). Every busy-polling loop, ours and the peers', backs off the same
+//! way ([`Backoff`]: 64 spins, then `sched_yield`, then 50 µs sleeps), and
+//! the message-at-a-time wrappers are forced inline for every peer alike.
+//!
+//! A child is this bench binary run again with `SHM_RING_BENCH_ROLE` set,
+//! spawned when its benchmark starts and stopped after its last sample (not
+//! per iteration or per sample). It dies with its parent
+//! (`PR_SET_PDEATHSIG`), and the parent arms `alarm(2)` around every step, so
+//! a hung peer ends the run with a message instead of hanging it. Segment
+//! names are unlinked as soon as the child has attached, so nothing is left
+//! in `/dev/shm` even when a run is killed. iceoryx2 runs in a private domain
+//! (its own file prefix and root directory) that is removed at the end; what
+//! a killed run's domain left behind is removed by the next run.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use crossbeam_queue::ArrayQueue;
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::prelude::{
+    ipc, Config, FileName, LogLevel, NodeBuilder, Path as IoxPath, SemanticString, ServiceName,
+    SignalHandlingMode,
+};
+use shm::ring::{Consumer, MpmcRing, Producer, PushError, RingOptions, SpscRing};
+use shm::segment::{Mapping, PosixOptions, PosixShm};
+
+/// Slots in every ring and queue of every peer.
+const CAPACITY: usize = 4096;
+/// Items per bulk operation.
+const BATCH: usize = 32;
+/// Tells a sink or an echo to exit. Data values never reach it.
+const QUIT: u64 = u64::MAX;
+/// A peer's first message: "attached and ready".
+const READY: u64 = u64::MAX - 1;
+
+/// Which role a re-executed child plays.
+const ROLE_ENV: &str = "SHM_RING_BENCH_ROLE";
+/// Comma-separated POSIX names (rings) or iceoryx2 service names.
+const NAMES_ENV: &str = "SHM_RING_BENCH_NAMES";
+/// The parent's pid: the child exits if it has already been re-parented.
+const PARENT_ENV: &str = "SHM_RING_BENCH_PARENT";
+/// The CPU the child pins itself to.
+const CPU_ENV: &str = "SHM_RING_BENCH_CPU";
+
+/// How long setup (a child attaching, a thread starting) may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one measured step (one `iter_custom` call) may take before the
+/// watchdog ends the run. Steps take seconds at most.
+const STEP_LIMIT_S: u32 = 120;
+/// How long a blocking call waits before the bench calls it a hang.
+const BLOCKING_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// Watchdog, CPUs, back-off
+// ---------------------------------------------------------------------------
+
+extern "C" fn on_alarm(_signal: libc::c_int) {
+    const MSG: &[u8] = b"\nring bench: a step ran past its time limit (a hung peer?); exiting\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a static buffer.
+    unsafe {
+        libc::write(2, MSG.as_ptr().cast(), MSG.len());
+        libc::_exit(3);
+    }
+}
+
+fn install_watchdog() {
+    let handler: extern "C" fn(libc::c_int) = on_alarm;
+    // SAFETY: installs a handler that only calls async-signal-safe functions.
+    let previous = unsafe { libc::signal(libc::SIGALRM, handler as libc::sighandler_t) };
+    assert_ne!(previous, libc::SIG_ERR, "signal(SIGALRM)");
+}
+
+/// Arms (`secs > 0`) or disarms (`0`) the watchdog for the next step.
+fn watchdog(secs: u32) {
+    // SAFETY: alarm(2) has no memory-safety preconditions.
+    unsafe { libc::alarm(secs) };
+}
+
+/// The CPUs this process may run on, read once before anything is pinned.
+fn cpus() -> &'static [usize] {
+    static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
+    CPUS.get_or_init(|| current_affinity().unwrap_or_default())
+}
+
+fn current_affinity() -> Option<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; `set` is a valid buffer of that size.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return None;
+    }
+    let max = libc::CPU_SETSIZE as usize;
+    // SAFETY: every index is below CPU_SETSIZE, the size of the set.
+    Some(
+        (0..max)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect(),
+    )
+}
+
+/// Pins the calling thread to the given CPUs; false if the kernel refused.
+fn set_affinity(list: &[usize]) -> bool {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // CPU_SET checks nothing, so keep every index inside the set.
+    for &cpu in list.iter().filter(|&&cpu| cpu < libc::CPU_SETSIZE as usize) {
+        // SAFETY: `cpu` is below CPU_SETSIZE (filtered above).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; `set` is a valid set of that size.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0 }
+}
+
+/// The CPU for "slot" `k` (0: this side, 1: the peer), or `None` when there
+/// is only one CPU to run on (then nothing is pinned).
+fn cpu_for(k: usize) -> Option<usize> {
+    let list = cpus();
+    (list.len() >= 2).then(|| list[k % list.len()])
+}
+
+fn pin_slot(k: usize) {
+    if let Some(cpu) = cpu_for(k) {
+        set_affinity(&[cpu]);
+    }
+}
+
+/// Pins the calling thread for its lifetime, then gives it back its CPUs.
+struct PinGuard {
+    old: Option<Vec<usize>>,
+}
+
+impl PinGuard {
+    fn slot(k: usize) -> Self {
+        let old = current_affinity();
+        pin_slot(k);
+        PinGuard { old }
+    }
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            set_affinity(old);
+        }
+    }
+}
+
+/// What every busy-polling loop of every peer does on "full" or "empty":
+/// spin a little, then yield (two cores are shared by up to 16 threads in
+/// the MPMC group), then sleep briefly once the other side is clearly idle.
+struct Backoff(u32);
+
+impl Backoff {
+    #[inline]
+    fn new() -> Self {
+        Backoff(0)
+    }
+
+    #[inline]
+    fn snooze(&mut self) {
+        if self.0 < 64 {
+            std::hint::spin_loop();
+        } else if self.0 < 10_000 {
+            thread::yield_now();
+        } else {
+            thread::sleep(Duration::from_micros(50));
+        }
+        self.0 = self.0.saturating_add(1);
+    }
+}
+
+/// The sum of `0..n`, which every sink checks.
+fn expected_sum(n: u64) -> u64 {
+    let n = u128::from(n);
+    (n * n.saturating_sub(1) / 2) as u64
+}
+
+// ---------------------------------------------------------------------------
+// One message at a time, over anything: rings, rtrb, fds, iceoryx2
+// ---------------------------------------------------------------------------
+
+trait Sender {
+    fn send(&mut self, v: u64);
+}
+
+trait Receiver {
+    fn try_recv(&mut self) -> Option<u64>;
+
+    /// Busy-polls (with [`Backoff`]) until a value arrives. Forced inline
+    /// for every peer alike, so that the harness never decides a ratio.
+    #[inline(always)]
+    fn recv(&mut self) -> u64 {
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(v) = self.try_recv() {
+                return v;
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// For setup only: waits up to `timeout`, politely.
+    fn recv_within(&mut self, timeout: Duration) -> Option<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.try_recv() {
+                return Some(v);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+impl<R> Sender for Producer<u64, R> {
+    #[inline(always)]
+    fn send(&mut self, mut v: u64) {
+        let mut backoff = Backoff::new();
+        while let Err(PushError::Full(back)) = self.push(v) {
+            v = back;
+            backoff.snooze();
+        }
+    }
+}
+
+impl<R> Receiver for Consumer<u64, R> {
+    #[inline(always)]
+    fn try_recv(&mut self) -> Option<u64> {
+        self.pop().ok()
+    }
+}
+
+impl Sender for rtrb::Producer<u64> {
+    #[inline(always)]
+    fn send(&mut self, mut v: u64) {
+        let mut backoff = Backoff::new();
+        while let Err(rtrb::PushError::Full(back)) = self.push(v) {
+            v = back;
+            backoff.snooze();
+        }
+    }
+}
+
+impl Receiver for rtrb::Consumer<u64> {
+    #[inline(always)]
+    fn try_recv(&mut self) -> Option<u64> {
+        self.pop().ok()
+    }
+}
+
+/// Our ring's blocking calls: a futex sleep when the ring was created with
+/// `RingOptions::blocking(true)`.
+struct BlockingTx<'a, R>(&'a mut Producer<u64, R>);
+struct BlockingRx<'a, R>(&'a mut Consumer<u64, R>);
+
+impl<R> Sender for BlockingTx<'_, R> {
+    fn send(&mut self, v: u64) {
+        if self.0.push_blocking(v, BLOCKING_TIMEOUT).is_err() {
+            panic!("ring still full after {BLOCKING_TIMEOUT:?}: is the peer alive?");
+        }
+    }
+}
+
+impl<R> Receiver for BlockingRx<'_, R> {
+    fn try_recv(&mut self) -> Option<u64> {
+        self.0.pop().ok()
+    }
+
+    fn recv(&mut self) -> u64 {
+        // An idle peer may wait a long time between benchmarks: keep waiting
+        // (the watchdog and PR_SET_PDEATHSIG end a real hang).
+        loop {
+            if let Ok(v) = self.0.pop_blocking(BLOCKING_TIMEOUT) {
+                return v;
+            }
+        }
+    }
+}
+
+/// One 8-byte `write(2)` per message (std's pipe, socket and file writers
+/// are unbuffered).
+struct FdTx<W>(W);
+/// One 8-byte `read(2)` per message (pipes and stream sockets never split
+/// an 8-byte write, so `read_exact` makes one call).
+struct FdRx<R>(R);
+
+impl<W: Write> Sender for FdTx<W> {
+    #[inline]
+    fn send(&mut self, v: u64) {
+        self.0.write_all(&v.to_ne_bytes()).expect("write(2)");
+    }
+}
+
+impl<R: Read + AsRawFd> Receiver for FdRx<R> {
+    fn try_recv(&mut self) -> Option<u64> {
+        poll_readable(self.0.as_raw_fd(), 0).then(|| self.recv())
+    }
+
+    #[inline]
+    fn recv(&mut self) -> u64 {
+        let mut bytes = [0u8; 8];
+        match self.0.read_exact(&mut bytes) {
+            Ok(()) => u64::from_ne_bytes(bytes),
+            // The other end closed: as good as QUIT.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => QUIT,
+            Err(e) => panic!("read(2): {e}"),
+        }
+    }
+
+    fn recv_within(&mut self, timeout: Duration) -> Option<u64> {
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        poll_readable(self.0.as_raw_fd(), ms).then(|| self.recv())
+    }
+}
+
+/// Whether `fd` becomes readable (or hung up) within `timeout_ms`.
+fn poll_readable(fd: libc::c_int, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and we pass a count of 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    rc > 0
+}
+
+type IoxPublisher = Publisher<ipc::Service, u64, ()>;
+type IoxSubscriber = Subscriber<ipc::Service, u64, ()>;
+
+/// iceoryx2's zero-copy path: loan a sample, write it, send it.
+struct IoxTx(IoxPublisher);
+struct IoxRx(IoxSubscriber);
+
+impl Sender for IoxTx {
+    #[inline]
+    fn send(&mut self, v: u64) {
+        let sample = self.0.loan_uninit().expect("iceoryx2 loan");
+        sample.write_payload(v).send().expect("iceoryx2 send");
+    }
+}
+
+impl Receiver for IoxRx {
+    #[inline]
+    fn try_recv(&mut self) -> Option<u64> {
+        self.0.receive().expect("iceoryx2 receive").map(|s| *s)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The loops every peer runs
+// ---------------------------------------------------------------------------
+
+/// Sink: says READY, then per step reads a count `n`, takes `n` items and
+/// acknowledges with their sum; QUIT ends it.
+fn sink_loop(rx: &mut impl Receiver, ack: &mut impl Sender) {
+    ack.send(READY);
+    loop {
+        let n = rx.recv();
+        if n == QUIT {
+            return;
+        }
+        let mut sum = 0u64;
+        for _ in 0..n {
+            sum = sum.wrapping_add(rx.recv());
+        }
+        ack.send(sum);
+    }
+}
+
+/// [`sink_loop`] with our bulk calls: items arrive through `pop_into`.
+fn bulk_sink_loop<R>(rx: &mut Consumer<u64, R>, ack: &mut impl Sender) {
+    ack.send(READY);
+    loop {
+        let n = rx.recv();
+        if n == QUIT {
+            return;
+        }
+        let sum = pop_batches(n, |out| rx.pop_into(out));
+        ack.send(sum);
+    }
+}
+
+/// [`send_batch`] with our bulk calls: items leave through `push_slice`.
+fn send_batch_bulk<R>(tx: &mut Producer<u64, R>, ack: &mut Consumer<u64, R>, n: u64) -> Duration {
+    watchdog(STEP_LIMIT_S);
+    let start = Instant::now();
+    tx.send(n);
+    push_batches(n, |v| tx.push_slice(v));
+    let sum = ack.recv();
+    let elapsed = start.elapsed();
+    watchdog(0);
+    assert_eq!(sum, expected_sum(n), "the sink lost or changed items");
+    elapsed
+}
+
+/// Echo: says READY, then sends back every value until QUIT.
+fn echo_loop(rx: &mut impl Receiver, tx: &mut impl Sender) {
+    tx.send(READY);
+    loop {
+        let v = rx.recv();
+        if v == QUIT {
+            return;
+        }
+        tx.send(v);
+    }
+}
+
+/// One throughput step: the count, `n` items, then wait for the sink's sum.
+fn send_batch(tx: &mut impl Sender, ack: &mut impl Receiver, n: u64) -> Duration {
+    watchdog(STEP_LIMIT_S);
+    let start = Instant::now();
+    tx.send(n);
+    for i in 0..n {
+        tx.send(i);
+    }
+    let sum = ack.recv();
+    let elapsed = start.elapsed();
+    watchdog(0);
+    assert_eq!(sum, expected_sum(n), "the sink lost or changed items");
+    elapsed
+}
+
+/// `n` round trips, each checked.
+fn round_trips(tx: &mut impl Sender, rx: &mut impl Receiver, n: u64) -> Duration {
+    watchdog(STEP_LIMIT_S);
+    let start = Instant::now();
+    for i in 0..n {
+        tx.send(i);
+        let back = rx.recv();
+        if back != i {
+            panic!("round trip {i} came back as {back}");
+        }
+    }
+    let elapsed = start.elapsed();
+    watchdog(0);
+    elapsed
+}
+
+fn expect_ready(rx: &mut impl Receiver, who: &str) {
+    match rx.recv_within(SETUP_TIMEOUT) {
+        Some(READY) => {}
+        Some(v) => panic!("{who}: expected READY, got {v}"),
+        None => panic!("{who}: not ready within {SETUP_TIMEOUT:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------
+
+/// A child process running one role; killed and reaped if not finished.
+struct Peer {
+    child: Option<Child>,
+    role: &'static str,
+}
+
+impl Peer {
+    /// Re-executes this binary as `role`, pinned to `cpu`.
+    fn spawn(
+        role: &'static str,
+        cpu: Option<usize>,
+        names: &str,
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> Child {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut cmd = Command::new(exe);
+        cmd.env(ROLE_ENV, role)
+            .env(NAMES_ENV, names)
+            .env(PARENT_ENV, std::process::id().to_string())
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::inherit());
+        if let Some(cpu) = cpu {
+            cmd.env(CPU_ENV, cpu.to_string());
+        }
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("spawn child {role}: {e}"))
+    }
+
+    fn new(child: Child, role: &'static str) -> Self {
+        Peer {
+            child: Some(child),
+            role,
+        }
+    }
+
+    /// After QUIT was sent: waits (bounded) for a clean exit.
+    fn finish(mut self) {
+        let mut child = self.child.take().expect("finished twice");
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        loop {
+            match child.try_wait().expect("waitpid") {
+                Some(status) => {
+                    assert!(status.success(), "child {} failed: {status}", self.role);
+                    return;
+                }
+                None if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("child {} did not exit within {SETUP_TIMEOUT:?}", self.role);
+                }
+                None => thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A child's main: set up the safety nets, then run the role.
+fn child_main(role: &str) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number. The parent
+    // spawns children from its main thread, which lives as long as it does.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    let parent: i32 = env(PARENT_ENV).parse().expect("parent pid");
+    // SAFETY: getppid(2) has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        std::process::exit(1); // the parent died before the prctl
+    }
+    if let Ok(cpu) = std::env::var(CPU_ENV) {
+        set_affinity(&[cpu.parse().expect("cpu number")]);
+    }
+    let names = env(NAMES_ENV);
+    let names: Vec<&str> = names.split(',').collect();
+    match role {
+        "ring-sink" => {
+            let (mut rx, mut ack) = attach_remote_ends(&names);
+            sink_loop(&mut rx, &mut ack);
+        }
+        "ring-sink-bulk" => {
+            let (mut rx, mut ack) = attach_remote_ends(&names);
+            bulk_sink_loop(&mut rx, &mut ack);
+        }
+        "ring-echo" => {
+            let (mut rx, mut tx) = attach_remote_ends(&names);
+            echo_loop(&mut rx, &mut tx);
+        }
+        "ring-echo-blocking" => {
+            let (mut rx, mut tx) = attach_remote_ends(&names);
+            echo_loop(&mut BlockingRx(&mut rx), &mut BlockingTx(&mut tx));
+        }
+        "fd-sink" => {
+            let (mut rx, mut tx) = std_fds();
+            sink_loop(&mut rx, &mut tx);
+        }
+        "fd-echo" => {
+            let (mut rx, mut tx) = std_fds();
+            echo_loop(&mut rx, &mut tx);
+        }
+        "iceoryx2-echo" => {
+            let domain = IoxDomain {
+                prefix: names[2].to_owned(),
+                root: names[3].to_owned(),
+            };
+            let mut link = IoxLink::new(names[1], names[0], &domain);
+            echo_loop(&mut link.rx, &mut link.tx);
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("{key} is not set"))
+}
+
+/// The child's fd 0 and 1, set up by the parent for this role.
+fn std_fds() -> (FdRx<File>, FdTx<File>) {
+    // SAFETY: the parent made fds 0 and 1 of this child a pipe or socket for
+    // this role; nothing else in this process reads stdin or writes stdout,
+    // so these Files are their only owners.
+    unsafe {
+        (
+            FdRx(File::from(OwnedFd::from_raw_fd(0))),
+            FdTx(File::from(OwnedFd::from_raw_fd(1))),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rings in POSIX segments
+// ---------------------------------------------------------------------------
+
+/// One SPSC ring in its own POSIX segment (unlinked on drop, or earlier).
+struct SpscSegment {
+    shm: PosixShm,
+    ring: SpscRing<u64, Mapping>,
+}
+
+impl SpscSegment {
+    fn new(tag: &str, opts: RingOptions) -> Self {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "/shm-bench-ring-{}-{tag}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let size = SpscRing::<u64, ()>::required_size(CAPACITY) as u64;
+        let shm = PosixOptions::new()
+            .unlink_on_drop(true)
+            .create(&name, size)
+            .expect("create POSIX segment");
+        let ring =
+            SpscRing::create(shm.map().expect("map"), CAPACITY as u64, opts).expect("create ring");
+        SpscSegment { shm, ring }
+    }
+}
+
+/// Two rings: `out` (this side produces) and `back` (the peer produces).
+struct RingLink {
+    out: SpscSegment,
+    back: SpscSegment,
+}
+
+impl RingLink {
+    fn new(tag: &str, opts: RingOptions) -> Self {
+        RingLink {
+            out: SpscSegment::new(tag, opts),
+            back: SpscSegment::new(tag, opts),
+        }
+    }
+
+    fn names(&self) -> String {
+        format!(
+            "{},{}",
+            self.out.shm.name().as_str(),
+            self.back.shm.name().as_str()
+        )
+    }
+
+    fn local_ends(&self) -> (Producer<u64, Mapping>, Consumer<u64, Mapping>) {
+        (
+            self.out.ring.producer().expect("producer"),
+            self.back.ring.consumer().expect("consumer"),
+        )
+    }
+
+    fn remote_ends(&self) -> (Consumer<u64, Mapping>, Producer<u64, Mapping>) {
+        (
+            self.out.ring.consumer().expect("consumer"),
+            self.back.ring.producer().expect("producer"),
+        )
+    }
+
+    /// Once the peer has attached, the names are no longer needed.
+    fn unlink(&self) {
+        let _ = self.out.shm.unlink();
+        let _ = self.back.shm.unlink();
+    }
+}
+
+/// What a child does with the names of a [`RingLink`].
+fn attach_remote_ends(names: &[&str]) -> (Consumer<u64, Mapping>, Producer<u64, Mapping>) {
+    let attach = |name: &str| {
+        let map = PosixShm::open(name)
+            .expect("open segment")
+            .map()
+            .expect("map");
+        SpscRing::<u64, Mapping>::attach(map).expect("attach ring")
+    };
+    let out = attach(names[0]);
+    let back = attach(names[1]);
+    (
+        out.consumer().expect("consumer"),
+        back.producer().expect("producer"),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Peers set up once per benchmark
+// ---------------------------------------------------------------------------
+
+/// Our rings to a child process running `role` on `cpu`.
+struct RingProcess {
+    tx: Producer<u64, Mapping>,
+    rx: Consumer<u64, Mapping>,
+    peer: Peer,
+    _link: RingLink,
+}
+
+impl RingProcess {
+    fn start(role: &'static str, opts: RingOptions, cpu: Option<usize>) -> Self {
+        let link = RingLink::new(role, opts);
+        let (tx, mut rx) = link.local_ends();
+        let child = Peer::spawn(role, cpu, &link.names(), Stdio::null(), Stdio::null());
+        let peer = Peer::new(child, role);
+        expect_ready(&mut rx, role);
+        link.unlink();
+        RingProcess {
+            tx,
+            rx,
+            peer,
+            _link: link,
+        }
+    }
+
+    fn stop(mut self) {
+        self.tx.send(QUIT);
+        self.peer.finish();
+    }
+}
+
+/// A thread on the other core running a loop over the peer's ends.
+struct ThreadPeer {
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl ThreadPeer {
+    fn spawn(work: impl FnOnce() + Send + 'static) -> Self {
+        let handle = thread::spawn(move || {
+            pin_slot(1);
+            work();
+        });
+        ThreadPeer {
+            handle: Some(handle),
+        }
+    }
+
+    /// After QUIT was sent.
+    fn finish(mut self) {
+        watchdog(STEP_LIMIT_S);
+        let handle = self.handle.take().expect("finished twice");
+        handle.join().expect("peer thread panicked");
+        watchdog(0);
+    }
+}
+
+/// A pipe pair (`fd-*` roles): the child's stdin and stdout.
+struct PipeProcess {
+    tx: FdTx<ChildStdin>,
+    rx: FdRx<ChildStdout>,
+    peer: Peer,
+}
+
+impl PipeProcess {
+    fn start(role: &'static str, cpu: Option<usize>) -> Self {
+        let mut child = Peer::spawn(role, cpu, "", Stdio::piped(), Stdio::piped());
+        let tx = FdTx(child.stdin.take().expect("child stdin"));
+        let mut rx = FdRx(child.stdout.take().expect("child stdout"));
+        let peer = Peer::new(child, role);
+        expect_ready(&mut rx, role);
+        PipeProcess { tx, rx, peer }
+    }
+
+    fn stop(mut self) {
+        self.tx.send(QUIT);
+        drop(self.tx);
+        self.peer.finish();
+    }
+}
+
+/// A Unix stream socket pair: the child's stdin and stdout are its end.
+struct SocketProcess {
+    tx: FdTx<UnixStream>,
+    rx: FdRx<UnixStream>,
+    peer: Peer,
+}
+
+impl SocketProcess {
+    fn start(role: &'static str, cpu: Option<usize>) -> Self {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        let theirs_out = theirs.try_clone().expect("dup");
+        let child = Peer::spawn(
+            role,
+            cpu,
+            "",
+            Stdio::from(OwnedFd::from(theirs)),
+            Stdio::from(OwnedFd::from(theirs_out)),
+        );
+        let peer = Peer::new(child, role);
+        let tx = FdTx(ours.try_clone().expect("dup"));
+        let mut rx = FdRx(ours);
+        expect_ready(&mut rx, role);
+        SocketProcess { tx, rx, peer }
+    }
+
+    fn stop(mut self) {
+        self.tx.send(QUIT);
+        self.peer.finish();
+    }
+}
+
+/// A private iceoryx2 domain for one benchmark: its own file prefix in
+/// `/dev/shm` and its own root directory, both removed afterwards (iceoryx2
+/// keeps a global management segment per domain on purpose; this run's
+/// domain is nobody else's, so removing it is safe).
+struct IoxDomain {
+    prefix: String,
+    root: String,
+}
+
+impl IoxDomain {
+    fn new() -> Self {
+        let pid = std::process::id();
+        IoxDomain {
+            prefix: format!("iox2shmbench{pid}_"),
+            root: format!("/tmp/shm-bench-ring-{pid}-iox2/"),
+        }
+    }
+
+    fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.global.prefix = FileName::new(self.prefix.as_bytes()).expect("iceoryx2 prefix");
+        config
+            .global
+            .set_root_path(&IoxPath::new(self.root.as_bytes()).expect("iceoryx2 root"));
+        config
+    }
+
+    /// Removes what runs that were killed (no chance to clean up) left.
+    fn remove_stale() {
+        let dead = |pid: &str| {
+            pid.parse::<u32>()
+                .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        };
+        let stale = |dir: &str, prefix: &str, sep: char| -> Vec<std::path::PathBuf> {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return Vec::new();
+            };
+            entries
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_prefix(prefix)
+                        .and_then(|rest| rest.split(sep).next())
+                        .is_some_and(dead)
+                })
+                .map(|e| e.path())
+                .collect()
+        };
+        for path in stale("/dev/shm", "iox2shmbench", '_') {
+            let _ = std::fs::remove_file(path);
+        }
+        for path in stale("/tmp", "shm-bench-ring-", '-') {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+
+    /// After every node of the domain is gone.
+    fn remove(&self) {
+        if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&self.prefix)
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// An iceoryx2 node with a publisher on one service and a subscriber on
+/// another. Fields drop in order: ports, then services, then the node.
+struct IoxLink {
+    tx: IoxTx,
+    rx: IoxRx,
+    _services: Vec<Box<dyn std::any::Any>>,
+    _node: iceoryx2::node::Node<ipc::Service>,
+}
+
+impl IoxLink {
+    fn new(publish_to: &str, subscribe_to: &str, domain: &IoxDomain) -> Self {
+        iceoryx2::prelude::set_log_level(LogLevel::Error);
+        let node = NodeBuilder::new()
+            .config(&domain.config())
+            .signal_handling_mode(SignalHandlingMode::Disabled)
+            .create::<ipc::Service>()
+            .expect("iceoryx2 node");
+        let service = |name: &str| {
+            node.service_builder(&ServiceName::new(name).expect("service name"))
+                .publish_subscribe::<u64>()
+                .history_size(0)
+                .open_or_create()
+                .expect("iceoryx2 service")
+        };
+        let out = service(publish_to);
+        let back = service(subscribe_to);
+        let tx = IoxTx(out.publisher_builder().create().expect("publisher"));
+        let rx = IoxRx(back.subscriber_builder().create().expect("subscriber"));
+        IoxLink {
+            tx,
+            rx,
+            _services: vec![Box::new(out), Box::new(back)],
+            _node: node,
+        }
+    }
+}
+
+/// iceoryx2 publish-subscribe to a child process that echoes.
+struct IoxProcess {
+    link: IoxLink,
+    peer: Peer,
+    domain: IoxDomain,
+}
+
+impl IoxProcess {
+    fn start(cpu: Option<usize>) -> Self {
+        IoxDomain::remove_stale();
+        let domain = IoxDomain::new();
+        let (ping, pong) = ("shm-bench-ring/ping", "shm-bench-ring/pong");
+        let mut link = IoxLink::new(ping, pong, &domain);
+        let names = format!("{ping},{pong},{},{}", domain.prefix, domain.root);
+        let child = Peer::spawn("iceoryx2-echo", cpu, &names, Stdio::null(), Stdio::null());
+        let peer = Peer::new(child, "iceoryx2-echo");
+        // Samples sent before the child's subscriber connects are lost
+        // (history 0): probe until one comes back, then drain the rest.
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        loop {
+            link.tx.send(READY);
+            if link.rx.recv_within(Duration::from_millis(20)).is_some() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "iceoryx2 echo did not answer within {SETUP_TIMEOUT:?}"
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+        while link.rx.try_recv().is_some() {}
+        IoxProcess { link, peer, domain }
+    }
+
+    fn stop(self) {
+        let IoxProcess {
+            mut link,
+            peer,
+            domain,
+        } = self;
+        link.tx.send(QUIT);
+        peer.finish();
+        drop(link);
+        domain.remove();
+    }
+}
+
+/// A peer set up once per benchmark: this side's two ends, and a clean stop.
+trait Link {
+    type Tx: Sender;
+    type Rx: Receiver;
+    fn ends(&mut self) -> (&mut Self::Tx, &mut Self::Rx);
+    fn stop(self);
+}
+
+impl Link for RingProcess {
+    type Tx = Producer<u64, Mapping>;
+    type Rx = Consumer<u64, Mapping>;
+    fn ends(&mut self) -> (&mut Self::Tx, &mut Self::Rx) {
+        (&mut self.tx, &mut self.rx)
+    }
+    fn stop(self) {
+        RingProcess::stop(self)
+    }
+}
+
+impl Link for PipeProcess {
+    type Tx = FdTx<ChildStdin>;
+    type Rx = FdRx<ChildStdout>;
+    fn ends(&mut self) -> (&mut Self::Tx, &mut Self::Rx) {
+        (&mut self.tx, &mut self.rx)
+    }
+    fn stop(self) {
+        PipeProcess::stop(self)
+    }
+}
+
+impl Link for SocketProcess {
+    type Tx = FdTx<UnixStream>;
+    type Rx = FdRx<UnixStream>;
+    fn ends(&mut self) -> (&mut Self::Tx, &mut Self::Rx) {
+        (&mut self.tx, &mut self.rx)
+    }
+    fn stop(self) {
+        SocketProcess::stop(self)
+    }
+}
+
+impl Link for IoxProcess {
+    type Tx = IoxTx;
+    type Rx = IoxRx;
+    fn ends(&mut self) -> (&mut Self::Tx, &mut Self::Rx) {
+        (&mut self.link.tx, &mut self.link.rx)
+    }
+    fn stop(self) {
+        IoxProcess::stop(self)
+    }
+}
+
+/// This side's ends of a pair of queues whose other ends a [`ThreadPeer`] runs.
+struct ThreadLink<T, R> {
+    tx: T,
+    rx: R,
+    peer: ThreadPeer,
+    /// Segments that must outlive both ends.
+    _keep: Option<RingLink>,
+}
+
+impl<T: Sender, R: Receiver> ThreadLink<T, R> {
+    /// Starts `work` on the peer thread and waits for its READY.
+    fn start(
+        tx: T,
+        mut rx: R,
+        keep: Option<RingLink>,
+        work: impl FnOnce() + Send + 'static,
+    ) -> Self {
+        let peer = ThreadPeer::spawn(work);
+        expect_ready(&mut rx, "peer thread");
+        ThreadLink {
+            tx,
+            rx,
+            peer,
+            _keep: keep,
+        }
+    }
+}
+
+impl<T: Sender, R: Receiver> Link for ThreadLink<T, R> {
+    type Tx = T;
+    type Rx = R;
+    fn ends(&mut self) -> (&mut T, &mut R) {
+        (&mut self.tx, &mut self.rx)
+    }
+    fn stop(mut self) {
+        self.tx.send(QUIT);
+        self.peer.finish();
+    }
+}
+
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// One benchmark over a [`Link`] that is started when (and only if) the
+/// benchmark runs, once, and stopped after its last sample.
+fn bench_link<L: Link>(
+    g: &mut Group<'_>,
+    id: BenchmarkId,
+    start: impl FnOnce() -> L,
+    step: fn(&mut L::Tx, &mut L::Rx, u64) -> Duration,
+) {
+    let mut start = Some(start);
+    let mut link: Option<L> = None;
+    g.bench_function(id, |b| {
+        let l = link.get_or_insert_with(|| (start.take().expect("started once"))());
+        let (tx, rx) = l.ends();
+        b.iter_custom(|n| step(tx, rx, n));
+    });
+    if let Some(l) = link {
+        l.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// a. SPSC throughput between two threads
+// ---------------------------------------------------------------------------
+
+/// Runs `produce` here (pinned to CPU slot 0 by the caller) and `consume` on
+/// a fresh thread pinned to slot 1; the clock starts when the consumer runs.
+fn two_threads<P, C>(
+    n: u64,
+    (mut p, c): (P, C),
+    produce: impl FnOnce(&mut P, u64),
+    consume: fn(C, u64) -> u64,
+) -> Duration
+where
+    C: Send + 'static,
+{
+    watchdog(STEP_LIMIT_S);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let consumer = thread::spawn(move || {
+        pin_slot(1);
+        ready_tx.send(()).expect("ready");
+        consume(c, n)
+    });
+    ready_rx
+        .recv_timeout(SETUP_TIMEOUT)
+        .expect("consumer thread did not start");
+    let start = Instant::now();
+    produce(&mut p, n);
+    let sum = consumer.join().expect("consumer panicked");
+    let elapsed = start.elapsed();
+    watchdog(0);
+    assert_eq!(sum, expected_sum(n), "the consumer lost or changed items");
+    elapsed
+}
+
+fn send_all(tx: &mut impl Sender, n: u64) {
+    for i in 0..n {
+        tx.send(i);
+    }
+}
+
+fn recv_all(mut rx: impl Receiver, n: u64) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        sum = sum.wrapping_add(rx.recv());
+    }
+    sum
+}
+
+/// Feeds `push` (which returns how many of the slice it took) batches of
+/// `BATCH` consecutive values.
+#[inline]
+fn push_batches(n: u64, mut push: impl FnMut(&[u64]) -> usize) {
+    let mut buf = [0u64; BATCH];
+    let mut next = 0u64;
+    let mut backoff = Backoff::new();
+    while next < n {
+        let k = (n - next).min(BATCH as u64) as usize;
+        for (j, slot) in buf[..k].iter_mut().enumerate() {
+            *slot = next + j as u64;
+        }
+        let mut off = 0;
+        while off < k {
+            let pushed = push(&buf[off..k]);
+            if pushed == 0 {
+                backoff.snooze();
+            } else {
+                backoff = Backoff::new();
+            }
+            off += pushed;
+        }
+        next += k as u64;
+    }
+}
+
+/// Calls `pop` (which fills the front of the slice and returns how many)
+/// until `n` values arrived; returns their sum.
+#[inline]
+fn pop_batches(n: u64, mut pop: impl FnMut(&mut [u64]) -> usize) -> u64 {
+    let mut buf = [0u64; BATCH];
+    let mut left = n;
+    let mut sum = 0u64;
+    let mut backoff = Backoff::new();
+    while left > 0 {
+        let want = left.min(BATCH as u64) as usize;
+        let got = pop(&mut buf[..want]);
+        if got == 0 {
+            backoff.snooze();
+            continue;
+        }
+        backoff = Backoff::new();
+        for v in &buf[..got] {
+            sum = sum.wrapping_add(*v);
+        }
+        left -= got as u64;
+    }
+    sum
+}
+
+/// rtrb's chunk API: reserve up to `values.len()` slots, fill, commit.
+#[inline]
+fn rtrb_push_chunk(p: &mut rtrb::Producer<u64>, values: &[u64]) -> usize {
+    let n = match p.write_chunk_uninit(values.len()) {
+        Ok(chunk) => return chunk.fill_from_iter(values.iter().copied()),
+        Err(rtrb::chunks::ChunkError::TooFewSlots(free)) => free,
+    };
+    if n == 0 {
+        return 0;
+    }
+    let chunk = p.write_chunk_uninit(n).expect("slots reported free");
+    chunk.fill_from_iter(values[..n].iter().copied())
+}
+
+/// rtrb's chunk API: borrow up to `out.len()` items, copy them out, commit.
+#[inline]
+fn rtrb_pop_chunk(c: &mut rtrb::Consumer<u64>, out: &mut [u64]) -> usize {
+    let chunk = match c.read_chunk(out.len()) {
+        Ok(chunk) => chunk,
+        Err(rtrb::chunks::ChunkError::TooFewSlots(0)) => return 0,
+        Err(rtrb::chunks::ChunkError::TooFewSlots(ready)) => {
+            c.read_chunk(ready).expect("items reported ready")
+        }
+    };
+    let (a, b) = chunk.as_slices();
+    out[..a.len()].copy_from_slice(a);
+    out[a.len()..a.len() + b.len()].copy_from_slice(b);
+    let n = chunk.len();
+    chunk.commit_all();
+    n
+}
+
+fn bench_spsc_threads(c: &mut Criterion) {
+    let _pin = PinGuard::slot(0);
+    let mut g = c.benchmark_group("spsc_threads");
+    g.throughput(Throughput::Elements(1));
+
+    g.bench_function("ours_single", |b| {
+        b.iter_custom(|n| {
+            let ends = SpscRing::<u64, _>::new_heap(CAPACITY).expect("ring");
+            two_threads(n, ends, send_all, recv_all)
+        })
+    });
+    g.bench_function("rtrb_single", |b| {
+        b.iter_custom(|n| {
+            let ends = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            two_threads(n, ends, send_all, recv_all)
+        })
+    });
+    g.bench_function("ours_batch32", |b| {
+        b.iter_custom(|n| {
+            let ends = SpscRing::<u64, _>::new_heap(CAPACITY).expect("ring");
+            two_threads(
+                n,
+                ends,
+                |tx, n| push_batches(n, |v| tx.push_slice(v)),
+                |mut rx, n| pop_batches(n, |out| rx.pop_into(out)),
+            )
+        })
+    });
+    g.bench_function("rtrb_batch32", |b| {
+        b.iter_custom(|n| {
+            let ends = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            two_threads(
+                n,
+                ends,
+                |p, n| push_batches(n, |v| rtrb_push_chunk(p, v)),
+                |mut c, n| pop_batches(n, |out| rtrb_pop_chunk(&mut c, out)),
+            )
+        })
+    });
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------
+// b. SPSC across processes
+// ---------------------------------------------------------------------------
+
+fn bench_spsc_processes(c: &mut Criterion) {
+    let _pin = PinGuard::slot(0);
+    let mut g = c.benchmark_group("spsc_processes");
+    g.throughput(Throughput::Elements(1));
+    let peer = cpu_for(1);
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("ours_process"),
+        || RingProcess::start("ring-sink", RingOptions::new(), peer),
+        send_batch,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("ours_threads"),
+        || {
+            let link = RingLink::new("sink-thread", RingOptions::new());
+            let (tx, rx) = link.local_ends();
+            let (mut peer_rx, mut peer_tx) = link.remote_ends();
+            ThreadLink::start(tx, rx, Some(link), move || {
+                sink_loop(&mut peer_rx, &mut peer_tx)
+            })
+        },
+        send_batch,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("ours_process_batch32"),
+        || RingProcess::start("ring-sink-bulk", RingOptions::new(), peer),
+        send_batch_bulk,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("ours_threads_batch32"),
+        || {
+            let link = RingLink::new("bulk-sink-thread", RingOptions::new());
+            let (tx, rx) = link.local_ends();
+            let (mut peer_rx, mut peer_tx) = link.remote_ends();
+            ThreadLink::start(tx, rx, Some(link), move || {
+                bulk_sink_loop(&mut peer_rx, &mut peer_tx)
+            })
+        },
+        send_batch_bulk,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("pipe_process"),
+        || PipeProcess::start("fd-sink", peer),
+        send_batch,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("unix_stream_process"),
+        || SocketProcess::start("fd-sink", peer),
+        send_batch,
+    );
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------
+// c. Busy-polling round trips
+// ---------------------------------------------------------------------------
+
+fn bench_round_trip(c: &mut Criterion) {
+    let _pin = PinGuard::slot(0);
+    let mut g = c.benchmark_group("round_trip");
+    let peer = cpu_for(1);
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("ours_process"),
+        || RingProcess::start("ring-echo", RingOptions::new(), peer),
+        round_trips,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("ours_threads"),
+        || {
+            let (tx, mut peer_rx) = SpscRing::<u64, _>::new_heap(CAPACITY).expect("ring");
+            let (mut peer_tx, rx) = SpscRing::<u64, _>::new_heap(CAPACITY).expect("ring");
+            ThreadLink::start(tx, rx, None, move || echo_loop(&mut peer_rx, &mut peer_tx))
+        },
+        round_trips,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("rtrb_threads"),
+        || {
+            let (tx, mut peer_rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            let (mut peer_tx, rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            ThreadLink::start(tx, rx, None, move || echo_loop(&mut peer_rx, &mut peer_tx))
+        },
+        round_trips,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("iceoryx2_process"),
+        || IoxProcess::start(peer),
+        round_trips,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("pipe_process"),
+        || PipeProcess::start("fd-echo", peer),
+        round_trips,
+    );
+    bench_link(
+        &mut g,
+        BenchmarkId::from_parameter("unix_stream_process"),
+        || SocketProcess::start("fd-echo", peer),
+        round_trips,
+    );
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------
+// d. MPMC throughput
+// ---------------------------------------------------------------------------
+
+type Job<T> = Box<dyn FnOnce() -> T + Send>;
+
+/// Splits `n` into `k` near-equal parts.
+fn split(n: u64, k: usize) -> Vec<u64> {
+    let k64 = k as u64;
+    (0..k64).map(|i| n / k64 + u64::from(i < n % k64)).collect()
+}
+
+/// The first value of each producer's range: ranges tile `0..n`.
+fn starts(quotas: &[u64]) -> Vec<u64> {
+    quotas
+        .iter()
+        .scan(0, |acc, &q| {
+            let s = *acc;
+            *acc += q;
+            Some(s)
+        })
+        .collect()
+}
+
+/// Runs producers and consumers on their own threads, spread over the CPUs;
+/// the clock starts when all of them are ready and stops when all are done.
+fn run_jobs(producers: Vec<Job<()>>, consumers: Vec<Job<u64>>) -> (Duration, u64) {
+    watchdog(STEP_LIMIT_S);
+    let total = producers.len() + consumers.len();
+    let ready = Arc::new(AtomicUsize::new(0));
+    let go = Arc::new(AtomicBool::new(false));
+    let spawn = |slot: usize, job: Job<u64>| {
+        let (ready, go) = (Arc::clone(&ready), Arc::clone(&go));
+        thread::spawn(move || {
+            pin_slot(slot);
+            ready.fetch_add(1, Ordering::AcqRel);
+            while !go.load(Ordering::Acquire) {
+                thread::yield_now();
+            }
+            job()
+        })
+    };
+    let mut handles = Vec::with_capacity(total);
+    // Interleave so that producer i and consumer i sit on different CPUs.
+    for (i, job) in producers.into_iter().enumerate() {
+        handles.push(spawn(
+            2 * i,
+            Box::new(move || {
+                job();
+                0
+            }),
+        ));
+    }
+    for (i, job) in consumers.into_iter().enumerate() {
+        handles.push(spawn(2 * i + 1, job));
+    }
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    while ready.load(Ordering::Acquire) < total {
+        assert!(Instant::now() < deadline, "worker threads did not start");
+        thread::sleep(Duration::from_micros(50));
+    }
+    let start = Instant::now();
+    go.store(true, Ordering::Release);
+    let mut sum = 0u64;
+    for h in handles {
+        sum = sum.wrapping_add(h.join().expect("worker panicked"));
+    }
+    let elapsed = start.elapsed();
+    watchdog(0);
+    (elapsed, sum)
+}
+
+#[derive(Clone, Copy)]
+enum MpmcPeer {
+    OursSingle,
+    OursBatch,
+    Crossbeam,
+    StdSyncChannel,
+}
+
+fn mpmc_step(peer: MpmcPeer, n: u64, producers: usize, consumers: usize) -> Duration {
+    let pq = split(n, producers);
+    let ps = starts(&pq);
+    let cq = split(n, consumers);
+    let mut prod: Vec<Job<()>> = Vec::new();
+    let mut cons: Vec<Job<u64>> = Vec::new();
+    match peer {
+        MpmcPeer::OursSingle => {
+            let ring = MpmcRing::<u64, _>::new_heap(CAPACITY).expect("ring");
+            for (&s, &q) in ps.iter().zip(&pq) {
+                let ring = ring.clone();
+                prod.push(Box::new(move || {
+                    for v in s..s + q {
+                        let mut v = v;
+                        let mut backoff = Backoff::new();
+                        while let Err(PushError::Full(back)) = ring.push(v) {
+                            v = back;
+                            backoff.snooze();
+                        }
+                    }
+                }));
+            }
+            for &q in &cq {
+                let ring = ring.clone();
+                cons.push(Box::new(move || {
+                    let mut sum = 0u64;
+                    for _ in 0..q {
+                        let mut backoff = Backoff::new();
+                        loop {
+                            if let Ok(v) = ring.pop() {
+                                sum = sum.wrapping_add(v);
+                                break;
+                            }
+                            backoff.snooze();
+                        }
+                    }
+                    sum
+                }));
+            }
+        }
+        MpmcPeer::OursBatch => {
+            let ring = MpmcRing::<u64, _>::new_heap(CAPACITY).expect("ring");
+            for (&s, &q) in ps.iter().zip(&pq) {
+                let ring = ring.clone();
+                prod.push(Box::new(move || {
+                    // Values s..s+q: push_batches counts from 0, so offset them.
+                    push_batches(q, |v| {
+                        let mut shifted = [0u64; BATCH];
+                        for (d, x) in shifted.iter_mut().zip(v) {
+                            *d = x + s;
+                        }
+                        ring.push_slice(&shifted[..v.len()])
+                    })
+                }));
+            }
+            for &q in &cq {
+                let ring = ring.clone();
+                cons.push(Box::new(move || pop_batches(q, |out| ring.pop_into(out))));
+            }
+        }
+        MpmcPeer::Crossbeam => {
+            let queue = Arc::new(ArrayQueue::<u64>::new(CAPACITY));
+            for (&s, &q) in ps.iter().zip(&pq) {
+                let queue = Arc::clone(&queue);
+                prod.push(Box::new(move || {
+                    for v in s..s + q {
+                        let mut v = v;
+                        let mut backoff = Backoff::new();
+                        while let Err(back) = queue.push(v) {
+                            v = back;
+                            backoff.snooze();
+                        }
+                    }
+                }));
+            }
+            for &q in &cq {
+                let queue = Arc::clone(&queue);
+                cons.push(Box::new(move || {
+                    let mut sum = 0u64;
+                    for _ in 0..q {
+                        let mut backoff = Backoff::new();
+                        loop {
+                            if let Some(v) = queue.pop() {
+                                sum = sum.wrapping_add(v);
+                                break;
+                            }
+                            backoff.snooze();
+                        }
+                    }
+                    sum
+                }));
+            }
+        }
+        MpmcPeer::StdSyncChannel => {
+            let (tx, rx) = mpsc::sync_channel::<u64>(CAPACITY);
+            for (&s, &q) in ps.iter().zip(&pq) {
+                let tx = tx.clone();
+                prod.push(Box::new(move || {
+                    for v in s..s + q {
+                        tx.send(v).expect("send");
+                    }
+                }));
+            }
+            drop(tx);
+            cons.push(Box::new(move || {
+                let mut sum = 0u64;
+                for _ in 0..n {
+                    sum = sum.wrapping_add(rx.recv().expect("recv"));
+                }
+                sum
+            }));
+        }
+    }
+    let (elapsed, sum) = run_jobs(prod, cons);
+    assert_eq!(sum, expected_sum(n), "consumers lost or changed items");
+    elapsed
+}
+
+fn bench_mpmc(c: &mut Criterion) {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let mut shapes = vec![(1, 1), (2, 2)];
+    if cores >= 16 {
+        shapes.extend([(4, 4), (8, 8)]);
+    }
+    let mut g = c.benchmark_group("mpmc");
+    g.throughput(Throughput::Elements(1));
+    for (p, k) in shapes {
+        let shape = format!("{p}x{k}");
+        for (name, peer) in [
+            ("ours_single", MpmcPeer::OursSingle),
+            ("ours_batch32", MpmcPeer::OursBatch),
+            ("crossbeam_single", MpmcPeer::Crossbeam),
+        ] {
+            g.bench_function(BenchmarkId::new(name, &shape), |b| {
+                b.iter_custom(|n| mpmc_step(peer, n, p, k))
+            });
+        }
+        // One consumer only: std's channel is MPSC.
+        g.bench_function(
+            BenchmarkId::new("std_sync_channel", format!("{p}x1")),
+            |b| b.iter_custom(|n| mpmc_step(MpmcPeer::StdSyncChannel, n, p, 1)),
+        );
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------
+// e. Blocking round trips
+// ---------------------------------------------------------------------------
+
+fn bench_blocking_round_trip(c: &mut Criterion) {
+    let mut g = c.benchmark_group("blocking_round_trip");
+    // Two cores: the peer's wait may end in its short spin; one core: every
+    // wait has to sleep and be woken.
+    for (placement, peer_slot) in [("two_cores", 1), ("one_core", 0)] {
+        let _pin = PinGuard::slot(0);
+        let peer = cpu_for(peer_slot);
+        bench_link(
+            &mut g,
+            BenchmarkId::new("ours_process", placement),
+            || {
+                let opts = RingOptions::new().blocking(true);
+                RingProcess::start("ring-echo-blocking", opts, peer)
+            },
+            |tx, rx, n| round_trips(&mut BlockingTx(tx), &mut BlockingRx(rx), n),
+        );
+        bench_link(
+            &mut g,
+            BenchmarkId::new("pipe_process", placement),
+            || PipeProcess::start("fd-echo", peer),
+            round_trips,
+        );
+    }
+    g.finish();
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE_ENV) {
+        child_main(&role);
+        return;
+    }
+    cpus(); // read the CPU list before anything is pinned
+    install_watchdog();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20)
+        .configure_from_args();
+    bench_spsc_threads(&mut c);
+    bench_spsc_processes(&mut c);
+    bench_round_trip(&mut c);
+    bench_mpmc(&mut c);
+    bench_blocking_round_trip(&mut c);
+    c.final_summary();
+}
