@@ -294,6 +294,12 @@ impl<R> Mapped<R> {
     }
 }
 
+/// Whether this process may run on more than one CPU (read once).
+fn many_cpus() -> bool {
+    static MANY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MANY.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 /// Claims an SPSC role: succeeds if nobody holds it or its holder is dead.
 pub(crate) fn claim_role(
     word: &AtomicU64,
@@ -329,7 +335,9 @@ pub(crate) fn release_role(word: &AtomicU64, me: u64) {
 
 impl WaitWords {
     /// After publishing: wake sleepers, with no syscall when there are none.
-    #[inline]
+    /// Out of line on purpose: only blocking rings call it, and keeping it
+    /// out of `push`/`pop` lets those inline into their callers.
+    #[inline(never)]
     pub(crate) fn notify(&self) {
         // SYNC POINT: this fence and the one in `wait_until` order "publish
         // position, then read waiters" against "count myself, then re-read the
@@ -365,7 +373,8 @@ impl WaitWords {
                 None => None,
             };
             round = round.saturating_add(1);
-            if round <= 64 {
+            // Spinning only helps when the other side runs on another CPU.
+            if round <= 64 && many_cpus() {
                 std::hint::spin_loop();
             } else if round <= 80 {
                 std::thread::yield_now();

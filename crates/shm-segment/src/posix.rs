@@ -802,9 +802,15 @@ mod tests {
     #[test]
     fn drop_after_unlink_leaves_a_newer_segment_of_that_name_alone() {
         let name = format!("/shm-test-unit-relink-{}", std::process::id());
-        let old = PosixOptions::new().unlink_on_drop(true).create(&name, 64).unwrap();
+        let old = PosixOptions::new()
+            .unlink_on_drop(true)
+            .create(&name, 64)
+            .unwrap();
         old.unlink().unwrap();
-        let newer = PosixOptions::new().unlink_on_drop(true).create(&name, 128).unwrap();
+        let newer = PosixOptions::new()
+            .unlink_on_drop(true)
+            .create(&name, 128)
+            .unwrap();
         drop(old);
         assert_eq!(PosixShm::open(&name).unwrap().size().unwrap(), 128);
         drop(newer);

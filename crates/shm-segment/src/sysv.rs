@@ -758,9 +758,15 @@ mod tests {
     #[test]
     fn remove_then_drop_removes_nothing_more() {
         let key = SysvKey::random();
-        let old = SysvOptions::new().remove_on_drop(true).create(key, 64).unwrap();
+        let old = SysvOptions::new()
+            .remove_on_drop(true)
+            .create(key, 64)
+            .unwrap();
         old.remove().unwrap();
-        let newer = SysvOptions::new().remove_on_drop(true).create(key, 64).unwrap();
+        let newer = SysvOptions::new()
+            .remove_on_drop(true)
+            .create(key, 64)
+            .unwrap();
         drop(old);
         assert_eq!(SysvSegment::open(key).unwrap().id(), newer.id());
     }
