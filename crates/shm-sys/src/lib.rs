@@ -25,7 +25,7 @@ pub use libc;
 
 /// `shmctl` command: stat the segment at a kernel *index* (not an id); returns its id.
 pub const SHM_STAT: libc::c_int = 13;
-/// `shmctl` command: fill a [`shm_info`] and return the highest used index.
+/// `shmctl` command: fill a [`struct shm_info`](struct@shm_info) and return the highest used index.
 pub const SHM_INFO: libc::c_int = 14;
 /// `shmctl` command: like [`SHM_STAT`] but without a read-permission check (Linux 4.17+).
 pub const SHM_STAT_ANY: libc::c_int = 15;
@@ -176,7 +176,7 @@ pub fn shm_stat(id: libc::c_int) -> io::Result<libc::shmid_ds> {
 /// `shmctl(index, SHM_STAT_ANY, _)`, falling back to `SHM_STAT` on kernels
 /// before 4.17: the segment at a kernel index, as `(shmid, shmid_ds)`.
 ///
-/// Indexes run from 0 to the first value of [`shm_info`]; unused ones give `EINVAL`.
+/// Indexes run from 0 to the first value of [`shm_info()`](fn@shm_info); unused ones give `EINVAL`.
 ///
 /// # Examples
 ///
