@@ -233,7 +233,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
 
     let mut per_receiver = vec![got.len()];
     let mut full = Vec::new();
-    for (i, mut child) in children.into_iter().enumerate() {
+    for (i, child) in children.into_iter().enumerate() {
         let out = child.wait(HANG);
         out.assert_child_passed(CHANNEL_TEST);
         let lines = common::child_lines(&out.stdout);
@@ -425,7 +425,7 @@ fn pool_counts_add_up_while_processes_churn() {
         samples += 1;
         std::thread::yield_now();
     }
-    for mut child in children {
+    for child in children {
         let out = child.wait(HANG);
         out.assert_child_passed(POOL_TEST);
         let summary = common::child_lines(&out.stdout).find(|l| l.starts_with("took"));

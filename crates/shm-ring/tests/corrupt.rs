@@ -17,139 +17,22 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::Rng;
+use common::{
+    within, Guarded, Rng, OFF_CAPACITY, OFF_ELEM_ALIGN, OFF_ELEM_SIZE, OFF_KIND, OFF_MAGIC,
+    OFF_STATE, OFF_TOTAL, OFF_VERSION,
+};
 use shm_ring::{MpmcRing, RingError, RingOptions, SpscRing};
 use shm_segment::{
-    Access, Error, HeaderError, HeapRegion, Kind, PosixOptions, Region, Target, HEADER_SIZE,
+    Access, Error, HeaderError, HeapRegion, Kind, PosixOptions, Region, HEADER_SIZE,
 };
-
-// Header field offsets (crates/shm-segment/src/header.rs).
-const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = 8;
-const OFF_KIND: usize = 12;
-const OFF_ELEM_SIZE: usize = 16;
-const OFF_ELEM_ALIGN: usize = 20;
-const OFF_CAPACITY: usize = 24;
-const OFF_TOTAL: usize = 32;
-const OFF_STATE: usize = 44;
-
-/// Memory with an inaccessible page right before and right after it: any
-/// access out of bounds by more than the alignment slack (< 128 bytes at the
-/// end) faults instead of silently hitting the heap.
-struct Guarded {
-    base: *mut u8,
-    total: usize,
-    start: *mut u8,
-    len: usize,
-}
-
-const PAGE: usize = 4096;
-
-impl Guarded {
-    fn new(len: usize) -> Self {
-        let data_pages = (len + 127).div_ceil(PAGE).max(1);
-        let total = (data_pages + 2) * PAGE;
-        // SAFETY: a fresh private anonymous mapping; it aliases nothing.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                total,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(
-            base,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        let base = base.cast::<u8>();
-        // SAFETY: the data pages lie inside the mapping just made.
-        let ret = unsafe {
-            libc::mprotect(
-                base.add(PAGE).cast(),
-                data_pages * PAGE,
-                libc::PROT_READ | libc::PROT_WRITE,
-            )
-        };
-        assert_eq!(ret, 0, "mprotect: {}", std::io::Error::last_os_error());
-        let end = PAGE + data_pages * PAGE;
-        // As close to the trailing guard page as the control block's
-        // 128-byte alignment allows.
-        let start = (end - len) & !127;
-        Guarded {
-            base,
-            total,
-            // SAFETY: `start + len <= end <= total`: inside the mapping.
-            start: unsafe { base.add(start) },
-            len,
-        }
-    }
-
-    /// A guarded copy of `bytes`.
-    fn with_bytes(bytes: &[u8]) -> Self {
-        let g = Guarded::new(bytes.len());
-        g.write_at(0, bytes).unwrap();
-        g
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`; nothing borrows it any more
-        // (every ring over it borrowed `&self`).
-        unsafe { libc::munmap(self.base.cast(), self.total) };
-    }
-}
-
-// SAFETY: `len` readable and writable bytes at `start`, inside a mapping that
-// lives until drop and does not move.
-unsafe impl Region for Guarded {
-    fn as_ptr(&self) -> *mut u8 {
-        self.start
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn is_read_only(&self) -> bool {
-        false
-    }
-    fn target(&self) -> Target {
-        Target::Heap
-    }
-}
 
 /// The header error inside a ring error; panics on any other kind.
 fn header_error(err: RingError) -> HeaderError {
     match err {
         RingError::Segment(Error::Header { source, .. }) => source,
         other => panic!("expected a header error, got {other:?}"),
-    }
-}
-
-/// Runs `body` on its own thread and fails if it takes longer than `limit`:
-/// a hang becomes an assertion, not a stuck CI.
-fn within(limit: Duration, what: &str, body: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let worker = std::thread::spawn(move || {
-        body();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(()) => worker.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            // The body panicked: report its panic.
-            if let Err(panic) = worker.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {limit:?}"),
     }
 }
 
