@@ -8,6 +8,9 @@
 //! - `kill [--rounds N]`: the ring's kill -9 test with N rounds (default 2000;
 //!   CI runs 200).
 
+mod man;
+mod release;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -21,8 +24,10 @@ fn main() -> ExitCode {
         Some("loom") => loom(),
         Some("fuzz") => flag(&args, "--time", 60).and_then(fuzz),
         Some("kill") => flag(&args, "--rounds", 2000).and_then(kill),
+        Some("man") => man::man().map(drop),
+        Some("release") => release::release(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci | loom | fuzz [--time S] | kill [--rounds N]");
+            eprintln!("usage: cargo xtask ci | loom | fuzz [--time S] | kill [--rounds N] | man | release [--dry-run] [--no-verify] VERSION");
             return ExitCode::from(2);
         }
     };

@@ -161,6 +161,9 @@ enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), for `cargo xtask man`.
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// What a command failed with: a segment error (with an HTTP-like status
@@ -367,6 +370,10 @@ fn run(cli: Cli) -> Result {
         Command::Serve { listen, token } => serve::run(listen, token).map_err(Failure::Other),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shm", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(())
         }
     }

@@ -1484,3 +1484,44 @@ fn bench_quick_json_reports_sane_positive_numbers() {
     let out = run(&["bench-peer", "--role", "pipe", "--parent", "1"]);
     assert!(out.one_error_line().contains("parent"), "{out:?}");
 }
+
+// ---------------------------------------------------------------------------
+// man page
+
+#[test]
+fn manpage_is_roff_naming_the_subcommands() {
+    let man = ok(&["manpage"]);
+    // clap_mangen puts two lines that define the apostrophe string (`.ie`,
+    // `.el`) before the title; the first other line is the `.TH` header.
+    let first = man
+        .lines()
+        .find(|l| !l.starts_with(".ie ") && !l.starts_with(".el "))
+        .unwrap_or("");
+    assert!(first.starts_with(".TH shm 1"), "{first:?}");
+    assert!(man.contains("\n.SH NAME\nshm \\- "), "{man}");
+    for sub in [
+        "list",
+        "create",
+        "stat",
+        "read",
+        "write",
+        "set",
+        "rm",
+        "gc",
+        "doctor",
+        "inspect",
+        "demo",
+        "bench",
+        "serve",
+        "completions",
+    ] {
+        assert!(
+            man.contains(&format!("shm\\-{sub}(1)")),
+            "{sub} missing from the man page"
+        );
+    }
+    // Hidden helpers stay out of it, and out of --help.
+    assert!(!man.contains("demo\\-peer"), "{man}");
+    assert!(!man.contains("manpage"), "{man}");
+    assert!(!ok(&["--help"]).contains("manpage"));
+}
