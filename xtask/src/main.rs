@@ -7,7 +7,10 @@
 //!   on the nightly toolchain, installing cargo-fuzz if it is missing.
 //! - `kill [--rounds N]`: the ring's kill -9 test with N rounds (default 2000;
 //!   CI runs 200).
+//! - `bench [--quick] [--no-run]`: the benches against their peers, then the
+//!   generated section of docs/benchmarks.md and docs/benchmarks.svg.
 
+mod bench;
 mod man;
 mod release;
 
@@ -24,10 +27,11 @@ fn main() -> ExitCode {
         Some("loom") => loom(),
         Some("fuzz") => flag(&args, "--time", 60).and_then(fuzz),
         Some("kill") => flag(&args, "--rounds", 2000).and_then(kill),
+        Some("bench") => bench::bench(&args),
         Some("man") => man::man().map(drop),
         Some("release") => release::release(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci | loom | fuzz [--time S] | kill [--rounds N] | man | release [--dry-run] [--no-verify] VERSION");
+            eprintln!("usage: cargo xtask ci | loom | fuzz [--time S] | kill [--rounds N] | bench [--quick] [--no-run] | man | release [--dry-run] [--no-verify] VERSION");
             return ExitCode::from(2);
         }
     };
