@@ -1,7 +1,8 @@
 //! Project automation: `cargo xtask <task>` (alias in `.cargo/config.toml`).
 //!
 //! - `ci`: what CI checks: fmt, clippy `-D warnings`, the tests, rustdoc
-//!   `-D warnings`, the loom models, and that the suite left no segment behind.
+//!   `-D warnings`, the loom models, that the suite left no segment behind,
+//!   and a 10-second smoke of each fuzz target when the nightly toolchain is there.
 //! - `loom`: the loom models of the rings alone.
 //! - `fuzz [--time S]`: every cargo-fuzz target for S seconds (default 60)
 //!   on the nightly toolchain, installing cargo-fuzz if it is missing.
@@ -100,7 +101,30 @@ fn ci() -> Result {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     check_leaks(&before)?;
-    loom()
+    loom()?;
+    fuzz_smoke()
+}
+
+/// A few seconds of every fuzz target, where the nightly toolchain and
+/// cargo-fuzz can be had; otherwise says why it is skipped.
+fn fuzz_smoke() -> Result {
+    let nightly = Command::new("cargo")
+        .args(["+nightly", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nightly {
+        println!("\n==> fuzz smoke skipped: no nightly toolchain on this machine");
+        return Ok(());
+    }
+    let has_fuzz = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_fuzz && run("cargo", &["install", "--locked", "cargo-fuzz"], &[]).is_err() {
+        println!("\n==> fuzz smoke skipped: cargo-fuzz is missing and could not be installed");
+        return Ok(());
+    }
+    fuzz(10)
 }
 
 /// The loom models of the rings and the pool, in their own target dir so
