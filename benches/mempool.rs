@@ -55,12 +55,15 @@ use iceoryx2::port::backpressure_strategy::BackpressureStrategy;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::{
-    ipc, Config, FileName, LogLevel, NodeBuilder, Path as IoxPath, SemanticString, ServiceName,
-    SignalHandlingMode, ZeroCopySend,
+    ipc, LogLevel, NodeBuilder, ServiceName, SignalHandlingMode, ZeroCopySend,
 };
 use shm::mempool::{Channel, MemPool, PoolError, RecvError};
 use shm::ring::RingOptions;
 use shm::segment::{AnonShared, Mapping, PosixOptions, PosixShm, Region};
+
+#[path = "common/iox_domain.rs"]
+mod iox_domain;
+use iox_domain::IoxDomain;
 
 /// Blocks in the channel (and samples the iceoryx2 subscriber may buffer).
 const BLOCKS: u32 = 16;
@@ -611,77 +614,6 @@ fn pipe_sink(size: usize) {
 
 // --- iceoryx2 ----------------------------------------------------------------
 
-/// A private iceoryx2 domain: its own file prefix in `/dev/shm` and its own
-/// root directory, both removed afterwards.
-struct IoxDomain {
-    prefix: String,
-    root: String,
-}
-
-impl IoxDomain {
-    fn new() -> Self {
-        let pid = std::process::id();
-        IoxDomain {
-            prefix: format!("iox2shmbenchmp{pid}_"),
-            root: format!("/tmp/shm-bench-mempool-{pid}-iox2/"),
-        }
-    }
-
-    fn config(&self) -> Config {
-        let mut config = Config::default();
-        config.global.prefix = FileName::new(self.prefix.as_bytes()).expect("iceoryx2 prefix");
-        config
-            .global
-            .set_root_path(&IoxPath::new(self.root.as_bytes()).expect("iceoryx2 root"));
-        config
-    }
-
-    /// Removes what killed runs (no chance to clean up) left.
-    fn remove_stale() {
-        let dead = |pid: &str| {
-            pid.parse::<u32>()
-                .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-        };
-        let stale = |dir: &str, prefix: &str, sep: char| -> Vec<std::path::PathBuf> {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return Vec::new();
-            };
-            entries
-                .flatten()
-                .filter(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.strip_prefix(prefix)
-                        .and_then(|rest| rest.split(sep).next())
-                        .is_some_and(dead)
-                })
-                .map(|e| e.path())
-                .collect()
-        };
-        for path in stale("/dev/shm", "iox2shmbenchmp", '_') {
-            let _ = std::fs::remove_file(path);
-        }
-        for path in stale("/tmp", "shm-bench-mempool-", '-') {
-            let _ = std::fs::remove_dir_all(path);
-        }
-    }
-
-    /// After every node of the domain is gone.
-    fn remove(&self) {
-        if let Ok(entries) = std::fs::read_dir("/dev/shm") {
-            for entry in entries.flatten() {
-                if entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(&self.prefix)
-                {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
 const IOX_DATA: &str = "shm-bench-mempool/data";
 const IOX_ACK: &str = "shm-bench-mempool/ack";
 
@@ -766,8 +698,8 @@ struct IoxLink<const N: usize> {
 
 impl<const N: usize> IoxLink<N> {
     fn start() -> Self {
-        IoxDomain::remove_stale();
-        let domain = IoxDomain::new();
+        IoxDomain::remove_stale("mempool");
+        let domain = IoxDomain::new("mempool");
         let mut ends = parent_ends::<N>(&domain);
         let names = format!("{},{}", domain.prefix, domain.root);
         let child = Peer::spawn(

@@ -62,12 +62,13 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
-use iceoryx2::prelude::{
-    ipc, Config, FileName, LogLevel, NodeBuilder, Path as IoxPath, SemanticString, ServiceName,
-    SignalHandlingMode,
-};
+use iceoryx2::prelude::{ipc, LogLevel, NodeBuilder, ServiceName, SignalHandlingMode};
 use shm::ring::{Consumer, MpmcRing, Producer, PushError, RingOptions, SpscRing};
 use shm::segment::{Mapping, PosixOptions, PosixShm};
+
+#[path = "common/iox_domain.rs"]
+mod iox_domain;
+use iox_domain::IoxDomain;
 
 /// Slots in every ring and queue of every peer.
 const CAPACITY: usize = 4096;
@@ -836,79 +837,6 @@ impl SocketProcess {
     }
 }
 
-/// A private iceoryx2 domain for one benchmark: its own file prefix in
-/// `/dev/shm` and its own root directory, both removed afterwards (iceoryx2
-/// keeps a global management segment per domain on purpose; this run's
-/// domain is nobody else's, so removing it is safe).
-struct IoxDomain {
-    prefix: String,
-    root: String,
-}
-
-impl IoxDomain {
-    fn new() -> Self {
-        let pid = std::process::id();
-        IoxDomain {
-            prefix: format!("iox2shmbench{pid}_"),
-            root: format!("/tmp/shm-bench-ring-{pid}-iox2/"),
-        }
-    }
-
-    fn config(&self) -> Config {
-        let mut config = Config::default();
-        config.global.prefix = FileName::new(self.prefix.as_bytes()).expect("iceoryx2 prefix");
-        config
-            .global
-            .set_root_path(&IoxPath::new(self.root.as_bytes()).expect("iceoryx2 root"));
-        config
-    }
-
-    /// Removes what runs that were killed (no chance to clean up) left.
-    fn remove_stale() {
-        let dead = |pid: &str| {
-            pid.parse::<u32>()
-                .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-        };
-        let stale = |dir: &str, prefix: &str, sep: char| -> Vec<std::path::PathBuf> {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return Vec::new();
-            };
-            entries
-                .flatten()
-                .filter(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.strip_prefix(prefix)
-                        .and_then(|rest| rest.split(sep).next())
-                        .is_some_and(dead)
-                })
-                .map(|e| e.path())
-                .collect()
-        };
-        for path in stale("/dev/shm", "iox2shmbench", '_') {
-            let _ = std::fs::remove_file(path);
-        }
-        for path in stale("/tmp", "shm-bench-ring-", '-') {
-            let _ = std::fs::remove_dir_all(path);
-        }
-    }
-
-    /// After every node of the domain is gone.
-    fn remove(&self) {
-        if let Ok(entries) = std::fs::read_dir("/dev/shm") {
-            for entry in entries.flatten() {
-                if entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(&self.prefix)
-                {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
 /// An iceoryx2 node with a publisher on one service and a subscriber on
 /// another. Fields drop in order: ports, then services, then the node.
 struct IoxLink {
@@ -955,8 +883,8 @@ struct IoxProcess {
 
 impl IoxProcess {
     fn start(cpu: Option<usize>) -> Self {
-        IoxDomain::remove_stale();
-        let domain = IoxDomain::new();
+        IoxDomain::remove_stale("ring");
+        let domain = IoxDomain::new("ring");
         let (ping, pong) = ("shm-bench-ring/ping", "shm-bench-ring/pong");
         let mut link = IoxLink::new(ping, pong, &domain);
         let names = format!("{ping},{pong},{},{}", domain.prefix, domain.root);
