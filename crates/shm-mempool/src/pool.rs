@@ -87,13 +87,10 @@ fn owner_of(word: u64) -> ProcessId {
 
 fn owner_alive(word: u64) -> bool {
     let owner = owner_of(word);
+    // The record keeps 40 bits of the start time: compare those, then check
+    // that the process found is not a zombie.
     ProcessId::of(owner.pid).is_some_and(|now| {
-        now.start_time & ((1 << START_BITS) - 1) == owner.start_time
-            && ProcessId {
-                pid: owner.pid,
-                ..now
-            }
-            .is_alive()
+        now.start_time & ((1 << START_BITS) - 1) == owner.start_time && now.is_alive()
     })
 }
 

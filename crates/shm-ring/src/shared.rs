@@ -510,8 +510,8 @@ pub fn inspect<R: Region>(region: &R) -> Result<RingInfo, RingError> {
         head: load(head_at)?,
         tail: load(tail_at)?,
         blocking: load(flags_at)? & FLAG_BLOCKING != 0,
-        producer: owner(tail_at + 8)?,
-        consumer: owner(head_at + 8)?,
+        producer: owner(tail_at + std::mem::offset_of!(Side, owner))?,
+        consumer: owner(head_at + std::mem::offset_of!(Side, owner))?,
         creator: info.creator,
     })
 }

@@ -182,13 +182,9 @@ impl Memfd {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn size(&self) -> Result<u64> {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-        // SAFETY: fstat fills the buffer, which is a `struct stat`.
-        if unsafe { libc::fstat(self.fd.as_raw_fd(), st.as_mut_ptr()) } == -1 {
-            return Err(Error::last_os("stat", self.target()));
-        }
-        // SAFETY: zeroed is a valid stat and fstat filled it.
-        Ok(unsafe { st.assume_init() }.st_size as u64)
+        let st = crate::posix::fstat(self.fd.as_fd())
+            .map_err(|e| Error::os("stat", self.target(), e))?;
+        Ok(st.st_size as u64)
     }
 
     /// Changes the size; refused (`EPERM`) when sealed against it.
@@ -215,17 +211,7 @@ impl Memfd {
     }
 
     fn set_len(&self, len: libc::off_t, from: libc::off_t, op: &'static str) -> Result<()> {
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: plain syscall on our own descriptor.
-        if unsafe { libc::ftruncate(fd, len) } == -1 {
-            return Err(Error::last_os(op, self.target()));
-        }
-        if len > from {
-            // SAFETY: plain call on our own descriptor.
-            shm_sys::cvt_errno(unsafe { libc::posix_fallocate(fd, from, len - from) })
-                .map_err(|e| Error::os(op, self.target(), e))?;
-        }
-        Ok(())
+        crate::posix::set_fd_len(self.fd.as_fd(), &self.target(), len, from, true, op)
     }
 
     /// Maps the whole memfd read-write (refused once sealed with [`Seals::WRITE`]

@@ -364,7 +364,29 @@ fn size_to_off(target: &Target, op: &'static str, size: u64) -> Result<libc::off
     })
 }
 
-fn fstat(fd: BorrowedFd<'_>) -> std::io::Result<libc::stat> {
+/// `ftruncate` to `len`, then reserve `from .. len` if asked (shared with memfd).
+pub(crate) fn set_fd_len(
+    fd: BorrowedFd<'_>,
+    target: &Target,
+    len: libc::off_t,
+    from: libc::off_t,
+    reserve: bool,
+    op: &'static str,
+) -> Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: plain syscall on a live descriptor.
+    if unsafe { libc::ftruncate(raw, len) } == -1 {
+        return Err(Error::last_os(op, target.clone()));
+    }
+    if reserve && len > from {
+        // SAFETY: plain call on a live descriptor.
+        shm_sys::cvt_errno(unsafe { libc::posix_fallocate(raw, from, len - from) })
+            .map_err(|e| Error::os(op, target.clone(), e))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> std::io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
     // SAFETY: fstat fills the buffer, which is a `struct stat`.
     shm_sys::cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
@@ -596,7 +618,6 @@ impl PosixShm {
         self.set_len(len, old.min(len), true, "resize")
     }
 
-    /// `ftruncate` to `len`, then reserve `from .. len` if asked.
     fn set_len(
         &self,
         len: libc::off_t,
@@ -604,17 +625,7 @@ impl PosixShm {
         reserve: bool,
         op: &'static str,
     ) -> Result<()> {
-        let fd = self.fd.as_raw_fd();
-        // SAFETY: plain syscall on our own descriptor.
-        if unsafe { libc::ftruncate(fd, len) } == -1 {
-            return Err(Error::last_os(op, self.name.target()));
-        }
-        if reserve && len > from {
-            // SAFETY: plain call on our own descriptor.
-            shm_sys::cvt_errno(unsafe { libc::posix_fallocate(fd, from, len - from) })
-                .map_err(|e| Error::os(op, self.name.target(), e))?;
-        }
-        Ok(())
+        set_fd_len(self.fd.as_fd(), &self.name.target(), len, from, reserve, op)
     }
 
     /// `fchown`/`fchmod`: changes owner and permission bits.
