@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 use shm_segment::{
-    Access, Error, Mapping, PermChange, PosixOptions, PosixShm, PosixStat, Region, SysvMapping,
-    SysvOptions, SysvSegment, SysvStat,
+    Access, Error, Mapping, PermChange, PosixOptions, PosixShm, PosixStat, Region, RegionChecks,
+    SysvMapping, SysvOptions, SysvSegment, SysvStat,
 };
 
 use crate::procmaps::{self, Mapped};

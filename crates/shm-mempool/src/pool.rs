@@ -33,7 +33,8 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use shm_segment::{
-    Header, HeaderError, HeaderInfo, HeapRegion, Kind, ProcessId, Region, Target, HEADER_SIZE,
+    Header, HeaderError, HeaderInfo, HeapRegion, Kind, ProcessId, Region, RegionChecks, Target,
+    HEADER_SIZE,
 };
 
 use crate::error::PoolError;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use shm_segment::{
-    Expect, Header, HeaderError, HeaderInfo, HeapRegion, Kind, ProcessId, Region, HEADER_SIZE,
+    Expect, Header, HeaderError, HeaderInfo, HeapRegion, Kind, ProcessId, Region, RegionChecks,
+    HEADER_SIZE,
 };
 
 use crate::error::RingError;

@@ -2,7 +2,7 @@
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
-use crate::region::Region;
+use crate::region::{Region, RegionChecks};
 
 /// How many bytes `fill_buf` copies out of the region at a time.
 const CHUNK: usize = 4096;

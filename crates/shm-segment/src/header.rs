@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::process::ProcessId;
-use crate::region::Region;
+use crate::region::{Region, RegionChecks};
 
 /// `b"SHMRSHDR"` read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRSHDR");

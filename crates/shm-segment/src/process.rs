@@ -1,17 +1,83 @@
 //! [`ProcessId`]: a process named so that a reused pid is not mistaken for it.
 
 use std::fs;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
 /// `ProcessId::current()` packed with `to_word`, or 0 before the first call
 /// and in a freshly forked child (reset by a `pthread_atfork` handler).
 static CURRENT: AtomicU64 = AtomicU64::new(0);
+/// How many `fork`s lie between the first process and this one: 0 in the
+/// process that started, +1 in each child (bumped by the `pthread_atfork`
+/// handler). A handle remembers the value it was made under; see [`ForkEpoch`].
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 static ATFORK: Once = Once::new();
 
-extern "C" fn forget_current_in_child() {
-    // Async-signal-safe: one atomic store.
+extern "C" fn after_fork_in_child() {
+    // Async-signal-safe: atomic stores only. The child is single-threaded here.
     CURRENT.store(0, Ordering::Relaxed);
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+fn register_atfork() {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only touches atomics, which is
+        // async-signal-safe as a post-fork child handler must be.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+/// Which process a handle was made in, told apart from its `fork`ed children.
+///
+/// A role (a ring's producer or consumer) or a held pool block belongs to the
+/// process that took it. A child made by `fork(2)` inherits a byte copy of the
+/// handle, which must not act as a second owner nor release the parent's role
+/// on drop. Handles store a `ForkEpoch` when made and check
+/// [`is_current`](ForkEpoch::is_current) before acting: one relaxed atomic
+/// load.
+///
+/// The epoch moves on in the child through a `pthread_atfork` handler, so it
+/// sees every `fork` made through libc (`fork`, `std::process::Command` after
+/// its own `fork`), but not a raw `clone(2)` syscall without `CLONE_VM`, which
+/// skips the handlers.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::ForkEpoch;
+/// let epoch = ForkEpoch::now();
+/// assert!(epoch.is_current()); // same process: nothing forked since
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForkEpoch(u32);
+
+impl ForkEpoch {
+    /// The calling process's epoch. Registers the `pthread_atfork` handler on
+    /// first use, so any `fork` after a handle exists is seen.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = shm_segment::ForkEpoch::now();
+    /// assert_eq!(a, shm_segment::ForkEpoch::now());
+    /// ```
+    pub fn now() -> Self {
+        register_atfork();
+        ForkEpoch(FORK_GENERATION.load(Ordering::Relaxed))
+    }
+
+    /// Whether the calling process is the one this epoch was taken in (false
+    /// in a `fork`ed child and its descendants). One relaxed load.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(shm_segment::ForkEpoch::now().is_current());
+    /// ```
+    #[inline]
+    pub fn is_current(self) -> bool {
+        FORK_GENERATION.load(Ordering::Relaxed) == self.0
+    }
 }
 
 /// A pid plus the process's start time (clock ticks after boot, field 22 of
@@ -50,10 +116,7 @@ impl ProcessId {
         if cached != 0 {
             return Self::from_word(cached);
         }
-        ATFORK.call_once(|| {
-            // SAFETY: registers a handler that only stores to an atomic.
-            unsafe { libc::pthread_atfork(None, None, Some(forget_current_in_child)) };
-        });
+        register_atfork();
         let pid = std::process::id();
         let me = ProcessId {
             pid,

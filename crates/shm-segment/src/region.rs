@@ -36,7 +36,9 @@ pub enum Access {
 ///
 /// # Safety
 ///
-/// An implementation promises, for as long as the value lives:
+/// An implementation promises, for as long as the value lives (and these are
+/// the only promises the safe methods rely on; the checks they run are in
+/// [`RegionChecks`], which no implementation can override):
 /// - [`as_ptr`](Region::as_ptr) is non-null, does not change, and points to
 ///   [`len`](Region::len) bytes that are readable;
 /// - if [`is_read_only`](Region::is_read_only) is false, those bytes are writable;
@@ -80,49 +82,6 @@ pub unsafe trait Region {
     /// Whether the region has no bytes.
     fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Checks that `offset .. offset + len` lies inside the region.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shm_segment::{HeapRegion, Region};
-    /// let r = HeapRegion::new(16);
-    /// assert!(r.check_range("read", 8, 8).is_ok());
-    /// assert!(r.check_range("read", 8, 9).is_err());
-    /// assert!(r.check_range("read", usize::MAX, 2).is_err());
-    /// ```
-    fn check_range(&self, op: &'static str, offset: usize, len: usize) -> Result<()> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len() => Ok(()),
-            _ => Err(Error::OutOfBounds {
-                op,
-                target: self.target(),
-                offset,
-                len,
-                size: self.len(),
-            }),
-        }
-    }
-
-    /// Checks that the region may be written.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shm_segment::{HeapRegion, Region};
-    /// assert!(HeapRegion::new(16).check_writable("write").is_ok());
-    /// ```
-    fn check_writable(&self, op: &'static str) -> Result<()> {
-        if self.is_read_only() {
-            Err(Error::ReadOnly {
-                op,
-                target: self.target(),
-            })
-        } else {
-            Ok(())
-        }
     }
 
     /// Copies `buf.len()` bytes at `offset` into `buf`; all or nothing.
@@ -278,46 +237,6 @@ pub unsafe trait Region {
         Self: Sized,
     {
         self.write_at(offset, bytemuck::cast_slice(values))
-    }
-
-    /// Checks bounds and alignment for a `T` (or `count` of them) at `offset`
-    /// and returns a pointer to it.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use shm_segment::{HeapRegion, Region};
-    /// let r = HeapRegion::new(64);
-    /// assert!(r.typed_ptr::<u64>("view", 8, 1).is_ok());
-    /// assert!(r.typed_ptr::<u64>("view", 4, 1).is_err()); // misaligned
-    /// assert!(r.typed_ptr::<u64>("view", 8, 8).is_err()); // past the end
-    /// ```
-    fn typed_ptr<T>(&self, op: &'static str, offset: usize, count: usize) -> Result<*mut T>
-    where
-        Self: Sized,
-    {
-        let bytes = std::mem::size_of::<T>()
-            .checked_mul(count)
-            .ok_or(Error::OutOfBounds {
-                op,
-                target: self.target(),
-                offset,
-                len: usize::MAX,
-                size: self.len(),
-            })?;
-        self.check_range(op, offset, bytes)?;
-        // SAFETY: offset is in range (checked above), so the pointer stays
-        // inside the mapping.
-        let ptr = unsafe { self.as_ptr().add(offset) };
-        if (ptr as usize) % std::mem::align_of::<T>() != 0 {
-            return Err(Error::Misaligned {
-                op,
-                target: self.target(),
-                offset,
-                align: std::mem::align_of::<T>(),
-            });
-        }
-        Ok(ptr.cast())
     }
 
     /// A shared reference to the atomic word at `offset`: the safe way to
@@ -566,6 +485,98 @@ pub unsafe trait Region {
         Ok(unsafe { &mut *ptr })
     }
 }
+
+/// The bounds, alignment and writability checks that every safe access runs
+/// before it dereferences [`Region::as_ptr`].
+///
+/// They live apart from [`Region`] and are implemented once for every region
+/// by a blanket impl, so no implementation can override them: the `unsafe`
+/// contract of [`Region`] is only about `as_ptr`, `len` and `is_read_only`,
+/// and the checks that the provided methods and the upper layers trust are
+/// always this code.
+pub trait RegionChecks: Region {
+    /// Checks that `offset .. offset + len` lies inside the region.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{HeapRegion, RegionChecks};
+    /// let r = HeapRegion::new(16);
+    /// assert!(r.check_range("read", 8, 8).is_ok());
+    /// assert!(r.check_range("read", 8, 9).is_err());
+    /// assert!(r.check_range("read", usize::MAX, 2).is_err());
+    /// ```
+    fn check_range(&self, op: &'static str, offset: usize, len: usize) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len() => Ok(()),
+            _ => Err(Error::OutOfBounds {
+                op,
+                target: self.target(),
+                offset,
+                len,
+                size: self.len(),
+            }),
+        }
+    }
+
+    /// Checks that the region may be written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{HeapRegion, RegionChecks};
+    /// assert!(HeapRegion::new(16).check_writable("write").is_ok());
+    /// ```
+    fn check_writable(&self, op: &'static str) -> Result<()> {
+        if self.is_read_only() {
+            Err(Error::ReadOnly {
+                op,
+                target: self.target(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Checks bounds and alignment for a `T` (or `count` of them) at `offset`
+    /// and returns a pointer to it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{HeapRegion, RegionChecks};
+    /// let r = HeapRegion::new(64);
+    /// assert!(r.typed_ptr::<u64>("view", 8, 1).is_ok());
+    /// assert!(r.typed_ptr::<u64>("view", 4, 1).is_err()); // misaligned
+    /// assert!(r.typed_ptr::<u64>("view", 8, 8).is_err()); // past the end
+    /// ```
+    fn typed_ptr<T>(&self, op: &'static str, offset: usize, count: usize) -> Result<*mut T> {
+        let bytes = std::mem::size_of::<T>()
+            .checked_mul(count)
+            .ok_or(Error::OutOfBounds {
+                op,
+                target: self.target(),
+                offset,
+                len: usize::MAX,
+                size: self.len(),
+            })?;
+        self.check_range(op, offset, bytes)?;
+        // SAFETY: offset is in range (checked above), so the pointer stays
+        // inside the mapping.
+        let ptr = unsafe { self.as_ptr().add(offset) };
+        if (ptr as usize) % std::mem::align_of::<T>() != 0 {
+            return Err(Error::Misaligned {
+                op,
+                target: self.target(),
+                offset,
+                align: std::mem::align_of::<T>(),
+            });
+        }
+        Ok(ptr.cast())
+    }
+}
+
+impl<R: Region + ?Sized> RegionChecks for R {}
 
 // SAFETY: forwards to `R`, which upholds the contract for at least as long as
 // the borrow.

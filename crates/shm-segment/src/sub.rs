@@ -1,7 +1,7 @@
 //! [`SubRegion`]: part of a region, as a region of its own.
 
 use crate::error::{Result, Target};
-use crate::region::Region;
+use crate::region::{Region, RegionChecks};
 
 /// The bytes `offset .. offset + len` of another region, usable wherever a
 /// [`Region`] is: how one segment holds several structures (a pool and a
