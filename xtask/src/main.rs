@@ -3,7 +3,9 @@
 //! - `ci`: what CI checks: fmt, clippy `-D warnings`, the tests, rustdoc
 //!   `-D warnings`, the loom models, that the suite left no segment behind,
 //!   and a 10-second smoke of each fuzz target when the nightly toolchain is there.
-//! - `loom`: the loom models of the rings alone.
+//! - `loom`: the loom models of the rings and the pool alone.
+//! - `miri`: the Miri tests (nightly with the miri component), or why they
+//!   were skipped.
 //! - `fuzz [--time S]`: every cargo-fuzz target for S seconds (default 60)
 //!   on the nightly toolchain, installing cargo-fuzz if it is missing.
 //! - `kill [--rounds N]`: the ring's kill -9 test with N rounds (default 2000;
@@ -26,13 +28,14 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("loom") => loom(),
+        Some("miri") => miri(),
         Some("fuzz") => flag(&args, "--time", 60).and_then(fuzz),
         Some("kill") => flag(&args, "--rounds", 2000).and_then(kill),
         Some("bench") => bench::bench(&args),
         Some("man") => man::man().map(drop),
         Some("release") => release::release(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci | loom | fuzz [--time S] | kill [--rounds N] | bench [--quick] [--no-run] | man | release [--dry-run] [--no-verify] VERSION");
+            eprintln!("usage: cargo xtask ci | loom | miri | fuzz [--time S] | kill [--rounds N] | bench [--quick] [--no-run] | man | release [--dry-run] [--no-verify] VERSION");
             return ExitCode::from(2);
         }
     };
@@ -102,7 +105,65 @@ fn ci() -> Result {
     )?;
     check_leaks(&before)?;
     loom()?;
+    miri()?;
     fuzz_smoke()
+}
+
+/// Whether `cargo +nightly <args>` runs.
+fn nightly_has(args: &[&str]) -> bool {
+    Command::new("cargo")
+        .arg("+nightly")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The tests that Miri checks: safe copies of shared memory are race-free in
+/// Rust's memory model. Needs the nightly toolchain with the miri and rust-src
+/// components; tries to add them, and says clearly when it skips.
+fn miri() -> Result {
+    if !nightly_has(&["--version"]) {
+        println!("\n==> miri SKIPPED: no nightly toolchain on this machine");
+        return Ok(());
+    }
+    if !nightly_has(&["miri", "--version"]) {
+        let added = Command::new("rustup")
+            .args(["+nightly", "component", "add", "miri", "rust-src"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !added || !nightly_has(&["miri", "--version"]) {
+            println!(
+                "\n==> miri SKIPPED: the nightly miri component is missing and could not be added"
+            );
+            return Ok(());
+        }
+    }
+    run(
+        "cargo",
+        &[
+            "+nightly",
+            "miri",
+            "test",
+            "-p",
+            "shm-segment",
+            "--test",
+            "miri",
+        ],
+        &[],
+    )?;
+    run(
+        "cargo",
+        &[
+            "+nightly",
+            "miri",
+            "test",
+            "-p",
+            "shm-segment",
+            "--lib",
+            "copy::",
+        ],
+        &[],
+    )
 }
 
 /// A few seconds of every fuzz target, where the nightly toolchain and

@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 
 mod anon;
+mod copy;
 mod cursor;
 mod error;
 mod fd_passing;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bytemuck::Pod;
 
+use crate::copy;
 use crate::cursor::Cursor;
 use crate::error::{Error, Result, Target};
 
@@ -30,9 +31,15 @@ pub enum Access {
 /// the `unsafe` methods ([`as_slice`], [`view`], …), whose callers promise
 /// that nobody writes the bytes while the borrow lives.
 ///
-/// Concurrent plain reads and writes of the same bytes from two processes can
-/// tear; synchronise through the atomics ([`atomic_u32`], [`atomic_u64`]) as
-/// the rings and the pool do.
+/// The safe copies are race-free in Rust's memory model, also between threads
+/// of one process: they read and write the shared bytes with relaxed atomic
+/// accesses (word-wise, and `rep movsb` for large copies on x86-64), at
+/// `memcpy` speed from about a kilobyte on. A copy that overlaps a concurrent
+/// write can still see a mix of old and new bytes (it tears, byte-wise, but is
+/// never undefined behaviour); synchronise through the atomics
+/// ([`atomic_u32`], [`atomic_u64`]) as the rings and the pool do. The only
+/// plain, non-atomic access is behind the `unsafe` slices and views, whose
+/// contract excludes concurrent writers.
 ///
 /// # Safety
 ///
@@ -100,11 +107,9 @@ pub unsafe trait Region {
     fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_range("read", offset, buf.len())?;
         // SAFETY: the range is inside the region (checked above), which is
-        // readable for its whole length (trait contract); `buf` is a distinct
-        // local buffer, so the two do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
-        };
+        // readable for its whole length (trait contract); all access to it
+        // from safe code is atomic, as `copy_from_shared` requires.
+        unsafe { copy::copy_from_shared(self.as_ptr().add(offset), buf) };
         Ok(())
     }
 
@@ -122,12 +127,10 @@ pub unsafe trait Region {
     fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_writable("write")?;
         self.check_range("write", offset, data.len())?;
-        // SAFETY: in range and writable (checked above; trait contract); `data`
-        // is a Rust slice, which cannot alias the mapping's raw memory here
-        // because safe code never holds a slice of it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
-        };
+        // SAFETY: in range and writable (checked above; trait contract); all
+        // access to it from safe code is atomic. `data` cannot alias the
+        // mapping: safe code never holds a slice of it.
+        unsafe { copy::copy_to_shared(data, self.as_ptr().add(offset)) };
         Ok(())
     }
 
@@ -145,8 +148,9 @@ pub unsafe trait Region {
     fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
         self.check_writable("fill")?;
         self.check_range("fill", offset, len)?;
-        // SAFETY: in range and writable (checked above).
-        unsafe { std::ptr::write_bytes(self.as_ptr().add(offset), byte, len) };
+        // SAFETY: in range and writable (checked above); all access to it
+        // from safe code is atomic.
+        unsafe { copy::fill_shared(self.as_ptr().add(offset), byte, len) };
         Ok(())
     }
 
