@@ -264,8 +264,38 @@ fn private_memory_is_not_shared() -> CaseResult {
     check((s, p) == (7, 0), || format!("shared {s}, private {p}"))
 }
 
+/// A [`ForkEpoch`](shm_segment::ForkEpoch) taken before the fork is current in
+/// the parent only; the child's own new epoch is current in the child, and a
+/// grandchild sees neither.
+fn fork_epoch_tells_the_child_apart() -> CaseResult {
+    let before = shm_segment::ForkEpoch::now();
+    let mut child = Forked::spawn(move || {
+        if before.is_current() {
+            return MISMATCH;
+        }
+        let mine = shm_segment::ForkEpoch::now();
+        if !mine.is_current() {
+            return MISMATCH;
+        }
+        let mut grandchild = match Forked::spawn(move || {
+            if mine.is_current() || before.is_current() {
+                MISMATCH
+            } else {
+                OK
+            }
+        }) {
+            Ok(g) => g,
+            Err(_) => return MISMATCH,
+        };
+        grandchild.wait(HANDSHAKE_TIMEOUT).unwrap_or(TIMED_OUT)
+    })?;
+    let code = child.wait(HANDSHAKE_TIMEOUT)?;
+    check(code == OK, || format!("child exit code {code}"))?;
+    check(before.is_current(), || "the parent's epoch moved".into())
+}
+
 fn main() {
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         (
             "child_writes_parent_reads_after_waitpid",
             child_writes_parent_reads_after_waitpid,
@@ -277,6 +307,10 @@ fn main() {
         ("ping_pong_turns", ping_pong_turns),
         ("concurrent_fetch_add", concurrent_fetch_add),
         ("private_memory_is_not_shared", private_memory_is_not_shared),
+        (
+            "fork_epoch_tells_the_child_apart",
+            fork_epoch_tells_the_child_apart,
+        ),
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
