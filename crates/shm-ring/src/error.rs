@@ -164,7 +164,9 @@ pub enum RingError {
     /// [`inspect`](crate::inspect) found a header whose element alignment
     /// no type has (not a power of two), so the ring's layout cannot be
     /// computed.
-    #[error("{target}: inspect ring: the header's element alignment {align} is not a power of two")]
+    #[error(
+        "{target}: inspect ring: the header's element alignment {align} is not a power of two"
+    )]
     ElemAlign {
         /// The region.
         target: Target,

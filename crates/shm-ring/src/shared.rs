@@ -632,7 +632,10 @@ mod tests {
 
     /// `inspect`'s layout from header fields is the one the typed code uses.
     fn same_layout<T>() {
-        let (size, align) = (std::mem::size_of::<T>() as u32, std::mem::align_of::<T>() as u32);
+        let (size, align) = (
+            std::mem::size_of::<T>() as u32,
+            std::mem::align_of::<T>() as u32,
+        );
         for capacity in [1, 2, 64, 1 << 20] {
             assert_eq!(
                 size_from_header(Kind::SPSC_RING, size, align, capacity),

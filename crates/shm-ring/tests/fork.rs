@@ -191,7 +191,9 @@ fn inherited_producer_is_inert<R: Region>(
         format!("write_chunk: {chunk:?}")
     })?;
     check(tx.slots() == 0, || format!("slots: {}", tx.slots()))?;
-    check(tx.capacity() == CAP, || format!("capacity {}", tx.capacity()))?;
+    check(tx.capacity() == CAP, || {
+        format!("capacity {}", tx.capacity())
+    })?;
     check(ring.len() == 1, || {
         format!("the ring holds {}, want the parent's 1", ring.len())
     })?;
@@ -241,7 +243,9 @@ fn inherited_producer_is_inert_and_keeps_the_role() -> CaseResult {
     let name = posix_name("ring-fork-producer");
     let _guard = UnlinkGuard(name.clone());
     let size = SpscRing::<u64, ()>::required_size(CAP);
-    let shm = PosixOptions::new().create(&name, size as u64).map_err(err)?;
+    let shm = PosixOptions::new()
+        .create(&name, size as u64)
+        .map_err(err)?;
     let map = shm.map().map_err(err)?;
     let ring = SpscRing::<u64, _>::create(&map, CAP as u64, RingOptions::new()).map_err(err)?;
     let mut tx = Some(ring.producer().map_err(err)?);
@@ -423,7 +427,9 @@ fn mpmc_ring_inherited_by_the_child_works() -> CaseResult {
     child.passed("the child using its inherited MPMC rings")?;
     check(down.is_empty(), || "the child did not pop".into())?;
     up.push(5).map_err(err)?;
-    check(up.pop() == Ok(5), || "the parent's ring after the child".into())
+    check(up.pop() == Ok(5), || {
+        "the parent's ring after the child".into()
+    })
 }
 
 fn main() {
