@@ -1,7 +1,11 @@
 //! Fuzz bytes as the contents of a region that another (buggy or hostile)
 //! process prepared: attaching either kind of ring must give an error or a
 //! ring on which operations may return anything but never panic, hang, or
-//! touch memory outside the region (ASan watches the heap region).
+//! touch memory outside the region (ASan watches the heap region). Before
+//! any of that, `shm_ring::inspect` (what `shm inspect` runs on any
+//! segment) reads the same bytes: an error or a report whose `len` answers
+//! without panicking, and for a `u64` header an error exactly when both
+//! attaches refuse.
 //!
 //! Byte 0 picks the mode. Even: the rest of the input is the region, as is.
 //! Odd: the region is built around a plausible header (the magic and ready
@@ -15,7 +19,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use shm_ring::{MpmcRing, RingOptions, SpscRing};
+use shm_ring::{inspect, MpmcRing, RingOptions, SpscRing};
 use shm_segment::{HeapRegion, Kind, Region, HEADER_SIZE, MAGIC, READY};
 
 const OFF_VERSION: usize = 8;
@@ -172,6 +176,21 @@ fuzz_target!(|data: &[u8]| {
     let region = HeapRegion::new(img.len());
     if !img.is_empty() {
         region.write_at(0, &img).unwrap();
+    }
+    // Inspect first: the operations below change the bytes.
+    let inspected = inspect(&region);
+    if let Ok(info) = &inspected {
+        assert!(info.capacity.is_power_of_two());
+        assert!(info.len() <= info.capacity);
+        let _ = info.is_empty();
+    }
+    let u64_elems = img.len() >= HEADER_SIZE
+        && region.read_pod::<u32>(OFF_ELEM_SIZE).unwrap() == 8
+        && region.read_pod::<u32>(OFF_ELEM_ALIGN).unwrap() == 8;
+    if u64_elems {
+        let attachable = SpscRing::<u64, _>::attach(&region).is_ok()
+            || MpmcRing::<u64, _>::attach(&region).is_ok();
+        assert_eq!(inspected.is_ok(), attachable);
     }
     // The operations: driven by the input's last (up to) 32 bytes.
     let ops = &data[data.len().saturating_sub(32)..];

@@ -108,7 +108,7 @@ fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
                     }
                     Err(e) => assert_eq!(
                         e,
-                        BulkError {
+                        BulkError::TooFew {
                             requested: n,
                             available: free
                         }
@@ -141,7 +141,7 @@ fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
                     }
                     Err(e) => assert_eq!(
                         e,
-                        BulkError {
+                        BulkError::TooFew {
                             requested: n,
                             available: free
                         }
@@ -165,7 +165,7 @@ fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
                     Err(e) => {
                         assert_eq!(
                             e,
-                            BulkError {
+                            BulkError::TooFew {
                                 requested: n,
                                 available: model.len()
                             }
@@ -199,7 +199,7 @@ fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
                     }
                     Err(e) => assert_eq!(
                         e,
-                        BulkError {
+                        BulkError::TooFew {
                             requested: n,
                             available: len
                         }
@@ -305,7 +305,7 @@ fn mpmc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
                     }
                     Err(e) => assert_eq!(
                         e,
-                        BulkError {
+                        BulkError::TooFew {
                             requested: n,
                             available: free
                         }

@@ -578,6 +578,9 @@ fn mpmc_2x2(dur: Duration) -> Result<Measured> {
                                 backoff.reset();
                             }
                             Err(PopError::Empty | PopError::Stalled { .. }) => backoff.snooze()?,
+                            Err(e @ PopError::ForkedHandle) => {
+                                return Err(format!("bench: mpmc consumer: {e}"))
+                            }
                         }
                     }
                 })

@@ -400,7 +400,7 @@ impl<R: Region> Channel<R> {
         let _ = block.into_id(); // the block belongs to the channel now
         match push(id) {
             Ok(()) => Ok(()),
-            Err(PushError::Full(_)) => {
+            Err(PushError::Full(_) | PushError::ForkedHandle(_)) => {
                 self.pool.unqueue(id, word).map_err(SendError::Pool)?;
                 Err(SendError::Full(
                     self.pool.from_id(id).map_err(SendError::Pool)?,

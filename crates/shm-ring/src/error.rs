@@ -4,7 +4,7 @@ use std::fmt;
 
 use shm_segment::{ProcessId, Target};
 
-/// A push that found the ring full (or still full at its deadline); the value comes back.
+/// A push that did not happen; the value comes back.
 ///
 /// # Examples
 ///
@@ -17,8 +17,14 @@ use shm_segment::{ProcessId, Target};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError<T> {
-    /// No free slot; here is the value back.
+    /// No free slot (or still none at the deadline); here is the value back.
     Full(T),
+    /// SPSC only: this [`Producer`](crate::Producer) was inherited across
+    /// `fork(2)` and is inert in the child: the producer role belongs to the
+    /// process that took it. Here is the value back. Take the role in this
+    /// process with [`SpscRing::producer`](crate::SpscRing::producer) instead
+    /// (it succeeds once the holder has given it back or died).
+    ForkedHandle(T),
 }
 
 impl<T> PushError<T> {
@@ -27,24 +33,32 @@ impl<T> PushError<T> {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(shm_ring::PushError::Full(7).into_inner(), 7);
+    /// use shm_ring::PushError;
+    /// assert_eq!(PushError::Full(7).into_inner(), 7);
+    /// assert_eq!(PushError::ForkedHandle(8).into_inner(), 8);
     /// ```
     pub fn into_inner(self) -> T {
         match self {
-            PushError::Full(v) => v,
+            PushError::Full(v) | PushError::ForkedHandle(v) => v,
         }
     }
 }
 
 impl<T> fmt::Display for PushError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the ring is full")
+        match self {
+            PushError::Full(_) => f.write_str("the ring is full"),
+            PushError::ForkedHandle(_) => f.write_str(FORKED_PRODUCER),
+        }
     }
 }
 
 impl<T: fmt::Debug> std::error::Error for PushError<T> {}
 
-/// A pop that found nothing to take.
+const FORKED_PRODUCER: &str = "push: this ring producer was inherited across fork(2) and is \
+     inert in the child process; take the producer role in this process instead";
+
+/// A pop that took nothing.
 ///
 /// # Examples
 ///
@@ -69,27 +83,47 @@ pub enum PopError {
         /// The stuck position.
         position: u64,
     },
+    /// SPSC only: this [`Consumer`](crate::Consumer) was inherited across
+    /// `fork(2)` and is inert in the child: the consumer role belongs to the
+    /// process that took it. Take the role in this process with
+    /// [`SpscRing::consumer`](crate::SpscRing::consumer) instead.
+    #[error(
+        "pop: this ring consumer was inherited across fork(2) and is inert in the child process; \
+         take the consumer role in this process instead"
+    )]
+    ForkedHandle,
 }
 
-/// A bulk operation that wanted more room or more items than there were;
-/// nothing was transferred.
+/// A bulk or chunk operation that transferred nothing.
 ///
 /// # Examples
 ///
 /// ```
-/// use shm_ring::SpscRing;
+/// use shm_ring::{BulkError, SpscRing};
 /// let (mut tx, _rx) = SpscRing::<u8, _>::new_heap(4)?;
 /// let err = tx.push_exact(&[1, 2, 3, 4, 5]).unwrap_err();
-/// assert_eq!((err.requested, err.available), (5, 4));
+/// assert_eq!(err, BulkError::TooFew { requested: 5, available: 4 });
 /// # Ok::<(), shm_ring::RingError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("asked for {requested} slots or items, only {available} were available")]
-pub struct BulkError {
-    /// How many were asked for.
-    pub requested: usize,
-    /// How many there were.
-    pub available: usize,
+pub enum BulkError {
+    /// It wanted more room or more items than there were (or, for
+    /// `write_bytes`/`read_bytes`, a byte range past the element's end).
+    #[error("asked for {requested} slots or items, only {available} were available")]
+    TooFew {
+        /// How many were asked for.
+        requested: usize,
+        /// How many there were.
+        available: usize,
+    },
+    /// SPSC only: the [`Producer`](crate::Producer) or
+    /// [`Consumer`](crate::Consumer) was inherited across `fork(2)` and is
+    /// inert in the child (see [`PushError::ForkedHandle`]).
+    #[error(
+        "ring bulk or chunk operation: this handle was inherited across fork(2) and is inert \
+         in the child process; take the role in this process instead"
+    )]
+    ForkedHandle,
 }
 
 /// Creating, attaching to, or taking a role in a ring failed.
@@ -126,6 +160,18 @@ pub enum RingError {
         needed: u64,
         /// Bytes the region has.
         actual: u64,
+    },
+    /// [`inspect`](crate::inspect) found a header whose element alignment
+    /// no type has (not a power of two), so the ring's layout cannot be
+    /// computed.
+    #[error(
+        "{target}: inspect ring: the header's element alignment {align} is not a power of two"
+    )]
+    ElemAlign {
+        /// The region.
+        target: Target,
+        /// The alignment found.
+        align: u32,
     },
     /// The element type has size 0.
     #[error("{target}: zero-sized element types cannot be queued")]

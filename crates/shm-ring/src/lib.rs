@@ -17,6 +17,12 @@
 //! or hostile peer can make the data wrong but never make this process access
 //! memory outside the ring.
 //!
+//! Across `fork(2)`: an SPSC [`Producer`] or [`Consumer`] inherited by the
+//! child is inert there (it fails with `ForkedHandle` and its drop keeps the
+//! parent's role; see the [`spsc`] module), while the ring itself and every
+//! [`MpmcRing`] handle keep working in the child. Create the ring, fork,
+//! then take each role in the process that uses it.
+//!
 //! # Examples
 //!
 //! ```

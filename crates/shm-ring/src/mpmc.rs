@@ -25,6 +25,14 @@
 //! Neither case is repaired automatically, because a slow process is
 //! indistinguishable from a dead one at this level; recreate the ring (for
 //! example after the creator sees its peers die).
+//!
+//! **Across `fork`.** An MPMC ring has no roles to own: every handle may push
+//! and pop, in any number of processes. So an [`MpmcRing`] that a `fork(2)`ed
+//! child inherits is a legitimate handle in the child, unlike the SPSC
+//! ring's [`Producer`](crate::Producer) and [`Consumer`](crate::Consumer),
+//! which are inert there. Creating the ring before the fork and using it on
+//! both sides (what pyshm users do) works, and the child's drop of its copy
+//! only unmaps its own view.
 
 use std::marker::PhantomData;
 use std::ptr::{addr_of, addr_of_mut};
@@ -39,7 +47,7 @@ use crate::error::{BulkError, PopError, PushError, RingError};
 use crate::shared::{heap_region, Layout, Mapped, RingOptions};
 use crate::sync::{AtomicU64, ValueCell};
 
-const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 1;
 
 /// A slot: its sequence number, then the value.
 #[repr(C)]
@@ -408,7 +416,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
                 if tail.load(Ordering::Relaxed) != pos {
                     continue; // raced with another producer: look again
                 }
-                return Err(BulkError {
+                return Err(BulkError::TooFew {
                     requested: values.len(),
                     available: free as usize,
                 });

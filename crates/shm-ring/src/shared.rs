@@ -154,17 +154,83 @@ impl<S> Layout<S> {
     }
 
     pub(crate) fn slots_offset() -> usize {
-        let base = CONTROL_OFFSET + std::mem::size_of::<Control>();
-        let align = std::mem::align_of::<S>().max(128);
-        base.next_multiple_of(align)
+        slots_offset_for(std::mem::align_of::<S>() as u64).expect("a type's alignment") as usize
     }
 
     /// Total bytes for `capacity` slots; `None` on overflow.
     pub(crate) fn size(capacity: u64) -> Option<u64> {
-        capacity
-            .checked_mul(std::mem::size_of::<S>() as u64)?
-            .checked_add(Self::slots_offset() as u64)
+        size_for(
+            std::mem::size_of::<S>() as u64,
+            std::mem::align_of::<S>() as u64,
+            capacity,
+        )
     }
+}
+
+/// Where the slots start when each is aligned to `slot_align` (a power of
+/// two, else `None`): after the control block, on a fresh pair of cache lines.
+fn slots_offset_for(slot_align: u64) -> Option<u64> {
+    if !slot_align.is_power_of_two() {
+        return None;
+    }
+    let base = (CONTROL_OFFSET + std::mem::size_of::<Control>()) as u64;
+    base.checked_next_multiple_of(slot_align.max(128))
+}
+
+/// Total bytes for `capacity` slots of `slot_size` bytes aligned to
+/// `slot_align`; `None` on overflow or an alignment that is not a power of two.
+fn size_for(slot_size: u64, slot_align: u64, capacity: u64) -> Option<u64> {
+    capacity
+        .checked_mul(slot_size)?
+        .checked_add(slots_offset_for(slot_align)?)
+}
+
+/// The bytes a ring of `kind` needs for `capacity` elements of `elem_size`
+/// bytes aligned to `elem_align`, computed from the header's fields alone
+/// (what [`inspect`] has instead of a type): the same numbers as
+/// `Layout::<S>::size` for the slot type `S` of that kind.
+fn size_from_header(kind: Kind, elem_size: u32, elem_align: u32, capacity: u64) -> Option<u64> {
+    let (size, align) = (u64::from(elem_size), u64::from(elem_align));
+    if !align.is_power_of_two() {
+        return None;
+    }
+    let (slot_size, slot_align) = match kind {
+        // `ValueCell<T>`: `repr(transparent)` over the element.
+        Kind::SPSC_RING => (size, align),
+        // `mpmc::Slot<T>`: `repr(C)` { seq: u64, value: T }.
+        Kind::MPMC_RING => {
+            let slot_align = align.max(8);
+            let value_at = 8u64.next_multiple_of(align);
+            let slot_size = value_at
+                .checked_add(size)?
+                .checked_next_multiple_of(slot_align)?;
+            (slot_size, slot_align)
+        }
+        _ => return None,
+    };
+    size_for(slot_size, slot_align, capacity)
+}
+
+/// The checks of a ring's header that `attach` and [`inspect`] share:
+/// [`Header::validate`] against `expect` with the ring's `layout` (kind,
+/// version, element size and alignment, a non-zero capacity whose layout
+/// neither overflows nor disagrees with the total size, which fits the
+/// region), then a power-of-two capacity. Everything after relies on it: the
+/// slot mask is `capacity - 1`.
+fn validate_header<R: Region>(
+    region: &R,
+    expect: &Expect,
+    layout: impl FnOnce(u64) -> Option<u64>,
+) -> Result<HeaderInfo, RingError> {
+    let info = Header::validate(region, expect, layout)?;
+    if !info.capacity.is_power_of_two() {
+        return Err(RingError::Capacity {
+            target: region.target(),
+            capacity: info.capacity,
+            reason: "the header's capacity is not a power of two",
+        });
+    }
+    Ok(info)
 }
 
 impl<R: Region> Mapped<R> {
@@ -241,14 +307,7 @@ impl<R: Region> Mapped<R> {
             });
         }
         let expect = Expect::of::<T>(layout.kind, layout.version);
-        let info = Header::validate(&region, &expect, Layout::<S>::size)?;
-        if !info.capacity.is_power_of_two() {
-            return Err(RingError::Capacity {
-                target: region.target(),
-                capacity: info.capacity,
-                reason: "the header's capacity is not a power of two",
-            });
-        }
+        let info = validate_header(&region, &expect, Layout::<S>::size)?;
         let mapped = Self::wire::<S>(region, info.capacity)?;
         let blocking = mapped.control().flags.load(Ordering::Relaxed) & FLAG_BLOCKING != 0;
         Ok(Mapped { blocking, ..mapped })
@@ -445,13 +504,38 @@ pub struct RingInfo {
 }
 
 impl RingInfo {
-    /// Items between head and tail, clamped to the capacity.
+    /// Items between head and tail, clamped to the capacity: 0 when the
+    /// tail is behind the head (a corrupted position). Never panics, whatever
+    /// the fields hold.
     ///
     /// # Examples
     ///
-    /// See [`inspect`].
+    /// ```
+    /// use shm_ring::RingInfo;
+    /// use shm_segment::{Kind, ProcessId};
+    /// let info = RingInfo {
+    ///     kind: Kind::SPSC_RING,
+    ///     capacity: 8,
+    ///     elem_size: 8,
+    ///     head: 10,
+    ///     tail: 13,
+    ///     blocking: false,
+    ///     producer: None,
+    ///     consumer: None,
+    ///     creator: ProcessId::current(),
+    /// };
+    /// assert_eq!(info.len(), 3);
+    /// assert_eq!(RingInfo { tail: 9, ..info.clone() }.len(), 0); // tail behind head
+    /// assert_eq!(RingInfo { tail: 99, ..info }.len(), 8); // more than a lap ahead
+    /// ```
     pub fn len(&self) -> u64 {
-        (self.tail.wrapping_sub(self.head) as i64).clamp(0, self.capacity as i64) as u64
+        let ahead = self.tail.wrapping_sub(self.head);
+        // A tail behind the head wraps to a huge distance: read it as empty.
+        if ahead > i64::MAX as u64 {
+            0
+        } else {
+            ahead.min(self.capacity)
+        }
     }
 
     /// Whether head and tail meet.
@@ -467,6 +551,14 @@ impl RingInfo {
 /// Reads a ring's header and positions without attaching, with atomic
 /// loads only, so a read-only mapping will do (what `shm inspect` uses).
 ///
+/// The header is validated as [`SpscRing::attach`](crate::SpscRing::attach)
+/// and [`MpmcRing::attach`](crate::MpmcRing::attach) validate it, with the
+/// element size and alignment taken from the header itself: the kind and
+/// layout version, a capacity that is a non-zero power of two whose layout
+/// matches the total size and fits the region. A header that fails returns
+/// the same typed error `attach` would. The positions and role words are
+/// returned as found (they change all the time); [`RingInfo::len`] clamps them.
+///
 /// # Examples
 ///
 /// ```
@@ -480,10 +572,10 @@ impl RingInfo {
 /// # Ok::<(), shm_ring::RingError>(())
 /// ```
 pub fn inspect<R: Region>(region: &R) -> Result<RingInfo, RingError> {
-    let info = Header::read(region)?;
-    let spsc = match info.kind {
-        Kind::SPSC_RING => true,
-        Kind::MPMC_RING => false,
+    let found = Header::read(region)?;
+    let (spsc, version) = match found.kind {
+        Kind::SPSC_RING => (true, crate::spsc::LAYOUT_VERSION),
+        Kind::MPMC_RING => (false, crate::mpmc::LAYOUT_VERSION),
         found => {
             let source = HeaderError::WrongKind {
                 expected: Kind::SPSC_RING,
@@ -496,6 +588,21 @@ pub fn inspect<R: Region>(region: &R) -> Result<RingInfo, RingError> {
             .into());
         }
     };
+    if !found.elem_align.is_power_of_two() {
+        return Err(RingError::ElemAlign {
+            target: region.target(),
+            align: found.elem_align,
+        });
+    }
+    let expect = Expect {
+        kind: found.kind,
+        version,
+        elem_size: found.elem_size,
+        elem_align: found.elem_align,
+    };
+    let info = validate_header(region, &expect, |capacity| {
+        size_from_header(found.kind, found.elem_size, found.elem_align, capacity)
+    })?;
     let side = std::mem::size_of::<CachePadded<Side>>();
     let (tail_at, head_at) = (CONTROL_OFFSET, CONTROL_OFFSET + side);
     let flags_at = CONTROL_OFFSET + std::mem::offset_of!(Control, flags);
@@ -515,4 +622,61 @@ pub fn inspect<R: Region>(region: &R) -> Result<RingInfo, RingError> {
         consumer: owner(head_at + std::mem::offset_of!(Side, owner))?,
         creator: info.creator,
     })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::mpmc::Slot;
+    use crate::sync::ValueCell;
+
+    /// `inspect`'s layout from header fields is the one the typed code uses.
+    fn same_layout<T>() {
+        let (size, align) = (
+            std::mem::size_of::<T>() as u32,
+            std::mem::align_of::<T>() as u32,
+        );
+        for capacity in [1, 2, 64, 1 << 20] {
+            assert_eq!(
+                size_from_header(Kind::SPSC_RING, size, align, capacity),
+                Layout::<ValueCell<T>>::size(capacity),
+                "spsc, {}",
+                std::any::type_name::<T>()
+            );
+            assert_eq!(
+                size_from_header(Kind::MPMC_RING, size, align, capacity),
+                Layout::<Slot<T>>::size(capacity),
+                "mpmc, {}",
+                std::any::type_name::<T>()
+            );
+        }
+    }
+
+    #[repr(C, align(64))]
+    struct Line([u8; 64]);
+
+    #[repr(C, align(256))]
+    struct Big([u8; 512]);
+
+    #[test]
+    fn layout_from_header_fields_matches_the_types() {
+        same_layout::<u8>();
+        same_layout::<u16>();
+        same_layout::<[u8; 3]>();
+        same_layout::<u32>();
+        same_layout::<[u32; 5]>();
+        same_layout::<u64>();
+        same_layout::<u128>();
+        same_layout::<Line>();
+        same_layout::<Big>();
+    }
+
+    #[test]
+    fn layout_from_header_fields_refuses_what_no_type_has() {
+        assert_eq!(size_from_header(Kind::SPSC_RING, 8, 3, 8), None);
+        assert_eq!(size_from_header(Kind::MPMC_RING, 8, 0, 8), None);
+        assert_eq!(size_from_header(Kind::MEMPOOL, 8, 8, 8), None);
+        assert_eq!(size_from_header(Kind::SPSC_RING, 8, 8, 1 << 63), None);
+        assert_eq!(size_from_header(Kind::MPMC_RING, 8, 8, 1 << 60), None);
+    }
 }

@@ -12,6 +12,23 @@
 //! never a torn element. A new producer can then attach (the dead holder's
 //! claim is taken over: roles record pid *and* start time) and continue from
 //! the tail. The same holds for a killed consumer.
+//!
+//! **Across `fork`.** A role belongs to the process that took it. A
+//! [`Producer`] or [`Consumer`] that a `fork(2)`ed child inherits is inert in
+//! the child: it remembers the [`ForkEpoch`] it was made in, and each
+//! operation first checks that epoch (one relaxed load, once per call, also
+//! for bulk operations). In the child, operations that return a `Result`
+//! fail with `ForkedHandle` ([`PushError::ForkedHandle`] gives the value
+//! back, [`PopError::ForkedHandle`], [`BulkError::ForkedHandle`]);
+//! operations that return a count ([`Producer::push_slice`],
+//! [`Consumer::pop_into`], `slots`) move nothing and return 0, as on a full
+//! or empty ring, and [`Producer::is_inert`] / [`Consumer::is_inert`] tell
+//! the two apart. Dropping the inherited handle releases nothing: the parent
+//! keeps its role, and a third process asking for it still gets
+//! [`RingError::RoleTaken`] while the parent lives. The [`SpscRing`] itself
+//! is not a role and works in the child: the pattern of pyshm (create the
+//! ring, `fork`, then each process takes its own role) is the way to share
+//! one ring between a parent and its child.
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
@@ -19,13 +36,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use shm_segment::{HeapRegion, Kind, Region};
+use shm_segment::{ForkEpoch, HeapRegion, Kind, Region};
 
 use crate::error::{BulkError, PopError, PushError, RingError};
 use crate::shared::{claim_role, heap_region, release_role, Layout, Mapped, RingOptions};
 use crate::sync::{AtomicU64, ValueCell};
 
-const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 1;
 
 fn layout<T>() -> Layout<ValueCell<T>> {
     Layout::new(Kind::SPSC_RING, LAYOUT_VERSION)
@@ -201,6 +218,7 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
             tail,
             cached_head: ctl.head.pos.load(Ordering::Acquire),
             me,
+            epoch: ForkEpoch::now(),
             shared: Arc::clone(&self.shared),
             _t: PhantomData,
         })
@@ -228,6 +246,7 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
             head,
             cached_tail: ctl.tail.pos.load(Ordering::Acquire),
             me,
+            epoch: ForkEpoch::now(),
             shared: Arc::clone(&self.shared),
             _t: PhantomData,
         })
@@ -298,13 +317,59 @@ fn len_of<R>(shared: &Mapped<R>) -> usize {
     tail.wrapping_sub(head).min(shared.capacity) as usize
 }
 
+// The error paths of a handle inherited across `fork`: cold and out of line,
+// so that the hot path keeps only the relaxed load of `ForkEpoch::is_current`.
+
+#[cold]
+#[inline(never)]
+fn forked_push<T>(value: T) -> PushError<T> {
+    PushError::ForkedHandle(value)
+}
+
+#[cold]
+#[inline(never)]
+fn forked_pop() -> PopError {
+    PopError::ForkedHandle
+}
+
+#[cold]
+#[inline(never)]
+fn forked_bulk() -> BulkError {
+    BulkError::ForkedHandle
+}
+
+/// What an inherited handle's count-returning operations return: nothing moved.
+#[cold]
+#[inline(never)]
+fn forked_count() -> usize {
+    0
+}
+
 /// The producing end of an [`SpscRing`]. Gives the role back on drop.
+///
+/// Inherited by a `fork`ed child, it is inert there: pushes fail with
+/// [`PushError::ForkedHandle`] or [`BulkError::ForkedHandle`],
+/// [`push_slice`](Producer::push_slice) and [`slots`](Producer::slots)
+/// return 0, [`is_inert`](Producer::is_inert) is true, and its drop keeps
+/// the parent's role (see the [module docs](crate::spsc)).
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u16, _>::new_heap(4)?;
+/// tx.push(3).unwrap();
+/// assert_eq!(rx.pop(), Ok(3));
+/// # Ok::<(), shm_ring::RingError>(())
+/// ```
 pub struct Producer<T, R> {
     /// Next position to write; only this handle writes the shared tail.
     tail: u64,
     /// Last head seen; the true head is never behind it.
     cached_head: u64,
+    /// Our claim in the tail's owner word (`ProcessId::to_word`).
     me: u64,
+    /// The process the role was taken in; anywhere else the handle is inert.
+    epoch: ForkEpoch,
     shared: Arc<Mapped<R>>,
     _t: PhantomData<fn(T)>,
 }
@@ -319,7 +384,10 @@ impl<T, R> std::fmt::Debug for Producer<T, R> {
 
 impl<T, R> Drop for Producer<T, R> {
     fn drop(&mut self) {
-        release_role(&self.shared.control().tail.owner, self.me);
+        // In a forked child the role is the parent's: leave it alone.
+        if self.epoch.is_current() {
+            release_role(&self.shared.control().tail.owner, self.me);
+        }
     }
 }
 
@@ -381,6 +449,9 @@ impl<T: Pod, R> Producer<T, R> {
     /// ```
     #[inline]
     pub fn push(&mut self, value: T) -> Result<(), PushError<T>> {
+        if !self.epoch.is_current() {
+            return Err(forked_push(value));
+        }
         if self.free(1) == 0 {
             return Err(PushError::Full(value));
         }
@@ -389,7 +460,9 @@ impl<T: Pod, R> Producer<T, R> {
         Ok(())
     }
 
-    /// Pushes as many of `values` as fit, in order, publishing once; returns how many.
+    /// Pushes as many of `values` as fit, in order, publishing once; returns
+    /// how many. 0 from a handle inherited across `fork` (see
+    /// [`is_inert`](Producer::is_inert)).
     ///
     /// # Examples
     ///
@@ -399,6 +472,9 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn push_slice(&mut self, values: &[T]) -> usize {
+        if !self.epoch.is_current() {
+            return forked_count();
+        }
         let n = (values.len() as u64).min(self.free(values.len() as u64)) as usize;
         self.copy_in(&values[..n]);
         n
@@ -416,9 +492,12 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn push_exact(&mut self, values: &[T]) -> Result<(), BulkError> {
+        if !self.epoch.is_current() {
+            return Err(forked_bulk());
+        }
         let free = self.free(values.len() as u64);
         if (values.len() as u64) > free {
-            return Err(BulkError {
+            return Err(BulkError::TooFew {
                 requested: values.len(),
                 available: free as usize,
             });
@@ -461,6 +540,9 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn push_blocking(&mut self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
+        if !self.epoch.is_current() {
+            return Err(forked_push(value));
+        }
         let shared = Arc::clone(&self.shared);
         let pushed = shared
             .control()
@@ -489,9 +571,12 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T, R>, BulkError> {
+        if !self.epoch.is_current() {
+            return Err(forked_bulk());
+        }
         let free = self.free(n as u64);
         if n as u64 > free {
-            return Err(BulkError {
+            return Err(BulkError::TooFew {
                 requested: n,
                 available: free as usize,
             });
@@ -502,7 +587,8 @@ impl<T: Pod, R> Producer<T, R> {
         })
     }
 
-    /// Free slots now.
+    /// Free slots now; 0 from a handle inherited across `fork` (see
+    /// [`is_inert`](Producer::is_inert)).
     ///
     /// # Examples
     ///
@@ -513,7 +599,26 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn slots(&mut self) -> usize {
+        if !self.epoch.is_current() {
+            return forked_count();
+        }
         self.free(u64::MAX) as usize
+    }
+
+    /// Whether this handle was inherited across `fork(2)` and is therefore
+    /// inert in this process: every push fails or moves nothing, and its
+    /// drop keeps the role of the process that took it. Take the role here
+    /// with [`SpscRing::producer`] instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// assert!(!tx.is_inert()); // made in this process
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn is_inert(&self) -> bool {
+        !self.epoch.is_current()
     }
 
     /// The ring's capacity.
@@ -531,6 +636,23 @@ impl<T: Pod, R> Producer<T, R> {
 }
 
 /// Slots reserved by [`Producer::write_chunk`], filled in place.
+///
+/// A chunk that lives across a `fork` is inert in the child, like its
+/// producer: [`write`](WriteChunk::write) and [`commit`](WriteChunk::commit)
+/// do nothing there, [`write_bytes`](WriteChunk::write_bytes) fails with
+/// [`BulkError::ForkedHandle`], and
+/// [`as_mut_slices`](WriteChunk::as_mut_slices) gives empty slices.
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+/// let mut chunk = tx.write_chunk(1)?;
+/// chunk.write(0, &1);
+/// chunk.commit_all();
+/// assert_eq!(rx.pop(), Ok(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct WriteChunk<'a, T, R> {
     producer: &'a mut Producer<T, R>,
@@ -580,6 +702,9 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     ///
     /// See [`Producer::write_chunk`].
     pub fn write(&mut self, i: usize, value: &T) {
+        if !self.producer.epoch.is_current() {
+            return; // the parent's reserved slot: not ours to write
+        }
         // SAFETY: a reserved slot (bounds asserted, pointer masked) that only
         // the producer touches until commit; T is Pod.
         unsafe { ValueCell::write(self.slot(i), *value) }
@@ -593,9 +718,12 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     ///
     /// See [`Producer::write_chunk`].
     pub fn write_bytes(&mut self, i: usize, offset: usize, bytes: &[u8]) -> Result<(), BulkError> {
+        if !self.producer.epoch.is_current() {
+            return Err(forked_bulk());
+        }
         let size = std::mem::size_of::<T>();
         if offset.checked_add(bytes.len()).is_none_or(|end| end > size) {
-            return Err(BulkError {
+            return Err(BulkError::TooFew {
                 requested: offset.saturating_add(bytes.len()),
                 available: size,
             });
@@ -636,6 +764,9 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// ```
     #[cfg(not(loom))]
     pub unsafe fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
+        if !self.producer.epoch.is_current() {
+            return (&mut [], &mut []);
+        }
         let cap = self.producer.shared.capacity as usize;
         let start = (self.producer.tail & self.producer.shared.mask) as usize;
         let first = self.len.min(cap - start);
@@ -664,6 +795,9 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(self, n: usize) {
+        if !self.producer.epoch.is_current() {
+            return;
+        }
         let n = n.min(self.len);
         self.producer.publish(n as u64);
     }
@@ -680,12 +814,31 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
 }
 
 /// The consuming end of an [`SpscRing`]. Gives the role back on drop.
+///
+/// Inherited by a `fork`ed child, it is inert there: pops fail with
+/// [`PopError::ForkedHandle`] or [`BulkError::ForkedHandle`],
+/// [`pop_into`](Consumer::pop_into) and [`slots`](Consumer::slots) return
+/// 0, [`is_empty`](Consumer::is_empty) is true,
+/// [`is_inert`](Consumer::is_inert) is true, and its drop keeps the
+/// parent's role (see the [module docs](crate::spsc)).
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u16, _>::new_heap(4)?;
+/// tx.push_slice(&[1, 2]);
+/// assert_eq!((rx.pop(), rx.pop()), (Ok(1), Ok(2)));
+/// # Ok::<(), shm_ring::RingError>(())
+/// ```
 pub struct Consumer<T, R> {
     /// Next position to read; only this handle writes the shared head.
     head: u64,
     /// Last tail seen; the true tail is never behind it.
     cached_tail: u64,
+    /// Our claim in the head's owner word (`ProcessId::to_word`).
     me: u64,
+    /// The process the role was taken in; anywhere else the handle is inert.
+    epoch: ForkEpoch,
     shared: Arc<Mapped<R>>,
     _t: PhantomData<fn() -> T>,
 }
@@ -700,7 +853,10 @@ impl<T, R> std::fmt::Debug for Consumer<T, R> {
 
 impl<T, R> Drop for Consumer<T, R> {
     fn drop(&mut self) {
-        release_role(&self.shared.control().head.owner, self.me);
+        // In a forked child the role is the parent's: leave it alone.
+        if self.epoch.is_current() {
+            release_role(&self.shared.control().head.owner, self.me);
+        }
     }
 }
 
@@ -757,6 +913,9 @@ impl<T: Pod, R> Consumer<T, R> {
     /// ```
     #[inline]
     pub fn pop(&mut self) -> Result<T, PopError> {
+        if !self.epoch.is_current() {
+            return Err(forked_pop());
+        }
         if self.ready(1) == 0 {
             return Err(PopError::Empty);
         }
@@ -769,7 +928,8 @@ impl<T: Pod, R> Consumer<T, R> {
     }
 
     /// Takes as many values as fit in `out`, in order, releasing the slots
-    /// once; returns how many.
+    /// once; returns how many. 0 from a handle inherited across `fork` (see
+    /// [`is_inert`](Consumer::is_inert)).
     ///
     /// # Examples
     ///
@@ -782,6 +942,9 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn pop_into(&mut self, out: &mut [T]) -> usize {
+        if !self.epoch.is_current() {
+            return forked_count();
+        }
         let n = (out.len() as u64).min(self.ready(out.len() as u64)) as usize;
         self.copy_out(&mut out[..n]);
         n
@@ -801,9 +964,12 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pop_exact(&mut self, out: &mut [T]) -> Result<(), BulkError> {
+        if !self.epoch.is_current() {
+            return Err(forked_bulk());
+        }
         let ready = self.ready(out.len() as u64);
         if (out.len() as u64) > ready {
-            return Err(BulkError {
+            return Err(BulkError::TooFew {
                 requested: out.len(),
                 available: ready as usize,
             });
@@ -846,6 +1012,9 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn pop_blocking(&mut self, timeout: Duration) -> Result<T, PopError> {
+        if !self.epoch.is_current() {
+            return Err(forked_pop());
+        }
         let shared = Arc::clone(&self.shared);
         shared
             .control()
@@ -870,9 +1039,12 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T, R>, BulkError> {
+        if !self.epoch.is_current() {
+            return Err(forked_bulk());
+        }
         let ready = self.ready(n as u64);
         if n as u64 > ready {
-            return Err(BulkError {
+            return Err(BulkError::TooFew {
                 requested: n,
                 available: ready as usize,
             });
@@ -883,7 +1055,8 @@ impl<T: Pod, R> Consumer<T, R> {
         })
     }
 
-    /// Items ready now.
+    /// Items ready now; 0 from a handle inherited across `fork` (see
+    /// [`is_inert`](Consumer::is_inert)).
     ///
     /// # Examples
     ///
@@ -894,10 +1067,30 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn slots(&mut self) -> usize {
+        if !self.epoch.is_current() {
+            return forked_count();
+        }
         self.ready(u64::MAX) as usize
     }
 
-    /// Whether nothing is ready now.
+    /// Whether this handle was inherited across `fork(2)` and is therefore
+    /// inert in this process: every pop fails or takes nothing, and its drop
+    /// keeps the role of the process that took it. Take the role here with
+    /// [`SpscRing::consumer`] instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_tx, rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// assert!(!rx.is_inert()); // made in this process
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn is_inert(&self) -> bool {
+        !self.epoch.is_current()
+    }
+
+    /// Whether nothing is ready now (always, for a handle inherited across
+    /// `fork`).
     ///
     /// # Examples
     ///
@@ -907,11 +1100,29 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn is_empty(&mut self) -> bool {
-        self.ready(1) == 0
+        !self.epoch.is_current() || self.ready(1) == 0
     }
 }
 
 /// Ready elements borrowed by [`Consumer::read_chunk`].
+///
+/// A chunk that lives across a `fork` is inert in the child, like its
+/// consumer: [`commit`](ReadChunk::commit) releases nothing there,
+/// [`read_bytes`](ReadChunk::read_bytes) fails with
+/// [`BulkError::ForkedHandle`], and [`as_slices`](ReadChunk::as_slices)
+/// gives empty slices. ([`read`](ReadChunk::read), which cannot fail, still
+/// copies the slot: reading changes nothing the parent relies on.)
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+/// tx.push(6).unwrap();
+/// let chunk = rx.read_chunk(1)?;
+/// assert_eq!(chunk.read(0), 6);
+/// chunk.commit_all();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ReadChunk<'a, T, R> {
     consumer: &'a mut Consumer<T, R>,
@@ -978,9 +1189,12 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     ///
     /// See [`Consumer::read_chunk`].
     pub fn read_bytes(&self, i: usize, offset: usize, out: &mut [u8]) -> Result<(), BulkError> {
+        if !self.consumer.epoch.is_current() {
+            return Err(forked_bulk());
+        }
         let size = std::mem::size_of::<T>();
         if offset.checked_add(out.len()).is_none_or(|end| end > size) {
-            return Err(BulkError {
+            return Err(BulkError::TooFew {
                 requested: offset.saturating_add(out.len()),
                 available: size,
             });
@@ -1019,6 +1233,9 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     /// ```
     #[cfg(not(loom))]
     pub unsafe fn as_slices(&self) -> (&[T], &[T]) {
+        if !self.consumer.epoch.is_current() {
+            return (&[], &[]);
+        }
         let cap = self.consumer.shared.capacity as usize;
         let start = (self.consumer.head & self.consumer.shared.mask) as usize;
         let first = self.len.min(cap - start);
@@ -1045,6 +1262,9 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(self, n: usize) {
+        if !self.consumer.epoch.is_current() {
+            return;
+        }
         let n = n.min(self.len);
         self.consumer.release(n as u64);
     }

@@ -11,6 +11,10 @@
 //!    with `PROT_NONE` guard pages on both sides, so an access out of bounds
 //!    would fault.
 //!
+//! 3. `inspect` (what `shm inspect` runs on any segment) validates a
+//!    ring's header exactly as `attach` does and refuses what `attach`
+//!    refuses with the same error, and `RingInfo::len` never panics.
+//!
 //! Random inputs come from a seed printed at the start of each test; set
 //! `SHM_CORRUPT_SEED` to replay one.
 
@@ -23,9 +27,9 @@ use common::{
     within, Guarded, Rng, OFF_CAPACITY, OFF_ELEM_ALIGN, OFF_ELEM_SIZE, OFF_KIND, OFF_MAGIC,
     OFF_STATE, OFF_TOTAL, OFF_VERSION,
 };
-use shm_ring::{MpmcRing, RingError, RingOptions, SpscRing};
+use shm_ring::{inspect, MpmcRing, RingError, RingInfo, RingOptions, SpscRing};
 use shm_segment::{
-    Access, Error, HeaderError, HeapRegion, Kind, PosixOptions, Region, HEADER_SIZE,
+    Access, Error, HeaderError, HeapRegion, Kind, PosixOptions, ProcessId, Region, HEADER_SIZE,
 };
 
 /// The header error inside a ring error; panics on any other kind.
@@ -488,6 +492,163 @@ fn read_only_mapping_is_refused() {
     child.assert_child_passed(TEST);
 }
 
+// ---------------------------------------------------------------------------
+// `inspect` on what is not a valid ring.
+
+/// A header whose capacity is 2^63: `RingInfo::len` used to panic on it
+/// (`clamp` with its minimum above its maximum), and `shm inspect` calls it.
+/// `inspect` must refuse it as `attach` does, without panicking.
+#[test]
+fn inspect_refuses_a_capacity_of_2_pow_63() {
+    for bytes in [spsc_bytes(), mpmc_bytes()] {
+        let region = Guarded::with_bytes(&bytes);
+        region.write_pod(OFF_CAPACITY, &(1u64 << 63)).unwrap();
+        let outcome = std::panic::catch_unwind(|| inspect(&region).map(|info| info.len()));
+        let err = match outcome {
+            Err(_) => panic!("inspect (or RingInfo::len) panicked on capacity 2^63"),
+            Ok(Ok(len)) => panic!("inspect accepted capacity 2^63 (len {len})"),
+            Ok(Err(err)) => err,
+        };
+        let msg = err.to_string();
+        assert!(
+            matches!(header_error(err), HeaderError::Capacity { capacity, .. } if capacity == 1 << 63),
+            "{msg}"
+        );
+    }
+}
+
+/// `RingInfo` has public fields: whatever they hold, `len` answers.
+#[test]
+fn ring_info_len_never_panics() {
+    let info = RingInfo {
+        kind: Kind::SPSC_RING,
+        capacity: 1 << 63,
+        elem_size: 8,
+        head: 0,
+        tail: 5,
+        blocking: false,
+        producer: None,
+        consumer: None,
+        creator: ProcessId::default(),
+    };
+    assert_eq!(info.len(), 5);
+    for capacity in [0, 1, 8, 1 << 62, 1 << 63, u64::MAX] {
+        for (head, tail) in [
+            (0, 0),
+            (0, u64::MAX),
+            (u64::MAX, 0),
+            (3, 1 << 63),
+            (1 << 63, 3),
+        ] {
+            let info = RingInfo {
+                capacity,
+                head,
+                tail,
+                ..info.clone()
+            };
+            let len = info.len();
+            assert!(len <= capacity, "len {len} > capacity {capacity}");
+            assert_eq!(info.is_empty(), len == 0);
+        }
+    }
+    // A tail behind the head reads as empty, one far ahead as full.
+    let behind = RingInfo {
+        head: 10,
+        tail: 9,
+        capacity: 8,
+        ..info.clone()
+    };
+    assert_eq!(behind.len(), 0);
+    let ahead = RingInfo {
+        head: 0,
+        tail: 100,
+        capacity: 8,
+        ..info
+    };
+    assert_eq!(ahead.len(), 8);
+}
+
+/// `inspect` applies `attach`'s checks: every edit of a valid `u64` ring's
+/// header that `attach` refuses, `inspect` refuses with the same error.
+#[test]
+fn inspect_refuses_what_attach_refuses() {
+    type Edit = Box<dyn Fn(&Guarded)>;
+    let cap =
+        |c: u64| -> Edit { Box::new(move |r: &Guarded| r.write_pod(OFF_CAPACITY, &c).unwrap()) };
+    let mut edits: Vec<(&str, Edit)> = vec![
+        ("capacity 0", cap(0)),
+        ("capacity 12", cap(12)),
+        ("capacity 2^40", cap(1 << 40)),
+        ("capacity 2^62", cap(1 << 62)),
+        ("capacity 2^63", cap(1 << 63)),
+        ("capacity u64::MAX", cap(u64::MAX)),
+        (
+            "version 2",
+            Box::new(|r: &Guarded| r.write_pod(OFF_VERSION, &2u32).unwrap()),
+        ),
+        (
+            "total + 8",
+            Box::new(|r: &Guarded| {
+                let total: u64 = r.read_pod(OFF_TOTAL).unwrap();
+                r.write_pod(OFF_TOTAL, &(total + 8)).unwrap();
+            }),
+        ),
+        (
+            "total > region",
+            Box::new(|r: &Guarded| r.write_pod(OFF_TOTAL, &(r.len() as u64 + 1)).unwrap()),
+        ),
+    ];
+    // Not a power of two with a total size that matches it: only the ring's own check sees it.
+    for mpmc in [false, true] {
+        edits.push((
+            if mpmc {
+                "mpmc capacity 12, total matching"
+            } else {
+                "spsc capacity 12, total matching"
+            },
+            Box::new(move |r: &Guarded| {
+                let is_mpmc = r.read_pod::<u32>(OFF_KIND).unwrap() == Kind::MPMC_RING.0;
+                if is_mpmc == mpmc {
+                    r.write_pod(OFF_CAPACITY, &12u64).unwrap();
+                    let total = if mpmc { mpmc_size(12) } else { spsc_size(12) };
+                    r.write_pod(OFF_TOTAL, &total).unwrap();
+                }
+            }),
+        ));
+    }
+    for (what, edit) in &edits {
+        for (bytes, mpmc) in [(spsc_bytes(), false), (mpmc_bytes(), true)] {
+            let region = Guarded::with_bytes(&bytes);
+            edit(&region);
+            let attached = if mpmc {
+                MpmcRing::<u64, _>::attach(&region).map(|_| ())
+            } else {
+                SpscRing::<u64, _>::attach(&region).map(|_| ())
+            };
+            let inspected = inspect(&region);
+            match (attached, inspected) {
+                (Err(a), Err(i)) => assert_eq!(a.to_string(), i.to_string(), "{what}, mpmc {mpmc}"),
+                (Ok(()), Ok(info)) => assert!(info.len() <= info.capacity, "{what}"),
+                (a, i) => panic!("{what}, mpmc {mpmc}: attach gave {a:?}, inspect {i:?}"),
+            }
+        }
+    }
+    // The typed checks of `attach` that `inspect`, which has no type, leaves out
+    // are the element size and alignment; an alignment that no type has is refused.
+    let region = Guarded::with_bytes(&spsc_bytes());
+    region.write_pod(OFF_ELEM_ALIGN, &3u32).unwrap();
+    let err = inspect(&region).unwrap_err();
+    assert!(
+        matches!(err, RingError::ElemAlign { align: 3, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("alignment 3 is not a power of two"),
+        "{err}"
+    );
+}
+
 /// Random bytes, then random bytes behind a plausible header, attached as
 /// both kinds: an error or, where the random header happens to be valid, a
 /// ring that survives a few operations.
@@ -518,6 +679,22 @@ fn random_bytes_never_panic() {
                 plausible_header(&mut rng, &mut bytes);
             }
             let region = Guarded::with_bytes(&bytes);
+            // `inspect` first (the operations below change the bytes): it
+            // never panics, and on a header for `u64` elements it accepts
+            // exactly what one of the attaches accepts.
+            let inspected = inspect(&region);
+            if let Ok(info) = &inspected {
+                assert!(info.capacity.is_power_of_two(), "{info:?}");
+                assert!(info.len() <= info.capacity, "{info:?}");
+            }
+            let u64_elems = len >= HEADER_SIZE
+                && region.read_pod::<u32>(OFF_ELEM_SIZE).unwrap() == 8
+                && region.read_pod::<u32>(OFF_ELEM_ALIGN).unwrap() == 8;
+            let attachable = SpscRing::<u64, _>::attach(&region).is_ok()
+                || MpmcRing::<u64, _>::attach(&region).is_ok();
+            if u64_elems {
+                assert_eq!(inspected.is_ok(), attachable, "{inspected:?}");
+            }
             if let Ok(ring) = SpscRing::<u64, _>::attach(&region) {
                 accepted += 1;
                 spsc_ops(&ring, &mut rng, &region, 50, false);

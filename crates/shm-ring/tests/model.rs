@@ -275,7 +275,7 @@ fn run_spsc<T: Elem>(
                 } else {
                     prop_assert_eq!(
                         got,
-                        Err(BulkError {
+                        Err(BulkError::TooFew {
                             requested: n,
                             available: free
                         })
@@ -303,7 +303,7 @@ fn run_spsc<T: Elem>(
                                 let over = chunk.write_bytes(i, half, &vec![0; size + 1 - half]);
                                 prop_assert_eq!(
                                     over,
-                                    Err(BulkError {
+                                    Err(BulkError::TooFew {
                                         requested: size + 1,
                                         available: size
                                     })
@@ -311,7 +311,7 @@ fn run_spsc<T: Elem>(
                                 let wrapped = chunk.write_bytes(i, usize::MAX, &[0]);
                                 prop_assert_eq!(
                                     wrapped,
-                                    Err(BulkError {
+                                    Err(BulkError::TooFew {
                                         requested: usize::MAX,
                                         available: size
                                     })
@@ -335,7 +335,7 @@ fn run_spsc<T: Elem>(
                     prop_assert!(n > free, "write_chunk({}) refused with {} free", n, free);
                     prop_assert_eq!(
                         e,
-                        BulkError {
+                        BulkError::TooFew {
                             requested: n,
                             available: free
                         }
@@ -374,7 +374,7 @@ fn run_spsc<T: Elem>(
                         prop_assert!(k > len);
                         prop_assert_eq!(
                             e,
-                            BulkError {
+                            BulkError::TooFew {
                                 requested: k,
                                 available: len
                             }
@@ -415,7 +415,7 @@ fn run_spsc<T: Elem>(
                                     let err = chunk.read_bytes(i, 0, &mut over);
                                     prop_assert_eq!(
                                         err,
-                                        Err(BulkError {
+                                        Err(BulkError::TooFew {
                                             requested: size + 1,
                                             available: size
                                         })
@@ -437,7 +437,7 @@ fn run_spsc<T: Elem>(
                         prop_assert!(n > len);
                         prop_assert_eq!(
                             e,
-                            BulkError {
+                            BulkError::TooFew {
                                 requested: n,
                                 available: len
                             }
@@ -557,7 +557,7 @@ fn run_mpmc<T: Elem>(
                 } else {
                     prop_assert_eq!(
                         got,
-                        Err(BulkError {
+                        Err(BulkError::TooFew {
                             requested: n,
                             available: free
                         })
