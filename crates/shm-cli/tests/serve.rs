@@ -1100,7 +1100,9 @@ fn a_posix_segment_shrunk_under_the_server_is_an_error_answer_and_it_keeps_servi
     let mut server = Server::start(&[]);
     let (name, _guard) = test_name();
     let bare = name[1..].to_owned();
-    let shm = shm_segment::PosixOptions::new().create(&name, 4096).unwrap();
+    let shm = shm_segment::PosixOptions::new()
+        .create(&name, 4096)
+        .unwrap();
     shm.map().unwrap().write_at(0, b"before").unwrap();
     let path = format!("/posix/read/{bare}");
     server.get(&path).expect(200);

@@ -156,8 +156,7 @@ fn take_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
             for i in 0..bytes / FD_SPACE {
                 // SAFETY: the `i`th c_int of this header's data, inside the
                 // filled part of the control buffer (bounded above).
-                let raw =
-                    unsafe { std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i)) };
+                let raw = unsafe { std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i)) };
                 // SAFETY: the kernel installed this descriptor in this process
                 // for this message; nothing else owns it.
                 fds.push(unsafe { OwnedFd::from_raw_fd(raw) });

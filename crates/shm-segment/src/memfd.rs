@@ -178,8 +178,8 @@ impl Memfd {
         };
         let memfd = Memfd { fd, name };
         let target = memfd.target();
-        let st =
-            crate::posix::fstat(memfd.fd.as_fd()).map_err(|e| Error::os("open", target.clone(), e))?;
+        let st = crate::posix::fstat(memfd.fd.as_fd())
+            .map_err(|e| Error::os("open", target.clone(), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::NotRegularFile { target });
         }

@@ -764,7 +764,14 @@ fn sealed_memfd_refuses_writable_maps_and_resizes() {
     // Every Memfd refuses to shrink (sealed since create), before any syscall.
     let err = fd.resize(1024).unwrap_err();
     assert!(
-        matches!(err, Error::ShrinkRefused { size: 4096, new_size: 1024, .. }),
+        matches!(
+            err,
+            Error::ShrinkRefused {
+                size: 4096,
+                new_size: 1024,
+                ..
+            }
+        ),
         "resize 1024: {err:?}"
     );
     names(&err, "shm-test-sized");

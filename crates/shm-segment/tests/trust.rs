@@ -18,9 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 
-use shm_segment::{
-    recv_fd, Access, Error, Memfd, PosixOptions, PosixShm, Region, Seals, Target,
-};
+use shm_segment::{recv_fd, Access, Error, Memfd, PosixOptions, PosixShm, Region, Seals, Target};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -174,7 +172,14 @@ fn memfds_made_here_are_sealed_against_shrinking() {
     let map = memfd.map().unwrap();
     let err = memfd.resize(4096).unwrap_err();
     assert!(
-        matches!(err, Error::ShrinkRefused { size: 8192, new_size: 4096, .. }),
+        matches!(
+            err,
+            Error::ShrinkRefused {
+                size: 8192,
+                new_size: 4096,
+                ..
+            }
+        ),
         "{err:?}"
     );
     let msg = err.to_string();
@@ -237,7 +242,15 @@ fn posix_read_at_and_write_at_survive_a_peer_that_shrinks_the_segment() {
     // Past the end: refused, nothing written.
     let err = shm.write_at(4091, b"tail!!").unwrap_err();
     assert!(
-        matches!(err, Error::OutOfBounds { offset: 4091, len: 6, size: 4096, .. }),
+        matches!(
+            err,
+            Error::OutOfBounds {
+                offset: 4091,
+                len: 6,
+                size: 4096,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(shm.read_at(usize::MAX, &mut buf).is_err());
@@ -266,10 +279,7 @@ fn posix_read_at_and_write_at_survive_a_peer_that_shrinks_the_segment() {
         .access(Access::ReadOnly)
         .open(&name)
         .unwrap();
-    assert!(matches!(
-        ro.write_at(0, b"x"),
-        Err(Error::ReadOnly { .. })
-    ));
+    assert!(matches!(ro.write_at(0, b"x"), Err(Error::ReadOnly { .. })));
     ro.read_at(0, &mut buf).unwrap();
 }
 
@@ -324,8 +334,13 @@ fn labelled(what: &str, n: usize) -> (Vec<String>, Vec<Memfd>) {
 }
 
 fn still_open(label: &str) -> bool {
-    let (bare, deleted) = (format!("/memfd:{label}"), format!("/memfd:{label} (deleted)"));
-    open_fds().iter().any(|link| *link == bare || *link == deleted)
+    let (bare, deleted) = (
+        format!("/memfd:{label}"),
+        format!("/memfd:{label} (deleted)"),
+    );
+    open_fds()
+        .iter()
+        .any(|link| *link == bare || *link == deleted)
 }
 
 /// In a child (this binary run again for this one test), so that no other
