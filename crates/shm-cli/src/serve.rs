@@ -43,7 +43,11 @@
 //!   the first NUL. So writing `"abc"` over `"testdata2"` reads back `"abc"`,
 //!   as with the seed.
 //! - POSIX `write` copies exactly the data's bytes at `offset` (default 0);
-//!   POSIX `read` answers the whole segment with trailing NULs dropped.
+//!   POSIX `read` answers the whole segment with trailing NULs dropped. Both
+//!   go through the descriptor (`pread`/`pwrite`), never a mapping: another
+//!   user may truncate a POSIX segment at any time, and a mapping would turn
+//!   that into a `SIGBUS` that ends the server. A segment that shrinks under
+//!   a request is a 409 for that request, and the server goes on serving.
 //! - Bytes that are not UTF-8 are read back lossily (U+FFFD).
 //! - A write is all or nothing: one that would pass the end is a 413 and
 //!   writes nothing. A read whose text would be over 16 MiB is a 413 too
@@ -55,7 +59,8 @@
 //! Errors are JSON, `{"error": "...", "status": N, "target": "..."}`: the
 //! message names the operation, the segment and the cause. 400 malformed
 //! request, 401 missing or wrong token, 403 permission, 404 no such segment
-//! (or route), 409 exists, 413 too large, 421 wrong `Host`, 507 no space,
+//! (or route), 409 exists (or too small, or shrank under the request), 413
+//! too large, 421 wrong `Host`, 507 no space,
 //! 500 anything else.
 //!
 //! Security (DESIGN.md, "Security defaults"):

@@ -113,11 +113,14 @@ pub(crate) struct MapTicket(Arc<AtomicUsize>);
 
 impl Drop for MapTicket {
     fn drop(&mut self) {
+        // SYNC POINT: this Release pairs with the Acquire of
+        // `MapCount::shrink_lock`: the munmap before it comes before a shrink.
         self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
-/// Held across a shrinking `ftruncate`: new mappings of the handle wait.
+/// Held across a resize by a handle with no live mapping (so it may shrink):
+/// new mappings of the handle wait for it.
 #[derive(Debug)]
 pub(crate) struct ShrinkLock<'a>(&'a AtomicUsize);
 

@@ -136,12 +136,13 @@ impl Memfd {
     /// (or inherited), and makes sure that mapping it is safe: it must be a
     /// non-empty memfd sealed against shrinking. A sealable memfd without the
     /// seal gets it here ([`Seals::SHRINK`], which then binds the sender
-    /// too); anything else is [`Error::UntrustedFd`], naming the descriptor
-    /// and why: a file that is not a memfd (a disk file, a POSIX segment),
-    /// a memfd made without `MFD_ALLOW_SEALING` or whose seals were sealed
-    /// without the shrink seal, or a read-only descriptor of an unsealed
-    /// memfd (adding a seal needs write access). The descriptor is closed
-    /// on refusal. The name is read back from `/proc/self/fd`.
+    /// too). Refused, with the descriptor closed: what is no regular file
+    /// ([`Error::NotRegularFile`]), an empty file ([`Error::TooSmall`]), and,
+    /// as [`Error::UntrustedFd`] naming the descriptor and why, a file that
+    /// is not a memfd (a disk file, a POSIX segment), a memfd made without
+    /// `MFD_ALLOW_SEALING` or whose seals were sealed without the shrink
+    /// seal, or a read-only descriptor of an unsealed memfd (adding a seal
+    /// needs write access). The name is read back from `/proc/self/fd`.
     ///
     /// # Examples
     ///
