@@ -1,9 +1,11 @@
 //! `shm gc`: find and remove orphaned segments.
 
 use serde::Serialize;
-use shm_segment::{Access, Header, PosixOptions, PosixShm, ProcessId, SysvSegment};
+use shm_segment::{Access, Header, PosixShm, ProcessId, ShmName, SysvSegment, HEADER_SIZE};
 
+use crate::ops;
 use crate::procmaps::{self, Mapped};
+use crate::target::Target;
 
 /// One orphan found.
 #[derive(Debug, Serialize)]
@@ -60,11 +62,17 @@ pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Vec<Orphan>, shm_segmen
             continue;
         }
         // Only segments that carry this project's header: others are not ours to judge.
-        let Ok(shm) = PosixOptions::new().access(Access::ReadOnly).open(&st.name) else {
+        // Never mapped: another user may shrink it under us (see `ops::Opened`).
+        let Ok(name) = ShmName::new(&st.name) else {
             continue;
         };
-        let Ok(map) = shm.map() else { continue };
-        let Ok(info) = Header::read(&map) else {
+        let Ok(opened) = ops::open(&Target::Posix(name), Access::ReadOnly, "gc") else {
+            continue;
+        };
+        let Ok(header) = opened.region(Some(HEADER_SIZE)) else {
+            continue;
+        };
+        let Ok(info) = Header::read(&&*header) else {
             continue;
         };
         if info.creator.is_alive() {

@@ -1,7 +1,7 @@
 //! `shm inspect`: decode this project's structures in a segment, read-only.
 
 use serde::Serialize;
-use shm_segment::{Access, Header, Kind};
+use shm_segment::{Access, Header, Kind, Region};
 
 use crate::ops;
 use crate::target::Target;
@@ -80,10 +80,12 @@ fn pool_err(e: shm_mempool::PoolError) -> String {
     e.to_string()
 }
 
-/// Maps the target read-only and decodes its header and state.
+/// Opens the target read-only and decodes its header and state: in the
+/// mapping of a System V segment, in a copy of a POSIX one (see `ops::Opened`).
 pub(crate) fn run(target: &Target) -> Result<Report, crate::Failure> {
     let opened = ops::open(target, Access::ReadOnly, "inspect")?;
-    let region = opened.region();
+    let copy = opened.region(None)?;
+    let region: &dyn Region = &*copy;
     let info = Header::read(&region)?;
     let (ring, pool) = match info.kind {
         Kind::SPSC_RING | Kind::MPMC_RING => (

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 use shm_segment::{
-    Access, Error, Mapping, PermChange, PosixOptions, PosixShm, PosixStat, Region, RegionChecks,
-    SysvMapping, SysvOptions, SysvSegment, SysvStat,
+    Access, Error, HeapRegion, PermChange, PosixOptions, PosixShm, PosixStat, Region, SysvMapping,
+    SysvOptions, SysvSegment, SysvStat,
 };
 
 use crate::procmaps::{self, Mapped};
@@ -172,22 +172,149 @@ pub(crate) fn list(sysv_too: bool, posix_too: bool) -> Result<Vec<Stat>> {
     Ok(out)
 }
 
-/// A mapping of the target, kept with what keeps it alive.
+/// An opened segment, kept with what keeps it alive.
+///
+/// System V segments cannot shrink, so they are mapped. POSIX segments are
+/// never mapped here: anyone who may write one can `ftruncate` it at any
+/// time, and touching a mapping past the new end would kill this process
+/// with `SIGBUS` (see `shm_segment::PosixShm`, "Shrinking and `SIGBUS`").
+/// They are read and written with `pread`/`pwrite` on the descriptor
+/// instead, so a shrink is an error for that one command or request.
 pub(crate) enum Opened {
     Sysv(SysvMapping),
-    Posix(Mapping),
+    Posix {
+        shm: PosixShm,
+        /// The size when it was opened: what "the whole segment" means.
+        len: usize,
+    },
 }
 
 impl Opened {
-    pub(crate) fn region(&self) -> &dyn Region {
+    /// The size in bytes when it was opened.
+    pub(crate) fn len(&self) -> usize {
         match self {
-            Opened::Sysv(m) => m,
-            Opened::Posix(m) => m,
+            Opened::Sysv(m) => m.len(),
+            Opened::Posix { len, .. } => *len,
+        }
+    }
+
+    /// The segment, as errors name it.
+    pub(crate) fn target(&self) -> shm_segment::Target {
+        match self {
+            Opened::Sysv(m) => m.target(),
+            Opened::Posix { shm, .. } => shm_segment::Target::Posix(shm.name().to_string()),
+        }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf`; all or nothing.
+    pub(crate) fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        match self {
+            Opened::Sysv(m) => m.read_at(offset, buf),
+            Opened::Posix { shm, len } => shm
+                .read_at(offset, buf)
+                .map_err(|e| shrunk_since_open(e, *len)),
+        }
+    }
+
+    /// Copies `data` in at `offset`; all or nothing.
+    pub(crate) fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+        match self {
+            Opened::Sysv(m) => m.write_at(offset, data),
+            Opened::Posix { shm, len } => shm
+                .write_at(offset, data)
+                .map_err(|e| shrunk_since_open(e, *len)),
+        }
+    }
+
+    /// A region to decode this project's structures in: the mapping itself
+    /// for System V, a private copy of the first `prefix` bytes (all when
+    /// `None`) for POSIX, the rest reading as zeros.
+    pub(crate) fn region(&self, prefix: Option<usize>) -> Result<Box<dyn Region + '_>> {
+        match self {
+            Opened::Sysv(m) => Ok(Box::new(m)),
+            Opened::Posix { shm, len } => Ok(Box::new(Snapshot::take(shm, *len, prefix, |e| {
+                shrunk_since_open(e, *len)
+            })?)),
         }
     }
 }
 
-/// Maps the target, read-only or read-write.
+/// A bounds error on a range that fitted when the segment was opened: it
+/// shrank since, which is what the message should say.
+fn shrunk_since_open(err: Error, opened_len: usize) -> Error {
+    match err {
+        Error::OutOfBounds {
+            op,
+            target,
+            offset,
+            len,
+            size,
+        } if offset.checked_add(len).is_some_and(|end| end <= opened_len) => Error::Shrunk {
+            op,
+            target,
+            offset,
+            len,
+            size: size as u64,
+        },
+        other => other,
+    }
+}
+
+/// A private copy of a POSIX segment, read with `pread`, that the decoders
+/// (`Header::read`, `shm_ring::inspect`, …) can take as a region: no peer
+/// can shrink it under them.
+#[derive(Debug)]
+struct Snapshot {
+    copy: HeapRegion,
+    target: shm_segment::Target,
+}
+
+impl Snapshot {
+    /// Copies the first `prefix` bytes of `len` (all when `None`) in pieces.
+    fn take(
+        shm: &PosixShm,
+        len: usize,
+        prefix: Option<usize>,
+        on_err: impl Fn(Error) -> Error,
+    ) -> Result<Self> {
+        let target = shm_segment::Target::Posix(shm.name().to_string());
+        let copy = HeapRegion::try_new(len).map_err(|_| Error::InvalidArgument {
+            op: "read",
+            target: target.clone(),
+            reason: format!("cannot allocate {len} bytes for a copy of it"),
+        })?;
+        let want = prefix.map_or(len, |p| p.min(len));
+        let mut piece = vec![0u8; want.min(1 << 20)];
+        let mut offset = 0;
+        while offset < want {
+            let n = piece.len().min(want - offset);
+            shm.read_at(offset, &mut piece[..n]).map_err(&on_err)?;
+            copy.write_at(offset, &piece[..n])?;
+            offset += n;
+        }
+        Ok(Snapshot { copy, target })
+    }
+}
+
+// SAFETY: forwards pointer and length to the `HeapRegion` it owns, which
+// upholds the contract for as long as the snapshot lives; it claims to be
+// read-only, which asks less of the memory, not more.
+unsafe impl Region for Snapshot {
+    fn as_ptr(&self) -> *mut u8 {
+        self.copy.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.copy.len()
+    }
+    fn is_read_only(&self) -> bool {
+        true
+    }
+    fn target(&self) -> shm_segment::Target {
+        self.target.clone()
+    }
+}
+
+/// Opens the target: System V mapped, POSIX by descriptor (see [`Opened`]).
 pub(crate) fn open(target: &Target, access: Access, op: &'static str) -> Result<Opened> {
     match sysv(target, op)? {
         Some(seg) => Ok(Opened::Sysv(seg.attach(access)?)),
@@ -196,7 +323,13 @@ pub(crate) fn open(target: &Target, access: Access, op: &'static str) -> Result<
                 unreachable!("sysv() handles the rest")
             };
             let shm = PosixOptions::new().access(access).open(name.as_str())?;
-            Ok(Opened::Posix(shm.map()?))
+            let size = shm.size()?;
+            let len = usize::try_from(size).map_err(|_| Error::InvalidArgument {
+                op,
+                target: shm_segment::Target::Posix(name.to_string()),
+                reason: format!("size {size} does not fit in the address space"),
+            })?;
+            Ok(Opened::Posix { shm, len })
         }
     }
 }
@@ -204,30 +337,31 @@ pub(crate) fn open(target: &Target, access: Access, op: &'static str) -> Result<
 /// `len` bytes from `offset` (to the end when `None`).
 pub(crate) fn read(target: &Target, offset: usize, len: Option<usize>) -> Result<Vec<u8>> {
     let opened = open(target, Access::ReadOnly, "read")?;
-    let region = opened.region();
+    let size = opened.len();
+    let out_of_bounds = |len| Error::OutOfBounds {
+        op: "read",
+        target: opened.target(),
+        offset,
+        len,
+        size,
+    };
     let len = match len {
         Some(n) => n,
-        None => region
-            .len()
-            .checked_sub(offset)
-            .ok_or_else(|| Error::OutOfBounds {
-                op: "read",
-                target: region.target(),
-                offset,
-                len: 0,
-                size: region.len(),
-            })?,
+        None => size.checked_sub(offset).ok_or_else(|| out_of_bounds(0))?,
     };
-    region.check_range("read", offset, len)?;
+    // Checked before the buffer is allocated: a huge --len is an error, not an abort.
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(out_of_bounds(len));
+    }
     let mut buf = vec![0; len];
-    region.read_at(offset, &mut buf)?;
+    opened.read_at(offset, &mut buf)?;
     Ok(buf)
 }
 
 /// Writes `data` at `offset`: all of it, or nothing when it would pass the end.
 pub(crate) fn write(target: &Target, offset: usize, data: &[u8]) -> Result<()> {
     let opened = open(target, Access::ReadWrite, "write")?;
-    opened.region().write_at(offset, data)
+    opened.write_at(offset, data)
 }
 
 /// Changes owner and mode.
@@ -280,7 +414,11 @@ pub(crate) fn http_status(err: &Error) -> u16 {
         Error::OutOfBounds { .. } => 413,
         Error::ReadOnly { .. } => 403,
         Error::InvalidName { .. } | Error::InvalidArgument { .. } | Error::Misaligned { .. } => 400,
-        Error::TooSmall { .. } | Error::NotRegularFile { .. } | Error::Header { .. } => 409,
+        Error::TooSmall { .. }
+        | Error::NotRegularFile { .. }
+        | Error::Header { .. }
+        | Error::Shrunk { .. }
+        | Error::ShrinkRefused { .. } => 409,
         _ => 500,
     }
 }

@@ -43,7 +43,11 @@
 //!   the first NUL. So writing `"abc"` over `"testdata2"` reads back `"abc"`,
 //!   as with the seed.
 //! - POSIX `write` copies exactly the data's bytes at `offset` (default 0);
-//!   POSIX `read` answers the whole segment with trailing NULs dropped.
+//!   POSIX `read` answers the whole segment with trailing NULs dropped. Both
+//!   go through the descriptor (`pread`/`pwrite`), never a mapping: another
+//!   user may truncate a POSIX segment at any time, and a mapping would turn
+//!   that into a `SIGBUS` that ends the server. A segment that shrinks under
+//!   a request is a 409 for that request, and the server goes on serving.
 //! - Bytes that are not UTF-8 are read back lossily (U+FFFD).
 //! - A write is all or nothing: one that would pass the end is a 413 and
 //!   writes nothing. A read whose text would be over 16 MiB is a 413 too
@@ -55,7 +59,8 @@
 //! Errors are JSON, `{"error": "...", "status": N, "target": "..."}`: the
 //! message names the operation, the segment and the cause. 400 malformed
 //! request, 401 missing or wrong token, 403 permission, 404 no such segment
-//! (or route), 409 exists, 413 too large, 421 wrong `Host`, 507 no space,
+//! (or route), 409 exists (or too small, or shrank under the request), 413
+//! too large, 421 wrong `Host`, 507 no space,
 //! 500 anything else.
 //!
 //! Security (DESIGN.md, "Security defaults"):
@@ -92,7 +97,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shm_segment::{Access, PermChange, Region, ShmName, SysvKey, SysvSegment};
+use shm_segment::{Access, PermChange, ShmName, SysvKey, SysvSegment};
 
 use crate::ops;
 use crate::target::{parse_int, parse_mode, Target};
@@ -641,8 +646,26 @@ fn too_big_to_read(target: &str, what: &str) -> ApiError {
     )
 }
 
+/// What the readers below need: a length and a copying read. An opened
+/// segment reads a POSIX one with `pread` (see `ops::Opened`), so a segment
+/// that shrinks under a read is an error answer, never a `SIGBUS` that would
+/// take the whole server down.
+trait ReadAt {
+    fn len(&self) -> usize;
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), shm_segment::Error>;
+}
+
+impl ReadAt for ops::Opened {
+    fn len(&self) -> usize {
+        ops::Opened::len(self)
+    }
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), shm_segment::Error> {
+        ops::Opened::read_at(self, offset, buf)
+    }
+}
+
 /// The bytes before the first NUL (the seed's C-string read).
-fn read_c_string(region: &dyn Region, target: &str) -> Result<Vec<u8>, ApiError> {
+fn read_c_string(region: &impl ReadAt, target: &str) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
     let mut chunk = vec![0u8; CHUNK.min(region.len())];
     let mut offset = 0;
@@ -666,7 +689,7 @@ fn read_c_string(region: &dyn Region, target: &str) -> Result<Vec<u8>, ApiError>
 }
 
 /// The whole region without its trailing NULs.
-fn read_trimmed(region: &dyn Region, target: &str) -> Result<Vec<u8>, ApiError> {
+fn read_trimmed(region: &impl ReadAt, target: &str) -> Result<Vec<u8>, ApiError> {
     let mut chunk = vec![0u8; CHUNK.min(region.len())];
     let mut end = region.len();
     while end > 0 {
@@ -822,13 +845,12 @@ async fn sysv_write(
         open_checked(key, shmid, &what)?;
         let opened = ops::open(&Target::Id(shmid), Access::ReadWrite, "write")
             .map_err(|e| ApiError::segment(e, &what))?;
-        let region = opened.region();
         let mut bytes = req.data.into_bytes();
         // A C string: the terminating NUL goes too when there is room.
-        if bytes.len() < region.len() {
+        if bytes.len() < opened.len() {
             bytes.push(0);
         }
-        region
+        opened
             .write_at(0, &bytes)
             .map_err(|e| ApiError::segment(e, &what))
     })
@@ -843,7 +865,7 @@ async fn sysv_read(path: Result<Path<(String, String)>, PathRejection>) -> ApiRe
         open_checked(key, shmid, &what)?;
         let opened = ops::open(&Target::Id(shmid), Access::ReadOnly, "read")
             .map_err(|e| ApiError::segment(e, &what))?;
-        read_c_string(opened.region(), &what)
+        read_c_string(&opened, &what)
     })
     .await?;
     Ok(Json(json!({ "data": String::from_utf8_lossy(&bytes) })))
@@ -962,7 +984,7 @@ async fn posix_read(path: Result<Path<String>, PathRejection>) -> ApiResult {
     let bytes = blocking(&label, move || {
         let opened = ops::open(&Target::Posix(name), Access::ReadOnly, "read")
             .map_err(|e| ApiError::segment(e, &what))?;
-        read_trimmed(opened.region(), &what)
+        read_trimmed(&opened, &what)
     })
     .await?;
     Ok(Json(json!({ "data": String::from_utf8_lossy(&bytes) })))
@@ -1016,6 +1038,7 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shm_segment::Region;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -1089,6 +1112,15 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(err.message.contains("panicked: boom"), "{}", err.message);
+    }
+
+    impl ReadAt for shm_segment::HeapRegion {
+        fn len(&self) -> usize {
+            Region::len(self)
+        }
+        fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), shm_segment::Error> {
+            Region::read_at(self, offset, buf)
+        }
     }
 
     #[test]

@@ -1203,6 +1203,114 @@ fn inspect_decodes_rings_pools_and_channels() {
 }
 
 // ---------------------------------------------------------------------------
+// A segment that shrinks under the tool
+
+/// A peer that truncates a POSIX segment to 0 bytes and back to `size`, over
+/// and over, until dropped (also when the test panics).
+struct Shrinker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<u64>>,
+}
+
+impl Shrinker {
+    fn start(shm: PosixShm, size: i64) -> Shrinker {
+        use std::os::fd::{AsFd, AsRawFd};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut rounds = 0;
+            while !flag.load(Ordering::Relaxed) {
+                for len in [0, size] {
+                    // SAFETY: ftruncate(2) on the descriptor `shm` owns.
+                    let ret = unsafe { libc::ftruncate(shm.as_fd().as_raw_fd(), len) };
+                    assert_eq!(ret, 0, "ftruncate: {}", std::io::Error::last_os_error());
+                    thread::sleep(Duration::from_micros(150));
+                }
+                rounds += 1;
+            }
+            rounds
+        });
+        Shrinker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the loop; how many times it shrank the segment.
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Shrinker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `ftruncate(2)` through another handle, as a peer would.
+fn truncate_posix(name: &str, len: i64) {
+    use std::os::fd::{AsFd, AsRawFd};
+    let peer = PosixOptions::new().min_size(0).open(name).unwrap();
+    // SAFETY: ftruncate(2) on the descriptor `peer` owns.
+    let ret = unsafe { libc::ftruncate(peer.as_fd().as_raw_fd(), len) };
+    assert_eq!(ret, 0, "ftruncate: {}", std::io::Error::last_os_error());
+}
+
+/// A POSIX segment that another process may truncate at any time (its
+/// owner, or any user it is writable for) must never kill `shm` with
+/// SIGBUS: reading and writing it go through the descriptor, and a shrink
+/// is an error naming the segment.
+#[test]
+fn a_posix_segment_shrunk_under_shm_is_an_error_never_a_signal() {
+    let (name, _shm) = posix_region("shrunk", 4096);
+    ok(&["write", &name, "before"]);
+    // Shrunk to nothing after creation, by another handle.
+    truncate_posix(&name, 0);
+    for args in [
+        &["read", name.as_str()][..],
+        &["read", &name, "--len", "6"],
+        &["write", &name, "x"],
+        &["inspect", &name],
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, Some(1), "{args:?}: {out:?}");
+        let line = out.one_error_line();
+        assert!(line.starts_with("shm: ") && line.contains(&name), "{line}");
+    }
+
+    // Shrunk while `shm read` copies it: each run either reads it or fails
+    // with one line naming it; none dies of a signal.
+    const SIZE: i64 = 16 << 20;
+    truncate_posix(&name, SIZE);
+    let shrinker = Shrinker::start(PosixShm::open(&name).unwrap(), SIZE);
+    let (mut read, mut failed) = (0, 0);
+    for _ in 0..20 {
+        let out = run(&["read", &name, "--trim"]);
+        assert!(
+            out.code.is_some(),
+            "shm read was killed by a signal (SIGBUS?) while the segment shrank: {out:?}"
+        );
+        if out.ok() {
+            read += 1;
+        } else {
+            failed += 1;
+            let line = out.one_error_line();
+            assert!(line.starts_with("shm: ") && line.contains(&name), "{line}");
+        }
+    }
+    let rounds = shrinker.stop();
+    eprintln!("{read} reads, {failed} clean failures, {rounds} shrinks");
+    // And it still works once the peer is done.
+    ok(&["write", &name, "after"]);
+    assert_eq!(ok(&["read", &name, "--len", "5"]), "after");
+}
+
+// ---------------------------------------------------------------------------
 // completions
 
 #[test]

@@ -1048,3 +1048,113 @@ fn a_stuck_connection_delays_shutdown_by_seconds_at_most() {
     );
     drop(stuck);
 }
+
+// ---------------------------------------------------------------------------
+// A segment that shrinks under the server
+
+/// `ftruncate(2)` on a descriptor of the segment, as a peer would.
+fn truncate_fd(shm: &PosixShm, len: i64) {
+    use std::os::fd::{AsFd, AsRawFd};
+    // SAFETY: ftruncate(2) on the descriptor `shm` owns.
+    let ret = unsafe { libc::ftruncate(shm.as_fd().as_raw_fd(), len) };
+    assert_eq!(ret, 0, "ftruncate: {}", std::io::Error::last_os_error());
+}
+
+/// A peer that truncates a POSIX segment to 0 bytes and back to `size`, over
+/// and over, until dropped (also when the test panics).
+struct Shrinker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Shrinker {
+    fn start(shm: PosixShm, size: i64) -> Shrinker {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                for len in [0, size] {
+                    truncate_fd(&shm, len);
+                    std::thread::sleep(Duration::from_micros(150));
+                }
+            }
+        });
+        Shrinker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Shrinker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_posix_segment_shrunk_under_the_server_is_an_error_answer_and_it_keeps_serving() {
+    let mut server = Server::start(&[]);
+    let (name, _guard) = test_name();
+    let bare = name[1..].to_owned();
+    let shm = shm_segment::PosixOptions::new()
+        .create(&name, 4096)
+        .unwrap();
+    shm.map().unwrap().write_at(0, b"before").unwrap();
+    let path = format!("/posix/read/{bare}");
+    server.get(&path).expect(200);
+
+    // Shrunk to nothing by another handle: an error answer naming it.
+    truncate_fd(&shm, 0);
+    server.get(&path).expect_error(409, &[&name]);
+    server
+        .call(
+            "POST",
+            &format!("/posix/write/{bare}"),
+            Some(r#"{"data": "x"}"#),
+        )
+        .expect_error(409, &[&name]);
+
+    // Shrunk while a read copies it: every request is answered (the data,
+    // or an error naming the segment), and the server never dies.
+    const SIZE: i64 = 8 << 20;
+    truncate_fd(&shm, SIZE);
+    let shrinker = Shrinker::start(PosixShm::open(&name).unwrap(), SIZE);
+    let host = server.host();
+    for _ in 0..20 {
+        let request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\nHost: {host}\r\n\r\n");
+        let answered = (|| {
+            let mut stream = TcpStream::connect_timeout(&server.addr, TIMEOUT).ok()?;
+            stream.set_read_timeout(Some(TIMEOUT)).ok()?;
+            stream.write_all(request.as_bytes()).ok()?;
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).ok()?;
+            (!raw.is_empty()).then_some(raw)
+        })();
+        let Some(raw) = answered else {
+            let status = wait_timeout(&mut server.child);
+            panic!(
+                "no answer while the segment shrank; the server ended with {status:?} \
+                 (a signal: SIGBUS?); stderr: {}",
+                server.stderr.lock().unwrap()
+            );
+        };
+        let reply = parse_reply(&raw);
+        if reply.status != 200 {
+            reply.expect_error(reply.status, &[&name]);
+            assert!(reply.status < 500, "{reply:?}");
+        }
+    }
+    drop(shrinker);
+
+    // Still serving, this segment and others.
+    truncate_fd(&shm, 4096);
+    shm.map().unwrap().write_at(0, b"after").unwrap();
+    let v = server.get(&path).expect(200);
+    assert_eq!(v, json!({ "data": "after" }));
+    server.get("/list").expect(200);
+    assert!(server.child.try_wait().unwrap().is_none(), "still running");
+}

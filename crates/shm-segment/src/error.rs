@@ -135,6 +135,53 @@ pub enum Error {
         /// The size asked for.
         needed: u64,
     },
+    /// A descriptor that [`Memfd::from_fd`](crate::Memfd::from_fd) refuses to
+    /// adopt: it is not a memfd, or it is a memfd whose size may still shrink
+    /// (no `F_SEAL_SHRINK`, and this process cannot add it), so a mapping of
+    /// it could raise `SIGBUS`.
+    #[error("open fd {fd} ({file}) as a memfd: {reason}")]
+    UntrustedFd {
+        /// The descriptor number in this process.
+        fd: i32,
+        /// What `/proc/self/fd` says it is (`/memfd:NAME (deleted)`, a path),
+        /// or why that is unknown.
+        file: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A resize that would shrink a segment under mappings that would then
+    /// raise `SIGBUS`; nothing was changed. See [`PosixShm`](crate::PosixShm)
+    /// and [`Memfd`](crate::Memfd), "Shrinking and `SIGBUS`".
+    #[error("resize {target}: shrinking from {size} to {new_size} bytes is refused: {reason}")]
+    ShrinkRefused {
+        /// The segment.
+        target: Target,
+        /// Its size now.
+        size: u64,
+        /// The size asked for.
+        new_size: u64,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The segment became smaller than an access needed while the access ran:
+    /// another handle or process truncated it. Nothing past the new end was
+    /// touched.
+    #[error(
+        "{op} {target}: the segment shrank to {size} bytes under the access ({len} bytes at \
+         offset {offset}): another handle or process truncated it"
+    )]
+    Shrunk {
+        /// The operation.
+        op: &'static str,
+        /// The segment.
+        target: Target,
+        /// Where the access starts.
+        offset: usize,
+        /// How many bytes it covers.
+        len: usize,
+        /// The segment's size afterwards.
+        size: u64,
+    },
     /// A shared header that is missing, corrupted or of another kind.
     #[error("{target}: {source}")]
     Header {
@@ -190,10 +237,12 @@ impl Error {
             | Error::InvalidArgument { .. }
             | Error::OutOfBounds { .. }
             | Error::Misaligned { .. } => io::ErrorKind::InvalidInput,
-            Error::ReadOnly { .. } => io::ErrorKind::PermissionDenied,
-            Error::NotRegularFile { .. } | Error::TooSmall { .. } | Error::Header { .. } => {
-                io::ErrorKind::InvalidData
-            }
+            Error::ReadOnly { .. } | Error::ShrinkRefused { .. } => io::ErrorKind::PermissionDenied,
+            Error::NotRegularFile { .. }
+            | Error::TooSmall { .. }
+            | Error::Header { .. }
+            | Error::UntrustedFd { .. } => io::ErrorKind::InvalidData,
+            Error::Shrunk { .. } => io::ErrorKind::UnexpectedEof,
         }
     }
 }

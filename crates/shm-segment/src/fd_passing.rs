@@ -57,17 +57,42 @@ pub fn send_fd(socket: &UnixStream, fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Receives one descriptor sent with [`send_fd`]; it arrives close-on-exec.
+/// How many descriptors one message may carry for [`recv_fd`]: what its
+/// control buffer (64 bytes) holds, `CMSG_LEN(12 * 4)` = 64 on 64-bit Linux.
+const RECV_MAX_FDS: usize = 12;
+
+/// Receives one descriptor sent with [`send_fd`]; it arrives close-on-exec
+/// (`MSG_CMSG_CLOEXEC`), so no child started meanwhile inherits it.
+///
+/// The peer decides what arrives, so every descriptor the kernel installs
+/// is owned at once: the first one of the message is returned and every
+/// other one is closed, whatever the peer sent. A message with more
+/// descriptors than fit the control buffer (more than 12) is cut short by
+/// the kernel (`MSG_CTRUNC`): that is an [`InvalidData`](io::ErrorKind::InvalidData)
+/// error, and the descriptors that did arrive are closed too.
 ///
 /// # Examples
 ///
-/// See [`send_fd`].
+/// See [`send_fd`]; and a message that carries no descriptor:
+///
+/// ```
+/// use shm_segment::recv_fd;
+/// use std::os::unix::net::UnixStream;
+///
+/// let (a, b) = UnixStream::pair()?;
+/// // A peer that sends bytes and no descriptor at all.
+/// std::io::Write::write_all(&mut &a, b"x")?;
+/// let err = recv_fd(&b).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn recv_fd(socket: &UnixStream) -> io::Result<OwnedFd> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
+    // u64 storage keeps the control buffer aligned for cmsghdr.
     let mut control = [0u64; 8];
     // SAFETY: a zeroed msghdr is valid; we fill the fields we use.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -79,27 +104,67 @@ pub fn recv_fd(socket: &UnixStream) -> io::Result<OwnedFd> {
     let n = shm_sys::cvt(unsafe {
         libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)
     })?;
-    if n == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "recv_fd: the peer closed the socket",
-        ));
-    }
-    // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR checks msg_controllen.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    let is_rights = !cmsg.is_null() && {
-        // SAFETY: a non-null header from CMSG_FIRSTHDR lies inside `control`.
-        let header = unsafe { &*cmsg };
-        (header.cmsg_level, header.cmsg_type) == (libc::SOL_SOCKET, libc::SCM_RIGHTS)
-    };
-    if !is_rights {
+    // Own every descriptor first, so that no return below can leak one.
+    let fds = take_rights(&msg);
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "recv_fd: the message carried no descriptor",
+            format!(
+                "recv_fd: the control message was truncated (MSG_CTRUNC): the peer sent more \
+                 descriptors than the {RECV_MAX_FDS} one message may carry; the {} that arrived \
+                 are closed",
+                fds.len()
+            ),
         ));
     }
-    // SAFETY: an SCM_RIGHTS header carries at least one c_int.
-    let raw = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()) };
-    // SAFETY: the kernel installed a fresh descriptor for us that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    let mut fds = fds.into_iter();
+    match fds.next() {
+        // The others drop with the iterator: closed.
+        Some(first) => Ok(first),
+        None if n == 0 => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "recv_fd: the peer closed the socket",
+        )),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "recv_fd: the message carried no descriptor",
+        )),
+    }
+}
+
+/// Every descriptor of every `SCM_RIGHTS` header in `msg`, owned.
+fn take_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut fds = Vec::new();
+    let control = msg.msg_control as usize;
+    let end = control + msg.msg_controllen;
+    // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR checks msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null header from CMSG_FIRSTHDR or CMSG_NXTHDR lies
+        // inside the control buffer, which is aligned for cmsghdr.
+        let header = unsafe { &*cmsg };
+        if (header.cmsg_level, header.cmsg_type) == (libc::SOL_SOCKET, libc::SCM_RIGHTS) {
+            // SAFETY: CMSG_DATA is pointer arithmetic inside this header.
+            let data = unsafe { libc::CMSG_DATA(cmsg) };
+            // SAFETY: CMSG_LEN is pure arithmetic.
+            let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
+            // What the header claims, but never past what the kernel filled.
+            let bytes = header
+                .cmsg_len
+                .saturating_sub(header_len)
+                .min(end.saturating_sub(data as usize));
+            for i in 0..bytes / FD_SPACE {
+                // SAFETY: the `i`th c_int of this header's data, inside the
+                // filled part of the control buffer (bounded above).
+                let raw = unsafe { std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i)) };
+                // SAFETY: the kernel installed this descriptor in this process
+                // for this message; nothing else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+        // SAFETY: `msg` and `cmsg` as above; CMSG_NXTHDR returns null past the
+        // last header that fits in msg_controllen.
+        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
+    }
+    fds
 }

@@ -14,6 +14,12 @@
 //! shared state goes through atomics ([`Region::atomic_u64`]); slices over
 //! live memory come only from `unsafe` methods with a stated contract.
 //!
+//! A mapping of a file that someone truncates raises `SIGBUS` on the next
+//! touch past the new end, which no bounds check can see: every [`Memfd`] is
+//! sealed against shrinking, a [`PosixShm`] refuses to shrink under its own
+//! mappings and reads and writes by descriptor ([`PosixShm::read_at`]) where
+//! others may shrink it; see "Shrinking and `SIGBUS`" at [`Mapping`].
+//!
 //! Security defaults: exclusive creation, mode `0600` set explicitly (the
 //! umask does not decide), `O_NOFOLLOW|O_CLOEXEC`, and POSIX memory reserved
 //! up front so a full `/dev/shm` is an `ENOSPC` error, not a `SIGBUS`.

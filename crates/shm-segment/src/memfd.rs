@@ -40,6 +40,20 @@ bitflags! {
 /// system, passed to other processes as a file descriptor (inherited across
 /// `fork`/`exec`, or sent with [`send_fd`](crate::send_fd)), and sealable.
 ///
+/// # Shrinking and `SIGBUS`
+///
+/// Every `Memfd` is sealed against shrinking ([`Seals::SHRINK`]): [`create`]
+/// seals it, and [`from_fd`] adopts only a memfd that carries the seal or
+/// that it can seal. A seal binds every process that holds the descriptor,
+/// and is never lifted, so no one can truncate the memfd under a
+/// [`Mapping`], in this process or any other, and no access to one raises
+/// `SIGBUS` that way. [`resize`] may grow it (unless sealed with
+/// [`Seals::GROW`]) and refuses to shrink it ([`Error::ShrinkRefused`]).
+///
+/// [`create`]: Memfd::create
+/// [`from_fd`]: Memfd::from_fd
+/// [`resize`]: Memfd::resize
+///
 /// # Examples
 ///
 /// ```
@@ -48,8 +62,9 @@ bitflags! {
 ///
 /// let fd = Memfd::create("frame", 4096)?;
 /// fd.map()?.write_at(0, b"pixels")?;
-/// fd.add_seals(Seals::SHRINK | Seals::GROW)?;
-/// assert!(fd.resize(8192).is_err()); // sealed
+/// fd.add_seals(Seals::GROW)?;
+/// assert!(fd.resize(8192).is_err()); // sealed against growing
+/// assert!(fd.resize(1024).is_err()); // and, as every Memfd, against shrinking
 ///
 /// // Hand the descriptor to another process, which rebuilds the handle:
 /// let owned: OwnedFd = fd.into();
@@ -67,15 +82,19 @@ pub struct Memfd {
 
 impl Memfd {
     /// `memfd_create(name, MFD_CLOEXEC|MFD_ALLOW_SEALING)`, sized to `size`
-    /// bytes and reserved (`posix_fallocate`). The name is only a label (it
-    /// shows in `/proc/PID/fd` as `memfd:NAME`); it may repeat.
+    /// bytes, reserved (`posix_fallocate`) and sealed against shrinking
+    /// ([`Seals::SHRINK`]; see "Shrinking and `SIGBUS`" at [`Memfd`]). The
+    /// name is only a label (it shows in `/proc/PID/fd` as `memfd:NAME`); it
+    /// may repeat.
     ///
     /// # Examples
     ///
     /// ```
+    /// use shm_segment::Seals;
     /// let fd = shm_segment::Memfd::create("doc", 100)?;
     /// assert_eq!(fd.size()?, 100);
     /// assert_eq!(fd.name(), "doc");
+    /// assert_eq!(fd.seals()?, Seals::SHRINK);
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn create(name: &str, size: u64) -> Result<Self> {
@@ -109,52 +128,121 @@ impl Memfd {
             name: name.to_owned(),
         };
         memfd.set_len(len, 0, "create")?;
+        memfd.add_seals(Seals::SHRINK)?;
         Ok(memfd)
     }
 
-    /// Rebuilds a handle from a descriptor received from another process.
-    /// Checks that it is a regular, non-empty memory file; the name is read
-    /// back from `/proc/self/fd` when it is a memfd.
+    /// Rebuilds a handle from a descriptor received from another process
+    /// (or inherited), and makes sure that mapping it is safe: it must be a
+    /// non-empty memfd sealed against shrinking. A sealable memfd without the
+    /// seal gets it here ([`Seals::SHRINK`], which then binds the sender
+    /// too). Refused, with the descriptor closed: what is no regular file
+    /// ([`Error::NotRegularFile`]), an empty file ([`Error::TooSmall`]), and,
+    /// as [`Error::UntrustedFd`] naming the descriptor and why, a file that
+    /// is not a memfd (a disk file, a POSIX segment), a memfd made without
+    /// `MFD_ALLOW_SEALING` or whose seals were sealed without the shrink
+    /// seal, or a read-only descriptor of an unsealed memfd (adding a seal
+    /// needs write access). The name is read back from `/proc/self/fd`.
     ///
     /// # Examples
     ///
     /// ```
+    /// use shm_segment::{Error, Memfd, Seals};
     /// use std::os::fd::OwnedFd;
-    /// let fd: OwnedFd = shm_segment::Memfd::create("x", 10)?.into();
-    /// assert_eq!(shm_segment::Memfd::from_fd(fd)?.name(), "x");
-    /// # Ok::<(), shm_segment::Error>(())
+    /// let fd: OwnedFd = Memfd::create("x", 10)?.into();
+    /// let memfd = Memfd::from_fd(fd)?;
+    /// assert_eq!(memfd.name(), "x");
+    /// assert!(memfd.seals()?.contains(Seals::SHRINK));
+    ///
+    /// // A plain file is no memfd: its size could shrink under a mapping.
+    /// let file = std::fs::File::open("/proc/self/exe")?;
+    /// let err = Memfd::from_fd(file.into()).unwrap_err();
+    /// assert!(matches!(err, Error::UntrustedFd { .. }), "{err}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        let raw = fd.as_raw_fd();
+        let link = std::fs::read_link(format!("/proc/self/fd/{raw}"))
             .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let name = link
-            .strip_prefix("/memfd:")
-            .map(|n| n.strip_suffix(" (deleted)").unwrap_or(n))
-            .unwrap_or(&link)
-            .to_owned();
+            .ok();
+        let file = link
+            .clone()
+            .unwrap_or_else(|| "unknown file: /proc/self/fd cannot be read".into());
+        let untrusted = |reason: String| Error::UntrustedFd {
+            fd: raw,
+            file: file.clone(),
+            reason,
+        };
+        let name = match link.as_deref().and_then(|l| l.strip_prefix("/memfd:")) {
+            Some(n) => n.strip_suffix(" (deleted)").unwrap_or(n).to_owned(),
+            None => link.clone().unwrap_or_else(|| format!("fd {raw}")),
+        };
         let memfd = Memfd { fd, name };
         let target = memfd.target();
-        let file = std::fs::File::from(
-            memfd
-                .fd
-                .try_clone()
-                .map_err(|e| Error::os("open", target.clone(), e))?,
-        );
-        let meta = file
-            .metadata()
+        let st = crate::posix::fstat(memfd.fd.as_fd())
             .map_err(|e| Error::os("open", target.clone(), e))?;
-        if !meta.is_file() {
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::NotRegularFile { target });
         }
-        if meta.len() == 0 {
+        if st.st_size == 0 {
             return Err(Error::TooSmall {
                 target,
                 actual: 0,
                 needed: 1,
             });
         }
-        Ok(memfd)
+
+        // Which files to trust is decided by the seals alone, not by the name.
+        // F_GET_SEALS succeeds only on shared-memory files (shmem and
+        // hugetlbfs); every such file starts with F_SEAL_SEAL (no seal can be
+        // added, ever) except a memfd made with MFD_ALLOW_SEALING. So "has
+        // F_SEAL_SHRINK, or F_ADD_SEALS can add it" holds exactly for memfds
+        // that nobody can shrink from now on, which is the property a mapping
+        // needs. The /proc/self/fd link (`/memfd:NAME`) only names the file
+        // in messages: /proc may be missing (a chroot, a sandbox), and a
+        // name proves nothing about the size.
+        let is_memfd = link.as_deref().map(|l| l.starts_with("/memfd:"));
+        let not_a_memfd = match is_memfd {
+            Some(false) => "not a memfd, ",
+            _ => "",
+        };
+        // SAFETY: plain fcntl on a descriptor we own.
+        let bits = unsafe { libc::fcntl(raw, libc::F_GET_SEALS) };
+        if bits == -1 {
+            let err = std::io::Error::last_os_error();
+            return Err(untrusted(format!(
+                "not a memfd: F_GET_SEALS fails ({err}), so it is no shared-memory file and \
+                 nothing keeps its size from shrinking under a mapping (SIGBUS)"
+            )));
+        }
+        let seals = Seals::from_bits_retain(bits as u32);
+        if seals.contains(Seals::SHRINK) {
+            return Ok(memfd);
+        }
+        // SAFETY: plain fcntl on a descriptor we own.
+        if unsafe { libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } == 0 {
+            return Ok(memfd);
+        }
+        let err = std::io::Error::last_os_error();
+        let why = if seals.contains(Seals::SEAL) {
+            if is_memfd == Some(true) {
+                "F_SEAL_SEAL forbids adding it (a memfd made without MFD_ALLOW_SEALING, or \
+                 whose seals were sealed without it)"
+                    .to_owned()
+            } else {
+                "F_SEAL_SEAL forbids adding it (a shared-memory file that is no sealable \
+                 memfd, such as a POSIX segment)"
+                    .to_owned()
+            }
+        } else if err.raw_os_error() == Some(libc::EPERM) {
+            "the descriptor is read-only, and adding a seal needs write access".to_owned()
+        } else {
+            format!("F_ADD_SEALS fails ({err})")
+        };
+        Err(untrusted(format!(
+            "{not_a_memfd}not sealed against shrinking (F_SEAL_SHRINK), so a peer could \
+             truncate it under a mapping (SIGBUS), and {why}"
+        )))
     }
 
     /// The label given at creation.
@@ -187,14 +275,19 @@ impl Memfd {
         Ok(st.st_size as u64)
     }
 
-    /// Changes the size; refused (`EPERM`) when sealed against it.
+    /// Grows the memfd to `size` bytes, reserving the new memory; refused
+    /// (`EPERM`) when sealed with [`Seals::GROW`]. Shrinking is always
+    /// [`Error::ShrinkRefused`]: every `Memfd` is sealed against it (see
+    /// "Shrinking and `SIGBUS`" at [`Memfd`]).
     ///
     /// # Examples
     ///
     /// ```
+    /// use shm_segment::Error;
     /// let fd = shm_segment::Memfd::create("r", 1)?;
     /// fd.resize(4096)?;
     /// assert_eq!(fd.size()?, 4096);
+    /// assert!(matches!(fd.resize(10), Err(Error::ShrinkRefused { .. })));
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn resize(&self, size: u64) -> Result<()> {
@@ -206,8 +299,18 @@ impl Memfd {
                 target: self.target(),
                 reason: format!("size {size} must be between 1 and {}", libc::off_t::MAX),
             })?;
-        let old = self.size()? as libc::off_t;
-        self.set_len(len, old.min(len), "resize")
+        let old = self.size()?;
+        if size < old {
+            return Err(Error::ShrinkRefused {
+                target: self.target(),
+                size: old,
+                new_size: size,
+                reason: "the memfd is sealed against shrinking (F_SEAL_SHRINK), so that no \
+                         mapping of it, in any process, can raise SIGBUS"
+                    .into(),
+            });
+        }
+        self.set_len(len, old as libc::off_t, "resize")
     }
 
     fn set_len(&self, len: libc::off_t, from: libc::off_t, op: &'static str) -> Result<()> {
@@ -246,7 +349,8 @@ impl Memfd {
 
     fn map_with(&self, access: Access) -> Result<Mapping> {
         let len = usize::try_from(self.size()?).expect("64-bit target");
-        Mapping::of_fd(self.fd.as_fd(), len, access, self.target())
+        // No count of live mappings: the memfd cannot shrink (sealed).
+        Mapping::of_fd(self.fd.as_fd(), len, access, self.target(), None)
     }
 
     /// Adds seals (`F_ADD_SEALS`). Sealing against writes fails with `EBUSY`
@@ -258,8 +362,8 @@ impl Memfd {
     /// use shm_segment::{Memfd, Seals};
     /// let fd = Memfd::create("s", 64)?;
     /// fd.add_seals(Seals::GROW | Seals::SEAL)?;
-    /// assert_eq!(fd.seals()?, Seals::GROW | Seals::SEAL);
-    /// assert!(fd.add_seals(Seals::SHRINK).is_err()); // SEAL forbids more seals
+    /// assert_eq!(fd.seals()?, Seals::SHRINK | Seals::GROW | Seals::SEAL);
+    /// assert!(fd.add_seals(Seals::WRITE).is_err()); // SEAL forbids more seals
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn add_seals(&self, seals: Seals) -> Result<()> {
@@ -282,7 +386,8 @@ impl Memfd {
     /// # Examples
     ///
     /// ```
-    /// assert!(shm_segment::Memfd::create("s", 1)?.seals()?.is_empty());
+    /// use shm_segment::Seals;
+    /// assert_eq!(shm_segment::Memfd::create("s", 1)?.seals()?, Seals::SHRINK);
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn seals(&self) -> Result<Seals> {

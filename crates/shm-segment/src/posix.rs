@@ -3,12 +3,13 @@
 use std::ffi::CString;
 use std::fmt;
 use std::fs;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result, Target};
-use crate::mapping::Mapping;
+use crate::mapping::{MapCount, Mapping};
 use crate::perms::{check_mode, PermChange};
 use crate::region::Access;
 
@@ -261,6 +262,7 @@ impl PosixOptions {
             access: Access::ReadWrite,
             unlink_on_drop: AtomicBool::new(true), // until fully made: a failure below unlinks
             created: true,
+            maps: MapCount::default(),
         };
         shm.set_perms(PermChange::new().mode(self.mode))?;
         shm.set_len(len, 0, self.reserve, "create")?;
@@ -308,6 +310,7 @@ impl PosixOptions {
             access: self.access,
             unlink_on_drop: AtomicBool::new(false),
             created: false,
+            maps: MapCount::default(),
         };
         let st = fstat(shm.fd.as_fd()).map_err(|e| Error::os("open", target.clone(), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -396,9 +399,38 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> std::io::Result<libc::stat> {
 
 /// A POSIX named shared memory object (an open `shm_open` descriptor).
 ///
-/// Map it with [`map`](PosixShm::map). The name lives in `/dev/shm` until
+/// Map it with [`map`](PosixShm::map), or read and write it through the
+/// descriptor with [`read_at`](PosixShm::read_at) and
+/// [`write_at`](PosixShm::write_at). The name lives in `/dev/shm` until
 /// someone unlinks it ([`unlink`](PosixShm::unlink), [`PosixShm::unlink_name`],
 /// or [`PosixOptions::unlink_on_drop`]); mappings stay valid after that.
+///
+/// # Shrinking and `SIGBUS`
+///
+/// A POSIX segment is a file: anyone who may write it (its owner, and every
+/// user its mode lets write) can `ftruncate` it at any time, and nothing
+/// like a memfd seal forbids that. A [`Mapping`] keeps the length it was
+/// made with, so after such a shrink, touching the mapping past the new end
+/// raises `SIGBUS` and kills the process, from safe code
+/// ([`Region::read_at`](crate::Region::read_at) and every other accessor).
+///
+/// What this handle does about it:
+///
+/// - it never shrinks the segment under its own mappings:
+///   [`resize`](PosixShm::resize) to a smaller size is
+///   [`Error::ShrinkRefused`] while a [`Mapping`] made from this handle lives
+///   (whichever thread holds it);
+/// - [`read_at`](PosixShm::read_at) and [`write_at`](PosixShm::write_at)
+///   use `pread`/`pwrite` on the descriptor, never a mapping, and check
+///   bounds against the size the file has now: a shrink is an error
+///   ([`Error::OutOfBounds`] or [`Error::Shrunk`]), never a signal.
+///
+/// What it cannot see: a shrink by another handle of the same segment (in
+/// this process or another) or by another process. So map a segment only
+/// when everyone who may write it is trusted not to shrink it under you;
+/// for segments that other users may write (an admin tool, a server that
+/// reads whatever it is pointed at), use `read_at`/`write_at`. The `shm`
+/// command and its HTTP server do.
 ///
 /// # Examples
 ///
@@ -429,6 +461,9 @@ pub struct PosixShm {
     /// segment that took the name.
     unlink_on_drop: AtomicBool,
     created: bool,
+    /// The mappings made from this handle that are still alive; a shrinking
+    /// `resize` needs it at 0.
+    maps: MapCount,
 }
 
 impl PosixShm {
@@ -549,7 +584,10 @@ impl PosixShm {
         Ok(self.stat()?.size)
     }
 
-    /// Maps the whole segment, read-write (or read-only when opened so).
+    /// Maps the whole segment, read-write (or read-only when opened so), at
+    /// the size it has now. While the mapping lives, this handle refuses to
+    /// shrink the segment; others may not: see "Shrinking and `SIGBUS`" at
+    /// [`PosixShm`].
     ///
     /// # Examples
     ///
@@ -564,7 +602,8 @@ impl PosixShm {
         self.map_with(self.access)
     }
 
-    /// Maps the whole segment read-only, whatever it was opened for.
+    /// Maps the whole segment read-only, whatever it was opened for. See
+    /// "Shrinking and `SIGBUS`" at [`PosixShm`].
     ///
     /// # Examples
     ///
@@ -580,28 +619,40 @@ impl PosixShm {
     }
 
     fn map_with(&self, access: Access) -> Result<Mapping> {
+        // Counted before the size is read, so that no shrink of this handle
+        // can come between the size and the mapping.
+        let live = self.maps.ticket();
         let size = self.size()?;
         let len = usize::try_from(size).map_err(|_| Error::InvalidArgument {
             op: "map",
             target: self.name.target(),
             reason: format!("size {size} does not fit in the address space"),
         })?;
-        Mapping::of_fd(self.fd.as_fd(), len, access, self.name.target())
+        Mapping::of_fd(self.fd.as_fd(), len, access, self.name.target(), Some(live))
     }
 
-    /// Changes the size (`ftruncate`), reserving new memory unless
-    /// [`PosixOptions::reserve`] said not to at create time (it is reserved
-    /// here in any case). Existing mappings keep their length; after a
-    /// shrink, touching their pages past the new end raises `SIGBUS` in every
-    /// process that maps them, so shrink only what nobody maps.
+    /// Changes the size (`ftruncate`), reserving new memory (it is reserved
+    /// here even when [`PosixOptions::reserve`] said not to at create time).
+    ///
+    /// Growing is always fine: existing mappings keep their length. Shrinking
+    /// is refused with [`Error::ShrinkRefused`] while a mapping made from this
+    /// handle lives, since touching its pages past the new end would raise
+    /// `SIGBUS`; drop them first. Mappings made from other handles, here or
+    /// in other processes, are not seen: see "Shrinking and `SIGBUS`" at
+    /// [`PosixShm`].
     ///
     /// # Examples
     ///
     /// ```
+    /// use shm_segment::{Error, Region};
     /// let name = format!("/shm-test-doc-resize-{}", std::process::id());
     /// let shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 100)?;
+    /// let map = shm.map()?;
     /// shm.resize(8192)?;
     /// assert_eq!(shm.size()?, 8192);
+    /// assert!(matches!(shm.resize(10), Err(Error::ShrinkRefused { .. })));
+    /// drop(map);
+    /// shm.resize(10)?;
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn resize(&self, size: u64) -> Result<()> {
@@ -614,8 +665,135 @@ impl PosixShm {
             });
         }
         let len = size_to_off(&target, "resize", size)?;
-        let old = self.size()? as libc::off_t;
-        self.set_len(len, old.min(len), true, "resize")
+        match self.maps.shrink_lock() {
+            // No mapping of this handle lives, and none can be made until the
+            // lock drops: any size is fine.
+            Ok(_lock) => {
+                let old = self.size()? as libc::off_t;
+                self.set_len(len, old.min(len), true, "resize")
+            }
+            Err(live) => {
+                let old = self.size()?;
+                if size < old {
+                    return Err(Error::ShrinkRefused {
+                        target,
+                        size: old,
+                        new_size: size,
+                        reason: format!(
+                            "{live} mapping{} of this handle {} live, and touching {} past \
+                             the new end would raise SIGBUS; drop {} first",
+                            if live == 1 { "" } else { "s" },
+                            if live == 1 { "is" } else { "are" },
+                            if live == 1 { "it" } else { "them" },
+                            if live == 1 { "it" } else { "them" },
+                        ),
+                    });
+                }
+                self.set_len(len, old as libc::off_t, true, "resize")
+            }
+        }
+    }
+
+    /// The descriptor as a `File`, for `pread`/`pwrite`; never closed.
+    fn file(&self) -> ManuallyDrop<fs::File> {
+        // SAFETY: the descriptor is open for as long as `self` lives, and the
+        // `ManuallyDrop` never closes it; callers use the `File` only while
+        // they borrow `self`.
+        ManuallyDrop::new(unsafe { fs::File::from_raw_fd(self.fd.as_raw_fd()) })
+    }
+
+    /// Checks `offset .. offset + len` against the size the file has now.
+    fn check_now(&self, op: &'static str, offset: usize, len: usize) -> Result<()> {
+        let size = fstat(self.fd.as_fd())
+            .map_err(|e| Error::os(op, self.name.target(), e))?
+            .st_size as u64;
+        match offset.checked_add(len) {
+            Some(end) if end as u64 <= size => Ok(()),
+            _ => Err(Error::OutOfBounds {
+                op,
+                target: self.name.target(),
+                offset,
+                len,
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+            }),
+        }
+    }
+
+    /// What a short `pread`/`pwrite` means: the file shrank under it.
+    fn shrunk(&self, op: &'static str, offset: usize, len: usize) -> Error {
+        Error::Shrunk {
+            op,
+            target: self.name.target(),
+            offset,
+            len,
+            size: self.size().unwrap_or(0),
+        }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf` with `pread(2)` on the
+    /// descriptor, never through a mapping: the way to read a segment that
+    /// someone else may shrink (see "Shrinking and `SIGBUS`" at [`PosixShm`]).
+    /// The range is checked against the size the segment has now
+    /// ([`Error::OutOfBounds`]); a shrink while it reads is [`Error::Shrunk`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Error, PosixOptions};
+    /// let name = format!("/shm-test-doc-pread-{}", std::process::id());
+    /// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, 4096)?;
+    /// shm.write_at(10, b"by descriptor")?;
+    /// let mut buf = [0u8; 13];
+    /// shm.read_at(10, &mut buf)?;
+    /// assert_eq!(&buf, b"by descriptor");
+    /// let mut big = vec![0u8; 4097];
+    /// assert!(matches!(shm.read_at(0, &mut big), Err(Error::OutOfBounds { .. })));
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check_now("read", offset, buf.len())?;
+        match self.file().read_exact_at(buf, offset as u64) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(self.shrunk("read", offset, buf.len()))
+            }
+            Err(e) => Err(Error::os("read", self.name.target(), e)),
+        }
+    }
+
+    /// Copies `data` into the segment at `offset` with `pwrite(2)` on the
+    /// descriptor, never through a mapping (see "Shrinking and `SIGBUS`" at
+    /// [`PosixShm`]). A write that would pass the end the segment has now is
+    /// [`Error::OutOfBounds`] and writes nothing; on a handle opened
+    /// read-only it is [`Error::ReadOnly`].
+    ///
+    /// If another process shrinks the segment while the bytes are copied,
+    /// `pwrite` grows it back to the end of this write, as it does for any
+    /// file: the bytes land, and the segment may end up bigger than the
+    /// shrink left it (never past the end this write was checked against).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Error, PosixOptions};
+    /// let name = format!("/shm-test-doc-pwrite-{}", std::process::id());
+    /// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, 16)?;
+    /// shm.write_at(12, b"end!")?;
+    /// assert!(matches!(shm.write_at(13, b"end!"), Err(Error::OutOfBounds { .. })));
+    /// assert_eq!(shm.size()?, 16);
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+        if self.access == Access::ReadOnly {
+            return Err(Error::ReadOnly {
+                op: "write",
+                target: self.name.target(),
+            });
+        }
+        self.check_now("write", offset, data.len())?;
+        self.file()
+            .write_all_at(data, offset as u64)
+            .map_err(|e| Error::os("write", self.name.target(), e))
     }
 
     fn set_len(
