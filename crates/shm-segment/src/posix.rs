@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::{Error, Result, Target};
 use crate::mapping::{MapCount, Mapping};
 use crate::perms::{check_mode, PermChange};
+use crate::process::ForkEpoch;
 use crate::region::Access;
 
 /// Where Linux keeps POSIX shared memory objects.
@@ -183,7 +184,9 @@ impl PosixOptions {
         self
     }
 
-    /// Unlink the name when the handle drops (the owner's choice).
+    /// Unlink the name when the handle drops (the owner's choice). Only in the
+    /// process that made the handle: a copy inherited by a `fork`ed child never
+    /// unlinks on drop.
     ///
     /// # Examples
     ///
@@ -263,6 +266,7 @@ impl PosixOptions {
             unlink_on_drop: AtomicBool::new(true), // until fully made: a failure below unlinks
             created: true,
             maps: MapCount::default(),
+            epoch: ForkEpoch::now(),
         };
         shm.set_perms(PermChange::new().mode(self.mode))?;
         shm.set_len(len, 0, self.reserve, "create")?;
@@ -311,6 +315,7 @@ impl PosixOptions {
             unlink_on_drop: AtomicBool::new(false),
             created: false,
             maps: MapCount::default(),
+            epoch: ForkEpoch::now(),
         };
         let st = fstat(shm.fd.as_fd()).map_err(|e| Error::os("open", target.clone(), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -464,6 +469,9 @@ pub struct PosixShm {
     /// The mappings made from this handle that are still alive; a shrinking
     /// `resize` needs it at 0.
     maps: MapCount,
+    /// The process that made the handle: a `fork`ed child's copy never
+    /// unlinks on drop (the name belongs to the parent's handle).
+    epoch: ForkEpoch,
 }
 
 impl PosixShm {
@@ -900,7 +908,7 @@ impl AsFd for PosixShm {
 
 impl Drop for PosixShm {
     fn drop(&mut self) {
-        if *self.unlink_on_drop.get_mut() {
+        if *self.unlink_on_drop.get_mut() && self.epoch.is_current() {
             let _ = self.unlink();
         }
     }

@@ -11,6 +11,7 @@ use shm_sys::{SHM_DEST, SHM_LOCKED};
 
 use crate::error::{Error, Result, Target};
 use crate::perms::{check_mode, PermChange};
+use crate::process::ForkEpoch;
 use crate::region::{Access, Region};
 
 /// A System V IPC key (`key_t`). Displays as `0x%08x`, as `ipcs` shows it.
@@ -160,7 +161,9 @@ impl SysvOptions {
         self
     }
 
-    /// Mark the segment for removal (`IPC_RMID`) when the handle drops.
+    /// Mark the segment for removal (`IPC_RMID`) when the handle drops. Only in
+    /// the process that made the handle: a copy inherited by a `fork`ed child
+    /// never removes on drop.
     ///
     /// # Examples
     ///
@@ -248,6 +251,7 @@ impl SysvOptions {
             key,
             id,
             remove_on_drop: AtomicBool::new(self.remove_on_drop),
+            epoch: ForkEpoch::now(),
         })
     }
 
@@ -278,6 +282,7 @@ impl SysvOptions {
             key,
             id,
             remove_on_drop: AtomicBool::new(self.remove_on_drop),
+            epoch: ForkEpoch::now(),
         })
     }
 
@@ -298,6 +303,7 @@ impl SysvOptions {
             key: SysvKey(ds.shm_perm.__key),
             id,
             remove_on_drop: AtomicBool::new(self.remove_on_drop),
+            epoch: ForkEpoch::now(),
         })
     }
 }
@@ -337,6 +343,9 @@ pub struct SysvSegment {
     id: i32,
     /// Cleared by a successful `remove`.
     remove_on_drop: AtomicBool,
+    /// The process that made the handle: a `fork`ed child's copy never
+    /// removes on drop.
+    epoch: ForkEpoch,
 }
 
 impl SysvSegment {
@@ -538,7 +547,7 @@ fn remove_id(id: i32) -> Result<()> {
 
 impl Drop for SysvSegment {
     fn drop(&mut self) {
-        if *self.remove_on_drop.get_mut() {
+        if *self.remove_on_drop.get_mut() && self.epoch.is_current() {
             let _ = remove_id(self.id);
         }
     }

@@ -294,8 +294,45 @@ fn fork_epoch_tells_the_child_apart() -> CaseResult {
     check(before.is_current(), || "the parent's epoch moved".into())
 }
 
+/// A named segment made with `unlink_on_drop`/`remove_on_drop` belongs to the
+/// parent's handle: the child drops its inherited copy without unlinking or
+/// removing the segment.
+fn inherited_segment_handles_do_not_remove_on_drop_in_the_child() -> CaseResult {
+    let name = format!("/shm-test-fork-unlink-{}", std::process::id());
+    let posix = std::cell::RefCell::new(Some(
+        shm_segment::PosixOptions::new()
+            .unlink_on_drop(true)
+            .create(&name, 64)
+            .map_err(err)?,
+    ));
+    let sysv = std::cell::RefCell::new(Some(
+        shm_segment::SysvOptions::new()
+            .remove_on_drop(true)
+            .create(shm_segment::SysvKey::PRIVATE, 64)
+            .map_err(err)?,
+    ));
+    let id = sysv.borrow().as_ref().map_or(-1, |s| s.id());
+    // The child takes its copies out of the cells and drops them.
+    let mut child = Forked::spawn(|| {
+        drop(posix.borrow_mut().take());
+        drop(sysv.borrow_mut().take());
+        OK
+    })?;
+    let code = child.wait(HANDSHAKE_TIMEOUT)?;
+    check(code == OK, || format!("child exit code {code}"))?;
+    let posix_left = shm_segment::PosixShm::open(&name).is_ok();
+    let sysv_left = shm_segment::SysvSegment::open_id(id).is_ok();
+    // The parent's own handles clean up when the cells drop here.
+    check(posix_left, || {
+        format!("{name} was unlinked by the child's drop")
+    })?;
+    check(sysv_left, || {
+        format!("shmid {id} was removed by the child's drop")
+    })
+}
+
 fn main() {
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         (
             "child_writes_parent_reads_after_waitpid",
             child_writes_parent_reads_after_waitpid,
@@ -310,6 +347,10 @@ fn main() {
         (
             "fork_epoch_tells_the_child_apart",
             fork_epoch_tells_the_child_apart,
+        ),
+        (
+            "inherited_segment_handles_do_not_remove_on_drop_in_the_child",
+            inherited_segment_handles_do_not_remove_on_drop_in_the_child,
         ),
     ];
     let args: Vec<String> = std::env::args().skip(1).collect();
