@@ -8,17 +8,37 @@
 //! | [`AnonShared`] | `MAP_SHARED|MAP_ANONYMOUS` | `fork` |
 //! | [`HeapRegion`] | heap memory | nobody (tests, models) |
 //!
-//! Every mapping is a [`Region`]. Since other processes may write it at any
-//! time, safe access copies ([`Region::read_at`], [`Region::write_pod`], the
-//! [`Cursor`] with `Read`/`Write`/`Seek`/`BufRead`) and is bounds-checked;
-//! shared state goes through atomics ([`Region::atomic_u64`]); slices over
-//! live memory come only from `unsafe` methods with a stated contract.
+//! # Safety model
 //!
-//! A mapping of a file that someone truncates raises `SIGBUS` on the next
-//! touch past the new end, which no bounds check can see: every [`Memfd`] is
-//! sealed against shrinking, a [`PosixShm`] refuses to shrink under its own
-//! mappings and reads and writes by descriptor ([`PosixShm::read_at`]) where
-//! others may shrink it; see "Shrinking and `SIGBUS`" at [`Mapping`].
+//! What this crate promises to safe code, and what it does not:
+//!
+//! - **No data race from safe code.** Every mapping is a [`Region`]. Safe
+//!   access copies ([`Region::read_at`], [`Region::write_pod`], the [`Cursor`]
+//!   with `Read`/`Write`/`Seek`/`BufRead`), and those copies read and write
+//!   the shared bytes with relaxed atomic accesses, so two threads copying the
+//!   same bytes are defined behaviour in Rust's memory model (Miri checks it).
+//!   A copy may still see a mix of old and new bytes while someone writes:
+//!   synchronise through the atomics ([`Region::atomic_u64`]). Copies that
+//!   overlap at different alignments are mixed-size atomic accesses, which the
+//!   hardware makes byte-atomic but the model leaves undefined.
+//! - **No safe slice over shared memory.** Slices and typed views of live
+//!   memory come only from `unsafe` methods whose contract excludes
+//!   concurrent writers.
+//! - **Every access is checked**, by [`RegionChecks`], which no [`Region`]
+//!   implementation can override: the `unsafe` contract of an implementation
+//!   is only that `as_ptr`, `len` and `is_read_only` tell the truth.
+//! - **Fork.** A handle that owns something (a segment name with
+//!   unlink-on-drop, a ring role, a pool block) records the [`ForkEpoch`] it
+//!   was made in; a copy inherited by a `fork`ed child is inert there and its
+//!   drop releases nothing.
+//! - **`SIGBUS`.** A mapping of a file that someone truncates raises `SIGBUS`
+//!   on the next touch past the new end, which no bounds check can see: every
+//!   [`Memfd`] is sealed against shrinking (and [`Memfd::from_fd`] accepts
+//!   only memfds it can seal), a [`PosixShm`] refuses to shrink under its own
+//!   mappings, and reads and writes by descriptor ([`PosixShm::read_at`])
+//!   where others may shrink it; see "Shrinking and `SIGBUS`" at [`Mapping`].
+//!   Not promised: a peer that may write a POSIX segment can still shrink it
+//!   under your mapping.
 //!
 //! Security defaults: exclusive creation, mode `0600` set explicitly (the
 //! umask does not decide), `O_NOFOLLOW|O_CLOEXEC`, and POSIX memory reserved
