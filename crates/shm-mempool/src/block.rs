@@ -29,12 +29,14 @@ use crate::BlockId;
 ///   `send` return [`PoolError::ForkedHandle`]; the [`Region`] methods that
 ///   return a `Result` (`read_at`, `write_at`, `fill`, `read_pod`,
 ///   `write_pod`, their slice forms, `atomic_u32`/`atomic_u64`,
-///   `load_u32`/`load_u64`, `view`, `view_slice`, `view_mut`, and the
-///   cursor's reads and writes) return
+///   `load_u32`/`load_u64`, `view`, `view_slice`, `view_mut`) return
 ///   [`shm_segment::Error::InvalidArgument`] saying so;
 /// - what cannot fail panics with a message saying so: [`used`](Block::used),
 ///   [`set_used`](Block::set_used), `as_ptr` and what is built on it alone
-///   (`to_vec`, `as_slice`, `as_mut_slice`);
+///   (`to_vec`, `as_slice`, `as_mut_slice`). So does any access through a
+///   wrapper region such as `&Block` (what [`cursor`](Region::cursor)
+///   reads and writes through), whose provided methods reach the bytes
+///   through `as_ptr`;
 /// - [`id`](Block::id), [`pool`](Block::pool), `len`, `target` and
 ///   `is_read_only` only read the handle and keep working;
 /// - dropping it gives nothing back: the block stays the parent's.
