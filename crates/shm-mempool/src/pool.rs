@@ -1043,6 +1043,20 @@ impl<R: Region> MemPool<R> {
         Ok(reclaimed)
     }
 
+    /// For the loom models only: what [`reclaim_dead`](MemPool::reclaim_dead)
+    /// does to a block whose owner died, applied to a live owner's block
+    /// (loom cannot start processes), so a model can make a stale handle.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_free_as_if_owner_died(&self, id: BlockId) {
+        let word = &self.meta(id.0).word;
+        let w = word.load(Ordering::Acquire);
+        assert_eq!(state_of(w), HELD, "only a held block");
+        word.compare_exchange(w, next_word(w, FREE, 0), Ordering::AcqRel, Ordering::Relaxed)
+            .expect("nobody else changes it in the models");
+        self.push_free(id.0).unwrap();
+    }
+
     /// Counts blocks by state and held blocks by owner, from the per-block
     /// records (a snapshot when others are active).
     ///
