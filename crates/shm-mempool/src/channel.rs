@@ -473,7 +473,7 @@ impl<R: Region> Channel<R> {
 /// let ch = Channel::create(&region, 4, 64, Default::default())?;
 /// ch.send_bytes(b"queued")?;
 /// let (pool, ring) = inspect_channel(&region)?;
-/// assert_eq!((pool.queued, ring.len()), (1, 1));
+/// assert_eq!((pool.in_transit, ring.len()), (1, 1));
 /// # Ok::<(), shm_mempool::PoolError>(())
 /// ```
 pub fn inspect_channel<R: Region>(
