@@ -100,7 +100,10 @@ fn run(count: u32) -> Res {
         }
         bufs.push(buf);
     }
-    println!("[parent] got {count} blocks holding {}", shown(0..count as i32));
+    println!(
+        "[parent] got {count} blocks holding {}",
+        shown(0..count as i32)
+    );
     drop(bufs); // mp.cleanup()
 
     // 2. Handing blocks on by id, through the ring.

@@ -229,9 +229,9 @@ impl<R: Region> MemPool<R> {
                 // Every block listed: the next cell is empty for `p`, or
                 // (when C = blocks) the first listed one, full one lap back.
                 if d == 1 {
-                    return Err(self.corrupted(format!(
-                        "the free queue holds more than {blocks} entries"
-                    )));
+                    return Err(
+                        self.corrupted(format!("the free queue holds more than {blocks} entries"))
+                    );
                 }
                 break;
             }

@@ -112,8 +112,8 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use shm_segment::{
-    ForkEpoch, Header, HeaderError, HeaderInfo, HeapRegion, Kind, ProcessId, Region,
-    RegionChecks, Target, HEADER_SIZE,
+    ForkEpoch, Header, HeaderError, HeaderInfo, HeapRegion, Kind, ProcessId, Region, RegionChecks,
+    Target, HEADER_SIZE,
 };
 
 pub use crate::block::Block;
@@ -564,7 +564,9 @@ impl<R: Region> MemPool<R> {
             }
             for p in 0..cap {
                 let cell = match opts.order {
-                    FreeOrder::Fifo if p < u64::from(blocks) => crate::free::cell_word(p + 1, p as u32),
+                    FreeOrder::Fifo if p < u64::from(blocks) => {
+                        crate::free::cell_word(p + 1, p as u32)
+                    }
                     _ => crate::free::cell_word(p, 0),
                 };
                 pool.inner
@@ -922,14 +924,31 @@ impl<R: Region> MemPool<R> {
 
     /// Gives back block `id`, held under exactly `held` (what dropping a
     /// [`Block`] does).
-    pub(crate) fn release(&self, op: &'static str, id: BlockId, held: u64) -> Result<(), PoolError> {
-        self.exchange(op, id, "held by this handle", held, next_word(held, FREE, 0))?;
+    pub(crate) fn release(
+        &self,
+        op: &'static str,
+        id: BlockId,
+        held: u64,
+    ) -> Result<(), PoolError> {
+        self.exchange(
+            op,
+            id,
+            "held by this handle",
+            held,
+            next_word(held, FREE, 0),
+        )?;
         self.push_free(id.0)
     }
 
     /// Moves an in-transit block to `state` (for `put`: free; for `from_id`:
     /// held by `owner`) with one CAS. Returns the word written.
-    fn claim(&self, op: &'static str, id: BlockId, state: u64, owner: u64) -> Result<u64, PoolError> {
+    fn claim(
+        &self,
+        op: &'static str,
+        id: BlockId,
+        state: u64,
+        owner: u64,
+    ) -> Result<u64, PoolError> {
         let i = self.index(op, id)?;
         let word = &self.meta(i).word;
         let mut current = word.load(Ordering::Acquire);
@@ -995,7 +1014,11 @@ impl<R: Region> MemPool<R> {
     }
 
     /// [`from_id`](MemPool::from_id) under another operation's name.
-    pub(crate) fn claim_as(&self, op: &'static str, id: BlockId) -> Result<Block<'_, R>, PoolError> {
+    pub(crate) fn claim_as(
+        &self,
+        op: &'static str,
+        id: BlockId,
+    ) -> Result<Block<'_, R>, PoolError> {
         let epoch = ForkEpoch::now();
         let owner = owner_bits(ProcessId::current());
         let word = self.claim(op, id, HELD, owner)?;
@@ -1033,7 +1056,12 @@ impl<R: Region> MemPool<R> {
             // One CAS from exactly this dead owner's word: if anything
             // changed meanwhile, the block is not the dead process's any more.
             if word
-                .compare_exchange(w, next_word(w, FREE, 0), Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    w,
+                    next_word(w, FREE, 0),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 self.push_free(i)?;
@@ -1052,8 +1080,13 @@ impl<R: Region> MemPool<R> {
         let word = &self.meta(id.0).word;
         let w = word.load(Ordering::Acquire);
         assert_eq!(state_of(w), HELD, "only a held block");
-        word.compare_exchange(w, next_word(w, FREE, 0), Ordering::AcqRel, Ordering::Relaxed)
-            .expect("nobody else changes it in the models");
+        word.compare_exchange(
+            w,
+            next_word(w, FREE, 0),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .expect("nobody else changes it in the models");
         self.push_free(id.0).unwrap();
     }
 
@@ -1140,7 +1173,12 @@ impl<R: Region> MemPool<R> {
             let orphan = match state_of(w) {
                 FREE => !listed[i as usize],
                 IN_TRANSIT if !keep[i as usize] => word
-                    .compare_exchange(w, next_word(w, FREE, 0), Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(
+                        w,
+                        next_word(w, FREE, 0),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
                     .is_ok(),
                 _ => false,
             };
@@ -1265,19 +1303,26 @@ mod tests {
         }
         assert_eq!(w, FREE, "the generation wraps after 1024 changes");
         let me = owner_bits(ProcessId::current());
-        assert_ne!(next_word(FREE, HELD, me), next_word(next_word(FREE, HELD, me), HELD, me));
+        assert_ne!(
+            next_word(FREE, HELD, me),
+            next_word(next_word(FREE, HELD, me), HELD, me)
+        );
     }
 
     #[test]
     fn fifo_and_lifo_hand_out_in_their_order() {
         for order in [FreeOrder::Fifo, FreeOrder::Lifo] {
             let pool = MemPool::new_heap_with(4, 64, PoolOptions::new().order(order)).unwrap();
-            let fresh: Vec<u32> = (0..4).map(|_| pool.get().unwrap().into_id().unwrap().0).collect();
+            let fresh: Vec<u32> = (0..4)
+                .map(|_| pool.get().unwrap().into_id().unwrap().0)
+                .collect();
             assert_eq!(fresh, [0, 1, 2, 3], "{order:?}");
             for id in [2, 0, 3, 1] {
                 pool.put(BlockId(id)).unwrap();
             }
-            let again: Vec<u32> = (0..4).map(|_| pool.get().unwrap().into_id().unwrap().0).collect();
+            let again: Vec<u32> = (0..4)
+                .map(|_| pool.get().unwrap().into_id().unwrap().0)
+                .collect();
             let want = match order {
                 FreeOrder::Fifo => [2, 0, 3, 1],
                 FreeOrder::Lifo => [1, 3, 0, 2],
@@ -1325,7 +1370,8 @@ mod tests {
 
     #[test]
     fn corrupted_links_are_errors_not_out_of_bounds() {
-        let pool = MemPool::new_heap_with(4, 64, PoolOptions::new().order(FreeOrder::Lifo)).unwrap();
+        let pool =
+            MemPool::new_heap_with(4, 64, PoolOptions::new().order(FreeOrder::Lifo)).unwrap();
         pool.control().stack.store(99, Ordering::Relaxed);
         assert!(matches!(pool.get(), Err(PoolError::Corrupted { .. })));
         assert!(matches!(pool.check(), Err(PoolError::Corrupted { .. })));

@@ -439,9 +439,10 @@ fn guarded(order: FreeOrder) -> (Arc<Guarded>, MemPool<Arc<Guarded>>) {
 
 /// Sets FIFO cell `c` to `stamp << 32 | index`.
 fn set_cell(g: &Guarded, c: u64, stamp: u32, index: u32) {
-    g.atomic_u64(cell_off(N, c))
-        .unwrap()
-        .store((u64::from(stamp) << 32) | u64::from(index), Ordering::Release);
+    g.atomic_u64(cell_off(N, c)).unwrap().store(
+        (u64::from(stamp) << 32) | u64::from(index),
+        Ordering::Release,
+    );
 }
 
 fn set_pos(g: &Guarded, at: usize, pos: u64) {
@@ -600,7 +601,11 @@ fn random_scribbles_never_panic_never_hang() {
                         FreeOrder::Lifo => set_head(&g, rng.below(u64::from(N) + 3) as u32),
                         _ => set_pos(
                             &g,
-                            if rng.below(2) == 0 { FIFO_HEAD } else { FIFO_TAIL },
+                            if rng.below(2) == 0 {
+                                FIFO_HEAD
+                            } else {
+                                FIFO_TAIL
+                            },
                             match rng.below(3) {
                                 0 => rng.next_u64(),
                                 _ => pos(&g, FIFO_HEAD).wrapping_add(rng.below(2 * cap + 2)),
@@ -741,7 +746,11 @@ fn fifo_block_queued_twice_or_held_is_corrupted() {
         // The second copy of block 1 is held: `get` says so, the holder keeps it.
         assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
         assert_eq!(pool.stats().in_transit, 2);
-        assert_eq!(pool.check().unwrap(), N - 3, "the rest of the queue is fine");
+        assert_eq!(
+            pool.check().unwrap(),
+            N - 3,
+            "the rest of the queue is fine"
+        );
         pool.put(b).unwrap();
         pool.put(a).unwrap();
         // Block 2 fell out of the queue when its cell was overwritten.
@@ -758,7 +767,11 @@ fn fifo_hints_a_killed_process_left_behind_are_moved_on() {
         let first = pool.get().unwrap().into_id().unwrap();
         assert_eq!(pos(&g, FIFO_HEAD), 1);
         set_pos(&g, FIFO_HEAD, 0);
-        assert_eq!(pool.check().unwrap(), N - 1, "a lagging head is no corruption");
+        assert_eq!(
+            pool.check().unwrap(),
+            N - 1,
+            "a lagging head is no corruption"
+        );
         assert_eq!(pool.get().unwrap().into_id().unwrap(), BlockId(1));
         assert_eq!(pos(&g, FIFO_HEAD), 2);
         // A giver killed after filling a cell, before moving the tail.
@@ -770,7 +783,9 @@ fn fifo_hints_a_killed_process_left_behind_are_moved_on() {
         assert_eq!(pos(&g, FIFO_TAIL), tail + 1);
         assert_eq!(pool.check().unwrap(), N);
         // The queue order survived: 2, 3, …, then 0, then 1.
-        let order: Vec<u32> = (0..N).map(|_| pool.get().unwrap().into_id().unwrap().0).collect();
+        let order: Vec<u32> = (0..N)
+            .map(|_| pool.get().unwrap().into_id().unwrap().0)
+            .collect();
         let mut want: Vec<u32> = (2..N).collect();
         want.extend([0, 1]);
         assert_eq!(order, want);

@@ -215,7 +215,11 @@ fn a_block_inherited_across_fork_is_inert_in_the_child() {
     );
     for block in inherited.borrow_mut().drain(..) {
         let want = 0xAA00 + u64::from(block.id().0);
-        assert_eq!(block.read_pod::<u64>(0).unwrap(), want, "the child wrote into it");
+        assert_eq!(
+            block.read_pod::<u64>(0).unwrap(),
+            want,
+            "the child wrote into it"
+        );
         assert_eq!(block.used(), 8);
     }
     assert_eq!(pool.check().unwrap(), 4);

@@ -109,7 +109,9 @@ fn fifo_order_holds_between_a_giver_and_a_taker() {
     // gets both gets them in that order.
     model(|| {
         let pool = pool(2, FreeOrder::Fifo);
-        let ids: Vec<BlockId> = (0..2).map(|_| pool.get().unwrap().into_id().unwrap()).collect();
+        let ids: Vec<BlockId> = (0..2)
+            .map(|_| pool.get().unwrap().into_id().unwrap())
+            .collect();
         let other = pool.clone();
         let t = thread::spawn(move || {
             for id in ids {

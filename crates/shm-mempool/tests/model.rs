@@ -589,7 +589,11 @@ fn run<P: Region, C: Chan<P>>(
                 op
             );
             prop_assert_eq!((stats.blocks, stats.block_size), (blocks, size));
-            let owners = if held > 0 { vec![(me.pid, held)] } else { vec![] };
+            let owners = if held > 0 {
+                vec![(me.pid, held)]
+            } else {
+                vec![]
+            };
             prop_assert_eq!(stats.by_owner, owners);
             prop_assert_eq!(pool.check().unwrap(), model.free.len() as u32);
         }

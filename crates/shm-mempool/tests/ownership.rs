@@ -91,7 +91,11 @@ fn from_id_and_put_of_a_block_a_guard_holds_are_refused() {
                 other => panic!("{op} of a guarded block: {other:?}"),
             }
         }
-        assert_eq!(raw_word(&r, id.0), before, "a refused call changed the record");
+        assert_eq!(
+            raw_word(&r, id.0),
+            before,
+            "a refused call changed the record"
+        );
         assert_eq!(pool.check().unwrap(), N - 1, "{order:?}");
         drop(guard);
         assert_eq!(pool.check().unwrap(), N);
@@ -189,7 +193,9 @@ fn threads_racing_to_claim_one_id_exactly_one_wins() {
 fn reclaim_dead_frees_no_block_in_transit() {
     let r = region();
     let pool = pool_in(&r, FreeOrder::Fifo);
-    let ids: Vec<BlockId> = (0..2).map(|_| pool.get().unwrap().into_id().unwrap()).collect();
+    let ids: Vec<BlockId> = (0..2)
+        .map(|_| pool.get().unwrap().into_id().unwrap())
+        .collect();
     let s = pool.stats();
     assert_eq!((s.in_transit, s.held, s.by_owner.len()), (2, 0, 0), "{s:?}");
     assert!(pool.reclaim_dead().unwrap().is_empty());
