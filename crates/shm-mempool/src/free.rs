@@ -206,7 +206,7 @@ impl<R: Region> MemPool<R> {
     }
 
     /// The queue from the head: cells a stopped taker emptied, then the full
-    /// cells, then one empty cell; the tail must lie within the walk.
+    /// cells, then one empty cell; the tail must not be past the end.
     fn fifo_walk(&self) -> Result<Vec<u32>, PoolError> {
         let cap = self.inner.mask + 1;
         let blocks = u64::from(self.inner.blocks);
@@ -255,8 +255,11 @@ impl<R: Region> MemPool<R> {
             listed.push(i);
             p = p.wrapping_add(1);
         }
+        // The tail is at the end, or behind it: a giver killed between its
+        // fill and moving the tail leaves it one behind, even behind the
+        // head once that cell is taken. Never ahead of the end.
         let tail = self.control().tail.load(Ordering::Acquire);
-        if tail.wrapping_sub(first) > p.wrapping_sub(first) {
+        if p.wrapping_sub(tail) > p.wrapping_sub(first) + cap {
             return Err(self.corrupted(format!(
                 "the free queue's tail {tail} lies outside its cells {first}..{p}"
             )));

@@ -782,6 +782,27 @@ fn fifo_hints_a_killed_process_left_behind_are_moved_on() {
         pool.put(BlockId(1)).unwrap();
         assert_eq!(pos(&g, FIFO_TAIL), tail + 1);
         assert_eq!(pool.check().unwrap(), N);
+        // A giver killed after filling, before moving the tail, and then a
+        // taker that emptied that cell: the tail is behind the head.
+        let (g2, small) = {
+            let g = Arc::new(Guarded::new(MemPool::<()>::required_size(2, SIZE)));
+            let p = MemPool::create(Arc::clone(&g), 2, SIZE).unwrap();
+            (g, p)
+        };
+        let a = small.get().unwrap().into_id().unwrap();
+        let b = small.get().unwrap().into_id().unwrap();
+        small.put(a).unwrap(); // filled at position 2, tail 3
+        set_pos(&g2, FIFO_TAIL, 2);
+        assert_eq!(small.get().unwrap().into_id().unwrap(), a); // head 3
+        assert_eq!(pos(&g2, FIFO_HEAD), 3);
+        assert_eq!(
+            small.check().unwrap(),
+            0,
+            "a tail behind the head is no corruption"
+        );
+        small.put(b).unwrap();
+        small.put(a).unwrap();
+        assert_eq!(small.check().unwrap(), 2);
         // The queue order survived: 2, 3, …, then 0, then 1.
         let order: Vec<u32> = (0..N)
             .map(|_| pool.get().unwrap().into_id().unwrap().0)
