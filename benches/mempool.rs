@@ -3,7 +3,9 @@
 //!
 //! - `alloc_free_64`: one thread takes a 64-byte block and gives it back
 //!   (`MemPool::get` + drop) against `Box::new([0u8; 64])` + drop (the
-//!   process allocator). One iteration is one pair.
+//!   process allocator). One iteration is one pair. `mempool_get_put` is
+//!   the default (FIFO) pool, `mempool_get_put_lifo` one made with
+//!   `FreeOrder::Lifo`.
 //! - `alloc_free_64_2_threads`: the same on two threads at once, sharing one
 //!   pool (both hit the same free-list head) against two threads boxing and
 //!   freeing (each through its own allocator cache). One iteration is one
@@ -57,7 +59,7 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::{
     ipc, LogLevel, NodeBuilder, ServiceName, SignalHandlingMode, ZeroCopySend,
 };
-use shm::mempool::{Channel, MemPool, PoolError, RecvError};
+use shm::mempool::{Channel, FreeOrder, MemPool, PoolError, PoolOptions, RecvError};
 use shm::ring::RingOptions;
 use shm::segment::{AnonShared, Mapping, PosixOptions, PosixShm, Region};
 
@@ -209,6 +211,21 @@ fn bench_alloc(c: &mut Criterion) {
             black_box(&block);
         })
     });
+    let lifo_region =
+        AnonShared::new(MemPool::<()>::required_size(1024, 64)).expect("anonymous region");
+    let lifo = MemPool::create_with(
+        &lifo_region,
+        1024,
+        64,
+        PoolOptions::new().order(FreeOrder::Lifo),
+    )
+    .expect("pool");
+    g.bench_function("mempool_get_put_lifo", |b| {
+        b.iter(|| {
+            let block = lifo.get().expect("a free block");
+            black_box(&block);
+        })
+    });
     g.bench_function("box_64", |b| {
         b.iter(|| {
             let boxed = Box::new([0u8; 64]);
@@ -216,6 +233,7 @@ fn bench_alloc(c: &mut Criterion) {
         })
     });
     g.finish();
+    assert_eq!(lifo.check().expect("check"), 1024, "the pool lost blocks");
 
     let mut g = c.benchmark_group("alloc_free_64_2_threads");
     g.throughput(Throughput::Elements(2));

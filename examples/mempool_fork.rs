@@ -1,37 +1,40 @@
-//! A block pool shared across `fork(2)`: what pyshm's README does with
-//! `Mempool(count, size)` and a ring of block ids.
+//! A block pool shared across `fork(2)`: pyshm's README example, as written,
+//! then pyshm's ring of block ids.
 //!
 //! The parent maps one anonymous shared region (`MAP_SHARED|MAP_ANONYMOUS`)
 //! and lays out two things in it before forking: a [`MemPool`] of `count`
 //! blocks of 4 bytes (rounded up to 64) and an [`MpmcRing`] of [`BlockId`]s.
-//! The child inherits the mapping, takes `count` blocks, writes `i` into
-//! block number `i` with `write_pod`, and hands each one over: `into_id`
-//! keeps the block held and turns it into a 4-byte id, which goes through
-//! the ring. The child exits; the parent `waitpid`s, pops the ids, takes
-//! each block over with `from_id`, checks the value, and drops it (back to
-//! the pool).
+//!
+//! 1. pyshm's example: the child takes a block, writes `i` into it and gives
+//!    it back, `count` times; then the parent takes `count` blocks and reads
+//!    0, 1, 2, … back in order. That works because the pool's default order
+//!    is FIFO ([`FreeOrder::Fifo`]): a block given back queues behind the
+//!    others, so the child's four get/put rounds use four different blocks.
+//!    (With `FreeOrder::Lifo` the child would reuse one block every time,
+//!    and the parent would read `[3, 0, 0, 0]`.)
+//! 2. A hand-off: the child takes `count` blocks, writes `i` into block
+//!    number `i`, and hands each one on: `into_id` makes the block *in
+//!    transit*, owned by nobody, and its 4-byte id goes through the ring.
+//!    The child exits; the parent pops the ids and claims each block with
+//!    `from_id` (exactly once), checks the value, and drops it (back to the
+//!    pool). Since blocks in transit are nobody's, a `reclaim_dead()` after
+//!    the child's exit leaves them alone.
 //!
 //! ```text
-//! cargo run --example mempool_fork            # 8 blocks
+//! cargo run --example mempool_fork            # 4 blocks, as in pyshm
 //! cargo run --example mempool_fork -- 100     # 100 blocks
 //! ```
 //!
-//! Only the ids cross from child to parent; the values never move. A block
-//! handed over with `into_id` is recorded as held by the child until the
-//! parent's `from_id`, so a `reclaim_dead()` run in between would give it
-//! back to the pool (the child is dead by then). A `Channel` (pool plus ring
-//! in one segment, see the `channel_processes` example) has no such gap:
-//! a sent block belongs to the channel until it is received.
-//!
-//! Nothing needs cleaning up: the kernel frees anonymous memory when the
-//! last process that maps it exits.
+//! Only the ids cross from child to parent; the values never move. Nothing
+//! needs cleaning up: the kernel frees anonymous memory when the last
+//! process that maps it exits.
 
 use std::error::Error;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shm::mempool::{BlockId, MemPool};
+use shm::mempool::{BlockId, FreeOrder, MemPool};
 use shm::ring::{MpmcRing, RingOptions};
 use shm::segment::{AnonShared, Region, SubRegion};
 
@@ -39,7 +42,7 @@ type Res<T = ()> = Result<T, Box<dyn Error>>;
 
 fn main() -> ExitCode {
     let count = match std::env::args().nth(1).map(|s| s.parse::<u32>()) {
-        None => 8,
+        None => 4,
         Some(Ok(n)) if n > 0 => n,
         Some(_) => {
             eprintln!("usage: mempool_fork [COUNT > 0]");
@@ -61,19 +64,106 @@ fn run(count: u32) -> Res {
     let ring_cap = count.next_power_of_two() as usize;
     let ring_len = MpmcRing::<BlockId, ()>::required_size(ring_cap);
     let shared = AnonShared::new(pool_len + ring_len)?;
-    let pool = MemPool::create(SubRegion::new(&shared, 0, pool_len)?, count, 4)?;
+    // mp = mempool.Mempool(count, 4, shm=test_shm)
+    let mp = MemPool::create(SubRegion::new(&shared, 0, pool_len)?, count, 4)?;
+    assert_eq!(mp.order(), FreeOrder::Fifo);
     let ring = MpmcRing::<BlockId, _>::create(
         SubRegion::new(&shared, pool_len, ring_len)?,
         ring_cap as u64,
         RingOptions::new(),
     )?;
     println!(
-        "[parent] pool of {count} blocks of {} bytes and a ring of {ring_cap} ids in {} bytes \
-         of anonymous shared memory",
-        pool.block_size(),
+        "[parent] pool of {count} blocks of {} bytes ({:?} order) and a ring of {ring_cap} ids \
+         in {} bytes of anonymous shared memory",
+        mp.block_size(),
+        mp.order(),
         shared.len()
     );
 
+    // 1. pyshm's example, as written.
+    let pid = fork(|| {
+        for i in 0..count as i32 {
+            let buf = mp.get()?; // buf = mp.get()
+            buf.write_pod(0, &i)?; // struct.pack_into("=i", buf, 0, i)
+            drop(buf); // mp.put(buf)
+        }
+        println!("[child]  get, write i, put: {count} times");
+        Ok(())
+    })?;
+    wait_for(pid)?;
+    let mut bufs = Vec::with_capacity(count as usize);
+    for i in 0..count as i32 {
+        let buf = mp.get()?; // buf = mp.get()
+        let v: i32 = buf.read_pod(0)?; // v, = struct.unpack_from("=i", buf)
+        if v != i {
+            return Err(format!("block {} holds {v}, expected {i}", buf.id().0).into());
+        }
+        bufs.push(buf);
+    }
+    println!(
+        "[parent] got {count} blocks holding {}",
+        shown(0..count as i32)
+    );
+    drop(bufs); // mp.cleanup()
+
+    // 2. Handing blocks on by id, through the ring.
+    let pid = fork(|| {
+        let mut ids = Vec::with_capacity(count as usize);
+        for i in 0..count as i32 {
+            let block = mp.get()?;
+            block.write_pod(0, &i)?;
+            ids.push(block.into_id()?); // in transit: nobody's until claimed
+        }
+        ring.push_exact(&ids)?;
+        println!(
+            "[child]  pid {} took {count} blocks, wrote 0..{count} into them and passed their ids",
+            std::process::id()
+        );
+        Ok(())
+    })?;
+    wait_for(pid)?;
+    println!(
+        "[parent] child {pid} exited; {} ids in the ring; reclaim_dead frees {:?} (blocks in \
+         transit are nobody's)",
+        ring.len(),
+        mp.reclaim_dead()?
+    );
+    let mut values = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let id = ring.pop().map_err(|e| format!("id {i} of {count}: {e}"))?;
+        let block = mp.from_id(id)?; // claim the child's block, exactly once
+        let value: i32 = block.read_pod(0)?;
+        if value != i as i32 {
+            return Err(format!("block {} holds {value}, expected {i}", id.0).into());
+        }
+        values.push(value);
+        // Dropping `block` gives it back to the pool.
+    }
+    let stats = mp.stats();
+    println!(
+        "[parent] claimed {} from the child's blocks; pool: {} free, {} held, {} in transit",
+        shown(values.iter().copied()),
+        stats.free,
+        stats.held,
+        stats.in_transit
+    );
+    if stats.free != count || mp.check()? != count {
+        return Err(format!("the pool is not whole again: {stats:?}").into());
+    }
+    Ok(())
+}
+
+/// The first 16 values, and "..." if there are more.
+fn shown(values: impl Iterator<Item = i32>) -> String {
+    let all: Vec<i32> = values.collect();
+    let first: Vec<i32> = all.iter().copied().take(16).collect();
+    let more = if all.len() > first.len() { " ..." } else { "" };
+    format!("{first:?}{more}")
+}
+
+/// Forks; the child runs `child` and exits (0 on success); returns the
+/// child's pid in the parent.
+fn fork(child: impl FnOnce() -> Res) -> Res<libc::pid_t> {
     // Anything still buffered would be printed twice, once by each process.
     io::stdout().flush()?;
     // SAFETY: this process is single-threaded (the example starts no
@@ -84,7 +174,7 @@ fn run(count: u32) -> Res {
         return Err(format!("fork: {}", io::Error::last_os_error()).into());
     }
     if pid == 0 {
-        let code = match child(&pool, &ring, count) {
+        let code = match child() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("[child]  {e}");
@@ -96,55 +186,7 @@ fn run(count: u32) -> Res {
         // returning from `main` would run the parent's cleanup a second time.
         unsafe { libc::_exit(code) };
     }
-
-    wait_for(pid)?;
-    println!(
-        "[parent] child {pid} exited; {} ids in the ring",
-        ring.len()
-    );
-    let mut values = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let id = ring.pop().map_err(|e| format!("id {i} of {count}: {e}"))?;
-        let block = pool.from_id(id)?; // take the child's block over
-        let value: i32 = block.read_pod(0)?;
-        if value != i as i32 {
-            return Err(format!("block {} holds {value}, expected {i}", id.0).into());
-        }
-        values.push(value);
-        // Dropping `block` gives it back to the pool.
-    }
-    let stats = pool.stats();
-    let shown: Vec<i32> = values.iter().copied().take(16).collect();
-    println!(
-        "[parent] read {shown:?}{} from the child's blocks; pool: {} free, {} held",
-        if values.len() > shown.len() {
-            " ..."
-        } else {
-            ""
-        },
-        stats.free,
-        stats.held
-    );
-    if stats.free != count || pool.check()? != count {
-        return Err(format!("the pool is not whole again: {stats:?}").into());
-    }
-    Ok(())
-}
-
-/// In the child: take `count` blocks, write `i` into block `i`, pass the ids.
-fn child<R: Region, Q: Region>(pool: &MemPool<R>, ring: &MpmcRing<BlockId, Q>, count: u32) -> Res {
-    let mut ids = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let block = pool.get()?;
-        block.write_pod(0, &(i as i32))?;
-        ids.push(block.into_id());
-    }
-    ring.push_exact(&ids)?;
-    println!(
-        "[child]  pid {} took {count} blocks, wrote 0..{count} into them and passed their ids",
-        std::process::id()
-    );
-    Ok(())
+    Ok(pid)
 }
 
 /// `waitpid` until the child has exited (at most 30 s: then it is killed);

@@ -1,8 +1,9 @@
 //! Fuzz bytes as a sequence of pool and channel operations on a `Channel`
 //! in a `HeapRegion` (two handles: the creator and a second `attach`),
-//! checked step by step against a model: the free list as a stack (the pool
-//! is a Treiber stack), the blocks held through guards and as bare ids, the
-//! queue of sent ids, and every block's bytes and `used` count.
+//! checked step by step against a model: the free list as a queue (the
+//! channel's pool hands out free blocks first in, first out), the blocks
+//! held through guards, the ids in transit (`into_id`), the queue of sent
+//! ids, and every block's bytes and `used` count.
 //!
 //! Byte 0 picks the set-up: bits 0-2 the block count (1 to 8), bits 3-4 the
 //! block size (1, 64, 100 or 200 bytes, rounded up to 64, 64, 128, 256), bit
@@ -10,8 +11,10 @@
 //! 4 bits: the operation, bit 4: the handle) and an argument byte. After
 //! every step both handles' `stats()` and `check()` must equal the model;
 //! blocks that come out of the pool must hold the bytes last written into
-//! them; wrong ids must be typed errors that change nothing. ASan (on by
-//! default in `cargo fuzz`) catches any access outside the region.
+//! them; `put` and `from_id` take only ids in transit, and a free block, a
+//! guarded one (a second claim) or an out-of-range id must be a typed error
+//! that changes nothing. ASan (on by default in `cargo fuzz`) catches any
+//! access outside the region.
 #![no_main]
 
 use std::collections::{BTreeSet, VecDeque};
@@ -35,8 +38,9 @@ impl Input<'_> {
 struct Model {
     blocks: u32,
     size: usize,
-    /// Free blocks as a stack: `last()` is what `get` returns next.
-    free: Vec<u32>,
+    /// Free blocks as a queue: `front()` is what `get` returns next, and a
+    /// block given back goes to the back.
+    free: VecDeque<u32>,
     ids: BTreeSet<u32>,
     queue: VecDeque<u32>,
     mem: Vec<Vec<u8>>,
@@ -45,16 +49,16 @@ struct Model {
 
 impl Model {
     /// An id for `put`/`from_id` picked by `arg`, and the state the pool
-    /// must report for it (`None`: held, so the call succeeds; `Some(None)`:
-    /// out of range; `Some(Some(state))`: wrong state).
-    fn pick(&self, arg: u8) -> (BlockId, Option<Option<&'static str>>) {
+    /// must report for it (`None`: in transit, so the call succeeds;
+    /// `Some(None)`: out of range; `Some(Some(state))`: wrong state).
+    /// `guarded`: the ids of the blocks held through guards.
+    fn pick(&self, arg: u8, guarded: Vec<u32>) -> (BlockId, Option<Option<&'static str>>) {
         let k = usize::from(arg >> 2);
         let nth = |v: Vec<u32>| (!v.is_empty()).then(|| v[k % v.len()]);
         let choice = match arg & 3 {
             0 => nth(self.ids.iter().copied().collect()).map(|id| (id, None)),
-            1 => nth(self.free.clone()).map(|id| (id, Some(Some("free")))),
-            2 => nth(self.queue.iter().copied().collect())
-                .map(|id| (id, Some(Some("queued in a channel")))),
+            1 => nth(self.free.iter().copied().collect()).map(|id| (id, Some(Some("free")))),
+            2 => nth(guarded).map(|id| (id, Some(Some("held")))),
             _ => None,
         };
         match choice {
@@ -92,7 +96,7 @@ fn check_refusal(err: PoolError, id: BlockId, want: Option<&'static str>, blocks
         (
             PoolError::WrongState {
                 id: got,
-                expected: "held",
+                expected: "in transit",
                 found,
                 ..
             },
@@ -125,7 +129,7 @@ fuzz_target!(|data: &[u8]| {
     let mut model = Model {
         blocks,
         size,
-        free: (0..blocks).rev().collect(),
+        free: (0..blocks).collect(),
         ids: BTreeSet::new(),
         queue: VecDeque::new(),
         mem: vec![vec![0; size]; blocks as usize],
@@ -141,14 +145,14 @@ fuzz_target!(|data: &[u8]| {
         let (ch, pool) = (chans[h], chans[h].pool());
         let g = usize::from(arg);
         match op & 15 {
-            0 | 1 => match (pool.get(), model.free.pop()) {
+            0 | 1 => match (pool.get(), model.free.pop_front()) {
                 (Ok(block), Some(id)) => {
-                    assert_eq!(block.id(), BlockId(id), "not the top of the free stack");
+                    assert_eq!(block.id(), BlockId(id), "not the head of the free queue");
                     assert_eq!(block.used(), 0);
                     model.used[id as usize] = 0;
                     check_bytes(&block, &model);
                     if op & 15 == 1 {
-                        model.ids.insert(block.into_id().0);
+                        model.ids.insert(block.into_id().unwrap().0);
                     } else {
                         guards.push((h, block));
                     }
@@ -158,25 +162,25 @@ fuzz_target!(|data: &[u8]| {
             },
             2 if !guards.is_empty() => {
                 let (_, block) = guards.swap_remove(g % guards.len());
-                model.free.push(block.id().0);
+                model.free.push_back(block.id().0);
             }
             3 if !guards.is_empty() => {
                 let (_, block) = guards.swap_remove(g % guards.len());
-                model.ids.insert(block.into_id().0);
+                model.ids.insert(block.into_id().unwrap().0);
             }
             4 => {
-                let (id, want) = model.pick(arg);
+                let (id, want) = model.pick(arg, guards.iter().map(|(_, b)| b.id().0).collect());
                 match (pool.put(id), want) {
                     (Ok(()), None) => {
                         model.ids.remove(&id.0);
-                        model.free.push(id.0);
+                        model.free.push_back(id.0);
                     }
                     (Err(e), Some(state)) => check_refusal(e, id, state, blocks),
                     (got, want) => panic!("put({}) gave {got:?}, want {want:?}", id.0),
                 }
             }
             5 => {
-                let (id, want) = model.pick(arg);
+                let (id, want) = model.pick(arg, guards.iter().map(|(_, b)| b.id().0).collect());
                 match (pool.from_id(id), want) {
                     (Ok(block), None) => {
                         assert_eq!(block.used(), model.used[id.0 as usize]);
@@ -225,16 +229,21 @@ fuzz_target!(|data: &[u8]| {
             10 => {
                 let len = usize::from(arg) + usize::from(input.byte().unwrap_or(0));
                 let data = bytes_of(len, arg);
-                match (ch.send_bytes(&data), model.free.last().copied()) {
+                match (ch.send_bytes(&data), model.free.front().copied()) {
                     (Ok(()), Some(id)) if len <= size => {
-                        model.free.pop();
+                        model.free.pop_front();
                         model.mem[id as usize][..len].copy_from_slice(&data);
                         model.used[id as usize] = len;
                         model.queue.push_back(id);
                     }
-                    (Err(PoolError::Segment(_)), Some(_)) if len > size => {}
+                    // Too long: the block was taken and given back (to the back).
+                    (Err(PoolError::Segment(_)), Some(id)) if len > size => {
+                        model.free.pop_front();
+                        model.free.push_back(id);
+                        model.used[id as usize] = 0;
+                    }
                     (Err(PoolError::Exhausted { .. }), None) => {}
-                    (got, top) => panic!("send_bytes({len}) gave {got:?}, free top {top:?}"),
+                    (got, next) => panic!("send_bytes({len}) gave {got:?}, next free {next:?}"),
                 }
             }
             11 | 12 => {
@@ -256,18 +265,28 @@ fuzz_target!(|data: &[u8]| {
             }
             13 => assert!(pool.reclaim_dead().unwrap().is_empty()),
             14 => {
-                let in_ring: Vec<BlockId> = model.queue.iter().map(|&i| BlockId(i)).collect();
-                assert!(pool.recover_orphans(&in_ring).unwrap().is_empty());
+                let in_transit: Vec<BlockId> = model
+                    .queue
+                    .iter()
+                    .chain(&model.ids)
+                    .map(|&i| BlockId(i))
+                    .collect();
+                assert!(pool.recover_orphans(&in_transit).unwrap().is_empty());
             }
             _ => {}
         }
 
-        let held = (guards.len() + model.ids.len()) as u32;
+        let held = guards.len() as u32;
         for ch in chans {
             let s = ch.pool().stats();
             assert_eq!(
-                (s.free, s.held, s.queued, s.unknown),
-                (model.free.len() as u32, held, model.queue.len() as u32, 0)
+                (s.free, s.held, s.in_transit, s.unknown),
+                (
+                    model.free.len() as u32,
+                    held,
+                    (model.ids.len() + model.queue.len()) as u32,
+                    0
+                )
             );
             let owners = if held > 0 { vec![(me, held)] } else { vec![] };
             assert_eq!(s.by_owner, owners);

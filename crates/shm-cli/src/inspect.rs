@@ -42,6 +42,7 @@ pub(crate) struct PoolPart {
     pub(crate) block_size: usize,
     pub(crate) free: u32,
     pub(crate) held: u32,
+    /// Blocks in transit: queued in a channel, or handed on as ids.
     pub(crate) queued: u32,
     /// `(pid, blocks held)`.
     pub(crate) owners: Vec<(u32, u32)>,
@@ -67,7 +68,7 @@ fn pool_part(stats: shm_mempool::PoolStats) -> PoolPart {
         block_size: stats.block_size,
         free: stats.free,
         held: stats.held,
-        queued: stats.queued,
+        queued: stats.in_transit,
         owners: stats.by_owner,
     }
 }

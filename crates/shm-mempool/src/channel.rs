@@ -11,7 +11,9 @@ use crate::error::PoolError;
 use crate::pool::{Block, MemPool, BLOCK_ALIGN};
 use crate::BlockId;
 
-const LAYOUT_VERSION: u32 = 1;
+/// 2: the pool inside is of layout version 2 (FIFO cells), and a queued
+/// block is in transit (the same state as after `into_id`).
+const LAYOUT_VERSION: u32 = 2;
 /// The pool starts on the second page, after the channel's header.
 const POOL_OFFSET: usize = 4096;
 
@@ -50,9 +52,16 @@ fn parts(blocks: u32, block_size: usize) -> Option<Parts> {
 /// back ([`recv`](Channel::recv)) and the block returns to the pool when its
 /// guard drops. Only the 4-byte id travels through the ring.
 ///
-/// Any number of processes may send and receive (the ring is MPMC). While a
-/// block is in the ring it belongs to the channel: `reclaim_dead` leaves it
-/// alone even if its sender died.
+/// Any number of processes may send and receive (the ring is MPMC). A send
+/// is [`Block::into_id`] and a push of the id; a receive is a pop and
+/// [`MemPool::from_id`], so a queued block is *in transit*, owned by nobody:
+/// `reclaim_dead` leaves it alone even if its sender died, and exactly one
+/// receiver claims it. (Anyone who knows a queued id could claim it with
+/// `from_id` too; the receiver that pops it then gets
+/// [`PoolError::WrongState`] instead of a second owner.)
+///
+/// A `Channel` made before `fork(2)` works in both processes; a [`Block`]
+/// taken before the fork is inert in the child (see [`Block`]).
 ///
 /// # Examples
 ///
@@ -113,7 +122,10 @@ pub enum SendError<B> {
     /// handle of this one made by a separate `attach`).
     #[error("the block belongs to another pool")]
     ForeignBlock(B),
-    /// The block's record was not in the state a send needs.
+    /// The block could not be handed on: its handle was inherited across
+    /// `fork` ([`PoolError::ForkedHandle`]) or the block is no longer its
+    /// own; nothing was queued. Or the ring was full and the block, back
+    /// from the ring, could not be claimed again.
     #[error(transparent)]
     Pool(PoolError),
 }
@@ -250,10 +262,10 @@ impl<R: Region> Channel<R> {
                 found: info.version,
             }));
         }
-        if info.capacity == 0 || info.capacity >= u64::from(u32::MAX) || info.elem_size == 0 {
+        if info.capacity == 0 || info.capacity > 1 << 31 || info.elem_size == 0 {
             return Err(fail(HeaderError::Capacity {
                 capacity: info.capacity,
-                reason: "a channel has 1 to 2^32 - 2 blocks of at least 1 byte",
+                reason: "a channel has 1 to 2^31 blocks of at least 1 byte",
             }));
         }
         let blocks = info.capacity as u32;
@@ -360,7 +372,7 @@ impl<R: Region> Channel<R> {
     /// See [`Channel`].
     pub fn recv(&self) -> Result<Block<'_, Part<R>>, RecvError> {
         let id = self.ring.pop()?;
-        Ok(self.pool.dequeue(id)?)
+        Ok(self.pool.claim_as("recv", id)?)
     }
 
     /// Waits up to `timeout` for a free slot in the ring, then queues.
@@ -384,8 +396,8 @@ impl<R: Region> Channel<R> {
         self.queue(block, |id| self.ring.push_blocking(id, timeout))
     }
 
-    /// Marks the block queued and pushes its id; on a full ring, undoes both
-    /// and gives the block back.
+    /// Hands the block on (in transit) and pushes its id; on a full ring,
+    /// claims it back and returns it.
     #[allow(clippy::result_large_err)]
     fn queue<'c>(
         &'c self,
@@ -395,16 +407,14 @@ impl<R: Region> Channel<R> {
         if !block.pool().same_pool(&self.pool) {
             return Err(SendError::ForeignBlock(block));
         }
-        let id = block.id();
-        let word = self.pool.enqueue(id).map_err(SendError::Pool)?;
-        let _ = block.into_id(); // the block belongs to the channel now
+        let id = block.into_id().map_err(SendError::Pool)?;
         match push(id) {
             Ok(()) => Ok(()),
             Err(PushError::Full(_) | PushError::ForkedHandle(_)) => {
-                self.pool.unqueue(id, word).map_err(SendError::Pool)?;
-                Err(SendError::Full(
-                    self.pool.from_id(id).map_err(SendError::Pool)?,
-                ))
+                match self.pool.claim_as("send", id) {
+                    Ok(block) => Err(SendError::Full(block)),
+                    Err(e) => Err(SendError::Pool(e)),
+                }
             }
         }
     }
@@ -422,7 +432,7 @@ impl<R: Region> Channel<R> {
     /// ```
     pub fn recv_blocking(&self, timeout: Duration) -> Result<Block<'_, Part<R>>, RecvError> {
         let id = self.ring.pop_blocking(timeout)?;
-        Ok(self.pool.dequeue(id)?)
+        Ok(self.pool.claim_as("recv", id)?)
     }
 
     /// Blocks queued now (a snapshot).
@@ -465,14 +475,14 @@ impl<R: Region> Channel<R> {
 /// let ch = Channel::create(&region, 4, 64, Default::default())?;
 /// ch.send_bytes(b"queued")?;
 /// let (pool, ring) = inspect_channel(&region)?;
-/// assert_eq!((pool.queued, ring.len()), (1, 1));
+/// assert_eq!((pool.in_transit, ring.len()), (1, 1));
 /// # Ok::<(), shm_mempool::PoolError>(())
 /// ```
 pub fn inspect_channel<R: Region>(
     region: &R,
 ) -> Result<(crate::PoolStats, shm_ring::RingInfo), PoolError> {
     let info = Header::read(region)?;
-    if info.kind != Kind::CHANNEL || info.capacity == 0 || info.capacity >= u64::from(u32::MAX) {
+    if info.kind != Kind::CHANNEL || info.capacity == 0 || info.capacity > 1 << 31 {
         let source = HeaderError::WrongKind {
             expected: Kind::CHANNEL,
             found: info.kind,

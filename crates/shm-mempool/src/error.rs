@@ -25,7 +25,7 @@ pub enum PoolError {
     #[error(transparent)]
     Ring(#[from] shm_ring::RingError),
     /// Every block is in use.
-    #[error("{target}: all {blocks} blocks are in use")]
+    #[error("get {target}: all {blocks} blocks are in use")]
     Exhausted {
         /// The pool's region.
         target: Target,
@@ -49,8 +49,10 @@ pub enum PoolError {
         reason: String,
     },
     /// An id that names no block of this pool.
-    #[error("{target}: block id {} is out of range (the pool has {blocks} blocks)", id.0)]
+    #[error("{op} {target}: block id {} is out of range (the pool has {blocks} blocks)", id.0)]
     OutOfRange {
+        /// The operation: `"put"`, `"from_id"`, `"recover_orphans"`…
+        op: &'static str,
         /// The pool's region.
         target: Target,
         /// The id given.
@@ -58,10 +60,15 @@ pub enum PoolError {
         /// How many blocks the pool has.
         blocks: u32,
     },
-    /// Giving back or taking over a block that is not in the state the
-    /// operation needs: a double `put`, or an id that was never handed out.
-    #[error("{target}: block {} is {found}, not {expected}", id.0)]
+    /// A block that is not in the state the operation needs: a second
+    /// [`from_id`](crate::MemPool::from_id) of one id (the first claimed it),
+    /// a double [`put`](crate::MemPool::put), an id of a block some guard
+    /// holds, or a [`Block`](crate::Block) whose block is no longer its own
+    /// (its record changed under it). Nothing was changed.
+    #[error("{op} block {} of {target}: the block is {found}, not {expected}", id.0)]
     WrongState {
+        /// The operation: `"put"`, `"from_id"`, `"into_id"`, `"drop"`, `"recv"`…
+        op: &'static str,
         /// The pool's region.
         target: Target,
         /// The block.
@@ -70,6 +77,23 @@ pub enum PoolError {
         expected: &'static str,
         /// The state it is in.
         found: &'static str,
+    },
+    /// A [`Block`](crate::Block) used in a process made by `fork(2)` after
+    /// the block was taken: the block is the parent's, so the child's copy
+    /// of the handle is inert (it errors, and its drop gives nothing back).
+    /// The pool handle itself works in the child: take blocks of its own.
+    #[error(
+        "{op} block {} of {target}: this handle was inherited across fork(2); the block \
+         belongs to the process that took it, so the handle is inert here",
+        id.0
+    )]
+    ForkedHandle {
+        /// The operation.
+        op: &'static str,
+        /// The pool's region.
+        target: Target,
+        /// The block.
+        id: BlockId,
     },
     /// Shared state that no correct peer could have written (an index out of
     /// range in the free list, a cycle). Nothing out of bounds was touched.
@@ -89,6 +113,7 @@ impl From<PoolError> for std::io::Error {
             PoolError::Exhausted { .. } => std::io::ErrorKind::OutOfMemory,
             PoolError::ChannelFull { .. } => std::io::ErrorKind::WouldBlock,
             PoolError::Corrupted { .. } => std::io::ErrorKind::InvalidData,
+            PoolError::ForkedHandle { .. } => std::io::ErrorKind::PermissionDenied,
             _ => std::io::ErrorKind::InvalidInput,
         };
         std::io::Error::new(kind, err)

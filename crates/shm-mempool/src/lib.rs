@@ -2,13 +2,18 @@
 //!
 //! - [`MemPool`]: N blocks of S bytes in one [`Region`](shm_segment::Region),
 //!   taken and given back by any attached process, named by a
-//!   position-independent [`BlockId`]. Lock-free and ABA-safe (a Treiber
-//!   stack with a tagged head); each block records its owner, so
-//!   [`MemPool::reclaim_dead`] gives back exactly what dead processes held.
-//!   See the [`pool`] module for the design and what a kill can leak.
+//!   position-independent [`BlockId`]. Free blocks come out first in, first
+//!   out by default (a lock-free queue of ids whose cells change by one CAS
+//!   each), or last in, first out ([`FreeOrder::Lifo`], a Treiber stack).
+//!   Each block has one owner: a [`Block`] guard, or nobody while its id is
+//!   in transit ([`Block::into_id`], claimed exactly once by
+//!   [`MemPool::from_id`]); [`MemPool::reclaim_dead`] gives back exactly
+//!   what dead processes held. See the [`pool`] module for the design and
+//!   what a kill can leak.
 //! - [`Channel`]: a pool plus a ring of block ids in one segment. A sender
-//!   fills a block in place and sends its id; the receiver reads the same
-//!   memory; the block goes back to the pool when the receiver drops it.
+//!   fills a block in place and sends its id (`into_id` and a push); the
+//!   receiver claims it (a pop and `from_id`) and reads the same memory; the
+//!   block goes back to the pool when the receiver drops it.
 //!
 //! # Examples
 //!
@@ -26,14 +31,16 @@
 //! ```
 #![warn(missing_docs)]
 
+mod block;
 mod channel;
 mod error;
+mod free;
 pub mod pool;
 mod sync;
 
 pub use channel::{inspect_channel, Channel, RecvError, SendError};
 pub use error::PoolError;
-pub use pool::{Block, MemPool, PoolStats, BLOCK_ALIGN};
+pub use pool::{Block, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN};
 
 /// A block's position-independent name: its index in the pool. The same id
 /// names the same block in every process that maps the pool.

@@ -3,19 +3,26 @@
 //! 1. Attaching a pool or a channel to memory that is not one (random
 //!    bytes, a valid header with one field changed, a region too small)
 //!    returns a typed error naming what is wrong, and never panics.
-//! 2. A free list that no correct process could have written (the head or a
-//!    link out of range, a cycle, a block listed twice, a held block on the
-//!    list, random scribbles): `get` works or returns `PoolError::Corrupted`,
-//!    `check` returns `Corrupted`, and every call ends (each walk stops within
-//!    N steps; each test runs under a time limit). The pools live in memory
-//!    with `PROT_NONE` guard pages on both sides, so an access out of bounds
-//!    would fault instead of passing unnoticed.
+//! 2. A free list that no correct process could have written. LIFO: the
+//!    head or a link out of range, a cycle, a block listed twice, a held
+//!    block on the list. FIFO: a cell naming a block out of range, a stamp
+//!    no lap explains at the head or the tail, a block queued twice, a held
+//!    block in the queue. Both: random scribbles. `get` works or returns
+//!    `PoolError::Corrupted`, `check` returns `Corrupted`, and every call
+//!    ends (each walk stops within N steps; each test runs under a time
+//!    limit). The pools live in memory with `PROT_NONE` guard pages on both
+//!    sides, so an access out of bounds would fault instead of passing
+//!    unnoticed. A FIFO head or tail left one behind (a process killed
+//!    between its cell CAS and moving the hint) is no corruption: the next
+//!    call moves it on.
 //! 3. `recover_orphans` returns the block a process killed in the middle of
 //!    a `get`, a send or a receive left in no list, and nothing else.
 //!
-//! The record layout used to simulate these (crates/shm-mempool/src/pool.rs):
-//! the free-list head at 128 (`tag << 32 | index + 1`), the records at 256,
-//! 16 bytes each: `next: u32` (index + 1), `used: u32`, `word: u64`.
+//! The layout used to simulate these (crates/shm-mempool/src/pool.rs,
+//! version 2; see `tests/common`): the control block at 128 (order word,
+//! LIFO head `tag << 32 | index + 1` at 256, FIFO head and tail at 384 and
+//! 512), the records at 640, 16 bytes each: `next: u32` (index + 1),
+//! `used: u32`, `word: u64`; then the FIFO cells, `stamp << 32 | index`.
 //!
 //! Random inputs come from a seed printed at the start of each test; set
 //! `SHM_CORRUPT_SEED` to replay one.
@@ -29,10 +36,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    next_off, set_raw_word, within, Guarded, Rng, FREE, HEAD, OFF_CAPACITY, OFF_ELEM_ALIGN,
-    OFF_ELEM_SIZE, OFF_KIND, OFF_MAGIC, OFF_STATE, OFF_TOTAL, OFF_VERSION, PAGE, QUEUED,
+    cell_off, next_off, set_raw_word, within, Guarded, Rng, FIFO_HEAD, FIFO_TAIL, FREE, HEAD,
+    IN_TRANSIT, OFF_CAPACITY, OFF_ELEM_ALIGN, OFF_ELEM_SIZE, OFF_KIND, OFF_MAGIC, OFF_STATE,
+    OFF_TOTAL, OFF_VERSION, ORDER, PAGE,
 };
-use shm_mempool::{BlockId, Channel, MemPool, PoolError};
+use shm_mempool::{BlockId, Channel, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_ring::{MpmcRing, RingOptions};
 use shm_segment::{Error, HeaderError, HeapRegion, Kind, Region, SubRegion, HEADER_SIZE};
 
@@ -124,12 +132,13 @@ fn each_pool_header_field_changed_is_a_typed_error() {
     pool_refuses("state", put32(OFF_STATE, 7), |e| {
         matches!(e, HeaderError::NotReady { state: 7 })
     });
-    pool_refuses("version", put32(OFF_VERSION, 2), |e| {
+    // Layout version 1 (a LIFO-only pool) is refused, not misread.
+    pool_refuses("version", put32(OFF_VERSION, 1), |e| {
         matches!(
             e,
             HeaderError::Version {
-                expected: 1,
-                found: 2
+                expected: 2,
+                found: 1
             }
         )
     });
@@ -166,14 +175,14 @@ fn each_pool_header_field_changed_is_a_typed_error() {
     pool_refuses("capacity 0", put64(OFF_CAPACITY, 0), |e| {
         matches!(e, HeaderError::Capacity { capacity: 0, .. })
     });
-    for cap in [u64::from(u32::MAX), 1 << 40, u64::MAX] {
+    for cap in [(1 << 31) + 1, u64::from(u32::MAX), 1 << 40, u64::MAX] {
         pool_refuses(
             "capacity too large",
             put64(OFF_CAPACITY, cap),
             |e| matches!(e, HeaderError::Capacity { capacity, .. } if *capacity == cap),
         );
     }
-    for cap in [u64::from(N) - 1, u64::from(N) + 1, u64::from(u32::MAX) - 1] {
+    for cap in [u64::from(N) - 1, u64::from(N) + 1, 1 << 31] {
         pool_refuses(
             "capacity",
             put64(OFF_CAPACITY, cap),
@@ -205,6 +214,16 @@ fn each_pool_header_field_changed_is_a_typed_error() {
         header_error(MemPool::attach(&short).unwrap_err()),
         HeaderError::Truncated { .. }
     ));
+    // The free order is no header field, but is checked the same way.
+    for order in [0u32, 3, u32::MAX] {
+        let g = Guarded::with_bytes(&bytes);
+        g.write_pod(ORDER, &order).unwrap();
+        let err = MemPool::attach(&g).unwrap_err();
+        assert!(
+            matches!(&err, PoolError::Corrupted { what, .. } if what.contains("free-order")),
+            "{err:?}"
+        );
+    }
 }
 
 #[test]
@@ -400,11 +419,38 @@ fn random_bytes_in_and_around_a_header_never_panic() {
 // ---------------------------------------------------------------------------
 // 2. A corrupted free list.
 
-/// A fresh guarded pool of N blocks, all free (list 0 -> 1 -> ... -> N-1).
+/// A fresh guarded LIFO pool of N blocks, all free (list 0 -> 1 -> ... -> N-1).
 fn guarded_pool() -> (Arc<Guarded>, MemPool<Arc<Guarded>>) {
+    guarded(FreeOrder::Lifo)
+}
+
+/// A fresh guarded FIFO pool of N blocks, all free (cells 0..N hold blocks
+/// 0..N at stamps 1..=N; head 0, tail N).
+fn guarded_fifo() -> (Arc<Guarded>, MemPool<Arc<Guarded>>) {
+    guarded(FreeOrder::Fifo)
+}
+
+fn guarded(order: FreeOrder) -> (Arc<Guarded>, MemPool<Arc<Guarded>>) {
     let g = Arc::new(Guarded::new(MemPool::<()>::required_size(N, SIZE)));
-    let pool = MemPool::create(Arc::clone(&g), N, SIZE).unwrap();
+    let pool =
+        MemPool::create_with(Arc::clone(&g), N, SIZE, PoolOptions::new().order(order)).unwrap();
     (g, pool)
+}
+
+/// Sets FIFO cell `c` to `stamp << 32 | index`.
+fn set_cell(g: &Guarded, c: u64, stamp: u32, index: u32) {
+    g.atomic_u64(cell_off(N, c)).unwrap().store(
+        (u64::from(stamp) << 32) | u64::from(index),
+        Ordering::Release,
+    );
+}
+
+fn set_pos(g: &Guarded, at: usize, pos: u64) {
+    g.atomic_u64(at).unwrap().store(pos, Ordering::Release);
+}
+
+fn pos(g: &Guarded, at: usize) -> u64 {
+    g.load_u64(at, Ordering::Acquire).unwrap()
 }
 
 /// Sets the head (keeping a tag) to `link` (index + 1, 0 = empty).
@@ -426,7 +472,7 @@ fn drain(pool: &MemPool<Arc<Guarded>>) -> (Vec<BlockId>, PoolError) {
     let mut got = Vec::new();
     for _ in 0..=N {
         match pool.get() {
-            Ok(b) => got.push(b.into_id()),
+            Ok(b) => got.push(b.into_id().unwrap()),
             Err(e) => return (got, e),
         }
     }
@@ -490,7 +536,7 @@ fn a_cycle_is_corrupted_and_every_walk_ends() {
         assert_eq!(got, [BlockId(0), BlockId(1)], "each block at most once");
         assert!(matches!(err, PoolError::Corrupted { .. }), "{err:?}");
         let s = pool.stats();
-        assert_eq!((s.held, s.free), (2, N - 2));
+        assert_eq!((s.in_transit, s.free), (2, N - 2));
     });
 }
 
@@ -525,7 +571,7 @@ fn a_held_block_on_the_list_is_corrupted() {
         assert_eq!(pool.check().unwrap(), N - 1, "the rest of the list is fine");
         drop(held);
         assert_eq!(pool.check().unwrap(), N);
-        // A record in no known state on the list.
+        // A record in no known state on the list (block 0 is on top again).
         set_raw_word(&*g, 0, 3);
         assert!(is_corrupted(&pool.check()));
         assert_eq!(pool.stats().unknown, 1);
@@ -539,30 +585,61 @@ fn random_scribbles_never_panic_never_hang() {
     within(Duration::from_secs(120), "random scribbles", move || {
         let mut rng = Rng::new(seed);
         let (mut corrupted, mut ok) = (0u64, 0u64);
-        for _ in 0..300 {
-            let (g, pool) = guarded_pool();
+        for round in 0..600 {
+            let order = if round % 2 == 0 {
+                FreeOrder::Fifo
+            } else {
+                FreeOrder::Lifo
+            };
+            let (g, pool) = guarded(order);
+            let cap = u64::from(N.next_power_of_two());
             let mut held = Vec::new();
             for _ in 0..60 {
                 match rng.below(10) {
-                    // Scribble a head, a link or a word.
-                    0 => set_head(&g, rng.below(u64::from(N) + 3) as u32),
-                    1 => set_next(
-                        &g,
-                        rng.below(u64::from(N)) as u32,
-                        rng.below(u64::from(N) + 3) as u32,
-                    ),
+                    // Scribble a head, a link or cell, a word.
+                    0 => match order {
+                        FreeOrder::Lifo => set_head(&g, rng.below(u64::from(N) + 3) as u32),
+                        _ => set_pos(
+                            &g,
+                            if rng.below(2) == 0 {
+                                FIFO_HEAD
+                            } else {
+                                FIFO_TAIL
+                            },
+                            match rng.below(3) {
+                                0 => rng.next_u64(),
+                                _ => pos(&g, FIFO_HEAD).wrapping_add(rng.below(2 * cap + 2)),
+                            },
+                        ),
+                    },
+                    1 => match order {
+                        FreeOrder::Lifo => set_next(
+                            &g,
+                            rng.below(u64::from(N)) as u32,
+                            rng.below(u64::from(N) + 3) as u32,
+                        ),
+                        _ => set_cell(
+                            &g,
+                            rng.below(cap),
+                            match rng.below(3) {
+                                0 => rng.next_u64() as u32,
+                                _ => (pos(&g, FIFO_HEAD) + rng.below(2 * cap + 2)) as u32,
+                            },
+                            rng.below(u64::from(N) + 2) as u32,
+                        ),
+                    },
                     2 => set_raw_word(
                         &*g,
                         rng.below(u64::from(N)) as u32,
                         match rng.below(4) {
                             0 => FREE,
-                            1 => QUEUED,
+                            1 => IN_TRANSIT,
                             2 => 3,
                             _ => rng.next_u64(),
                         },
                     ),
                     3..=5 => match pool.get() {
-                        Ok(b) => held.push(b.into_id()),
+                        Ok(b) => held.push(b.into_id().unwrap()),
                         Err(PoolError::Corrupted { .. }) => corrupted += 1,
                         Err(PoolError::Exhausted { .. }) => {}
                         Err(e) => panic!("get: {e}"),
@@ -580,9 +657,9 @@ fn random_scribbles_never_panic_never_hang() {
                         Err(e) => panic!("check: {e}"),
                     },
                     8 => {
-                        let _ = pool.reclaim_dead().unwrap();
+                        let _ = pool.reclaim_dead();
                         let s = pool.stats();
-                        assert_eq!(s.free + s.held + s.queued + s.unknown, N);
+                        assert_eq!(s.free + s.held + s.in_transit + s.unknown, N);
                     }
                     _ => match pool.recover_orphans(&[]) {
                         Ok(ids) => assert!(ids.len() <= N as usize),
@@ -598,6 +675,145 @@ fn random_scribbles_never_panic_never_hang() {
 }
 
 // ---------------------------------------------------------------------------
+// 2b. A corrupted FIFO queue, and hints a killed process left behind.
+
+#[test]
+fn fifo_cell_out_of_range_is_corrupted() {
+    within(LIMIT, "cell out of range", || {
+        for index in [N, N + 1, u32::MAX] {
+            let (g, pool) = guarded_fifo();
+            set_cell(&g, 0, 1, index); // full for position 0, names `index`
+            let err = pool.get().map(|b| b.into_id()).unwrap_err();
+            assert!(
+                matches!(&err, PoolError::Corrupted { what, .. } if what.contains(&format!("block {index}"))),
+                "{err:?}"
+            );
+            assert!(is_corrupted(&pool.check()), "check, index {index}");
+            assert!(is_corrupted(&pool.recover_orphans(&[])));
+            // It stays corrupted (the bad cell is still at the head), not
+            // worse, and counting by records still works.
+            assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
+            assert_eq!(pool.stats().free, N);
+            let io: std::io::Error = pool.check().unwrap_err().into();
+            assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
+        }
+    });
+}
+
+#[test]
+fn fifo_stamps_no_lap_explains_are_corrupted_and_every_call_ends() {
+    within(LIMIT, "bad stamps", || {
+        let cap = u64::from(N.next_power_of_two());
+        // At the head: a stamp from far behind or ahead.
+        for stamp in [5000u32, u32::MAX, 3, cap as u32 + 3] {
+            let (g, pool) = guarded_fifo();
+            set_cell(&g, 0, stamp, 0);
+            assert!(
+                is_corrupted(&pool.get().map(|b| b.into_id())),
+                "get, stamp {stamp}"
+            );
+            assert!(is_corrupted(&pool.check()), "check, stamp {stamp}");
+        }
+        // At the tail: a cell still full from a lap before, so a block
+        // given back finds no room. The put says so; the block is free and
+        // on no list, which recover_orphans finds once the cell is repaired.
+        let (g, pool) = guarded_fifo();
+        let id = pool.get().unwrap().into_id().unwrap(); // block 0, head 1
+        set_cell(&g, u64::from(N) % cap, (u64::from(N) + 1 - cap) as u32, 1);
+        let err = pool.put(id).unwrap_err();
+        assert!(
+            matches!(&err, PoolError::Corrupted { what, .. } if what.contains("tail")),
+            "{err:?}"
+        );
+        set_cell(&g, u64::from(N) % cap, N, 0);
+        assert_eq!(pool.check().unwrap(), N - 1);
+        assert_eq!(pool.recover_orphans(&[]).unwrap(), vec![id]);
+        assert_eq!(pool.check().unwrap(), N);
+    });
+}
+
+#[test]
+fn fifo_block_queued_twice_or_held_is_corrupted() {
+    within(LIMIT, "queued twice", || {
+        let (g, pool) = guarded_fifo();
+        // Cell 2 names block 1 too: 0, 1, 1, 3, ...
+        set_cell(&g, 2, 3, 1);
+        let err = pool.check().unwrap_err();
+        assert!(err.to_string().contains("block 1"), "{err}");
+        let a = pool.get().unwrap().into_id().unwrap();
+        let b = pool.get().unwrap().into_id().unwrap();
+        assert_eq!((a, b), (BlockId(0), BlockId(1)));
+        // The second copy of block 1 is held: `get` says so, the holder keeps it.
+        assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
+        assert_eq!(pool.stats().in_transit, 2);
+        assert_eq!(
+            pool.check().unwrap(),
+            N - 3,
+            "the rest of the queue is fine"
+        );
+        pool.put(b).unwrap();
+        pool.put(a).unwrap();
+        // Block 2 fell out of the queue when its cell was overwritten.
+        assert_eq!(pool.recover_orphans(&[]).unwrap(), vec![BlockId(2)]);
+        assert_eq!(pool.check().unwrap(), N);
+    });
+}
+
+#[test]
+fn fifo_hints_a_killed_process_left_behind_are_moved_on() {
+    within(LIMIT, "lagging hints", || {
+        let (g, pool) = guarded_fifo();
+        // A taker killed after emptying cell 0, before moving the head.
+        let first = pool.get().unwrap().into_id().unwrap();
+        assert_eq!(pos(&g, FIFO_HEAD), 1);
+        set_pos(&g, FIFO_HEAD, 0);
+        assert_eq!(
+            pool.check().unwrap(),
+            N - 1,
+            "a lagging head is no corruption"
+        );
+        assert_eq!(pool.get().unwrap().into_id().unwrap(), BlockId(1));
+        assert_eq!(pos(&g, FIFO_HEAD), 2);
+        // A giver killed after filling a cell, before moving the tail.
+        pool.put(first).unwrap();
+        let tail = pos(&g, FIFO_TAIL);
+        set_pos(&g, FIFO_TAIL, tail - 1);
+        assert_eq!(pool.check().unwrap(), N - 1);
+        pool.put(BlockId(1)).unwrap();
+        assert_eq!(pos(&g, FIFO_TAIL), tail + 1);
+        assert_eq!(pool.check().unwrap(), N);
+        // A giver killed after filling, before moving the tail, and then a
+        // taker that emptied that cell: the tail is behind the head.
+        let (g2, small) = {
+            let g = Arc::new(Guarded::new(MemPool::<()>::required_size(2, SIZE)));
+            let p = MemPool::create(Arc::clone(&g), 2, SIZE).unwrap();
+            (g, p)
+        };
+        let a = small.get().unwrap().into_id().unwrap();
+        let b = small.get().unwrap().into_id().unwrap();
+        small.put(a).unwrap(); // filled at position 2, tail 3
+        set_pos(&g2, FIFO_TAIL, 2);
+        assert_eq!(small.get().unwrap().into_id().unwrap(), a); // head 3
+        assert_eq!(pos(&g2, FIFO_HEAD), 3);
+        assert_eq!(
+            small.check().unwrap(),
+            0,
+            "a tail behind the head is no corruption"
+        );
+        small.put(b).unwrap();
+        small.put(a).unwrap();
+        assert_eq!(small.check().unwrap(), 2);
+        // The queue order survived: 2, 3, …, then 0, then 1.
+        let order: Vec<u32> = (0..N)
+            .map(|_| pool.get().unwrap().into_id().unwrap().0)
+            .collect();
+        let mut want: Vec<u32> = (2..N).collect();
+        want.extend([0, 1]);
+        assert_eq!(order, want);
+    });
+}
+
+// ---------------------------------------------------------------------------
 // 3. Orphans left by a process killed mid-operation.
 
 #[test]
@@ -605,7 +821,7 @@ fn recover_orphans_returns_a_block_lost_mid_get() {
     let (g, pool) = guarded_pool();
     // Killed after popping the block, before recording itself as holder:
     // the block is free but on no list.
-    let id = pool.get().unwrap().into_id();
+    let id = pool.get().unwrap().into_id().unwrap();
     set_raw_word(&*g, id.0, FREE);
     assert_eq!(pool.stats().free, N);
     assert_eq!(pool.check().unwrap(), N - 1, "the lost block is on no list");
@@ -619,21 +835,23 @@ fn recover_orphans_returns_a_block_lost_mid_get() {
         pool.recover_orphans(&[]).unwrap().is_empty(),
         "recovered twice"
     );
-    let all: BTreeSet<u32> = (0..N).map(|_| pool.get().unwrap().into_id().0).collect();
+    let all: BTreeSet<u32> = (0..N)
+        .map(|_| pool.get().unwrap().into_id().unwrap().0)
+        .collect();
     assert_eq!(all.len(), N as usize);
 }
 
 #[test]
 fn recover_orphans_returns_a_block_lost_mid_send_but_not_queued_ones() {
-    let (g, pool) = guarded_pool();
-    // Killed after marking the block queued, before pushing it into the ring.
-    let lost = pool.get().unwrap().into_id();
-    let in_ring = pool.get().unwrap().into_id();
-    set_raw_word(&*g, lost.0, QUEUED);
-    set_raw_word(&*g, in_ring.0, QUEUED);
-    assert_eq!(pool.stats().queued, 2);
+    let (_g, pool) = guarded_fifo();
+    // Killed after `into_id`, before pushing the id into the ring: in
+    // transit, and in no ring. Another was pushed.
+    let lost = pool.get().unwrap().into_id().unwrap();
+    let in_ring = pool.get().unwrap().into_id().unwrap();
+    assert_eq!(pool.stats().in_transit, 2);
+    assert!(pool.reclaim_dead().unwrap().is_empty(), "nobody owns them");
     assert_eq!(pool.recover_orphans(&[in_ring]).unwrap(), vec![lost]);
-    assert_eq!(pool.stats().queued, 1);
+    assert_eq!(pool.stats().in_transit, 1);
     assert!(matches!(
         pool.recover_orphans(&[BlockId(N)]),
         Err(PoolError::OutOfRange { .. })
@@ -655,7 +873,7 @@ fn recover_orphans_returns_a_block_lost_mid_receive() {
     let ring = MpmcRing::<BlockId, _>::attach(SubRegion::new(&region, ring_at, ring_len).unwrap())
         .unwrap();
     let lost = ring.pop().unwrap();
-    assert_eq!(ch.pool().stats().queued, 2);
+    assert_eq!(ch.pool().stats().in_transit, 2);
     // Only the second is still in the ring.
     let got = ch.pool().recover_orphans(&[BlockId(1)]).unwrap();
     assert_eq!(got, vec![lost]);

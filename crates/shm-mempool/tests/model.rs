@@ -2,22 +2,31 @@
 //! after every step against a model that does the same thing with plain
 //! collections.
 //!
-//! The model holds the free list as a stack (the pool is a Treiber stack:
-//! `get` takes the block `put` gave back last, and a fresh pool hands out
-//! block 0 first), the blocks held through a guard, the blocks held as bare
-//! ids (`into_id`), the ids queued in the channel (FIFO), and every block's
-//! bytes and `used` count. After each step:
+//! The model holds the free list in the pool's order (FIFO, the default: a
+//! queue, `get` takes the block given back longest ago; LIFO: a stack, `get`
+//! takes the block given back last; a fresh pool hands out block 0 first
+//! either way), the blocks held through a guard, the blocks in transit as
+//! bare ids (`into_id`), the ids queued in the channel (FIFO), the blocks
+//! another process holds now although a stale guard here still names them,
+//! and every block's bytes and `used` count. After each step:
 //!
 //! - `stats()` of both handles (the creator's and a second `attach` to the
-//!   same memory) equals the model's counts, with this process as the only
-//!   owner, and `check()` walks exactly the model's free blocks;
+//!   same memory) equals the model's counts, with this process (and the
+//!   forged owners, which reuse its pid) as the only owner, and `check()`
+//!   walks exactly the model's free blocks;
 //! - a block that comes out of the pool (`get`, `from_id`, `recv`) holds the
 //!   bytes last written into it, so the pool never writes into a block nor
 //!   hands one out twice.
 //!
-//! A double `put`, a `put` or `from_id` of a free, queued or out-of-range id,
-//! a `get` from an empty pool and a write past a block's end return the
-//! typed error with the numbers in it, and change nothing.
+//! The ownership protocol: `from_id` and `put` take only ids in transit, so
+//! a second claim of an id, a `put` or `from_id` of a free block, of one a
+//! guard holds, or of an out-of-range id, a `get` from an empty pool and a
+//! write past a block's end return the typed error with the numbers in it,
+//! and change nothing. `Steal` writes a guard's record as another process
+//! would hold it (a dead process that had our pid, as after a peer's
+//! mistaken `reclaim_dead` and a new `get`): that guard is stale, its drop
+//! and `into_id` change nothing, and `reclaim_dead` frees exactly the stolen
+//! blocks.
 
 mod common;
 
@@ -25,20 +34,23 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{generation, held_word, raw_word, set_raw_word};
 use proptest::prelude::*;
-use shm_mempool::{Block, BlockId, Channel, MemPool, PoolError, RecvError, SendError};
+use shm_mempool::{
+    Block, BlockId, Channel, FreeOrder, MemPool, PoolError, PoolOptions, RecvError, SendError,
+};
 use shm_ring::{PopError, RingOptions};
 use shm_segment::{HeapRegion, ProcessId, Region, SubRegion};
 
 /// How a test picks an id for `put` and `from_id`.
 #[derive(Debug, Clone, Copy)]
 enum Pick {
-    /// One of the ids held bare (after `into_id`): the call succeeds.
-    Held(usize),
+    /// One of the ids in transit (after `into_id`): the call succeeds.
+    Transit(usize),
     /// A free block: `WrongState`.
     Free(usize),
-    /// A block queued in the channel: `WrongState`.
-    Queued(usize),
+    /// A block a guard holds: `WrongState` (a second claim).
+    Guarded(usize),
     /// `blocks + k` (saturating): `OutOfRange`.
     Out(u32),
 }
@@ -79,15 +91,22 @@ enum Op {
     },
     /// `reclaim_dead()`: this process is alive, so nothing.
     Reclaim(usize),
-    /// `recover_orphans(ids in the ring)`: there are no orphans.
+    /// `recover_orphans(ids in transit)`: there are no orphans.
     Recover(usize),
+    /// Guard `g`'s block is now another process's: its record is written
+    /// as held by a dead process that had our pid. The guard is stale.
+    Steal(usize),
+    /// Drops stale guard `s`: nothing changes.
+    DropStale(usize),
+    /// `into_id` of stale guard `s`: refused, nothing changes.
+    IntoIdStale(usize),
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
     prop_oneof![
-        4 => any::<usize>().prop_map(Pick::Held),
+        4 => any::<usize>().prop_map(Pick::Transit),
         2 => any::<usize>().prop_map(Pick::Free),
-        1 => any::<usize>().prop_map(Pick::Queued),
+        2 => any::<usize>().prop_map(Pick::Guarded),
         1 => prop_oneof![0u32..3, Just(u32::MAX)].prop_map(Pick::Out),
     ]
 }
@@ -107,6 +126,9 @@ fn op(channel: bool) -> impl Strategy<Value = Op> {
         1 => (g(), 0usize..400).prop_map(|(g, n)| Op::SetUsed(g, n)),
         1 => h().prop_map(Op::Reclaim),
         1 => h().prop_map(Op::Recover),
+        1 => g().prop_map(Op::Steal),
+        1 => g().prop_map(Op::DropStale),
+        1 => g().prop_map(Op::IntoIdStale),
     ];
     let channel_ops = prop_oneof![
         5 => (g(), any::<bool>()).prop_map(|(g, blocking)| Op::Send { g, blocking }),
@@ -127,6 +149,10 @@ fn case(channel: bool) -> impl Strategy<Value = (u32, usize, Vec<Op>)> {
         prop::sample::select(vec![1usize, 64, 100, 200]),
         prop::collection::vec(op(channel), 1..150),
     )
+}
+
+fn order() -> impl Strategy<Value = FreeOrder> {
+    prop_oneof![Just(FreeOrder::Fifo), Just(FreeOrder::Lifo)]
 }
 
 // ---------------------------------------------------------------------------
@@ -195,12 +221,15 @@ impl<P: Region> Chan<P> for NoChan {
 struct Model {
     blocks: u32,
     size: usize,
-    /// Free blocks as a stack: `last()` is what `get` returns next.
-    free: Vec<u32>,
-    /// Held as bare ids.
+    order: FreeOrder,
+    /// Free blocks: `front()` is what `get` returns next.
+    free: VecDeque<u32>,
+    /// In transit as bare ids.
     ids: BTreeSet<u32>,
     /// Queued in the channel, oldest first.
     queue: VecDeque<u32>,
+    /// Held by a forged other owner (see `Op::Steal`).
+    stolen: BTreeSet<u32>,
     /// Every block's bytes.
     mem: Vec<Vec<u8>>,
     /// Every block's `used` count.
@@ -208,27 +237,42 @@ struct Model {
 }
 
 impl Model {
-    fn new(blocks: u32, size: usize) -> Self {
+    fn new(blocks: u32, size: usize, order: FreeOrder) -> Self {
         Model {
             blocks,
             size,
-            free: (0..blocks).rev().collect(),
+            order,
+            free: (0..blocks).collect(),
             ids: BTreeSet::new(),
             queue: VecDeque::new(),
+            stolen: BTreeSet::new(),
             mem: vec![vec![0; size]; blocks as usize],
             used: vec![0; blocks as usize],
         }
     }
 
+    /// What `get` takes.
+    fn take(&mut self) -> Option<u32> {
+        self.free.pop_front()
+    }
+
+    /// A block given back.
+    fn give(&mut self, id: u32) {
+        match self.order {
+            FreeOrder::Fifo => self.free.push_back(id),
+            FreeOrder::Lifo => self.free.push_front(id),
+        }
+    }
+
     /// The id a pick names, and what the pool must say to `put`/`from_id` of
     /// it: `None` for success, else the state it is found in.
-    fn resolve(&self, pick: Pick) -> (BlockId, Result<(), Option<&'static str>>) {
+    fn resolve(&self, pick: Pick, guarded: &[u32]) -> (BlockId, Result<(), Option<&'static str>>) {
         let nth = |set: &mut dyn ExactSizeIterator<Item = u32>, k: usize| {
             let len = set.len();
             set.nth(k % len.max(1))
         };
         match pick {
-            Pick::Held(k) => {
+            Pick::Transit(k) => {
                 if let Some(id) = nth(&mut self.ids.iter().copied(), k) {
                     return (BlockId(id), Ok(()));
                 }
@@ -238,9 +282,9 @@ impl Model {
                     return (BlockId(id), Err(Some("free")));
                 }
             }
-            Pick::Queued(k) => {
-                if let Some(id) = nth(&mut self.queue.iter().copied(), k) {
-                    return (BlockId(id), Err(Some("queued in a channel")));
+            Pick::Guarded(k) => {
+                if let Some(id) = nth(&mut guarded.iter().copied(), k) {
+                    return (BlockId(id), Err(Some("held")));
                 }
             }
             Pick::Out(k) => {
@@ -272,6 +316,7 @@ fn check_bytes<R: Region>(block: &Block<'_, R>, model: &Model) -> Result<(), Tes
 
 fn check_error(
     got: PoolError,
+    op: &'static str,
     id: BlockId,
     expect: Option<&'static str>,
     blocks: u32,
@@ -279,24 +324,28 @@ fn check_error(
     match (got, expect) {
         (
             PoolError::WrongState {
+                op: got_op,
                 id: got_id,
-                expected: "held",
+                expected: "in transit",
                 found,
                 ..
             },
             Some(state),
         ) => {
+            prop_assert_eq!(got_op, op);
             prop_assert_eq!(got_id, id);
             prop_assert_eq!(found, state);
         }
         (
             PoolError::OutOfRange {
+                op: got_op,
                 id: got_id,
                 blocks: got_blocks,
                 ..
             },
             None,
         ) => {
+            prop_assert_eq!(got_op, op);
             prop_assert_eq!(got_id, id);
             prop_assert_eq!(got_blocks, blocks);
         }
@@ -315,22 +364,28 @@ fn run<P: Region, C: Chan<P>>(
 ) -> Result<(), TestCaseError> {
     let size = pools[0].block_size();
     prop_assert_eq!(size % 64, 0);
-    let mut model = Model::new(blocks, size);
+    prop_assert_eq!(pools[1].order(), pools[0].order());
+    let mut model = Model::new(blocks, size, pools[0].order());
     // Each guard with the handle whose pool it borrows: a block is sent
     // through that handle's channel (the one it came from).
     let mut guards: Vec<(usize, Block<'_, P>)> = Vec::new();
-    let me = ProcessId::current().pid;
+    // Guards whose block was stolen (see `Op::Steal`).
+    let mut stale: Vec<Block<'_, P>> = Vec::new();
+    let me = ProcessId::current();
+    // The region the records live in (both handles map the same memory).
+    let raw = pools[0].region();
 
     for (step, op) in ops.iter().enumerate() {
+        let guarded: Vec<u32> = guards.iter().map(|(_, b)| b.id().0).collect();
         match *op {
-            Op::Get(h) | Op::GetId(h) => match (pools[h].get(), model.free.pop()) {
+            Op::Get(h) | Op::GetId(h) => match (pools[h].get(), model.take()) {
                 (Ok(block), Some(id)) => {
-                    prop_assert_eq!(block.id(), BlockId(id), "not the top of the free stack");
+                    prop_assert_eq!(block.id(), BlockId(id), "not the model's next free block");
                     prop_assert_eq!(block.used(), 0, "a fresh block has used() 0");
                     model.used[id as usize] = 0;
                     check_bytes(&block, &model)?;
                     if matches!(op, Op::GetId(_)) {
-                        prop_assert_eq!(block.into_id(), BlockId(id));
+                        prop_assert_eq!(block.into_id().unwrap(), BlockId(id));
                         model.ids.insert(id);
                     } else {
                         guards.push((h, block));
@@ -342,29 +397,29 @@ fn run<P: Region, C: Chan<P>>(
             Op::Drop(g) => {
                 if !guards.is_empty() {
                     let (_, block) = guards.swap_remove(g % guards.len());
-                    model.free.push(block.id().0);
+                    model.give(block.id().0);
                     drop(block);
                 }
             }
             Op::IntoId(g) => {
                 if !guards.is_empty() {
-                    let id = guards.swap_remove(g % guards.len()).1.into_id();
+                    let id = guards.swap_remove(g % guards.len()).1.into_id().unwrap();
                     model.ids.insert(id.0);
                 }
             }
             Op::Put(h, pick) => {
-                let (id, expect) = model.resolve(pick);
+                let (id, expect) = model.resolve(pick, &guarded);
                 match (pools[h].put(id), expect) {
                     (Ok(()), Ok(())) => {
                         model.ids.remove(&id.0);
-                        model.free.push(id.0);
+                        model.give(id.0);
                     }
-                    (Err(e), Err(state)) => check_error(e, id, state, blocks)?,
+                    (Err(e), Err(state)) => check_error(e, "put", id, state, blocks)?,
                     (got, want) => prop_assert!(false, "put({}) gave {got:?}, want {want:?}", id.0),
                 }
             }
             Op::FromId(h, pick) => {
-                let (id, expect) = model.resolve(pick);
+                let (id, expect) = model.resolve(pick, &guarded);
                 match (pools[h].from_id(id), expect) {
                     (Ok(block), Ok(())) => {
                         prop_assert_eq!(block.id(), id);
@@ -373,7 +428,7 @@ fn run<P: Region, C: Chan<P>>(
                         model.ids.remove(&id.0);
                         guards.push((h, block));
                     }
-                    (Err(e), Err(state)) => check_error(e, id, state, blocks)?,
+                    (Err(e), Err(state)) => check_error(e, "from_id", id, state, blocks)?,
                     (got, want) => {
                         prop_assert!(false, "from_id({}) gave {got:?}, want {want:?}", id.0)
                     }
@@ -422,21 +477,25 @@ fn run<P: Region, C: Chan<P>>(
             Op::SendBytes { h, len, seed } => {
                 let chans = chans.expect("channel op without a channel");
                 let bytes = data(len, seed);
-                match (chans[h].send_data(&bytes), model.free.last().copied()) {
+                match (chans[h].send_data(&bytes), model.free.front().copied()) {
                     (Ok(()), Some(id)) if len <= size => {
-                        model.free.pop();
+                        model.take();
                         model.mem[id as usize][..len].copy_from_slice(&bytes);
                         model.used[id as usize] = len;
                         model.queue.push_back(id);
                     }
-                    // Too long for a block: the block went back on top.
-                    (Err(PoolError::Segment(_)), Some(_)) if len > size => {}
+                    // Too long for a block: the block was taken and given back.
+                    (Err(PoolError::Segment(_)), Some(id)) if len > size => {
+                        model.take();
+                        model.give(id);
+                        model.used[id as usize] = 0;
+                    }
                     (Err(PoolError::Exhausted { blocks: b, .. }), None) => {
                         prop_assert_eq!(b, blocks)
                     }
-                    (got, top) => prop_assert!(
+                    (got, next) => prop_assert!(
                         false,
-                        "send_bytes of {len} bytes gave {got:?} (free top {top:?}, size {size})"
+                        "send_bytes of {len} bytes gave {got:?} (next free {next:?}, size {size})"
                     ),
                 }
             }
@@ -454,39 +513,87 @@ fn run<P: Region, C: Chan<P>>(
                 }
             }
             Op::Reclaim(h) => {
+                // Only the stolen blocks' owner is dead; they come back in
+                // id order.
                 let got = pools[h].reclaim_dead().unwrap();
-                prop_assert!(
-                    got.is_empty(),
-                    "reclaimed the blocks of a live process: {got:?}"
-                );
+                let want: Vec<BlockId> = model.stolen.iter().map(|&i| BlockId(i)).collect();
+                prop_assert_eq!(&got, &want, "reclaimed other than the dead owner's blocks");
+                for id in std::mem::take(&mut model.stolen) {
+                    model.give(id);
+                }
             }
             Op::Recover(h) => {
-                let in_ring: Vec<BlockId> = model.queue.iter().map(|&i| BlockId(i)).collect();
-                let got = pools[h].recover_orphans(&in_ring).unwrap();
+                let in_transit: Vec<BlockId> = model
+                    .queue
+                    .iter()
+                    .chain(&model.ids)
+                    .map(|&i| BlockId(i))
+                    .collect();
+                let got = pools[h].recover_orphans(&in_transit).unwrap();
                 prop_assert!(
                     got.is_empty(),
                     "recovered blocks that were no orphans: {got:?}"
                 );
             }
+            Op::Steal(g) => {
+                if !guards.is_empty() {
+                    let (_, block) = guards.swap_remove(g % guards.len());
+                    let i = block.id().0;
+                    let w = raw_word(raw, i);
+                    // Freed and taken again by a process that had our pid.
+                    let theirs = held_word(me.pid, me.start_time + 1, generation(w) + 2);
+                    set_raw_word(raw, i, theirs);
+                    model.stolen.insert(i);
+                    stale.push(block);
+                }
+            }
+            Op::DropStale(k) => {
+                if !stale.is_empty() {
+                    drop(stale.swap_remove(k % stale.len()));
+                }
+            }
+            Op::IntoIdStale(k) => {
+                if !stale.is_empty() {
+                    let block = stale.swap_remove(k % stale.len());
+                    let id = block.id();
+                    match block.into_id() {
+                        Err(PoolError::WrongState {
+                            op: "into_id",
+                            id: got,
+                            ..
+                        }) => prop_assert_eq!(got, id),
+                        other => prop_assert!(false, "into_id of a stale guard gave {other:?}"),
+                    }
+                }
+            }
         }
 
         // After every step, both handles agree with the model.
-        let held = (guards.len() + model.ids.len()) as u32;
+        let held = (guards.len() + model.stolen.len()) as u32;
         prop_assert_eq!(
-            held as usize + model.free.len() + model.queue.len(),
+            held as usize + model.ids.len() + model.free.len() + model.queue.len(),
             blocks as usize
         );
         for pool in pools {
             let stats = pool.stats();
             prop_assert_eq!(
-                (stats.free, stats.held, stats.queued, stats.unknown),
-                (model.free.len() as u32, held, model.queue.len() as u32, 0),
+                (stats.free, stats.held, stats.in_transit, stats.unknown),
+                (
+                    model.free.len() as u32,
+                    held,
+                    (model.ids.len() + model.queue.len()) as u32,
+                    0
+                ),
                 "step {}: {:?}",
                 step,
                 op
             );
             prop_assert_eq!((stats.blocks, stats.block_size), (blocks, size));
-            let owners = if held > 0 { vec![(me, held)] } else { vec![] };
+            let owners = if held > 0 {
+                vec![(me.pid, held)]
+            } else {
+                vec![]
+            };
             prop_assert_eq!(stats.by_owner, owners);
             prop_assert_eq!(pool.check().unwrap(), model.free.len() as u32);
         }
@@ -498,6 +605,7 @@ fn run<P: Region, C: Chan<P>>(
     }
     // Give everything back: the pool is whole again.
     drop(guards);
+    drop(stale);
     for id in std::mem::take(&mut model.ids) {
         pools[0].put(BlockId(id)).unwrap();
     }
@@ -506,6 +614,7 @@ fn run<P: Region, C: Chan<P>>(
             drop(block);
         }
     }
+    prop_assert_eq!(pools[0].reclaim_dead().unwrap().len(), model.stolen.len());
     prop_assert_eq!(pools[1].check().unwrap(), blocks);
     prop_assert_eq!(pools[0].stats().free, blocks);
     Ok(())
@@ -515,9 +624,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn pool_matches_model((blocks, size, ops) in case(false)) {
+    fn pool_matches_model((blocks, size, ops) in case(false), order in order()) {
         let region = HeapRegion::new(MemPool::<()>::required_size(blocks, size));
-        let created = MemPool::create(&region, blocks, size).unwrap();
+        let opts = PoolOptions::new().order(order);
+        let created = MemPool::create_with(&region, blocks, size, opts).unwrap();
         let attached = MemPool::attach(&region).unwrap();
         run::<_, NoChan>([&created, &attached], None, blocks, &ops)?;
     }
@@ -543,28 +653,32 @@ proptest! {
 #[test]
 fn wrong_ids_are_typed_errors_that_change_nothing() {
     let pool = MemPool::new_heap(4, 64).unwrap();
-    let held = pool.get().unwrap().into_id();
-    let queued_elsewhere = pool.get().unwrap();
+    let sent = pool.get().unwrap().into_id().unwrap();
+    let guarded = pool.get().unwrap();
     let before = pool.stats();
     let list = pool.check().unwrap();
 
-    pool.put(held).unwrap();
+    pool.put(sent).unwrap();
     let after_put = pool.stats();
     // Double put.
-    match pool.put(held) {
+    match pool.put(sent) {
         Err(PoolError::WrongState {
+            op: "put",
             id,
-            expected: "held",
+            expected: "in transit",
             found: "free",
             ..
-        }) => assert_eq!(id, held),
+        }) => assert_eq!(id, sent),
         other => panic!("double put gave {other:?}"),
     }
     // Out of range, just past the end and far past it.
     for id in [BlockId(4), BlockId(5), BlockId(u32::MAX)] {
         match pool.put(id) {
             Err(PoolError::OutOfRange {
-                id: got, blocks, ..
+                op: "put",
+                id: got,
+                blocks,
+                ..
             }) => {
                 assert_eq!((got, blocks), (id, 4))
             }
@@ -572,36 +686,49 @@ fn wrong_ids_are_typed_errors_that_change_nothing() {
         }
         assert!(matches!(
             pool.from_id(id),
-            Err(PoolError::OutOfRange { blocks: 4, .. })
+            Err(PoolError::OutOfRange {
+                op: "from_id",
+                blocks: 4,
+                ..
+            })
         ));
     }
-    // from_id of a free block.
-    match pool.from_id(held) {
+    // from_id of a free block, and of the guarded one.
+    match pool.from_id(sent) {
         Err(PoolError::WrongState {
-            expected: "held",
+            expected: "in transit",
             found: "free",
             ..
         }) => {}
         other => panic!("from_id of a free block gave {other:?}"),
     }
+    assert!(matches!(
+        pool.from_id(guarded.id()),
+        Err(PoolError::WrongState { found: "held", .. })
+    ));
     assert_eq!(pool.stats(), after_put, "a refused call changed the pool");
     assert_eq!(pool.check().unwrap(), list + 1);
     assert_ne!(before, after_put);
 
-    // Messages name the numbers.
+    // Messages name the operation and the numbers.
     let msg = pool.put(BlockId(9)).unwrap_err().to_string();
     assert!(
-        msg.contains("block id 9") && msg.contains("4 blocks"),
+        msg.contains("put") && msg.contains("block id 9") && msg.contains("4 blocks"),
         "{msg}"
     );
-    let err: std::io::Error = pool.put(held).unwrap_err().into();
+    let msg = pool.put(sent).unwrap_err().to_string();
+    assert!(
+        msg.contains("put block 0") && msg.contains("free") && msg.contains("in transit"),
+        "{msg}"
+    );
+    let err: std::io::Error = pool.put(sent).unwrap_err().into();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-    drop(queued_elsewhere);
+    drop(guarded);
     assert_eq!(pool.check().unwrap(), 4);
 }
 
 #[test]
-fn exhausted_and_queued_blocks_are_typed_errors() {
+fn exhausted_pools_are_typed_errors_and_queued_blocks_are_in_transit() {
     let region = HeapRegion::new(Channel::<()>::required_size(2, 64));
     let ch = Channel::create(&region, 2, 64, RingOptions::new()).unwrap();
     ch.send_bytes(b"one").unwrap();
@@ -611,6 +738,7 @@ fn exhausted_and_queued_blocks_are_typed_errors() {
         matches!(err, PoolError::Exhausted { blocks: 2, .. }),
         "{err:?}"
     );
+    assert!(err.to_string().starts_with("get "), "{err}");
     assert_eq!(
         std::io::Error::from(err).kind(),
         std::io::ErrorKind::OutOfMemory
@@ -619,29 +747,36 @@ fn exhausted_and_queued_blocks_are_typed_errors() {
         ch.send_bytes(b"two"),
         Err(PoolError::Exhausted { blocks: 2, .. })
     ));
-    // Block 0 is queued: neither put nor from_id may touch it.
-    let queued = BlockId(0);
-    for err in [
-        ch.pool().put(queued).unwrap_err(),
-        ch.pool().from_id(queued).map(drop).unwrap_err(),
-    ] {
-        assert!(
-            matches!(
-                err,
-                PoolError::WrongState {
-                    expected: "held",
-                    found: "queued in a channel",
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-    }
+    // Block 0 is queued: in transit, owned by nobody; reclaim_dead leaves it.
     let stats = ch.pool().stats();
-    assert_eq!((stats.free, stats.held, stats.queued), (0, 1, 1));
+    assert_eq!((stats.free, stats.held, stats.in_transit), (0, 1, 1));
+    assert!(ch.pool().reclaim_dead().unwrap().is_empty());
     drop(held);
     let got = ch.recv().unwrap();
-    assert_eq!((got.id(), got.used()), (queued, 3));
+    assert_eq!((got.id(), got.used()), (BlockId(0), 3));
+}
+
+/// The channel uses the pool's claim: an id queued in the ring is in
+/// transit, so whoever claims it first owns it. A `from_id` that claims a
+/// queued id leaves the receiver that pops it a typed error, never a second
+/// owner of the block.
+#[test]
+fn a_queued_id_claimed_elsewhere_is_an_error_for_the_receiver() {
+    let region = HeapRegion::new(Channel::<()>::required_size(2, 64));
+    let ch = Channel::create(&region, 2, 64, RingOptions::new()).unwrap();
+    ch.send_bytes(b"mine").unwrap();
+    let thief = ch.pool().from_id(BlockId(0)).unwrap();
+    match ch.recv() {
+        Err(RecvError::Pool(PoolError::WrongState {
+            op: "recv",
+            found: "held",
+            ..
+        })) => {}
+        other => panic!("recv of a claimed id gave {other:?}"),
+    }
+    assert_eq!(ch.pool().stats().held, 1);
+    drop(thief);
+    assert_eq!(ch.pool().check().unwrap(), 2);
 }
 
 /// A block of one channel sent through another: the other channel's pool
@@ -666,7 +801,7 @@ fn send_refuses_a_block_of_another_channel() {
         s1.held,
         mine.id().0
     );
-    assert_eq!((s2.held, s2.queued), (1, 0));
+    assert_eq!((s2.held, s2.in_transit), (1, 0));
     drop(result);
     assert_eq!(ch1.pool().stats().free, 2);
 }

@@ -5,7 +5,7 @@
 //!    `(pid, seq, checksum)` at both ends of the block and send them; one
 //!    child (at most half of them) and the parent receive, check and drop
 //!    them. The parent samples
-//!    the pool all along: free + held + queued is always N, no record is in
+//!    the pool all along: free + held + in transit is always N, no record is in
 //!    an unknown state, every held block belongs to one of the processes,
 //!    and `reclaim_dead` finds nothing (everyone is alive). At the end
 //!    every message arrived exactly once with a valid checksum, and the pool
@@ -56,11 +56,11 @@ fn read_message<R: Region>(block: &Block<'_, R>) -> (u32, u64) {
 }
 
 /// One stats sample: the counts add up and every owner is one of `pids`.
-/// Returns how many blocks were in flight (held or queued).
+/// Returns how many blocks were in flight (held or in transit).
 fn sample<R: Region>(pool: &MemPool<R>, pids: &[u32]) -> u32 {
     let s = pool.stats();
     assert_eq!(
-        s.free + s.held + s.queued,
+        s.free + s.held + s.in_transit,
         BLOCKS,
         "counts do not add up: {s:?}"
     );
@@ -73,7 +73,7 @@ fn sample<R: Region>(pool: &MemPool<R>, pids: &[u32]) -> u32 {
             "a block held by pid {pid}, no process of this test: {s:?}"
         );
     }
-    s.held + s.queued
+    s.held + s.in_transit
 }
 
 const CHANNEL_TEST: &str = "channel_messages_arrive_exactly_once_across_processes";
@@ -277,7 +277,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
     // The pool is whole.
     let s = ch.pool().stats();
     assert_eq!(
-        (s.free, s.held, s.queued, s.unknown),
+        (s.free, s.held, s.in_transit, s.unknown),
         (BLOCKS, 0, 0, 0),
         "{s:?}"
     );
@@ -336,7 +336,7 @@ fn churn(name: &str, seed: u64) {
                     block.write_pod(block.len() - 24, &s).unwrap();
                     taken += 1;
                     if rng.below(3) == 0 {
-                        held.push(Held::Id(block.into_id(), s));
+                        held.push(Held::Id(block.into_id().unwrap(), s));
                     } else {
                         held.push(Held::Guard(block));
                     }
@@ -359,7 +359,7 @@ fn churn(name: &str, seed: u64) {
                         // Take it back over (a hand-off to oneself), check, give back by id.
                         let block = pool.from_id(id).unwrap();
                         verify(&block, &s);
-                        pool.put(block.into_id()).unwrap();
+                        pool.put(block.into_id().unwrap()).unwrap();
                     }
                 }
             }
@@ -407,8 +407,12 @@ fn pool_counts_add_up_while_processes_churn() {
             "children still running after {HANG:?}"
         );
         let s = pool.stats();
-        assert_eq!(s.free + s.held + s.queued + s.unknown, POOL_BLOCKS, "{s:?}");
-        assert_eq!((s.queued, s.unknown), (0, 0), "{s:?}");
+        assert_eq!(
+            s.free + s.held + s.in_transit + s.unknown,
+            POOL_BLOCKS,
+            "{s:?}"
+        );
+        assert_eq!(s.unknown, 0, "{s:?}");
         assert!(
             s.by_owner
                 .iter()

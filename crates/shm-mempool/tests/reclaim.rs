@@ -3,13 +3,16 @@
 //!
 //! 1. Rounds of: a child (this test binary run again) attaches a channel by
 //!    name, takes K blocks and keeps them, sends S more into the channel's
-//!    ring, reports all their ids on stdout, and waits to be killed. While it
-//!    lives, `reclaim_dead` gives back nothing. The parent kills it with
+//!    ring, turns I more into ids it keeps (`into_id`: in transit, in no
+//!    ring), reports all their ids on stdout, and waits to be killed. While
+//!    it lives, `reclaim_dead` gives back nothing. The parent kills it with
 //!    `SIGKILL`; then `reclaim_dead` returns exactly the K ids (as a set;
 //!    every other round before the child is reaped, as a zombie), never the
-//!    parent's own blocks; the S sent blocks stay queued and the parent
-//!    receives them, in order, with the child's stamps; then all N blocks
-//!    can be taken again.
+//!    parent's own blocks and never a block in transit; the S sent blocks
+//!    stay queued and the parent receives them, in order, with the child's
+//!    stamps; the I ids stay in transit until `recover_orphans`, told which
+//!    ids are still in the ring, frees exactly them; then all N blocks can be
+//!    taken again.
 //! 2. A child that holds blocks and lives: `reclaim_dead` leaves them alone
 //!    until it gives them back itself.
 //! 3. Children killed at random moments while they churn through a bare
@@ -72,22 +75,28 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
     if common::is_child(HOLD_TEST) {
         let arg = common::child_arg();
         let parts: Vec<&str> = arg.split(':').collect();
-        let (hold, send): (usize, usize) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+        let (hold, send, keep): (usize, usize, usize) = (
+            parts[1].parse().unwrap(),
+            parts[2].parse().unwrap(),
+            parts[3].parse().unwrap(),
+        );
         let shm = PosixShm::open(parts[0]).unwrap();
         let map = shm.map().unwrap();
         let ch = Channel::attach(&map).unwrap();
         let pid = std::process::id();
         let mut kept = Vec::new();
-        for seq in 0..(hold + send) as u64 {
+        for seq in 0..(hold + send + keep) as u64 {
             let block = ch.alloc().expect("the parent left enough free blocks");
             block.write_pod(0, &stamp(pid, seq)).unwrap();
             block.set_used(24);
             if kept.len() < hold {
                 println!("held {}", block.id().0);
                 kept.push(block);
-            } else {
+            } else if seq < (hold + send) as u64 {
                 println!("sent {}", block.id().0);
                 ch.send(block).expect("send");
+            } else {
+                println!("id {}", block.into_id().unwrap().0);
             }
         }
         println!("ready");
@@ -114,12 +123,17 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         let left = BLOCKS as u64 - mine.len() as u64;
         let hold = rng.below(left + 1);
         let send = rng.below(left - hold + 1);
-        let mut child = Running::child(HOLD_TEST, &format!("{name}:{hold}:{send}"));
+        let keep = rng.below(left - hold - send + 1);
+        let mut child = Running::child(HOLD_TEST, &format!("{name}:{hold}:{send}:{keep}"));
         let pid = child.id();
         let (lines, _) = child.until("ready", HANG);
         let held: BTreeSet<u32> = ids(&lines, "held ").into_iter().collect();
         let sent = ids(&lines, "sent ");
-        assert_eq!((held.len() as u64, sent.len() as u64), (hold, send));
+        let kept: BTreeSet<u32> = ids(&lines, "id ").into_iter().collect();
+        assert_eq!(
+            (held.len() as u64, sent.len() as u64, kept.len() as u64),
+            (hold, send, keep)
+        );
 
         // Alive: nothing to reclaim; the stats name the child.
         assert!(pool.reclaim_dead().unwrap().is_empty(), "round {round}");
@@ -128,7 +142,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         owners.retain(|&(_, n)| n > 0);
         owners.sort_unstable();
         assert_eq!(s.by_owner, owners, "round {round}");
-        assert_eq!(s.queued as usize, sent.len());
+        assert_eq!(s.in_transit as usize, sent.len() + kept.len());
 
         // kill -9; every other round, reclaim while it is still a zombie.
         let zombie = round % 2 == 1;
@@ -163,17 +177,28 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         let status = status.unwrap_or_else(|| child.wait(HANG).status);
         assert_eq!(status.signal(), Some(libc::SIGKILL), "round {round}");
 
-        // The sent blocks are the channel's: still queued, delivered in order.
+        // The sent blocks are the channel's: still queued, delivered in
+        // order. The kept ids are in transit too, and stay so.
         let s = pool.stats();
         assert_eq!(
-            (s.held, s.queued, s.free),
+            (s.held, s.in_transit, s.free),
             (
                 mine.len() as u32,
-                send as u32,
-                BLOCKS - mine.len() as u32 - send as u32
+                (send + keep) as u32,
+                BLOCKS - mine.len() as u32 - (send + keep) as u32
             ),
             "round {round}: {s:?}"
         );
+        // Nothing refers to the kept ids any more: recover_orphans, told
+        // which ids are still in the ring, frees exactly them.
+        let in_ring: Vec<BlockId> = sent.iter().map(|&i| BlockId(i)).collect();
+        let recovered: BTreeSet<u32> = pool
+            .recover_orphans(&in_ring)
+            .unwrap()
+            .iter()
+            .map(|b| b.0)
+            .collect();
+        assert_eq!(recovered, kept, "round {round}: recovered not the kept ids");
         let owners = if mine.is_empty() {
             vec![]
         } else {
@@ -222,7 +247,8 @@ fn reclaim_leaves_blocks_of_live_processes_alone() {
         let map = shm.map().unwrap();
         let pool = MemPool::attach(&map).unwrap();
         let held: Vec<_> = (0..5).map(|_| pool.get().unwrap()).collect();
-        let as_id = pool.get().unwrap().into_id();
+        let as_id = pool.get().unwrap().into_id().unwrap();
+        println!("id {}", as_id.0);
         println!("ready");
         let go = map.atomic_u64(offset).unwrap();
         assert!(
@@ -243,11 +269,16 @@ fn reclaim_leaves_blocks_of_live_processes_alone() {
     let map = shm.map().unwrap();
     let pool = MemPool::create(&map, BLOCKS, SIZE).unwrap();
     let mut child = Running::child(LIVE_TEST, &name);
-    child.until("ready", HANG);
+    let (lines, _) = child.until("ready", HANG);
+    // The child's id in transit: still meant to be claimed, so listed.
+    let in_transit: Vec<BlockId> = ids(&lines, "id ").into_iter().map(BlockId).collect();
+    assert_eq!(in_transit.len(), 1);
     for _ in 0..10 {
         assert!(pool.reclaim_dead().unwrap().is_empty());
-        assert!(pool.recover_orphans(&[]).unwrap().is_empty());
-        assert_eq!(pool.stats().by_owner, vec![(child.id(), 6)]);
+        assert!(pool.recover_orphans(&in_transit).unwrap().is_empty());
+        // Five guards; the sixth block is in transit, owned by nobody.
+        assert_eq!(pool.stats().by_owner, vec![(child.id(), 5)]);
+        assert_eq!(pool.stats().in_transit, 1);
         std::thread::sleep(Duration::from_millis(2));
     }
     map.atomic_u64(offset).unwrap().store(1, Ordering::Release);
@@ -280,7 +311,7 @@ fn killed_at_random_moments_the_pool_comes_back_whole() {
                 }
                 2 if !guards.is_empty() => {
                     let b = guards.swap_remove(0);
-                    ids.push(b.into_id());
+                    ids.push(b.into_id().unwrap());
                 }
                 3 if !ids.is_empty() => {
                     let id = ids.swap_remove(0);
@@ -330,7 +361,7 @@ fn killed_at_random_moments_the_pool_comes_back_whole() {
         orphans += found.len();
         let s = pool.stats();
         assert_eq!(
-            (s.free, s.held, s.queued, s.unknown),
+            (s.free, s.held, s.in_transit, s.unknown),
             (BLOCKS, 0, 0, 0),
             "round {round}: {s:?}"
         );
@@ -347,13 +378,13 @@ fn a_block_of_a_reused_pid_is_reclaimed() {
     let region = HeapRegion::new(MemPool::<()>::required_size(4, 64));
     let pool = MemPool::create(&region, 4, 64).unwrap();
     let me = ProcessId::current();
-    let stolen = pool.get().unwrap().into_id();
+    let stolen = pool.get().unwrap().into_id().unwrap();
     let mine = pool.get().unwrap();
     // Same pid, other start time: the process that had our pid before us.
     common::set_raw_word(
         &region,
         stolen.0,
-        common::held_word(me.pid, me.start_time + 1),
+        common::held_word(me.pid, me.start_time + 1, 0),
     );
     assert_eq!(pool.stats().by_owner, vec![(me.pid, 2)]);
     assert_eq!(pool.reclaim_dead().unwrap(), vec![stolen]);
@@ -386,7 +417,7 @@ fn a_receiver_stalled_in_the_ring_makes_sends_fail_but_not_exhausted() {
         drop(ch.recv().unwrap());
     }
     let before = ch.pool().stats();
-    assert_eq!((before.free, before.queued), (N - 1, 1));
+    assert_eq!((before.free, before.in_transit), (N - 1, 1));
     // One lap later: slot 0 is still the dead receiver's.
     let block = ch.alloc().unwrap();
     match ch.send(block) {

@@ -13,18 +13,25 @@ use shm_segment::Region;
 pub(crate) use shm_testkit::*;
 
 // ---------------------------------------------------------------------------
-// The pool's shared layout, read from crates/shm-mempool/src/pool.rs. Only
-// tests that simulate a dead or hostile peer use these.
+// The pool's shared layout (version 2), read from
+// crates/shm-mempool/src/pool.rs. Only tests that simulate a dead or hostile
+// peer use these.
 
-/// `CONTROL_OFFSET`: the free-list head (`u64`: tag << 32 | index + 1).
-pub(crate) const HEAD: usize = 128;
-/// `META_OFFSET`: the first block record.
-pub(crate) const RECORDS: usize = 256;
+/// The control block: the free-order word (`u32`: 1 FIFO, 2 LIFO).
+pub(crate) const ORDER: usize = 128;
+/// The LIFO stack's head (`u64`: tag << 32 | index + 1, 0 = empty).
+pub(crate) const HEAD: usize = 256;
+/// The FIFO queue's head and tail positions (`u64` each).
+pub(crate) const FIFO_HEAD: usize = 384;
+pub(crate) const FIFO_TAIL: usize = 512;
+/// The first block record.
+pub(crate) const RECORDS: usize = 640;
 /// Bytes per record: `next: u32, used: u32, word: u64`.
 pub(crate) const RECORD: usize = 16;
-/// The `word` values of the states with no owner.
+/// The `word` states (low 2 bits); the generation is the next 10 bits.
 pub(crate) const FREE: u64 = 0;
-pub(crate) const QUEUED: u64 = 2;
+pub(crate) const HELD: u64 = 1;
+pub(crate) const IN_TRANSIT: u64 = 2;
 /// Where a channel's pool starts in the channel's region.
 pub(crate) const CHANNEL_POOL: usize = 4096;
 
@@ -38,10 +45,30 @@ pub(crate) fn word_off(i: u32) -> usize {
     RECORDS + i as usize * RECORD + 8
 }
 
-/// The word a block held by `pid` with start time `start` carries: state in
-/// bits 0-1 (1 = held), pid in bits 2-23, start time (40 bits) above.
-pub(crate) fn held_word(pid: u32, start: u64) -> u64 {
-    ((start & ((1 << 40) - 1)) << 24) | (u64::from(pid & ((1 << 22) - 1)) << 2) | 1
+/// Offset of FIFO cell `c` (`u64`: stamp << 32 | block index) in a pool of
+/// `blocks` blocks: the cells follow the records.
+pub(crate) fn cell_off(blocks: u32, c: u64) -> usize {
+    RECORDS + blocks as usize * RECORD + c as usize * 8
+}
+
+/// The word a block held by `pid` with start time `start` carries, at
+/// generation `gen`: state in bits 0-1 (1 = held), the generation in bits
+/// 2-11, pid in bits 12-33, start time (30 bits) above.
+pub(crate) fn held_word(pid: u32, start: u64, gen: u64) -> u64 {
+    ((start & ((1 << 30) - 1)) << 34)
+        | (u64::from(pid & ((1 << 22) - 1)) << 12)
+        | ((gen & 1023) << 2)
+        | HELD
+}
+
+/// The state bits of a word.
+pub(crate) fn state(word: u64) -> u64 {
+    word & 3
+}
+
+/// The generation bits of a word.
+pub(crate) fn generation(word: u64) -> u64 {
+    (word >> 2) & 1023
 }
 
 /// Reads block `i`'s word straight from the pool's region.

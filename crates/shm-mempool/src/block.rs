@@ -1,0 +1,351 @@
+//! [`Block`]: a held block, the one owner's handle.
+
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use shm_segment::{ForkEpoch, Region, RegionChecks, Target};
+
+use crate::error::PoolError;
+use crate::pool::{next_word, MemPool, IN_TRANSIT};
+use crate::BlockId;
+
+/// A held block: given back when dropped (unless handed on with
+/// [`into_id`](Block::into_id)). It is a [`Region`] over the block's bytes:
+/// `read_at`, `write_at`, `read_pod`, `write_pod`, the cursor, and the
+/// `unsafe` zero-copy views all work on it, bounds-checked to the block.
+///
+/// The handle remembers the exact record word it wrote when it took the
+/// block (owner and generation), and gives the block back only with a CAS
+/// from that word: if the block is no longer this handle's, dropping it
+/// gives nothing back (see the [`pool`](crate::pool) module).
+///
+/// # Inherited across `fork`
+///
+/// A `Block` that a `fork(2)`ed child inherits is the parent's block, and
+/// the child's copy is inert:
+///
+/// - what can fail fails: [`into_id`](Block::into_id) and a channel's
+///   `send` return [`PoolError::ForkedHandle`]; the [`Region`] methods that
+///   return a `Result` (`read_at`, `write_at`, `fill`, `read_pod`,
+///   `write_pod`, their slice forms, `atomic_u32`/`atomic_u64`,
+///   `load_u32`/`load_u64`, `view`, `view_slice`, `view_mut`) return
+///   [`shm_segment::Error::InvalidArgument`] saying so;
+/// - what cannot fail panics with a message saying so: [`used`](Block::used),
+///   [`set_used`](Block::set_used), `as_ptr` and what is built on it alone
+///   (`to_vec`, `as_slice`, `as_mut_slice`). So does any access through a
+///   wrapper region such as `&Block` (what [`cursor`](Region::cursor)
+///   reads and writes through), whose provided methods reach the bytes
+///   through `as_ptr`;
+/// - [`id`](Block::id), [`pool`](Block::pool), `len`, `target` and
+///   `is_read_only` only read the handle and keep working;
+/// - dropping it gives nothing back: the block stays the parent's.
+///
+/// # Examples
+///
+/// ```
+/// use shm_segment::Region;
+/// use std::io::Write;
+/// let pool = shm_mempool::MemPool::new_heap(1, 128)?;
+/// let block = pool.get()?;
+/// write!(block.cursor(), "hello {}", 42)?;
+/// assert_eq!(block.len(), 128);
+/// assert!(block.write_at(120, &[0; 16]).is_err()); // past the block's end
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Block<'p, R: Region> {
+    pool: &'p MemPool<R>,
+    id: BlockId,
+    /// The record word this handle wrote when it took the block: held by
+    /// this process, with the block's generation at that moment.
+    word: u64,
+    /// The process the handle was made in (a `fork`ed child's copy is inert).
+    epoch: ForkEpoch,
+    /// `!Send`: the block is recorded as held by this process.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<R: Region> std::fmt::Debug for Block<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("id", &self.id)
+            .field("inherited", &!self.epoch.is_current())
+            .finish()
+    }
+}
+
+impl<'p, R: Region> Block<'p, R> {
+    pub(crate) fn new(pool: &'p MemPool<R>, id: BlockId, word: u64, epoch: ForkEpoch) -> Self {
+        Block {
+            pool,
+            id,
+            word,
+            epoch,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// `Err(ForkedHandle)` in a `fork`ed child.
+    fn live(&self, op: &'static str) -> Result<(), PoolError> {
+        if self.epoch.is_current() {
+            Ok(())
+        } else {
+            Err(PoolError::ForkedHandle {
+                op,
+                target: self.pool.target(),
+                id: self.id,
+            })
+        }
+    }
+
+    /// The same check for the [`Region`] methods, with the segment layer's error.
+    fn live_region(&self, op: &'static str) -> shm_segment::Result<()> {
+        self.live(op)
+            .map_err(|e| shm_segment::Error::InvalidArgument {
+                op,
+                target: self.pool.target(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Panics in a `fork`ed child (for the accessors that cannot fail).
+    #[track_caller]
+    fn assert_live(&self, op: &'static str) {
+        if let Err(e) = self.live(op) {
+            panic!("{e}");
+        }
+    }
+
+    /// Its position-independent id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = shm_mempool::MemPool::new_heap(1, 64)?;
+    /// assert_eq!(pool.get()?.id(), shm_mempool::BlockId(0));
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn id(&self) -> BlockId {
+        self.id
+    }
+
+    /// Hands the block on: it becomes *in transit*, owned by nobody, and the
+    /// returned id is the only claim on it. Whoever gets the id claims the
+    /// block with [`MemPool::from_id`] (exactly once), or gives it back with
+    /// [`MemPool::put`]. `reclaim_dead` never frees a block in transit, so
+    /// an id in another process's hands survives this process.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::ForkedHandle`] in a `fork`ed child (the block is the
+    /// parent's); [`PoolError::WrongState`] if the block is no longer this
+    /// handle's. Either way nothing changes, and nothing is given back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = shm_mempool::MemPool::new_heap(2, 64)?;
+    /// let id = pool.get()?.into_id()?;
+    /// assert_eq!(pool.stats().in_transit, 1);
+    /// let block = pool.from_id(id)?;
+    /// assert_eq!(pool.stats().held, 1);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn into_id(self) -> Result<BlockId, PoolError> {
+        // The handle ends here whatever happens: on success the block is in
+        // transit, on failure it was not this handle's to give back.
+        let this = ManuallyDrop::new(self);
+        this.live("into_id")?;
+        this.pool.exchange(
+            "into_id",
+            this.id,
+            "held by this handle",
+            this.word,
+            next_word(this.word, IN_TRANSIT, 0),
+        )?;
+        Ok(this.id)
+    }
+
+    /// The pool it belongs to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = shm_mempool::MemPool::new_heap(1, 64)?;
+    /// assert_eq!(pool.get()?.pool().blocks(), 1);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn pool(&self) -> &'p MemPool<R> {
+        self.pool
+    }
+
+    /// Records how many bytes of the block hold data (what a channel's
+    /// receiver reads back with [`used`](Block::used)); at most the block size.
+    ///
+    /// # Panics
+    ///
+    /// In a `fork`ed child, where the handle is inert (see [`Block`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = shm_mempool::MemPool::new_heap(1, 64)?;
+    /// let block = pool.get()?;
+    /// block.set_used(5);
+    /// assert_eq!(block.used(), 5);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn set_used(&self, bytes: usize) {
+        self.assert_live("set_used");
+        let bytes = bytes.min(self.pool.block_size());
+        self.pool.set_used(self.id, bytes as u32);
+    }
+
+    /// Bytes in use, as the writer recorded (clamped to the block size).
+    ///
+    /// # Panics
+    ///
+    /// In a `fork`ed child, where the handle is inert (see [`Block`]).
+    ///
+    /// # Examples
+    ///
+    /// See [`set_used`](Block::set_used).
+    pub fn used(&self) -> usize {
+        self.assert_live("used");
+        (self.pool.used(self.id) as usize).min(self.pool.block_size())
+    }
+}
+
+impl<R: Region> Drop for Block<'_, R> {
+    fn drop(&mut self) {
+        // In a forked child the block is the parent's: give nothing back.
+        // Otherwise one CAS from the exact word this handle wrote: if the
+        // block is no longer its own, nothing changes.
+        if self.epoch.is_current() {
+            let _ = self.pool.release("drop", self.id, self.word);
+        }
+    }
+}
+
+// SAFETY: block `id < blocks` lies at `data + id * block_size` for
+// `block_size` bytes inside the pool's region (checked in `wire`), which the
+// borrowed pool keeps alive; writable iff the region is. `as_ptr` panics
+// rather than return a different pointer, so it never changes.
+unsafe impl<R: Region> Region for Block<'_, R> {
+    fn as_ptr(&self) -> *mut u8 {
+        self.assert_live("access");
+        // SAFETY: in bounds, as above.
+        unsafe {
+            self.pool
+                .inner
+                .data
+                .add(self.id.0 as usize * self.pool.inner.block_size)
+        }
+    }
+    fn len(&self) -> usize {
+        self.pool.inner.block_size
+    }
+    fn is_read_only(&self) -> bool {
+        self.pool.region().is_read_only()
+    }
+    fn target(&self) -> Target {
+        self.pool.target()
+    }
+
+    // The methods that return a `Result` check the fork epoch first, then do
+    // what the provided methods do (they cannot be called from here).
+
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> shm_segment::Result<()> {
+        self.live_region("read")?;
+        self.check_range("read", offset, buf.len())?;
+        // SAFETY: in range (checked above) of memory readable for `len`
+        // bytes (see the impl); `buf` is a local buffer, not the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
+        };
+        Ok(())
+    }
+
+    fn write_at(&self, offset: usize, data: &[u8]) -> shm_segment::Result<()> {
+        self.live_region("write")?;
+        self.check_writable("write")?;
+        self.check_range("write", offset, data.len())?;
+        // SAFETY: in range and writable (checked above); `data` is a Rust
+        // slice, which safe code never makes over the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
+        };
+        Ok(())
+    }
+
+    fn fill(&self, offset: usize, len: usize, byte: u8) -> shm_segment::Result<()> {
+        self.live_region("fill")?;
+        self.check_writable("fill")?;
+        self.check_range("fill", offset, len)?;
+        // SAFETY: in range and writable (checked above).
+        unsafe { std::ptr::write_bytes(self.as_ptr().add(offset), byte, len) };
+        Ok(())
+    }
+
+    fn atomic_u32(&self, offset: usize) -> shm_segment::Result<&AtomicU32> {
+        self.live_region("atomic_u32")?;
+        self.check_writable("atomic_u32")?;
+        let ptr = self.typed_ptr::<AtomicU32>("atomic_u32", offset, 1)?;
+        // SAFETY: in range, aligned and writable for the borrow of `self`
+        // (checked above); any bits are a valid u32, and atomics are made
+        // for concurrent access.
+        Ok(unsafe { &*ptr })
+    }
+
+    fn atomic_u64(&self, offset: usize) -> shm_segment::Result<&AtomicU64> {
+        self.live_region("atomic_u64")?;
+        self.check_writable("atomic_u64")?;
+        let ptr = self.typed_ptr::<AtomicU64>("atomic_u64", offset, 1)?;
+        // SAFETY: as in `atomic_u32`.
+        Ok(unsafe { &*ptr })
+    }
+
+    fn load_u32(&self, offset: usize, order: Ordering) -> shm_segment::Result<u32> {
+        self.live_region("load_u32")?;
+        let ptr = self.typed_ptr::<AtomicU32>("load_u32", offset, 1)?;
+        // SAFETY: in range and aligned (checked); a load never writes.
+        Ok(unsafe { (*ptr).load(order) })
+    }
+
+    fn load_u64(&self, offset: usize, order: Ordering) -> shm_segment::Result<u64> {
+        self.live_region("load_u64")?;
+        let ptr = self.typed_ptr::<AtomicU64>("load_u64", offset, 1)?;
+        // SAFETY: in range and aligned (checked); a load never writes.
+        Ok(unsafe { (*ptr).load(order) })
+    }
+
+    unsafe fn view<T: bytemuck::Pod>(&self, offset: usize) -> shm_segment::Result<&T> {
+        self.live_region("view")?;
+        let ptr = self.typed_ptr::<T>("view", offset, 1)?;
+        // SAFETY: in range and aligned (checked); any bytes are a valid `T`;
+        // no writer while it lives (the caller's promise, see `Region::view`).
+        Ok(unsafe { &*ptr })
+    }
+
+    unsafe fn view_slice<T: bytemuck::Pod>(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> shm_segment::Result<&[T]> {
+        self.live_region("view_slice")?;
+        let ptr = self.typed_ptr::<T>("view_slice", offset, count)?;
+        // SAFETY: in range and aligned for `count` values (checked); Pod; no
+        // writer while it lives (the caller's promise).
+        Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn view_mut<T: bytemuck::Pod>(&self, offset: usize) -> shm_segment::Result<&mut T> {
+        self.live_region("view_mut")?;
+        self.check_writable("view_mut")?;
+        let ptr = self.typed_ptr::<T>("view_mut", offset, 1)?;
+        // SAFETY: in range, aligned and writable (checked); Pod; exclusive
+        // while it lives (the caller's promise).
+        Ok(unsafe { &mut *ptr })
+    }
+}
