@@ -22,120 +22,20 @@
 
 mod common;
 
-use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{posix_name, UnlinkGuard, HANG};
+use common::{
+    check, posix_name, run_cases, Case, CaseResult, Forked, UnlinkGuard, HANG, MISMATCH, OK,
+};
 use shm_ring::{
     inspect, BulkError, Consumer, MpmcRing, PopError, Producer, PushError, RingError, RingOptions,
     SpscRing,
 };
 use shm_segment::{AnonShared, PosixOptions, PosixShm, Region};
 
-type CaseResult = Result<(), String>;
-/// A named case.
-type Case = (&'static str, fn() -> CaseResult);
-
-/// Exit codes of a child's body.
-const OK: i32 = 0;
-const MISMATCH: i32 = 2;
-const PANICKED: i32 = 101;
-
 const CAP: usize = 16;
 /// Items the pyshm-pattern cases move from one process to the other.
 const ITEMS: u64 = 2000;
-
-/// A forked child: killed and reaped on drop unless already reaped, so a
-/// failing case leaves no process behind.
-struct Forked {
-    pid: libc::pid_t,
-    reaped: bool,
-}
-
-impl Forked {
-    /// Forks; the child runs `body` and `_exit`s with its return value
-    /// (101 if it panicked). Only call from the single main thread.
-    fn spawn(body: impl FnOnce() -> i32) -> Result<Forked, String> {
-        // Buffered output would be printed twice, once by each process.
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        // SAFETY: this process is single-threaded (no test harness; nothing
-        // in `main` spawns threads), so the child starts in a consistent state.
-        let pid = unsafe { libc::fork() };
-        match pid {
-            -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
-            0 => {
-                let code = catch_unwind(AssertUnwindSafe(body)).unwrap_or(PANICKED);
-                let _ = std::io::stderr().flush();
-                // SAFETY: ends the child at once, without running destructors,
-                // the parent's atexit handlers, or `main`'s loop.
-                unsafe { libc::_exit(code) }
-            }
-            pid => Ok(Forked { pid, reaped: false }),
-        }
-    }
-
-    /// Waits at most `timeout` for the child's exit code (`waitpid` with
-    /// `WNOHANG` in a sleeping loop); kills it on timeout.
-    fn wait(&mut self, timeout: Duration) -> Result<i32, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid on our own child, writing into a local int.
-            let ret = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-            if ret == self.pid {
-                self.reaped = true;
-                if libc::WIFEXITED(status) {
-                    return Ok(libc::WEXITSTATUS(status));
-                }
-                return Err(format!("child {} died: wait status {status:#x}", self.pid));
-            }
-            if ret == -1 {
-                return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(format!(
-                    "child {} still running after {timeout:?}",
-                    self.pid
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// Waits for the child and fails unless it exited with [`OK`].
-    fn passed(&mut self, what: &str) -> CaseResult {
-        let code = self.wait(HANG)?;
-        check(code == OK, || format!("{what}: child exit code {code}"))
-    }
-
-    fn kill(&mut self) {
-        if !self.reaped {
-            // SAFETY: signals and reaps our own, not yet reaped child.
-            unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
-                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
-            }
-            self.reaped = true;
-        }
-    }
-}
-
-impl Drop for Forked {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn check(cond: bool, what: impl FnOnce() -> String) -> CaseResult {
-    if cond {
-        Ok(())
-    } else {
-        Err(what())
-    }
-}
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -259,7 +159,7 @@ fn inherited_producer_is_inert_and_keeps_the_role() -> CaseResult {
         drop(tx); // must not release the parent's role
         verdict(result)
     })?;
-    child.passed("the child's inherited producer")?;
+    child.passed("the child's inherited producer", HANG)?;
 
     let holder = inspect(&map).map_err(err)?.producer.map(|p| p.pid);
     check(holder == Some(me), || {
@@ -273,7 +173,7 @@ fn inherited_producer_is_inert_and_keeps_the_role() -> CaseResult {
             .and_then(|ring| taken_by(ring.producer(), "producer", me));
         verdict(result)
     })?;
-    third.passed("a third process claiming the producer role")?;
+    third.passed("a third process claiming the producer role", HANG)?;
 
     let tx = tx.as_mut().unwrap();
     check(!tx.is_inert(), || "the parent's producer is inert".into())?;
@@ -304,14 +204,14 @@ fn inherited_consumer_is_inert_and_keeps_the_role() -> CaseResult {
         drop(rx); // must not release the parent's role
         verdict(result)
     })?;
-    child.passed("the child's inherited consumer")?;
+    child.passed("the child's inherited consumer", HANG)?;
 
     let holder = inspect(&region).map_err(err)?.consumer.map(|p| p.pid);
     check(holder == Some(me), || {
         format!("after the child's drop the consumer role is held by {holder:?}, want {me}")
     })?;
     let mut third = Forked::spawn(|| verdict(taken_by(ring.consumer(), "consumer", me)))?;
-    third.passed("a third process claiming the consumer role")?;
+    third.passed("a third process claiming the consumer role", HANG)?;
 
     let rx = rx.as_mut().unwrap();
     check(!rx.is_inert(), || "the parent's consumer is inert".into())?;
@@ -354,7 +254,7 @@ fn chunk_alive_across_fork_is_inert_in_the_child() -> CaseResult {
             }),
         )
     })?;
-    child.passed("the child's inherited write chunk")?;
+    child.passed("the child's inherited write chunk", HANG)?;
     check(ring.is_empty(), || {
         format!("{} items published by the child", ring.len())
     })?;
@@ -387,7 +287,7 @@ fn spsc_ring_created_before_fork_roles_taken_after() -> CaseResult {
     for i in 0..ITEMS {
         tx.push_blocking(i, HANG).map_err(err)?;
     }
-    child.passed("the child consuming")?;
+    child.passed("the child consuming", HANG)?;
     check(ring.is_empty(), || format!("{} items left", ring.len()))?;
     let mut rx = ring.consumer().map_err(err)?;
     tx.push(ITEMS).map_err(err)?;
@@ -424,7 +324,7 @@ fn mpmc_ring_inherited_by_the_child_works() -> CaseResult {
         let got = up.pop_blocking(HANG).map_err(err)?;
         check(got == want, || format!("popped {got}, want {want}"))?;
     }
-    child.passed("the child using its inherited MPMC rings")?;
+    child.passed("the child using its inherited MPMC rings", HANG)?;
     check(down.is_empty(), || "the child did not pop".into())?;
     up.push(5).map_err(err)?;
     check(up.pop() == Ok(5), || {
@@ -455,34 +355,5 @@ fn main() {
             mpmc_ring_inherited_by_the_child_works,
         ),
     ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in &cases {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-
-    let (mut passed, mut failed) = (0, 0);
-    for (name, case) in cases {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let result = catch_unwind(case).unwrap_or_else(|_| Err("panicked".into()));
-        match result {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {why}");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    run_cases(&cases);
 }

@@ -13,107 +13,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
-use common::HANDSHAKE_TIMEOUT;
+use common::{
+    check, run_cases, Case, CaseResult, Forked, HANDSHAKE_TIMEOUT, MISMATCH, OK, TIMED_OUT,
+};
 use shm_segment::{AnonShared, Region};
-
-type CaseResult = Result<(), String>;
-/// A named case.
-type Case = (&'static str, fn() -> CaseResult);
-
-/// Exit codes of a child's body.
-const OK: i32 = 0;
-const MISMATCH: i32 = 2;
-const TIMED_OUT: i32 = 3;
-const PANICKED: i32 = 101;
-
-/// A forked child: killed and reaped on drop unless already reaped, so a
-/// failing case leaves no process behind.
-struct Forked {
-    pid: libc::pid_t,
-    reaped: bool,
-}
-
-impl Forked {
-    /// Forks; the child runs `body` and `_exit`s with its return value
-    /// (101 if it panicked). Only call from the single main thread.
-    fn spawn(body: impl FnOnce() -> i32) -> Result<Forked, String> {
-        // Buffered output would be printed twice, once by each process.
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        // SAFETY: this process is single-threaded (no test harness; nothing
-        // in `main` spawns threads), so the child starts in a consistent state.
-        let pid = unsafe { libc::fork() };
-        match pid {
-            -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
-            0 => {
-                let code = catch_unwind(AssertUnwindSafe(body)).unwrap_or(PANICKED);
-                // SAFETY: ends the child at once, without running the parent's
-                // atexit handlers or unwinding into `main`'s loop.
-                unsafe { libc::_exit(code) }
-            }
-            pid => Ok(Forked { pid, reaped: false }),
-        }
-    }
-
-    /// Waits at most `timeout` for the child's exit code (`waitpid` with
-    /// `WNOHANG` in a sleeping loop); kills it on timeout.
-    fn wait(&mut self, timeout: Duration) -> Result<i32, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid on our own child, writing into a local int.
-            let ret = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
-            if ret == self.pid {
-                self.reaped = true;
-                if libc::WIFEXITED(status) {
-                    return Ok(libc::WEXITSTATUS(status));
-                }
-                return Err(format!("child {} died: wait status {status:#x}", self.pid));
-            }
-            if ret == -1 {
-                return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(format!(
-                    "child {} still running after {timeout:?}",
-                    self.pid
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn kill(&mut self) {
-        if !self.reaped {
-            // SAFETY: signals and reaps our own, not yet reaped child.
-            unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
-                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
-            }
-            self.reaped = true;
-        }
-    }
-}
-
-impl Drop for Forked {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn check(cond: bool, what: impl FnOnce() -> String) -> CaseResult {
-    if cond {
-        Ok(())
-    } else {
-        Err(what())
-    }
-}
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -141,8 +46,8 @@ fn child_writes_parent_reads_after_waitpid() -> CaseResult {
     check(code == OK, || format!("child exit code {code}"))?;
 
     let pid: u32 = region.read_pod(64).map_err(err)?;
-    check(pid == child.pid as u32, || {
-        format!("pid {pid} in the region, child was {}", child.pid)
+    check(pid == child.pid() as u32, || {
+        format!("pid {pid} in the region, child was {}", child.pid())
     })?;
     let mut msg = [0u8; 20];
     region.read_at(128, &mut msg).map_err(err)?;
@@ -353,34 +258,5 @@ fn main() {
             inherited_segment_handles_do_not_remove_on_drop_in_the_child,
         ),
     ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in &cases {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-
-    let (mut passed, mut failed) = (0, 0);
-    for (name, case) in cases {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let result = catch_unwind(case).unwrap_or_else(|_| Err("panicked".into()));
-        match result {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {why}");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    run_cases(&cases);
 }

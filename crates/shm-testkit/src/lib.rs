@@ -2,7 +2,8 @@
 //! `shm-mempool`: unique segment names and cleanup guards ([`names`]),
 //! bounded waits that back off ([`wait`]), a small reproducible PRNG
 //! ([`rng`]), child processes that are the test binary run again with a role
-//! ([`child`]), and memory between guard pages for corruption tests
+//! ([`child`]), `fork`ed children for `harness = false` targets
+//! ([`forked`]), and memory between guard pages for corruption tests
 //! ([`guarded`]).
 //!
 //! A dev-dependency only: it is never published. Crate-specific helpers (a
@@ -11,12 +12,14 @@
 //! can `pub(crate) use shm_testkit::*;`.
 
 pub mod child;
+pub mod forked;
 pub mod guarded;
 pub mod names;
 pub mod rng;
 pub mod wait;
 
 pub use child::*;
+pub use forked::*;
 pub use guarded::*;
 pub use names::*;
 pub use rng::*;
