@@ -214,9 +214,11 @@ fn loom() -> Result {
 fn segments() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        // `.shm-live` holds the processes' liveness files, not segments.
         out.extend(
             dir.flatten()
-                .map(|e| format!("/dev/shm/{}", e.file_name().to_string_lossy())),
+                .map(|e| format!("/dev/shm/{}", e.file_name().to_string_lossy()))
+                .filter(|path| path != "/dev/shm/.shm-live"),
         );
     }
     if let Ok(table) = std::fs::read_to_string("/proc/sysvipc/shm") {

@@ -89,6 +89,11 @@ pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Vec<Orphan>, shm_segmen
         };
         found.push(orphan(st.name.clone(), st.size, why, result));
     }
+    if !dry_run {
+        // The liveness files of killed processes (see shm_segment::liveness):
+        // not segments, so not listed; a failure to sweep them is harmless.
+        let _ = shm_segment::liveness::sweep();
+    }
     Ok(found)
 }
 

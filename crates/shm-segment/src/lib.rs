@@ -75,6 +75,7 @@ mod cursor;
 mod error;
 mod fd_passing;
 mod header;
+pub mod liveness;
 mod mapping;
 mod memfd;
 mod perms;

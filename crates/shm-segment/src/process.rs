@@ -4,6 +4,8 @@ use std::fs;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
+use crate::liveness;
+
 /// `ProcessId::current()` packed with `to_word`, or 0 before the first call
 /// and in a freshly forked child (reset by a `pthread_atfork` handler).
 static CURRENT: AtomicU64 = AtomicU64::new(0);
@@ -14,9 +16,11 @@ static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 static ATFORK: Once = Once::new();
 
 extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: atomic stores only. The child is single-threaded here.
+    // Async-signal-safe: atomic stores and close(2) only. The child is
+    // single-threaded here.
     CURRENT.store(0, Ordering::Relaxed);
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+    liveness::forget_in_child();
 }
 
 fn register_atfork() {
@@ -98,7 +102,8 @@ impl ForkEpoch {
 pub struct ProcessId {
     /// The process id.
     pub pid: u32,
-    /// Start time in clock ticks after boot; 0 when unknown.
+    /// Start time in clock ticks after boot (a random stand-in below 2^42 for
+    /// the current process when `/proc` is not there); 0 when unknown.
     pub start_time: u64,
 }
 
@@ -120,8 +125,11 @@ impl ProcessId {
         let pid = std::process::id();
         let me = ProcessId {
             pid,
-            start_time: start_time(pid).unwrap_or(0),
+            // Without /proc, a random stand-in keeps the id unique (two
+            // containers both have a pid 1).
+            start_time: start_time(pid).unwrap_or_else(random_start),
         };
+        liveness::register(me.pid, me.start_time);
         CURRENT.store(me.to_word(), Ordering::Relaxed);
         me
     }
@@ -143,7 +151,15 @@ impl ProcessId {
     }
 
     /// Whether this very process (same pid *and* start time) still exists.
-    /// A zombie counts as gone: it can no longer touch shared memory.
+    ///
+    /// The kernel answers: the process holds a lock on its liveness file
+    /// (see [`liveness`](crate::liveness)), which the kernel drops the
+    /// moment it dies, in whatever pid namespace it runs, under `hidepid`,
+    /// and while its main thread has exited but others still run. A dying
+    /// process counts as gone as soon as its descriptors are closed. A
+    /// process that has no liveness file to ask (it could not make one, or
+    /// its `/dev/shm` is not ours) is judged from `/proc/PID/stat`, which is
+    /// wrong across pid namespaces: the documented fallback.
     ///
     /// # Examples
     ///
@@ -154,6 +170,19 @@ impl ProcessId {
     /// assert!(!me.is_alive());
     /// ```
     pub fn is_alive(&self) -> bool {
+        if *self == Self::current() {
+            return true;
+        }
+        match liveness::check(self.pid, self.start_time) {
+            liveness::Verdict::Alive => true,
+            liveness::Verdict::Dead => false,
+            liveness::Verdict::Unknown => self.is_alive_in_proc(),
+        }
+    }
+
+    /// The fallback of [`is_alive`](Self::is_alive): `/proc/PID/stat` shows
+    /// this pid with this start time, not a zombie.
+    fn is_alive_in_proc(&self) -> bool {
         match read_stat(self.pid) {
             Some((state, start)) => state != 'Z' && state != 'X' && start == self.start_time,
             None => false,
@@ -192,6 +221,23 @@ impl ProcessId {
 }
 
 const PID_BITS: u32 = 22;
+
+/// A random start time below 2^42 (so that it survives [`ProcessId::to_word`]),
+/// never 0.
+fn random_start() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let raw = if n == 8 {
+        u64::from_ne_bytes(bytes)
+    } else {
+        // No getrandom: the clock is enough to tell two processes apart.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    };
+    (raw >> PID_BITS).max(1)
+}
 const PID_MASK: u32 = (1 << PID_BITS) - 1;
 
 fn start_time(pid: u32) -> Option<u64> {
