@@ -31,6 +31,11 @@
 //!   unlink-on-drop, a ring role, a pool block) records the [`ForkEpoch`] it
 //!   was made in; a copy inherited by a `fork`ed child is inert there and its
 //!   drop releases nothing.
+//! - **Liveness from the kernel.** [`ProcessId::is_alive`] asks whether the
+//!   process holds the lock on its liveness file (see [`liveness`]), which
+//!   the kernel drops when it dies: right across pid namespaces, under
+//!   `hidepid`, and while a main thread has exited. `/proc` is only the
+//!   fallback for a process with no file that we can see.
 //! - **`SIGBUS`.** A mapping of a file that someone truncates raises `SIGBUS`
 //!   on the next touch past the new end, which no bounds check can see: every
 //!   [`Memfd`] is sealed against shrinking (and [`Memfd::from_fd`] accepts
