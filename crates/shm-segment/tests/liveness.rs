@@ -25,6 +25,9 @@ const HOLDER: &str = "holder";
 /// Child role: like [`HOLDER`], but the main thread exits and a second
 /// thread keeps the process alive.
 const HOLDER_MAIN_EXITS: &str = "holder-main-exits";
+/// Child role: fork a grandchild that sleeps (inheriting every descriptor,
+/// the liveness lock's among them), print both pids and our id, then stay.
+const HOLDER_FORKS: &str = "holder-forks";
 /// Child role: print whether the id in `SHM_TEST_ARG` is alive.
 const CHECKER: &str = "checker";
 
@@ -162,6 +165,34 @@ fn kill_to_dead_p99(rounds: usize, attempt: u32) -> Result<u64, String> {
     Ok(p99)
 }
 
+/// A forked child inherits the descriptor that holds its parent's lock; it
+/// must not keep the parent alive after the parent is killed.
+fn a_forked_child_does_not_keep_a_dead_parent_alive() -> CaseResult {
+    let mut holder =
+        Running::spawn(&mut holder_command(HOLDER_FORKS)).map_err(|e| format!("spawn: {e}"))?;
+    let (_, grandchild) = holder.until("grandchild ", HANG);
+    let grandchild: libc::pid_t = grandchild.parse().map_err(|e| format!("{e}"))?;
+    let id = holder_id(&mut holder);
+    let result = (|| {
+        check(id.is_alive(), || {
+            format!("{id:?} judged dead while running")
+        })?;
+        holder.kill9();
+        // SAFETY: kill with signal 0 only asks whether the pid exists.
+        let grandchild_lives = unsafe { libc::kill(grandchild, 0) } == 0;
+        check(grandchild_lives, || {
+            "the grandchild died with its parent".into()
+        })?;
+        check(!id.is_alive(), || {
+            format!("{id:?} judged alive after kill -9, while its forked child lives")
+        })
+    })();
+    // SAFETY: the grandchild was reparented to init (or a subreaper), which
+    // reaps it; this only ends it.
+    unsafe { libc::kill(grandchild, libc::SIGKILL) };
+    result
+}
+
 /// A checker whose `/proc` is an empty tmpfs (a mount namespace of its own)
 /// still tells a live process from a dead one.
 fn a_checker_without_proc_still_knows() -> CaseResult {
@@ -216,6 +247,20 @@ fn child_main(role: &str) {
             unsafe { libc::syscall(libc::SYS_exit, 0) };
             unreachable!("exit(2) returned");
         }
+        HOLDER_FORKS => {
+            let me = ProcessId::current();
+            // SAFETY: this child process has one thread (no harness); the
+            // grandchild only sleeps and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                std::thread::sleep(HANG);
+                // SAFETY: ends the grandchild without running atexit handlers.
+                unsafe { libc::_exit(0) };
+            }
+            println!("grandchild {pid}");
+            println!("id {}", me.to_word());
+            std::thread::sleep(HANG);
+        }
         CHECKER => {
             let word: u64 = std::env::var(ARG_VAR)
                 .expect("the id to check")
@@ -233,7 +278,7 @@ fn main() {
         child_main(&role);
         return;
     }
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (
             "a_holder_in_another_pid_namespace_is_alive",
             a_holder_in_another_pid_namespace_is_alive,
@@ -245,6 +290,10 @@ fn main() {
         (
             "a_killed_holder_is_dead_within_10_ms_at_p99",
             a_killed_holder_is_dead_within_10_ms_at_p99,
+        ),
+        (
+            "a_forked_child_does_not_keep_a_dead_parent_alive",
+            a_forked_child_does_not_keep_a_dead_parent_alive,
         ),
         (
             "a_checker_without_proc_still_knows",
