@@ -178,8 +178,11 @@ fn a_forked_child_does_not_keep_a_dead_parent_alive() -> CaseResult {
             format!("{id:?} judged dead while running")
         })?;
         holder.kill9();
-        // SAFETY: kill with signal 0 only asks whether the pid exists.
-        let grandchild_lives = unsafe { libc::kill(grandchild, 0) } == 0;
+        let grandchild_lives = std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+            .is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+            });
         check(grandchild_lives, || {
             "the grandchild died with its parent".into()
         })?;
@@ -253,6 +256,14 @@ fn child_main(role: &str) {
             // grandchild only sleeps and exits.
             let pid = unsafe { libc::fork() };
             if pid == 0 {
+                // Let go of the test's stdout/stderr pipes, so that the
+                // parent's reader sees the end when the holder dies.
+                // SAFETY: open and dup2 on descriptors this process owns.
+                unsafe {
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                    libc::dup2(null, 1);
+                    libc::dup2(null, 2);
+                }
                 std::thread::sleep(HANG);
                 // SAFETY: ends the grandchild without running atexit handlers.
                 unsafe { libc::_exit(0) };
