@@ -500,7 +500,10 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// ```
     pub fn push_blocking(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
         let words = &self.shared.control().room;
-        match self.waiting().until(words, timeout, None, || self.push(value).ok()) {
+        match self
+            .waiting()
+            .until(words, timeout, None, || self.push(value).ok())
+        {
             Waited::Ready(()) => Ok(()),
             Waited::TimedOut | Waited::PeerGone => Err(PushError::Full(value)),
         }
@@ -522,7 +525,10 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// ```
     pub fn pop_blocking(&self, timeout: Duration) -> Result<T, PopError> {
         let words = &self.shared.control().items;
-        match self.waiting().until(words, timeout, None, || self.pop().ok()) {
+        match self
+            .waiting()
+            .until(words, timeout, None, || self.pop().ok())
+        {
             Waited::Ready(v) => Ok(v),
             Waited::TimedOut | Waited::PeerGone => Err(self.why_empty()),
         }

@@ -1176,9 +1176,8 @@ impl<T: Pod, R> Consumer<T, R> {
             owner: &ctl.tail.owner,
             dead: &mut dead,
         };
-        let waited = wait_of(&shared, self.wait).until(&ctl.items, timeout, Some(peer), || {
-            self.pop().ok()
-        });
+        let waited =
+            wait_of(&shared, self.wait).until(&ctl.items, timeout, Some(peer), || self.pop().ok());
         self.dead_peer = dead;
         match waited {
             Waited::Ready(v) => Ok(v),

@@ -256,12 +256,10 @@ impl WaitWords {
     fn unregister(&self, gen: u64) {
         let mut w = self.waiters.load(Ordering::Relaxed);
         while w >> GEN_SHIFT == gen && w & COUNT_MASK != 0 {
-            match self.waiters.compare_exchange_weak(
-                w,
-                w - 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .waiters
+                .compare_exchange_weak(w, w - 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return,
                 Err(now) => w = now,
             }
@@ -443,7 +441,14 @@ mod tests {
         let w = registered((5 << GEN_SHIFT) | TICKET_MASK).unwrap();
         assert_eq!((w >> GEN_SHIFT, w & TICKET_MASK, w & COUNT_MASK), (5, 0, 1));
         let r = reset((5 << GEN_SHIFT) | (3 << TICKET_SHIFT) | 7);
-        assert_eq!((r >> GEN_SHIFT, (r & TICKET_MASK) >> TICKET_SHIFT, r & COUNT_MASK), (6, 3, 0));
+        assert_eq!(
+            (
+                r >> GEN_SHIFT,
+                (r & TICKET_MASK) >> TICKET_SHIFT,
+                r & COUNT_MASK
+            ),
+            (6, 3, 0)
+        );
         assert_eq!(reset(u64::MAX) >> GEN_SHIFT, 0, "the generation wraps");
     }
 
@@ -462,20 +467,33 @@ mod tests {
         words.unregister(new);
         assert_eq!(words.count(), 0);
         words.notify(&stats);
-        assert_eq!(stats.wakes.load(Ordering::Relaxed), 1, "no sleepers, no syscall");
+        assert_eq!(
+            stats.wakes.load(Ordering::Relaxed),
+            1,
+            "no sleepers, no syscall"
+        );
     }
 
     #[test]
     fn strategies_step_as_documented() {
-        let s = WaitStrategy::SpinYieldThenPark { spins: 2, yields: 1 };
+        let s = WaitStrategy::SpinYieldThenPark {
+            spins: 2,
+            yields: 1,
+        };
         let steps: Vec<_> = (0..5).map(|r| s.step(r)).collect();
         assert!(steps == [Step::Spin, Step::Spin, Step::Yield, Step::Park, Step::Park]);
         assert!(WaitStrategy::Spin.step(u32::MAX) == Step::Spin);
         assert!(WaitStrategy::SpinThenYield.step(SPINS - 1) == Step::Spin);
         assert!(WaitStrategy::SpinThenYield.step(u32::MAX) == Step::Yield);
-        let park = WaitStrategy::SpinYieldThenPark { spins: 0, yields: 0 };
+        let park = WaitStrategy::SpinYieldThenPark {
+            spins: 0,
+            yields: 0,
+        };
         assert!(park.step(0) == Step::Park);
-        let huge = WaitStrategy::SpinYieldThenPark { spins: u32::MAX, yields: u32::MAX };
+        let huge = WaitStrategy::SpinYieldThenPark {
+            spins: u32::MAX,
+            yields: u32::MAX,
+        };
         assert!(huge.step(u32::MAX) == Step::Yield);
     }
 }
