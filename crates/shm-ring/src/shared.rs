@@ -619,6 +619,18 @@ mod tests {
     #[repr(C, align(256))]
     struct Big([u8; 512]);
 
+    /// The control block as the tests that play a dead process poke at it
+    /// (`tests/common`): one 128-byte line each for the tail, the head, the
+    /// consumers' and the producers' wait words, and the flags.
+    #[test]
+    fn control_lines_are_where_the_tests_look() {
+        let line = std::mem::size_of::<CachePadded<Side>>();
+        assert_eq!(line, 128);
+        assert_eq!(std::mem::offset_of!(Control, items), 2 * line);
+        assert_eq!(std::mem::offset_of!(Control, room), 3 * line);
+        assert_eq!(std::mem::size_of::<Control>(), 5 * line);
+    }
+
     #[test]
     fn layout_from_header_fields_matches_the_types() {
         same_layout::<u8>();

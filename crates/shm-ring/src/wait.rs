@@ -453,6 +453,15 @@ impl Wait<'_> {
 mod tests {
     use super::*;
 
+    /// Where the words are, as the tests that play a dead process poke at
+    /// them (`tests/common`): the futex word first, the count at byte 8.
+    #[test]
+    fn words_are_where_the_tests_look() {
+        assert_eq!(std::mem::offset_of!(WaitWords, seq), 0);
+        assert_eq!(std::mem::offset_of!(WaitWords, waiters), 8);
+        assert_eq!(std::mem::size_of::<WaitWords>(), 16);
+    }
+
     #[test]
     fn packing_keeps_the_fields_apart() {
         let w = registered(0).unwrap();
