@@ -469,57 +469,59 @@ fn mpmc_sleeper_counts_heal() {
 /// the item at the end of its slice, not never. Both kinds of ring.
 #[test]
 fn a_publish_without_a_wake_up_is_found() {
+    // The sleepers run on threads of their own (not scoped), so that a
+    // sleeper that never wakes fails this test instead of hanging it.
     let limit = Duration::from_secs(10);
+    let opts = RingOptions::new().blocking(true);
     // SPSC: the value in slot 0, then the tail.
-    let region = HeapRegion::new(SpscRing::<u64, ()>::required_size(CAP));
-    let ring =
-        SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new().blocking(true)).unwrap();
+    let size = SpscRing::<u64, ()>::required_size(CAP);
+    let ring = SpscRing::<u64, _>::create(HeapRegion::new(size), CAP as u64, opts).unwrap();
     let _tx = ring.producer().unwrap();
     let mut rx = ring.consumer().unwrap();
-    let slots = common::slots_offset(region.len(), CAP, 8);
-    std::thread::scope(|s| {
-        let sleeper = s.spawn(move || {
-            let t0 = Instant::now();
-            (rx.pop_blocking(Duration::MAX), t0.elapsed())
-        });
-        await_sleeper(&region, common::ITEMS_SEQ + 8, "the SPSC consumer");
-        region.write_pod(slots, &42u64).unwrap();
-        region
-            .atomic_u64(common::TAIL_POS)
-            .unwrap()
-            .store(1, Ordering::Release);
-        assert!(
-            common::wait_until(limit, || sleeper.is_finished()),
-            "SPSC: a publish without a wake-up was never seen"
-        );
-        let (got, took) = sleeper.join().unwrap();
-        eprintln!("SPSC: found after {took:?}");
-        assert_eq!(got, Ok(42));
+    let region = ring.region();
+    let (done, woke) = mpsc::channel();
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let _ = done.send((rx.pop_blocking(Duration::MAX), t0.elapsed()));
     });
-    // MPMC: the value, the slot's sequence (2p + 1 for p = 0), then the tail.
-    let region = HeapRegion::new(MpmcRing::<u64, ()>::required_size(CAP));
-    let ring =
-        MpmcRing::<u64, _>::create(&region, CAP as u64, RingOptions::new().blocking(true)).unwrap();
-    let slot = common::mpmc_slot_size::<u64>();
-    let slots = common::slots_offset(region.len(), CAP, slot);
-    std::thread::scope(|s| {
-        let sleeper = s.spawn(|| ring.pop_blocking(Duration::MAX));
-        await_sleeper(&region, common::ITEMS_SEQ + 8, "the MPMC consumer");
-        region
-            .atomic_u64(common::TAIL_POS)
-            .unwrap()
-            .store(1, Ordering::Release);
-        region.write_pod(slots + 8, &43u64).unwrap();
-        region
-            .atomic_u64(slots)
-            .unwrap()
-            .store(1, Ordering::Release);
-        assert!(
-            common::wait_until(limit, || sleeper.is_finished()),
-            "MPMC: a publish without a wake-up was never seen"
-        );
-        assert_eq!(sleeper.join().unwrap(), Ok(43));
+    await_sleeper(region, common::ITEMS_SEQ + 8, "the SPSC consumer");
+    let slots = common::slots_offset(size, CAP, 8);
+    region.write_pod(slots, &42u64).unwrap();
+    region
+        .atomic_u64(common::TAIL_POS)
+        .unwrap()
+        .store(1, Ordering::Release);
+    let (got, took) = woke
+        .recv_timeout(limit)
+        .expect("SPSC: a publish without a wake-up was never seen");
+    eprintln!("SPSC: found after {took:?}");
+    assert_eq!(got, Ok(42));
+
+    // MPMC: the claim (tail), the value, then the slot's sequence (2p + 1
+    // for p = 0).
+    let size = MpmcRing::<u64, ()>::required_size(CAP);
+    let ring = MpmcRing::<u64, _>::create(HeapRegion::new(size), CAP as u64, opts).unwrap();
+    let sleeper = ring.clone();
+    let (done, woke) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(sleeper.pop_blocking(Duration::MAX));
     });
+    let region = ring.region();
+    await_sleeper(region, common::ITEMS_SEQ + 8, "the MPMC consumer");
+    let slots = common::slots_offset(size, CAP, common::mpmc_slot_size::<u64>());
+    region
+        .atomic_u64(common::TAIL_POS)
+        .unwrap()
+        .store(1, Ordering::Release);
+    region.write_pod(slots + 8, &43u64).unwrap();
+    region
+        .atomic_u64(slots)
+        .unwrap()
+        .store(1, Ordering::Release);
+    let got = woke
+        .recv_timeout(limit)
+        .expect("MPMC: a publish without a wake-up was never seen");
+    assert_eq!(got, Ok(43));
 }
 
 const DEAD_HOLDER: &str = "is_abandoned_tells_never_taken_given_back_and_dead";
