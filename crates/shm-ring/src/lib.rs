@@ -56,3 +56,5 @@ pub use mpmc::MpmcRing;
 pub use shared::{inspect, RingInfo, RingOptions};
 pub use spsc::{Consumer, Producer, ReadChunk, SpscRing, WriteChunk};
 pub use wait::WaitStrategy;
+#[doc(hidden)]
+pub use wait::{thread_counts, WaitCounts};

@@ -313,7 +313,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
             self.seq(pos).store(free_for(pos) + 1, Ordering::Release);
         }
         if self.shared.blocking {
-            self.shared.control().items.notify(&self.shared.stats);
+            self.shared.control().items.notify();
         }
     }
 
@@ -328,7 +328,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
             );
         }
         if self.shared.blocking {
-            self.shared.control().room.notify(&self.shared.stats);
+            self.shared.control().room.notify();
         }
     }
 
@@ -535,11 +535,10 @@ impl<T: Pod, R> MpmcRing<T, R> {
     }
 
     /// How this handle's blocking calls wait on this ring.
-    fn waiting(&self) -> Wait<'_> {
+    fn waiting(&self) -> Wait {
         Wait {
             strategy: self.wait,
             futex: self.shared.blocking,
-            stats: &self.shared.stats,
         }
     }
 
@@ -570,20 +569,6 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// ```
     pub fn wait_strategy(&self) -> WaitStrategy {
         self.wait
-    }
-
-    /// `FUTEX_WAKE` syscalls made so far by this process's handles on this
-    /// mapping of the ring (for tests of the wake-up machinery).
-    #[doc(hidden)]
-    pub fn futex_wakes(&self) -> u64 {
-        self.shared.stats.wakes.load(Ordering::Relaxed)
-    }
-
-    /// Parks (sleeps) made so far by the blocking calls of this process's
-    /// handles on this mapping of the ring (for tests of the wait strategy).
-    #[doc(hidden)]
-    pub fn parks(&self) -> u64 {
-        self.shared.stats.parks.load(Ordering::Relaxed)
     }
 
     /// Empty, or stalled behind a claimed but unpublished position?

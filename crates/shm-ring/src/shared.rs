@@ -13,7 +13,7 @@ use shm_segment::{
 
 use crate::error::RingError;
 use crate::sync::AtomicU64;
-use crate::wait::{owner_gone, WaitStats, WaitStrategy, WaitWords, RELEASED};
+use crate::wait::{owner_gone, WaitStrategy, WaitWords, RELEASED};
 
 /// Flag in [`Control::flags`]: producers and consumers wake futex waiters.
 pub(crate) const FLAG_BLOCKING: u64 = 1;
@@ -146,8 +146,6 @@ pub(crate) struct Mapped<R> {
     pub(crate) capacity: u64,
     pub(crate) mask: u64,
     pub(crate) blocking: bool,
-    /// Process-local counters of the blocking machinery (tests read them).
-    pub(crate) stats: WaitStats,
 }
 
 // SAFETY: the pointers point into `region`, which the Mapped owns; all shared
@@ -349,7 +347,6 @@ impl<R: Region> Mapped<R> {
             capacity,
             mask: capacity - 1,
             blocking: false,
-            stats: WaitStats::default(),
         })
     }
 

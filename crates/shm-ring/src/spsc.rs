@@ -358,11 +358,10 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
 }
 
 /// How a handle with `strategy` waits on `shared`.
-fn wait_of<R>(shared: &Mapped<R>, strategy: WaitStrategy) -> Wait<'_> {
+fn wait_of<R>(shared: &Mapped<R>, strategy: WaitStrategy) -> Wait {
     Wait {
         strategy,
         futex: shared.blocking,
-        stats: &shared.stats,
     }
 }
 
@@ -478,7 +477,7 @@ impl<T: Pod, R> Producer<T, R> {
         // tail: the elements written above are visible before the new tail.
         self.tail_word().store(self.tail, Ordering::Release);
         if self.shared.blocking {
-            self.shared.control().items.notify(&self.shared.stats);
+            self.shared.control().items.notify();
         }
     }
 
@@ -747,20 +746,6 @@ impl<T: Pod, R> Producer<T, R> {
     /// ```
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.wait = strategy;
-    }
-
-    /// `FUTEX_WAKE` syscalls made so far by this process's handles on this
-    /// mapping of the ring (for tests of the wake-up machinery).
-    #[doc(hidden)]
-    pub fn futex_wakes(&self) -> u64 {
-        self.shared.stats.wakes.load(Ordering::Relaxed)
-    }
-
-    /// Parks (sleeps) made so far by the blocking calls of this process's
-    /// handles on this mapping of the ring (for tests of the wait strategy).
-    #[doc(hidden)]
-    pub fn parks(&self) -> u64 {
-        self.shared.stats.parks.load(Ordering::Relaxed)
     }
 
     /// The ring's capacity.
@@ -1042,7 +1027,7 @@ impl<T: Pod, R> Consumer<T, R> {
             .pos
             .store(self.head, Ordering::Release);
         if self.shared.blocking {
-            self.shared.control().room.notify(&self.shared.stats);
+            self.shared.control().room.notify();
         }
     }
 
@@ -1305,20 +1290,6 @@ impl<T: Pod, R> Consumer<T, R> {
     /// ```
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.wait = strategy;
-    }
-
-    /// `FUTEX_WAKE` syscalls made so far by this process's handles on this
-    /// mapping of the ring (for tests of the wake-up machinery).
-    #[doc(hidden)]
-    pub fn futex_wakes(&self) -> u64 {
-        self.shared.stats.wakes.load(Ordering::Relaxed)
-    }
-
-    /// Parks (sleeps) made so far by the blocking calls of this process's
-    /// handles on this mapping of the ring (for tests of the wait strategy).
-    #[doc(hidden)]
-    pub fn parks(&self) -> u64 {
-        self.shared.stats.parks.load(Ordering::Relaxed)
     }
 
     /// Whether nothing is ready now (always, for a handle inherited across

@@ -15,6 +15,7 @@
 //! make no syscall again. A waker killed between publishing and waking leaves
 //! the sleeper asleep until the end of its slice, at most [`SLICE`].
 
+use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64 as StdAtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -195,14 +196,51 @@ pub(crate) struct WaitWords {
     waiters: StdAtomicU64,
 }
 
-/// Process-local counters of one mapping of a ring, for tests.
-#[derive(Debug, Default)]
-pub(crate) struct WaitStats {
-    /// `FUTEX_WAKE` calls made by this process's handles.
-    pub(crate) wakes: StdAtomicU64,
-    /// Parks (futex sleeps, or back-off sleeps on a ring without futexes)
-    /// made by this process's handles.
-    pub(crate) parks: StdAtomicU64,
+/// What the blocking machinery did on the calling thread, for tests of it
+/// (see [`thread_counts`]). Not part of the stable API.
+///
+/// # Examples
+///
+/// ```
+/// let before = shm_ring::thread_counts();
+/// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(1)?;
+/// ring.push(1).unwrap(); // nobody sleeps: no syscall
+/// assert_eq!(shm_ring::thread_counts().futex_wakes, before.futex_wakes);
+/// # Ok::<(), shm_ring::RingError>(())
+/// ```
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitCounts {
+    /// `FUTEX_WAKE` syscalls made by pushes and pops on this thread.
+    pub futex_wakes: u64,
+    /// Parks of blocking calls on this thread: futex sleeps, or back-off
+    /// sleeps on a ring without futexes.
+    pub parks: u64,
+}
+
+thread_local! {
+    static COUNTS: Cell<WaitCounts> = const {
+        Cell::new(WaitCounts { futex_wakes: 0, parks: 0 })
+    };
+}
+
+/// The calling thread's [`WaitCounts`] so far (thread-local, so that tests
+/// running side by side do not see each other's). Not part of the stable API.
+///
+/// # Examples
+///
+/// See [`WaitCounts`].
+#[doc(hidden)]
+pub fn thread_counts() -> WaitCounts {
+    COUNTS.with(Cell::get)
+}
+
+fn counted(f: impl FnOnce(&mut WaitCounts)) {
+    COUNTS.with(|c| {
+        let mut counts = c.get();
+        f(&mut counts);
+        c.set(counts);
+    });
 }
 
 impl WaitWords {
@@ -210,7 +248,7 @@ impl WaitWords {
     /// Out of line on purpose: only blocking rings call it, and keeping it
     /// out of `push`/`pop` lets those inline into their callers.
     #[inline(never)]
-    pub(crate) fn notify(&self, stats: &WaitStats) {
+    pub(crate) fn notify(&self) {
         // SYNC POINT: this fence and the one in `park` order "publish
         // position, then read waiters" against "count myself, then re-read the
         // position": at least one side sees the other, so no wake-up is lost.
@@ -224,7 +262,7 @@ impl WaitWords {
         // this bump, so its futex_wait returns at once (EAGAIN) unless it is
         // already queued, in which case the wake below counts it.
         self.seq.fetch_add(1, Ordering::Release);
-        stats.wakes.fetch_add(1, Ordering::Relaxed);
+        counted(|c| c.futex_wakes += 1);
         if let Ok(0) = shm_sys::futex_wake(&self.seq, u32::MAX) {
             // SYNC POINT (healing): we saw sleepers and woke nobody. Every
             // registration in `seen` belongs to a process that is dead, or
@@ -353,16 +391,14 @@ pub(crate) enum Waited<T> {
 }
 
 /// Everything a wait needs besides the words and the attempt.
-pub(crate) struct Wait<'a> {
+pub(crate) struct Wait {
     /// The handle's strategy.
     pub(crate) strategy: WaitStrategy,
     /// Whether the ring was created with futex wake-ups.
     pub(crate) futex: bool,
-    /// The mapping's counters.
-    pub(crate) stats: &'a WaitStats,
 }
 
-impl Wait<'_> {
+impl Wait {
     /// Retries `attempt` until it succeeds, `timeout` has passed (a timeout
     /// too long for the clock, like `Duration::MAX`, waits as long as it
     /// takes), or `peer` is gone, waiting between tries as the strategy says
@@ -424,7 +460,7 @@ impl Wait<'_> {
                     if peer.is_some() {
                         slice = slice.min(next_check.saturating_duration_since(now));
                     }
-                    self.stats.parks.fetch_add(1, Ordering::Relaxed);
+                    counted(|c| c.parks += 1);
                     if self.futex {
                         if let Some(v) = words.park(slice, &mut attempt) {
                             return Waited::Ready(v);
@@ -486,23 +522,20 @@ mod tests {
     #[test]
     fn a_reset_voids_older_registrations_only() {
         let words = WaitWords::default();
-        let stats = WaitStats::default();
+        let wakes = || thread_counts().futex_wakes;
+        let before = wakes();
         let old = words.register().unwrap();
         // A waker that wakes nobody (nobody sleeps on the futex) resets.
-        words.notify(&stats);
+        words.notify();
         assert_eq!(words.count(), 0);
-        assert_eq!(stats.wakes.load(Ordering::Relaxed), 1);
+        assert_eq!(wakes(), before + 1);
         let new = words.register().unwrap();
         words.unregister(old); // voided: must not take the new one away
         assert_eq!(words.count(), 1);
         words.unregister(new);
         assert_eq!(words.count(), 0);
-        words.notify(&stats);
-        assert_eq!(
-            stats.wakes.load(Ordering::Relaxed),
-            1,
-            "no sleepers, no syscall"
-        );
+        words.notify();
+        assert_eq!(wakes(), before + 1, "no sleepers, no syscall");
     }
 
     #[test]
