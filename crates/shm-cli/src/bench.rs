@@ -578,7 +578,7 @@ fn mpmc_2x2(dur: Duration) -> Result<Measured> {
                                 backoff.reset();
                             }
                             Err(PopError::Empty | PopError::Stalled { .. }) => backoff.snooze()?,
-                            Err(e @ PopError::ForkedHandle) => {
+                            Err(e @ (PopError::ForkedHandle | PopError::PeerGone)) => {
                                 return Err(format!("bench: mpmc consumer: {e}"))
                             }
                         }

@@ -410,7 +410,7 @@ impl<R: Region> Channel<R> {
         let id = block.into_id().map_err(SendError::Pool)?;
         match push(id) {
             Ok(()) => Ok(()),
-            Err(PushError::Full(_) | PushError::ForkedHandle(_)) => {
+            Err(PushError::Full(_) | PushError::ForkedHandle(_) | PushError::PeerGone(_)) => {
                 match self.pool.claim_as("send", id) {
                     Ok(block) => Err(SendError::Full(block)),
                     Err(e) => Err(SendError::Pool(e)),

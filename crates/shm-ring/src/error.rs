@@ -25,6 +25,13 @@ pub enum PushError<T> {
     /// process with [`SpscRing::producer`](crate::SpscRing::producer) instead
     /// (it succeeds once the holder has given it back or died).
     ForkedHandle(T),
+    /// SPSC [`Producer::push_blocking`](crate::Producer::push_blocking)
+    /// only: the ring is full and nobody will make room, because the
+    /// consumer role was given back or its holder died (see
+    /// [`Producer::is_abandoned`](crate::Producer::is_abandoned)). Here is
+    /// the value back. A new consumer may take the role and drain the ring;
+    /// pushing again then succeeds.
+    PeerGone(T),
 }
 
 impl<T> PushError<T> {
@@ -36,10 +43,11 @@ impl<T> PushError<T> {
     /// use shm_ring::PushError;
     /// assert_eq!(PushError::Full(7).into_inner(), 7);
     /// assert_eq!(PushError::ForkedHandle(8).into_inner(), 8);
+    /// assert_eq!(PushError::PeerGone(9).into_inner(), 9);
     /// ```
     pub fn into_inner(self) -> T {
         match self {
-            PushError::Full(v) | PushError::ForkedHandle(v) => v,
+            PushError::Full(v) | PushError::ForkedHandle(v) | PushError::PeerGone(v) => v,
         }
     }
 }
@@ -49,11 +57,15 @@ impl<T> fmt::Display for PushError<T> {
         match self {
             PushError::Full(_) => f.write_str("the ring is full"),
             PushError::ForkedHandle(_) => f.write_str(FORKED_PRODUCER),
+            PushError::PeerGone(_) => f.write_str(CONSUMER_GONE),
         }
     }
 }
 
 impl<T: fmt::Debug> std::error::Error for PushError<T> {}
+
+const CONSUMER_GONE: &str = "push_blocking: the ring is full and its consumer is gone: the \
+     consumer role was given back or its holder died, so no one will make room";
 
 const FORKED_PRODUCER: &str = "push: this ring producer was inherited across fork(2) and is \
      inert in the child process; take the producer role in this process instead";
@@ -92,6 +104,17 @@ pub enum PopError {
          take the consumer role in this process instead"
     )]
     ForkedHandle,
+    /// SPSC [`Consumer::pop_blocking`](crate::Consumer::pop_blocking) only:
+    /// the ring is empty and nothing more will come, because the producer
+    /// role was given back or its holder died (see
+    /// [`Consumer::is_abandoned`](crate::Consumer::is_abandoned)). Everything
+    /// it published before was delivered first. A new producer may take the
+    /// role and go on.
+    #[error(
+        "pop_blocking: the ring is empty and its producer is gone: the producer role was given \
+         back or its holder died, so nothing more will come"
+    )]
+    PeerGone,
 }
 
 /// A bulk or chunk operation that transferred nothing.

@@ -10,7 +10,14 @@
 //! `shm-segment`; both have single and bulk operations (bulk ones publish
 //! once per batch), and blocking calls with a timeout that sleep on a futex
 //! in the ring's own memory when the ring is created with
-//! [`RingOptions::blocking`] (no syscall when nobody sleeps).
+//! [`RingOptions::blocking`] (no syscall when nobody sleeps). How a blocking
+//! call waits (spin, yield, park) is each handle's [`WaitStrategy`]. Sleeps
+//! last at most 10 ms at a time, so a blocking call never outlives the other
+//! side: an SPSC call whose other role was given back or whose holder died
+//! returns `PeerGone` ([`PopError::PeerGone`], [`PushError::PeerGone`]) once
+//! nothing is left to take (or no room is left), and
+//! [`Producer::is_abandoned`] / [`Consumer::is_abandoned`] ask the same
+//! without waiting.
 //!
 //! A full ring gives the value back (`Err(PushError::Full(v))`), as rtrb and
 //! crossbeam do. Every index read from shared memory is masked, so a corrupted
@@ -42,8 +49,12 @@ pub mod mpmc;
 mod shared;
 pub mod spsc;
 mod sync;
+mod wait;
 
 pub use error::{BulkError, PopError, PushError, RingError};
 pub use mpmc::MpmcRing;
 pub use shared::{inspect, RingInfo, RingOptions};
 pub use spsc::{Consumer, Producer, ReadChunk, SpscRing, WriteChunk};
+pub use wait::WaitStrategy;
+#[doc(hidden)]
+pub use wait::{thread_counts, WaitCounts};

@@ -33,6 +33,14 @@
 //! which are inert there. Creating the ring before the fork and using it on
 //! both sides (what pyshm users do) works, and the child's drop of its copy
 //! only unmaps its own view.
+//!
+//! **Blocking calls.** [`MpmcRing::push_blocking`] and
+//! [`MpmcRing::pop_blocking`] wait as the SPSC ones do: the handle's
+//! [`WaitStrategy`], sleeps of at most 10 ms at a time (a wake-up lost to a
+//! process killed between publishing and waking costs one slice at most),
+//! and a sleeper count that heals itself when a sleeper is killed. An MPMC
+//! ring has no roles, so no side can be "gone": there is no `PeerGone`
+//! here, and a wait ends with what it waited for or at its deadline.
 
 use std::marker::PhantomData;
 use std::ptr::{addr_of, addr_of_mut};
@@ -46,8 +54,10 @@ use shm_segment::{HeapRegion, Kind, Region};
 use crate::error::{BulkError, PopError, PushError, RingError};
 use crate::shared::{heap_region, Layout, Mapped, RingOptions};
 use crate::sync::{AtomicU64, ValueCell};
+use crate::wait::{Wait, WaitStrategy, Waited};
 
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// 2: the sleeper count is a 64-bit word with a generation.
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
 /// A slot: its sequence number, then the value.
 #[repr(C)]
@@ -96,6 +106,8 @@ fn layout<T>() -> Layout<Slot<T>> {
 /// ```
 pub struct MpmcRing<T, R> {
     shared: Arc<Mapped<R>>,
+    /// How this handle's blocking calls wait (process-local).
+    wait: WaitStrategy,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -103,6 +115,7 @@ impl<T, R> Clone for MpmcRing<T, R> {
     fn clone(&self) -> Self {
         MpmcRing {
             shared: Arc::clone(&self.shared),
+            wait: self.wait,
             _t: PhantomData,
         }
     }
@@ -177,7 +190,7 @@ impl<T: Pod, R: Region> MpmcRing<T, R> {
                     ValueCell::init(addr_of_mut!((*slot).value), T::zeroed());
                 }
             })?;
-        Ok(Self::wrap(shared))
+        Ok(Self::wrap(shared, opts.wait()))
     }
 
     /// Attaches to a ring another process created, validating its header.
@@ -193,15 +206,16 @@ impl<T: Pod, R: Region> MpmcRing<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn attach(region: R) -> Result<Self, RingError> {
-        Ok(Self::wrap(Mapped::attach::<T, Slot<T>>(
-            region,
-            &layout::<T>(),
-        )?))
+        Ok(Self::wrap(
+            Mapped::attach::<T, Slot<T>>(region, &layout::<T>())?,
+            WaitStrategy::DEFAULT,
+        ))
     }
 
-    fn wrap(shared: Mapped<R>) -> Self {
+    fn wrap(shared: Mapped<R>, wait: WaitStrategy) -> Self {
         MpmcRing {
             shared: Arc::new(shared),
+            wait,
             _t: PhantomData,
         }
     }
@@ -472,7 +486,8 @@ impl<T: Pod, R> MpmcRing<T, R> {
     }
 
     /// Waits up to `timeout` for a free slot. Gives the value back if the
-    /// ring is still full at the deadline.
+    /// ring is still full at the deadline. How it waits is the handle's
+    /// [`WaitStrategy`] (see the [module docs](crate::mpmc) on blocking).
     ///
     /// # Examples
     ///
@@ -484,16 +499,21 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn push_blocking(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.shared
-            .control()
-            .room
-            .wait_until(timeout, self.shared.blocking, || self.push(value).ok())
-            .ok_or(PushError::Full(value))
+        let words = &self.shared.control().room;
+        match self
+            .waiting()
+            .until(words, timeout, None, || self.push(value).ok())
+        {
+            Waited::Ready(()) => Ok(()),
+            Waited::TimedOut | Waited::PeerGone => Err(PushError::Full(value)),
+        }
     }
 
     /// Waits up to `timeout` for a value. At the deadline it says
     /// [`PopError::Stalled`] when the next position was claimed by a
-    /// producer that never published it, [`PopError::Empty`] otherwise.
+    /// producer that never published it, [`PopError::Empty`] otherwise. How
+    /// it waits is the handle's [`WaitStrategy`] (see the
+    /// [module docs](crate::mpmc) on blocking).
     ///
     /// # Examples
     ///
@@ -504,12 +524,51 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn pop_blocking(&self, timeout: Duration) -> Result<T, PopError> {
-        let got = self
-            .shared
-            .control()
-            .items
-            .wait_until(timeout, self.shared.blocking, || self.pop().ok());
-        got.ok_or_else(|| self.why_empty())
+        let words = &self.shared.control().items;
+        match self
+            .waiting()
+            .until(words, timeout, None, || self.pop().ok())
+        {
+            Waited::Ready(v) => Ok(v),
+            Waited::TimedOut | Waited::PeerGone => Err(self.why_empty()),
+        }
+    }
+
+    /// How this handle's blocking calls wait on this ring.
+    fn waiting(&self) -> Wait {
+        Wait {
+            strategy: self.wait,
+            futex: self.shared.blocking,
+        }
+    }
+
+    /// This handle with another [`WaitStrategy`] for its blocking calls (and
+    /// those of its clones made afterwards); process-local.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::{MpmcRing, WaitStrategy};
+    /// let ring = MpmcRing::<u8, _>::new_heap(4)?.with_wait_strategy(WaitStrategy::SpinThenYield);
+    /// assert_eq!(ring.clone().wait_strategy(), WaitStrategy::SpinThenYield);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn with_wait_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.wait = strategy;
+        self
+    }
+
+    /// How this handle's blocking calls wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// assert_eq!(ring.wait_strategy(), shm_ring::WaitStrategy::DEFAULT);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
     }
 
     /// Empty, or stalled behind a claimed but unpublished position?

@@ -1,9 +1,9 @@
 //! What both ring flavours share: the control block in shared memory, the
-//! layout, validation on attach, role claims, and futex waiting.
+//! layout, validation on attach, and role claims. How blocking calls wait is
+//! in `wait.rs`.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
 use crossbeam_utils::CachePadded;
 use shm_segment::{
@@ -13,6 +13,7 @@ use shm_segment::{
 
 use crate::error::RingError;
 use crate::sync::AtomicU64;
+use crate::wait::{owner_gone, WaitStrategy, WaitWords, RELEASED};
 
 /// Flag in [`Control::flags`]: producers and consumers wake futex waiters.
 pub(crate) const FLAG_BLOCKING: u64 = 1;
@@ -28,20 +29,9 @@ pub(crate) struct Side {
     /// Producers: the tail (next position to write). Consumers: the head
     /// (next position to read). Monotonic; the slot index is `pos & mask`.
     pub(crate) pos: AtomicU64,
-    /// SPSC only: `ProcessId::to_word` of the holder of this role, 0 if none.
+    /// SPSC only: `ProcessId::to_word` of the holder of this role; 0 if it
+    /// was never taken, `RELEASED` (all ones) once its holder gave it back.
     pub(crate) owner: AtomicU64,
-}
-
-/// A futex word and the count of processes sleeping on it. Plain std
-/// atomics even under loom: the futex needs a real address, and the models
-/// do not block.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct WaitWords {
-    /// Bumped by a notifier that saw waiters; sleepers wait on its value.
-    seq: AtomicU32,
-    /// How many are about to sleep or sleeping; notifiers skip the syscall at 0.
-    waiters: AtomicU32,
 }
 
 /// The ring's shared state, right after the header. Only fixed-width atomics,
@@ -81,13 +71,14 @@ impl Control {
 /// # Examples
 ///
 /// ```
-/// use shm_ring::RingOptions;
-/// let opts = RingOptions::new().blocking(true);
+/// use shm_ring::{RingOptions, WaitStrategy};
+/// let opts = RingOptions::new().blocking(true).wait_strategy(WaitStrategy::SpinThenYield);
 /// # let _ = opts;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RingOptions {
     blocking: bool,
+    wait: WaitStrategy,
 }
 
 impl RingOptions {
@@ -105,7 +96,9 @@ impl RingOptions {
     /// Make blocking calls sleep on a futex and be woken by the other side.
     /// Each push and pop then pays one fence and one load to check for
     /// sleepers (no syscall unless someone sleeps). Without it, blocking
-    /// calls still work but poll with a growing back-off (up to 1 ms).
+    /// calls still work but, once their [`WaitStrategy`] says park, poll
+    /// with a growing back-off (up to about 1 ms). Stored in the ring's
+    /// memory: every process that attaches gets the same.
     ///
     /// # Examples
     ///
@@ -115,6 +108,31 @@ impl RingOptions {
     pub fn blocking(mut self, blocking: bool) -> Self {
         self.blocking = blocking;
         self
+    }
+
+    /// How the blocking calls of the handle that `create` returns (and of
+    /// the roles taken from it) wait; [`WaitStrategy::DEFAULT`] unless set.
+    /// Process-local: not stored in the ring, so a process that attaches
+    /// chooses its own (see [`WaitStrategy`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::{MpmcRing, RingOptions, WaitStrategy};
+    /// let region = shm_segment::HeapRegion::new(MpmcRing::<u8, ()>::required_size(4));
+    /// let opts = RingOptions::new().wait_strategy(WaitStrategy::Spin);
+    /// let ring = MpmcRing::<u8, _>::create(region, 4, opts)?;
+    /// assert_eq!(ring.wait_strategy(), WaitStrategy::Spin);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.wait = strategy;
+        self
+    }
+
+    /// The wait strategy these options set.
+    pub(crate) fn wait(&self) -> WaitStrategy {
+        self.wait
     }
 }
 
@@ -354,13 +372,8 @@ impl<R> Mapped<R> {
     }
 }
 
-/// Whether this process may run on more than one CPU (read once).
-fn many_cpus() -> bool {
-    static MANY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *MANY.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
-}
-
-/// Claims an SPSC role: succeeds if nobody holds it or its holder is dead.
+/// Claims an SPSC role: succeeds if nobody holds it (never taken, or given
+/// back) or its holder is dead.
 pub(crate) fn claim_role(
     word: &AtomicU64,
     role: &'static str,
@@ -369,7 +382,7 @@ pub(crate) fn claim_role(
     let me = ProcessId::current().to_word();
     let mut current = word.load(Ordering::Acquire);
     loop {
-        if current != 0 {
+        if current != 0 && current != RELEASED {
             let holder = ProcessId::from_word(current);
             if holder.is_alive() {
                 return Err(RingError::RoleTaken {
@@ -388,74 +401,18 @@ pub(crate) fn claim_role(
     }
 }
 
-/// Gives a role back, if we still hold it.
+/// Gives a role back, if we still hold it: the word says `RELEASED`, so the
+/// other role can tell "given back" (its blocking calls end with `PeerGone`)
+/// from "never taken" (they keep waiting for someone to take it).
 pub(crate) fn release_role(word: &AtomicU64, me: u64) {
-    let _ = word.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+    let _ = word.compare_exchange(me, RELEASED, Ordering::AcqRel, Ordering::Relaxed);
 }
 
-impl WaitWords {
-    /// After publishing: wake sleepers, with no syscall when there are none.
-    /// Out of line on purpose: only blocking rings call it, and keeping it
-    /// out of `push`/`pop` lets those inline into their callers.
-    #[inline(never)]
-    pub(crate) fn notify(&self) {
-        // SYNC POINT: this fence and the one in `wait_until` order "publish
-        // position, then read waiters" against "count myself, then re-read the
-        // position": at least one side sees the other, so no wake-up is lost.
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            self.seq.fetch_add(1, Ordering::Release);
-            let _ = shm_sys::futex_wake(&self.seq, u32::MAX);
-        }
-    }
-
-    /// Retries `attempt` until it succeeds or `timeout` has passed (a
-    /// timeout too long for the clock, like `Duration::MAX`, waits as long
-    /// as it takes): first a short spin, then futex sleeps (blocking rings)
-    /// or polls with back-off.
-    pub(crate) fn wait_until<T>(
-        &self,
-        timeout: Duration,
-        blocking: bool,
-        mut attempt: impl FnMut() -> Option<T>,
-    ) -> Option<T> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut round = 0u32;
-        loop {
-            if let Some(v) = attempt() {
-                return Some(v);
-            }
-            let remaining = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return None,
-                },
-                None => None,
-            };
-            round = round.saturating_add(1);
-            // Spinning only helps when the other side runs on another CPU.
-            if round <= 64 && many_cpus() {
-                std::hint::spin_loop();
-            } else if round <= 80 {
-                std::thread::yield_now();
-            } else if blocking {
-                let seq = self.seq.load(Ordering::Acquire);
-                self.waiters.fetch_add(1, Ordering::SeqCst);
-                fence(Ordering::SeqCst);
-                let result = attempt();
-                if result.is_none() {
-                    let _ = shm_sys::futex_wait(&self.seq, seq, remaining);
-                }
-                self.waiters.fetch_sub(1, Ordering::SeqCst);
-                if result.is_some() {
-                    return result;
-                }
-            } else {
-                let backoff = Duration::from_micros(10 << (round - 80).min(7));
-                std::thread::sleep(remaining.map_or(backoff, |left| backoff.min(left)));
-            }
-        }
-    }
+/// Whether the role whose owner word is `word` was taken and is no longer
+/// held by a live process (given back, or its holder died). A syscall when
+/// a holder is recorded.
+pub(crate) fn role_abandoned(word: &AtomicU64) -> bool {
+    owner_gone(word.load(Ordering::Acquire))
 }
 
 /// A zeroed heap region for a ring of `capacity` slots of `S`, or the
@@ -495,9 +452,10 @@ pub struct RingInfo {
     pub tail: u64,
     /// Whether blocking calls sleep on a futex.
     pub blocking: bool,
-    /// SPSC: who holds the producer role.
+    /// SPSC: who holds the producer role (perhaps a dead process); `None`
+    /// when it was never taken or was given back.
     pub producer: Option<ProcessId>,
-    /// SPSC: who holds the consumer role.
+    /// SPSC: who holds the consumer role, as for `producer`.
     pub consumer: Option<ProcessId>,
     /// Who created the ring.
     pub creator: ProcessId,
@@ -609,7 +567,7 @@ pub fn inspect<R: Region>(region: &R) -> Result<RingInfo, RingError> {
     let load = |offset| region.load_u64(offset, Ordering::Acquire);
     let owner = |offset| -> Result<Option<ProcessId>, RingError> {
         let word = load(offset)?;
-        Ok((spsc && word != 0).then(|| ProcessId::from_word(word)))
+        Ok((spsc && word != 0 && word != RELEASED).then(|| ProcessId::from_word(word)))
     };
     Ok(RingInfo {
         kind: info.kind,
@@ -657,6 +615,18 @@ mod tests {
 
     #[repr(C, align(256))]
     struct Big([u8; 512]);
+
+    /// The control block as the tests that play a dead process poke at it
+    /// (`tests/common`): one 128-byte line each for the tail, the head, the
+    /// consumers' and the producers' wait words, and the flags.
+    #[test]
+    fn control_lines_are_where_the_tests_look() {
+        let line = std::mem::size_of::<CachePadded<Side>>();
+        assert_eq!(line, 128);
+        assert_eq!(std::mem::offset_of!(Control, items), 2 * line);
+        assert_eq!(std::mem::offset_of!(Control, room), 3 * line);
+        assert_eq!(std::mem::size_of::<Control>(), 5 * line);
+    }
 
     #[test]
     fn layout_from_header_fields_matches_the_types() {

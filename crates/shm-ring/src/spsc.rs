@@ -13,6 +13,22 @@
 //! claim is taken over: roles record pid *and* start time) and continue from
 //! the tail. The same holds for a killed consumer.
 //!
+//! **What a killed process leaves to the blocking calls.** Blocking calls
+//! sleep in slices of at most 10 ms and, between slices, check whether the
+//! other role is still held by a live process (a syscall, never on the fast
+//! path). So a consumer waiting in [`Consumer::pop_blocking`], even with
+//! `Duration::MAX`, whose producer is killed (while it waits, or between
+//! publishing and waking it) first takes everything that was published,
+//! then returns [`PopError::PeerGone`] within about one slice; a producer
+//! waiting in [`Producer::push_blocking`] on a full ring whose consumer is
+//! killed returns [`PushError::PeerGone`]. The same happens when the other
+//! handle is dropped (the role is given back). A role never taken since the
+//! ring was created is not gone: the waiter keeps waiting for a process to
+//! take it. [`Producer::is_abandoned`] and [`Consumer::is_abandoned`] tell
+//! without waiting. A waiter killed inside its futex sleep leaves itself
+//! counted as a sleeper; the next push or pop that wakes nobody resets the
+//! count, and later ones make no syscall again.
+//!
 //! **Across `fork`.** A role belongs to the process that took it. A
 //! [`Producer`] or [`Consumer`] that a `fork(2)`ed child inherits is inert in
 //! the child: it remembers the [`ForkEpoch`] it was made in, and each
@@ -39,10 +55,15 @@ use bytemuck::Pod;
 use shm_segment::{ForkEpoch, HeapRegion, Kind, Region};
 
 use crate::error::{BulkError, PopError, PushError, RingError};
-use crate::shared::{claim_role, heap_region, release_role, Layout, Mapped, RingOptions};
+use crate::shared::{
+    claim_role, heap_region, release_role, role_abandoned, Layout, Mapped, RingOptions,
+};
 use crate::sync::{AtomicU64, ValueCell};
+use crate::wait::{Peer, Wait, WaitStrategy, Waited};
 
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// 2: the sleeper count is a 64-bit word with a generation, and a role given
+/// back reads `RELEASED` instead of 0.
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 
 fn layout<T>() -> Layout<ValueCell<T>> {
     Layout::new(Kind::SPSC_RING, LAYOUT_VERSION)
@@ -82,6 +103,8 @@ fn layout<T>() -> Layout<ValueCell<T>> {
 /// ```
 pub struct SpscRing<T, R> {
     shared: Arc<Mapped<R>>,
+    /// Given to the roles taken from this handle.
+    wait: WaitStrategy,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -89,6 +112,7 @@ impl<T, R> Clone for SpscRing<T, R> {
     fn clone(&self) -> Self {
         SpscRing {
             shared: Arc::clone(&self.shared),
+            wait: self.wait,
             _t: PhantomData,
         }
     }
@@ -167,7 +191,7 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
                 unsafe { ValueCell::init(cell, T::zeroed()) }
             },
         )?;
-        Ok(Self::wrap(shared))
+        Ok(Self::wrap(shared, opts.wait()))
     }
 
     /// Attaches to a ring another process created, validating its header
@@ -181,17 +205,36 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
     /// assert!(err.to_string().contains("never initialised"));
     /// ```
     pub fn attach(region: R) -> Result<Self, RingError> {
-        Ok(Self::wrap(Mapped::attach::<T, ValueCell<T>>(
-            region,
-            &layout::<T>(),
-        )?))
+        Ok(Self::wrap(
+            Mapped::attach::<T, ValueCell<T>>(region, &layout::<T>())?,
+            WaitStrategy::DEFAULT,
+        ))
     }
 
-    fn wrap(shared: Mapped<R>) -> Self {
+    fn wrap(shared: Mapped<R>, wait: WaitStrategy) -> Self {
         SpscRing {
             shared: Arc::new(shared),
+            wait,
             _t: PhantomData,
         }
+    }
+
+    /// This handle with another [`WaitStrategy`] for the roles taken from it
+    /// from now on (process-local: other processes choose their own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::{SpscRing, WaitStrategy};
+    /// let region = shm_segment::HeapRegion::new(SpscRing::<u8, ()>::required_size(4));
+    /// let ring = SpscRing::<u8, _>::create(region, 4, Default::default())?
+    ///     .with_wait_strategy(WaitStrategy::SpinThenYield);
+    /// assert_eq!(ring.producer()?.wait_strategy(), WaitStrategy::SpinThenYield);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn with_wait_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.wait = strategy;
+        self
     }
 
     /// Takes the producer role.
@@ -219,6 +262,8 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
             cached_head: ctl.head.pos.load(Ordering::Acquire),
             me,
             epoch: ForkEpoch::now(),
+            wait: self.wait,
+            dead_peer: 0,
             shared: Arc::clone(&self.shared),
             _t: PhantomData,
         })
@@ -247,6 +292,8 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
             cached_tail: ctl.tail.pos.load(Ordering::Acquire),
             me,
             epoch: ForkEpoch::now(),
+            wait: self.wait,
+            dead_peer: 0,
             shared: Arc::clone(&self.shared),
             _t: PhantomData,
         })
@@ -310,6 +357,14 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
     }
 }
 
+/// How a handle with `strategy` waits on `shared`.
+fn wait_of<R>(shared: &Mapped<R>, strategy: WaitStrategy) -> Wait {
+    Wait {
+        strategy,
+        futex: shared.blocking,
+    }
+}
+
 fn len_of<R>(shared: &Mapped<R>) -> usize {
     let ctl = shared.control();
     let head = ctl.head.pos.load(Ordering::Acquire);
@@ -370,6 +425,10 @@ pub struct Producer<T, R> {
     me: u64,
     /// The process the role was taken in; anywhere else the handle is inert.
     epoch: ForkEpoch,
+    /// How blocking calls wait (process-local).
+    wait: WaitStrategy,
+    /// The consumer's owner word when it was last found dead (0: never).
+    dead_peer: u64,
     shared: Arc<Mapped<R>>,
     _t: PhantomData<fn(T)>,
 }
@@ -525,18 +584,26 @@ impl<T: Pod, R> Producer<T, R> {
     }
 
     /// Waits up to `timeout` for a free slot, then pushes; gives the value
-    /// back if the ring is still full at the deadline. On a ring created with
-    /// [`RingOptions::blocking`] it sleeps on a futex; otherwise it polls.
+    /// back if the ring is still full at the deadline
+    /// ([`PushError::Full`]), or as soon as it is full and the consumer is
+    /// gone ([`PushError::PeerGone`]: the role was given back or its holder
+    /// died; checked between sleep slices of at most 10 ms). How it waits is
+    /// the handle's [`WaitStrategy`]; it parks on a futex on a ring created
+    /// with [`RingOptions::blocking`], with a polling back-off otherwise.
+    /// `Duration::MAX` waits as long as it takes.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
+    /// use shm_ring::PushError;
     /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(1)?;
     /// tx.push(1).unwrap();
-    /// assert!(tx.push_blocking(2, Duration::from_millis(5)).is_err());
+    /// assert_eq!(tx.push_blocking(2, Duration::from_millis(5)), Err(PushError::Full(2)));
     /// rx.pop().unwrap();
     /// tx.push_blocking(2, Duration::from_secs(1)).unwrap();
+    /// drop(rx); // the consumer is gone and the ring is full
+    /// assert_eq!(tx.push_blocking(3, Duration::MAX), Err(PushError::PeerGone(3)));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn push_blocking(&mut self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
@@ -544,15 +611,20 @@ impl<T: Pod, R> Producer<T, R> {
             return Err(forked_push(value));
         }
         let shared = Arc::clone(&self.shared);
-        let pushed = shared
-            .control()
-            .room
-            .wait_until(timeout, shared.blocking, || {
-                (self.free(1) > 0).then_some(())
-            });
-        match pushed {
-            Some(()) => self.push(value),
-            None => Err(PushError::Full(value)),
+        let ctl = shared.control();
+        let mut dead = self.dead_peer;
+        let peer = Peer {
+            owner: &ctl.head.owner,
+            dead: &mut dead,
+        };
+        let waited = wait_of(&shared, self.wait).until(&ctl.room, timeout, Some(peer), || {
+            (self.free(1) > 0).then_some(())
+        });
+        self.dead_peer = dead;
+        match waited {
+            Waited::Ready(()) => self.push(value),
+            Waited::TimedOut => Err(PushError::Full(value)),
+            Waited::PeerGone => Err(PushError::PeerGone(value)),
         }
     }
 
@@ -619,6 +691,61 @@ impl<T: Pod, R> Producer<T, R> {
     /// ```
     pub fn is_inert(&self) -> bool {
         !self.epoch.is_current()
+    }
+
+    /// Whether the consumer role was taken and is no longer held by a live
+    /// process, as rtrb's `is_abandoned`: true once the consumer handle was
+    /// dropped (the role given back) or its holder died, false while a live
+    /// process holds it and also while it was never taken since the ring was
+    /// created (a consumer may still come). Once a new process takes the
+    /// role, false again. Asks the kernel whether the holder lives (a
+    /// syscall) when one is recorded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::SpscRing;
+    /// let region = shm_segment::HeapRegion::new(SpscRing::<u8, ()>::required_size(4));
+    /// let ring = SpscRing::<u8, _>::create(region, 4, Default::default())?;
+    /// let tx = ring.producer()?;
+    /// assert!(!tx.is_abandoned()); // never taken: not abandoned
+    /// let other = ring.consumer()?;
+    /// assert!(!tx.is_abandoned()); // held by this live process
+    /// drop(other);
+    /// assert!(tx.is_abandoned()); // given back
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        role_abandoned(&self.shared.control().head.owner)
+    }
+
+    /// How this handle's blocking calls wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// assert_eq!(tx.wait_strategy(), shm_ring::WaitStrategy::DEFAULT);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Changes how this handle's blocking calls wait (process-local: the
+    /// other role's process chooses its own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::WaitStrategy;
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// tx.set_wait_strategy(WaitStrategy::Spin);
+    /// assert_eq!(tx.wait_strategy(), WaitStrategy::Spin);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.wait = strategy;
     }
 
     /// The ring's capacity.
@@ -839,6 +966,10 @@ pub struct Consumer<T, R> {
     me: u64,
     /// The process the role was taken in; anywhere else the handle is inert.
     epoch: ForkEpoch,
+    /// How blocking calls wait (process-local).
+    wait: WaitStrategy,
+    /// The producer's owner word when it was last found dead (0: never).
+    dead_peer: u64,
     shared: Arc<Mapped<R>>,
     _t: PhantomData<fn() -> T>,
 }
@@ -997,18 +1128,26 @@ impl<T: Pod, R> Consumer<T, R> {
         self.release(out.len() as u64);
     }
 
-    /// Waits up to `timeout` for a value. On a ring created with
-    /// [`RingOptions::blocking`] it sleeps on a futex; otherwise it polls.
+    /// Waits up to `timeout` for a value: [`PopError::Empty`] if there is
+    /// still none at the deadline, [`PopError::PeerGone`] as soon as the ring
+    /// is empty and the producer is gone (the role was given back or its
+    /// holder died; checked between sleep slices of at most 10 ms), after
+    /// everything it published was taken. How it waits is the handle's
+    /// [`WaitStrategy`]; it parks on a futex on a ring created with
+    /// [`RingOptions::blocking`], with a polling back-off otherwise.
+    /// `Duration::MAX` waits as long as it takes.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(1)?;
-    /// assert!(rx.pop_blocking(Duration::from_millis(5)).is_err());
+    /// use shm_ring::PopError;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(2)?;
+    /// assert_eq!(rx.pop_blocking(Duration::from_millis(5)), Err(PopError::Empty));
     /// let t = std::thread::spawn(move || tx.push(3).unwrap());
     /// assert_eq!(rx.pop_blocking(Duration::from_secs(10)), Ok(3));
-    /// t.join().unwrap();
+    /// t.join().unwrap(); // the producer was dropped: given back
+    /// assert_eq!(rx.pop_blocking(Duration::MAX), Err(PopError::PeerGone));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn pop_blocking(&mut self, timeout: Duration) -> Result<T, PopError> {
@@ -1016,11 +1155,20 @@ impl<T: Pod, R> Consumer<T, R> {
             return Err(forked_pop());
         }
         let shared = Arc::clone(&self.shared);
-        shared
-            .control()
-            .items
-            .wait_until(timeout, shared.blocking, || self.pop().ok())
-            .ok_or(PopError::Empty)
+        let ctl = shared.control();
+        let mut dead = self.dead_peer;
+        let peer = Peer {
+            owner: &ctl.tail.owner,
+            dead: &mut dead,
+        };
+        let waited =
+            wait_of(&shared, self.wait).until(&ctl.items, timeout, Some(peer), || self.pop().ok());
+        self.dead_peer = dead;
+        match waited {
+            Waited::Ready(v) => Ok(v),
+            Waited::TimedOut => Err(PopError::Empty),
+            Waited::PeerGone => Err(PopError::PeerGone),
+        }
     }
 
     /// Borrows up to `n` ready elements in place; nothing is released until
@@ -1087,6 +1235,61 @@ impl<T: Pod, R> Consumer<T, R> {
     /// ```
     pub fn is_inert(&self) -> bool {
         !self.epoch.is_current()
+    }
+
+    /// Whether the producer role was taken and is no longer held by a live
+    /// process, as rtrb's `is_abandoned`: true once the producer handle was
+    /// dropped (the role given back) or its holder died, false while a live
+    /// process holds it and also while it was never taken since the ring was
+    /// created (a producer may still come). Once a new process takes the
+    /// role, false again. Asks the kernel whether the holder lives (a
+    /// syscall) when one is recorded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::SpscRing;
+    /// let region = shm_segment::HeapRegion::new(SpscRing::<u8, ()>::required_size(4));
+    /// let ring = SpscRing::<u8, _>::create(region, 4, Default::default())?;
+    /// let rx = ring.consumer()?;
+    /// assert!(!rx.is_abandoned()); // never taken: not abandoned
+    /// let other = ring.producer()?;
+    /// assert!(!rx.is_abandoned()); // held by this live process
+    /// drop(other);
+    /// assert!(rx.is_abandoned()); // given back
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        role_abandoned(&self.shared.control().tail.owner)
+    }
+
+    /// How this handle's blocking calls wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_tx, rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// assert_eq!(rx.wait_strategy(), shm_ring::WaitStrategy::DEFAULT);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Changes how this handle's blocking calls wait (process-local: the
+    /// other role's process chooses its own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::WaitStrategy;
+    /// let (_tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// rx.set_wait_strategy(WaitStrategy::Spin);
+    /// assert_eq!(rx.wait_strategy(), WaitStrategy::Spin);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.wait = strategy;
     }
 
     /// Whether nothing is ready now (always, for a handle inherited across

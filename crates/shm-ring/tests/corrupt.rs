@@ -134,11 +134,23 @@ fn wrong_kind_and_version() {
         },
     );
     refused_by_header(
-        |r| r.write_pod(OFF_VERSION, &2u32).unwrap(),
+        |r| {
+            r.write_pod(OFF_VERSION, &(common::LAYOUT_VERSION + 1))
+                .unwrap()
+        },
         |e| {
             *e == HeaderError::Version {
-                expected: 1,
-                found: 2,
+                expected: common::LAYOUT_VERSION,
+                found: common::LAYOUT_VERSION + 1,
+            }
+        },
+    );
+    refused_by_header(
+        |r| r.write_pod(OFF_VERSION, &1u32).unwrap(),
+        |e| {
+            *e == HeaderError::Version {
+                expected: common::LAYOUT_VERSION,
+                found: 1,
             }
         },
     );
@@ -146,7 +158,7 @@ fn wrong_kind_and_version() {
         |r| r.write_pod(OFF_VERSION, &0u32).unwrap(),
         |e| {
             *e == HeaderError::Version {
-                expected: 1,
+                expected: common::LAYOUT_VERSION,
                 found: 0,
             }
         },
@@ -583,8 +595,15 @@ fn inspect_refuses_what_attach_refuses() {
         ("capacity 2^63", cap(1 << 63)),
         ("capacity u64::MAX", cap(u64::MAX)),
         (
-            "version 2",
-            Box::new(|r: &Guarded| r.write_pod(OFF_VERSION, &2u32).unwrap()),
+            "the next version",
+            Box::new(|r: &Guarded| {
+                r.write_pod(OFF_VERSION, &(common::LAYOUT_VERSION + 1))
+                    .unwrap()
+            }),
+        ),
+        (
+            "version 1 (before the 64-bit sleeper count)",
+            Box::new(|r: &Guarded| r.write_pod(OFF_VERSION, &1u32).unwrap()),
         ),
         (
             "total + 8",
@@ -730,7 +749,7 @@ fn plausible_header(rng: &mut Rng, bytes: &mut [u8]) {
         put(OFF_KIND, &kind.0.to_le_bytes());
     }
     if rng.below(8) != 0 {
-        put(OFF_VERSION, &1u32.to_le_bytes());
+        put(OFF_VERSION, &common::LAYOUT_VERSION.to_le_bytes());
     }
     if rng.below(8) != 0 {
         put(OFF_ELEM_SIZE, &8u32.to_le_bytes());
@@ -770,11 +789,12 @@ fn targets(region: &impl Region, mpmc: bool, cap: usize) -> Vec<usize> {
         common::HEAD_POS,
         common::HEAD_OWNER,
     ];
-    // The futex words and waiter counts (items, room) and the flags.
+    // The futex words and sleeper counts (items, room) and the flags.
     let line = common::HEAD_POS - common::TAIL_POS;
     for i in 2..common::CONTROL_LINES {
         words.push(common::CONTROL_OFFSET + i * line);
     }
+    words.extend([common::ITEMS_WAITERS, common::ROOM_WAITERS]);
     // Header fields: read once at attach, so live handles must not care.
     words.extend([OFF_CAPACITY, OFF_TOTAL, OFF_VERSION]);
     if mpmc {

@@ -23,6 +23,20 @@ pub(crate) const TAIL_OWNER: usize = CONTROL_OFFSET + 8;
 pub(crate) const HEAD_POS: usize = CONTROL_OFFSET + std::mem::size_of::<CachePadded<[u64; 2]>>();
 /// `Control::head.owner`: the SPSC consumer's claim.
 pub(crate) const HEAD_OWNER: usize = HEAD_POS + 8;
+/// The layout version of both ring kinds (`spsc::LAYOUT_VERSION`,
+/// `mpmc::LAYOUT_VERSION`).
+pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// `Control::items`: the consumers' futex word (`u32`, then 4 reserved
+/// bytes), then its sleeper count, a `u64` whose low 24 bits count sleepers.
+pub(crate) const ITEMS_SEQ: usize = HEAD_POS + (HEAD_POS - TAIL_POS);
+/// `Control::items.waiters`.
+pub(crate) const ITEMS_WAITERS: usize = ITEMS_SEQ + 8;
+/// `Control::room`: the producers' futex word.
+pub(crate) const ROOM_SEQ: usize = ITEMS_SEQ + (HEAD_POS - TAIL_POS);
+/// `Control::room.waiters`.
+pub(crate) const ROOM_WAITERS: usize = ROOM_SEQ + 8;
+/// The sleeper count in a `*_WAITERS` word.
+pub(crate) const WAITERS_COUNT_MASK: u64 = (1 << 24) - 1;
 /// Words of the control block after the two sides: futex words and counts
 /// (items, room) and the flags word, one cache line each.
 pub(crate) const CONTROL_LINES: usize = 5;
