@@ -276,8 +276,9 @@ impl Owner {
     }
 }
 
-/// A "permission denied" from the kernel, reworded to name the owner: `…:
-/// permission denied: owned by uid 0 (root), mode 600; this is uid 1000 (me)`.
+/// A "permission denied" from the kernel (`EACCES`, `EPERM`), reworded to
+/// name the owner: `…: permission denied: owned by uid 0 (root), mode 600;
+/// this is uid 1000 (me)`.
 fn owner_hint(err: Error, owner: &Owner) -> Error {
     if !err.is_permission_denied() {
         return err;
@@ -291,7 +292,7 @@ fn owner_hint(err: Error, owner: &Owner) -> Error {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     let why = format!(
-        "permission denied ({source}): owned by uid {uid} ({}), mode {mode:o}; this is uid {me} ({})",
+        "permission denied: owned by uid {uid} ({}), mode {mode:o}; this is uid {me} ({})",
         crate::output::user(uid),
         crate::output::user(me),
     );
