@@ -1714,3 +1714,20 @@ fn sysv_routes_check_the_key_of_the_segment_they_act_on() {
         .expect(200);
     assert_eq!(sysv_bytes(shmid, 4), b"yes\0");
 }
+
+#[test]
+fn the_openapi_description_is_served() {
+    let server = Server::start(&[]);
+    let doc = server.get("/openapi.json").expect(200);
+    assert_eq!(doc["openapi"], json!("3.0.3"));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/create",
+        "/stat/{key}/{shmid}",
+        "/list",
+        "/posix/write/{name}",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["Error"].is_object());
+}
