@@ -1244,12 +1244,12 @@ fn cross_site_requests_a_browser_sends_are_refused_and_do_nothing() {
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=----x",
     ] {
-        let path = format!("/posix/create");
+        let path = "/posix/create";
         let body = format!(r#"{{"name": "{name}", "size": 64, "mode": 666}}"#);
         server
             .exact(
                 "POST",
-                &path,
+                path,
                 &[("Host", &host), ("Origin", "null"), ("Content-Type", ct)],
                 Some(body.as_bytes()),
             )
@@ -1257,7 +1257,7 @@ fn cross_site_requests_a_browser_sends_are_refused_and_do_nothing() {
         server
             .exact(
                 "POST",
-                &path,
+                path,
                 &[("Host", &host), ("Content-Type", ct)],
                 Some(body.as_bytes()),
             )
