@@ -147,9 +147,10 @@ enum Command {
         /// only its owner may read (mode 600 or 400).
         #[arg(long, value_name = "PATH")]
         token_file: Option<std::path::PathBuf>,
-        /// The Unix socket's permission bits, octal (only with unix:).
-        #[arg(long, value_parser = parse_mode, default_value = "600")]
-        socket_mode: u32,
+        /// The Unix socket's permission bits, octal (only with unix:;
+        /// default 600).
+        #[arg(long, value_parser = parse_mode)]
+        socket_mode: Option<u32>,
         /// Serve this uid too on the Unix socket, besides the server's own
         /// (repeat for more).
         #[arg(long = "allow-uid", value_name = "UID")]

@@ -1010,6 +1010,8 @@ fn refuses_non_loopback_without_a_token() {
         &["serve", "--listen", "[::]:0"][..],
         &["serve", "--listen", "127.0.0.1:0", "--token", ""][..],
         &["serve", "--listen", "example.org:80"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--allow-uid", "1"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--socket-mode", "666"][..],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shm"))
             .args(args)
@@ -1031,7 +1033,9 @@ fn refuses_non_loopback_without_a_token() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!status.success(), "{args:?} started: {stdout}");
         assert!(!stdout.contains("listening"), "{args:?}: {stdout}");
-        let needle = if args.contains(&"--token") {
+        let needle = if args.contains(&"--allow-uid") || args.contains(&"--socket-mode") {
+            "for a Unix socket"
+        } else if args.contains(&"--token") {
             "--token must not be empty"
         } else if args.contains(&"example.org:80") {
             "IP:PORT"

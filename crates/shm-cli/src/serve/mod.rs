@@ -187,8 +187,8 @@ pub(crate) struct Options {
     pub(crate) listen: Listen,
     pub(crate) token: Option<String>,
     pub(crate) token_file: Option<PathBuf>,
-    /// The Unix socket's permission bits.
-    pub(crate) socket_mode: u32,
+    /// The Unix socket's permission bits (600 when not given).
+    pub(crate) socket_mode: Option<u32>,
     /// Uids served on the Unix socket besides the server's own.
     pub(crate) allow_uids: Vec<u32>,
 }
@@ -248,6 +248,12 @@ pub(crate) fn run(options: Options) -> Result<(), String> {
         (None, None) => None,
     };
     if let Listen::Tcp(addr) = &options.listen {
+        if options.socket_mode.is_some() || !options.allow_uids.is_empty() {
+            return Err(format!(
+                "serve: --socket-mode and --allow-uid are for a Unix socket (--listen \
+                 unix:/path); a TCP port on {addr} cannot tell who is calling"
+            ));
+        }
         if !addr.ip().is_loopback() && token.is_none() {
             return Err(format!(
                 "serve: refusing to listen on {addr} without a token: it is not a loopback \
@@ -319,7 +325,7 @@ async fn serve(options: Options, token: Option<String>) -> Result<(), String> {
                 as std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>>
         }
         Listen::Unix(path) => {
-            let socket = UnixSocket::bind(path, options.socket_mode)?;
+            let socket = UnixSocket::bind(path, options.socket_mode.unwrap_or(0o600))?;
             // SAFETY: geteuid(2) has no preconditions and cannot fail.
             let me = unsafe { libc::geteuid() };
             let mut uids = vec![me];
