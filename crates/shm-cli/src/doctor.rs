@@ -2,8 +2,11 @@
 //! how to fix it.
 
 use std::fs;
+use std::io::{self, Write};
 
 use serde::Serialize;
+
+use crate::output::Render;
 
 /// One finding.
 #[derive(Debug, Serialize)]
@@ -254,13 +257,15 @@ fn container(out: &mut Vec<Check>) {
     ));
 }
 
-pub(crate) fn print(checks: &[Check]) {
-    for c in checks {
-        println!("[{:<4}] {:<20} {}", c.level, c.name, c.detail);
-        if let Some(fix) = &c.fix {
-            println!("       {:<20} fix: {fix}", "");
+impl Render for Vec<Check> {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        for c in self {
+            writeln!(out, "[{:<4}] {:<20} {}", c.level, c.name, c.detail)?;
+            if let Some(fix) = &c.fix {
+                writeln!(out, "       {:<20} fix: {fix}", "")?;
+            }
         }
+        let warnings = self.iter().filter(|c| c.level == "warn").count();
+        writeln!(out, "\n{warnings} warning(s)")
     }
-    let warnings = checks.iter().filter(|c| c.level == "warn").count();
-    println!("\n{warnings} warning(s)");
 }

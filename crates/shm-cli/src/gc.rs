@@ -1,9 +1,12 @@
 //! `shm gc`: find and remove orphaned segments.
 
+use std::io::{self, Write};
+
 use serde::Serialize;
 use shm_segment::{Access, Header, PosixShm, ProcessId, ShmName, SysvSegment, HEADER_SIZE};
 
 use crate::ops;
+use crate::output::Render;
 use crate::procmaps::{self, Mapped};
 use crate::target::Target;
 
@@ -24,7 +27,7 @@ fn pid_alive(pid: i32) -> bool {
 }
 
 /// Finds orphans not changed for `min_age` seconds and, unless `dry_run`, removes them.
-pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Vec<Orphan>, shm_segment::Error> {
+pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Report, shm_segment::Error> {
     let attached = procmaps::attached();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -58,7 +61,11 @@ pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Vec<Orphan>, shm_segmen
         ));
     }
     for st in shm_segment::posix_list()? {
-        if young(st.ctime) || attached.contains_key(&Mapped::Posix(st.name.clone())) {
+        if young(st.ctime)
+            || attached
+                .by_segment
+                .contains_key(&Mapped::Posix(st.name.clone()))
+        {
             continue;
         }
         // Only segments that carry this project's header: others are not ours to judge.
@@ -94,7 +101,7 @@ pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Vec<Orphan>, shm_segmen
         // not segments, so not listed; a failure to sweep them is harmless.
         let _ = shm_segment::liveness::sweep();
     }
-    Ok(found)
+    Ok(Report { found, dry_run })
 }
 
 fn orphan(
@@ -112,17 +119,32 @@ fn orphan(
     }
 }
 
-pub(crate) fn print(found: &[Orphan], dry_run: bool) {
-    if found.is_empty() {
-        println!("no orphaned segments");
-        return;
+/// What `gc` found, and whether it only looked; JSON is the list alone.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) found: Vec<Orphan>,
+    pub(crate) dry_run: bool,
+}
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.found.serialize(s)
     }
-    for o in found {
-        let verb = match (&o.error, dry_run) {
-            (Some(e), _) => format!("could not remove ({e})"),
-            (None, true) => "would remove".into(),
-            (None, false) => "removed".into(),
-        };
-        println!("{verb} {} ({} bytes): {}", o.target, o.size, o.why);
+}
+
+impl Render for Report {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.found.is_empty() {
+            return writeln!(out, "no orphaned segments");
+        }
+        for o in &self.found {
+            let verb = match (&o.error, self.dry_run) {
+                (Some(e), _) => format!("could not remove ({e})"),
+                (None, true) => "would remove".into(),
+                (None, false) => "removed".into(),
+            };
+            writeln!(out, "{verb} {} ({} bytes): {}", o.target, o.size, o.why)?;
+        }
+        Ok(())
     }
 }

@@ -1,9 +1,12 @@
 //! `shm inspect`: decode this project's structures in a segment, read-only.
 
+use std::io::{self, Write};
+
 use serde::Serialize;
 use shm_segment::{Access, Header, Kind, Region};
 
 use crate::ops;
+use crate::output::Render;
 use crate::target::Target;
 
 /// What a segment holds.
@@ -73,21 +76,43 @@ fn pool_part(stats: shm_mempool::PoolStats) -> PoolPart {
     }
 }
 
-fn ring_err(e: shm_ring::RingError) -> String {
-    e.to_string()
-}
-
-fn pool_err(e: shm_mempool::PoolError) -> String {
-    e.to_string()
+/// Why `inspect` could not decode a segment.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// Opening or reading the segment, or its header.
+    #[error(transparent)]
+    Segment(#[from] shm_segment::Error),
+    /// The header says ring, the ring's own header disagrees.
+    #[error("inspect {target}: {source}")]
+    Ring {
+        target: String,
+        #[source]
+        source: shm_ring::RingError,
+    },
+    /// The header says pool or channel, the pool's own header disagrees.
+    #[error("inspect {target}: {source}")]
+    Pool {
+        target: String,
+        #[source]
+        source: shm_mempool::PoolError,
+    },
 }
 
 /// Opens the target read-only and decodes its header and state: in the
 /// mapping of a System V segment, in a copy of a POSIX one (see `ops::Opened`).
-pub(crate) fn run(target: &Target) -> Result<Report, crate::Failure> {
+pub(crate) fn run(target: &Target) -> Result<Report, Error> {
     let opened = ops::open(target, Access::ReadOnly, "inspect")?;
     let copy = opened.region(None)?;
     let region: &dyn Region = &*copy;
     let info = Header::read(&region)?;
+    let ring_err = |source| Error::Ring {
+        target: target.to_string(),
+        source,
+    };
+    let pool_err = |source| Error::Pool {
+        target: target.to_string(),
+        source,
+    };
     let (ring, pool) = match info.kind {
         Kind::SPSC_RING | Kind::MPMC_RING => (
             Some(ring_part(shm_ring::inspect(&region).map_err(ring_err)?)),
@@ -119,47 +144,63 @@ pub(crate) fn run(target: &Target) -> Result<Report, crate::Failure> {
     })
 }
 
-pub(crate) fn print(r: &Report) {
-    println!("{}: {} (layout v{})", r.target, r.kind, r.layout_version);
-    println!(
-        "  created by pid {} ({}), {} bytes",
-        r.creator_pid,
-        if r.creator_alive { "alive" } else { "gone" },
-        r.total_size
-    );
-    if let Some(ring) = &r.ring {
-        println!(
-            "  ring: {} of {} slots used ({:.1}%), head {} tail {}, {}",
-            ring.len,
-            ring.capacity,
-            ring.fill_percent,
-            ring.head,
-            ring.tail,
-            if ring.blocking {
-                "futex blocking"
-            } else {
-                "polling"
+impl Render for Report {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let r = self;
+        writeln!(
+            out,
+            "{}: {} (layout v{})",
+            r.target, r.kind, r.layout_version
+        )?;
+        writeln!(
+            out,
+            "  created by pid {} ({}), {} bytes",
+            r.creator_pid,
+            if r.creator_alive { "alive" } else { "gone" },
+            r.total_size
+        )?;
+        if let Some(ring) = &r.ring {
+            writeln!(
+                out,
+                "  ring: {} of {} slots used ({:.1}%), head {} tail {}, {}",
+                ring.len,
+                ring.capacity,
+                ring.fill_percent,
+                ring.head,
+                ring.tail,
+                if ring.blocking {
+                    "futex blocking"
+                } else {
+                    "polling"
+                }
+            )?;
+            if ring.kind == "spsc-ring" {
+                let who = |p: Option<u32>| p.map_or("none".to_owned(), |p| format!("pid {p}"));
+                writeln!(
+                    out,
+                    "  producer {}, consumer {}",
+                    who(ring.producer_pid),
+                    who(ring.consumer_pid)
+                )?;
             }
-        );
-        if ring.kind == "spsc-ring" {
-            let who = |p: Option<u32>| p.map_or("none".to_owned(), |p| format!("pid {p}"));
-            println!(
-                "  producer {}, consumer {}",
-                who(ring.producer_pid),
-                who(ring.consumer_pid)
-            );
         }
-    }
-    if let Some(pool) = &r.pool {
-        println!(
-            "  pool: {} blocks of {} bytes: {} free, {} held, {} queued",
-            pool.blocks, pool.block_size, pool.free, pool.held, pool.queued
-        );
-        for (pid, n) in &pool.owners {
-            println!("    pid {pid} holds {n}");
+        if let Some(pool) = &r.pool {
+            writeln!(
+                out,
+                "  pool: {} blocks of {} bytes: {} free, {} held, {} queued",
+                pool.blocks, pool.block_size, pool.free, pool.held, pool.queued
+            )?;
+            for (pid, n) in &pool.owners {
+                writeln!(out, "    pid {pid} holds {n}")?;
+            }
         }
-    }
-    if r.ring.is_none() && r.pool.is_none() {
-        println!("  element size {}, capacity {}", r.elem_size, r.capacity);
+        if r.ring.is_none() && r.pool.is_none() {
+            writeln!(
+                out,
+                "  element size {}, capacity {}",
+                r.elem_size, r.capacity
+            )?;
+        }
+        Ok(())
     }
 }

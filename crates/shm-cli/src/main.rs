@@ -21,6 +21,7 @@ mod procmaps;
 mod serve;
 mod target;
 
+use output::{emit, Render};
 use target::{parse_mode, parse_size, Target};
 
 #[derive(Debug, Parser)]
@@ -121,14 +122,6 @@ enum Command {
     Inspect { target: Target },
     /// Create a SysV and a POSIX segment, let a second process read and answer, show stat, clean up.
     Demo,
-    /// The demo's second process (started by `shm demo`).
-    #[command(hide = true)]
-    DemoPeer {
-        #[arg(long)]
-        key: i32,
-        #[arg(long)]
-        name: String,
-    },
     /// Measure rings, pool and channel against a pipe on this machine
     /// (about 10 s; a table of throughput, ns per op and ratio to the pipe).
     Bench {
@@ -136,8 +129,50 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Serve the HTTP API: the seed service's SysV endpoints (/create,
+    /// /stat, /write, /read, /set, /remove), plus /list, /posix/... and
+    /// /openapi.json.
+    #[command(after_long_help = serve::THREAT_MODEL)]
+    Serve {
+        /// Where to listen: IP:PORT (port 0 picks a free one), or
+        /// unix:/path for a Unix socket that knows its callers. Anything but
+        /// loopback or a Unix socket needs a token.
+        #[arg(long, default_value = serve::DEFAULT_LISTEN, value_parser = serve::parse_listen)]
+        listen: serve::Listen,
+        /// Require `Authorization: Bearer TOKEN` on every request. Other
+        /// local users can read it in the process list: prefer --token-file.
+        #[arg(long, conflicts_with = "token_file")]
+        token: Option<String>,
+        /// Read the bearer token from this file (its first line), which
+        /// only its owner may read (mode 600 or 400).
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<std::path::PathBuf>,
+        /// The Unix socket's permission bits, octal (only with unix:;
+        /// default 600).
+        #[arg(long, value_parser = parse_mode)]
+        socket_mode: Option<u32>,
+        /// Serve this uid too on the Unix socket, besides the server's own
+        /// (repeat for more).
+        #[arg(long = "allow-uid", value_name = "UID")]
+        allow_uid: Vec<u32>,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// The commands `shm` runs for itself: parsed apart from [`Cli`], so that
+/// completions, the man page and `--help` never offer them.
+#[derive(Debug, Parser)]
+#[command(name = "shm")]
+enum Internal {
+    /// The demo's second process (started by `shm demo`).
+    DemoPeer {
+        #[arg(long)]
+        key: i32,
+        #[arg(long)]
+        name: String,
+    },
     /// The benchmark's second process (started by `shm bench`).
-    #[command(hide = true)]
     BenchPeer {
         #[arg(long, value_enum)]
         role: bench::PeerRole,
@@ -148,28 +183,43 @@ enum Command {
         #[arg(long)]
         parent: u32,
     },
-    /// Serve the HTTP API: the seed service's SysV endpoints (/create,
-    /// /stat, /write, /read, /set, /remove), plus /list and /posix/...
-    Serve {
-        /// Address to listen on, IP:PORT (port 0 picks a free one). Anything
-        /// but loopback needs --token.
-        #[arg(long, default_value = serve::DEFAULT_LISTEN, value_parser = serve::parse_listen)]
-        listen: std::net::SocketAddr,
-        /// Require `Authorization: Bearer TOKEN` on every request.
-        #[arg(long)]
-        token: Option<String>,
-    },
-    /// Print shell completions.
-    Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), for `cargo xtask man`.
-    #[command(hide = true)]
     Manpage,
 }
 
+impl Internal {
+    /// The internal command named by the first argument, if it names one.
+    fn from_args() -> Option<Internal> {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let first = args.get(1)?.to_str()?;
+        ["demo-peer", "bench-peer", "manpage"]
+            .contains(&first)
+            .then(|| Internal::parse_from(args))
+    }
+
+    fn run(self) -> Result {
+        match self {
+            Internal::DemoPeer { key, name } => {
+                demo::peer(key, &name).map_err(|e| Failure::Other(e.to_string()))
+            }
+            Internal::BenchPeer { role, name, parent } => {
+                bench::peer(role, name.as_deref(), parent).map_err(Failure::Other)
+            }
+            Internal::Manpage => {
+                let mut page = Vec::new();
+                clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+                Ok(output::emit_bytes(&page)?)
+            }
+        }
+    }
+}
+
 /// What a command failed with: a segment error (with an HTTP-like status
-/// for `--json`) or a usage problem.
+/// for `--json`), a closed or failing output, or a usage problem.
 enum Failure {
     Segment(shm_segment::Error),
+    Inspect(inspect::Error),
+    Io(std::io::Error),
     Other(String),
 }
 
@@ -179,9 +229,15 @@ impl From<shm_segment::Error> for Failure {
     }
 }
 
+impl From<inspect::Error> for Failure {
+    fn from(e: inspect::Error) -> Self {
+        Failure::Inspect(e)
+    }
+}
+
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
-        Failure::Other(e.to_string())
+        Failure::Io(e)
     }
 }
 
@@ -191,70 +247,129 @@ impl From<String> for Failure {
     }
 }
 
+impl Failure {
+    /// The message and the HTTP-like status `--json` prints.
+    fn describe(&self) -> (String, u16) {
+        match self {
+            Failure::Segment(e) | Failure::Inspect(inspect::Error::Segment(e)) => {
+                (e.to_string(), serve::http_status(e))
+            }
+            Failure::Inspect(e) => (e.to_string(), 409),
+            Failure::Io(e) => (format!("output: {e}"), 500),
+            Failure::Other(m) => (m.clone(), 400),
+        }
+    }
+}
+
 type Result<T = ()> = std::result::Result<T, Failure>;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let json = cli.json;
-    match run(cli) {
+    let (result, json) = match Internal::from_args() {
+        Some(internal) => (internal.run(), false),
+        None => {
+            let cli = Cli::parse();
+            let json = cli.json;
+            (run(cli), json)
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`shm list | head -1`): done, as `ls` would be.
+        Err(Failure::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(failure) => {
-            let (message, status) = match &failure {
-                Failure::Segment(e) => (e.to_string(), ops::http_status(e)),
-                Failure::Other(m) => (m.clone(), 400),
-            };
-            if json {
-                eprintln!(
-                    "{}",
-                    serde_json::json!({ "error": message, "status": status })
-                );
+            let (message, status) = failure.describe();
+            let line = if json {
+                serde_json::json!({ "error": message, "status": status }).to_string()
             } else {
-                eprintln!("shm: {message}");
-            }
+                format!("shm: {message}")
+            };
+            // Nowhere to say it when stderr is closed too.
+            let _ = writeln!(std::io::stderr(), "{line}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn print_json(value: &impl Serialize) -> Result {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    println!("{text}");
-    Ok(())
+/// `write`'s answer.
+#[derive(Serialize)]
+struct Written {
+    target: String,
+    offset: usize,
+    written: usize,
+}
+
+impl Render for Written {
+    fn render(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "wrote {} bytes at offset {} of {}",
+            self.written, self.offset, self.target
+        )
+    }
+}
+
+/// `set`'s and `rm`'s answer.
+#[derive(Serialize)]
+struct Done {
+    target: String,
+    op: &'static str,
+    /// What the text says: `changed`, `removed`.
+    #[serde(skip)]
+    verb: &'static str,
+}
+
+impl Render for Done {
+    fn render(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(out, "{} {}", self.verb, self.target)
+    }
+}
+
+/// `create`'s text is the shmid, or the name.
+impl Render for ops::Created {
+    fn render(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        match self.shmid {
+            Some(id) => writeln!(out, "{id}"),
+            None => writeln!(out, "{}", self.target),
+        }
+    }
+}
+
+/// `read`'s answer: raw bytes or a hex dump; JSON has the text.
+struct ReadOut {
+    target: String,
+    offset: usize,
+    bytes: Vec<u8>,
+    hex: bool,
+}
+
+impl Serialize for ReadOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "target": self.target,
+            "offset": self.offset,
+            "len": self.bytes.len(),
+            "data": String::from_utf8_lossy(&self.bytes),
+        })
+        .serialize(s)
+    }
+}
+
+impl Render for ReadOut {
+    fn render(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.hex {
+            output::hexdump(out, self.offset, &self.bytes)
+        } else {
+            out.write_all(&self.bytes)
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result {
     let json = cli.json;
     match cli.command {
-        Command::List { sysv, posix } => {
-            let all = ops::list(!posix, !sysv)?;
-            if json {
-                print_json(&all)
-            } else {
-                output::table(&all);
-                Ok(())
-            }
-        }
-        Command::Create { target, size, mode } => {
-            let created = ops::create(&target, size, mode)?;
-            if json {
-                print_json(&created)
-            } else {
-                match created.shmid {
-                    Some(id) => println!("{id}"),
-                    None => println!("{}", created.target),
-                }
-                Ok(())
-            }
-        }
-        Command::Stat { target } => {
-            let stat = ops::stat(&target)?;
-            if json {
-                print_json(&stat)
-            } else {
-                output::stat(&stat);
-                Ok(())
-            }
-        }
+        Command::List { sysv, posix } => emit(json, &ops::list(!posix, !sysv)?)?,
+        Command::Create { target, size, mode } => emit(json, &ops::create(&target, size, mode)?)?,
+        Command::Stat { target } => emit(json, &ops::stat(&target)?)?,
         Command::Write {
             target,
             offset,
@@ -264,19 +379,19 @@ fn run(cli: Cli) -> Result {
                 Some(d) => d.into_bytes(),
                 None => {
                     let mut buf = Vec::new();
-                    std::io::stdin().read_to_end(&mut buf)?;
+                    std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+                        Failure::Other(format!("write {target}: reading standard input: {e}"))
+                    })?;
                     buf
                 }
             };
             ops::write(&target, offset, &bytes)?;
-            if json {
-                print_json(
-                    &serde_json::json!({ "target": target.to_string(), "offset": offset, "written": bytes.len() }),
-                )
-            } else {
-                println!("wrote {} bytes at offset {offset} of {target}", bytes.len());
-                Ok(())
-            }
+            let written = Written {
+                target: target.to_string(),
+                offset,
+                written: bytes.len(),
+            };
+            emit(json, &written)?;
         }
         Command::Read {
             target,
@@ -290,19 +405,13 @@ fn run(cli: Cli) -> Result {
                 let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
                 bytes.truncate(end);
             }
-            let mut out = std::io::stdout().lock();
-            if json {
-                let text = String::from_utf8_lossy(&bytes);
-                print_json(
-                    &serde_json::json!({ "target": target.to_string(), "offset": offset, "len": bytes.len(), "data": text }),
-                )
-            } else if hex {
-                output::hexdump(&mut out, offset, &bytes)?;
-                Ok(())
-            } else {
-                out.write_all(&bytes)?;
-                Ok(())
-            }
+            let read = ReadOut {
+                target: target.to_string(),
+                offset,
+                bytes,
+                hex,
+            };
+            emit(json, &read)?;
         }
         Command::Set {
             target,
@@ -316,65 +425,48 @@ fn run(cli: Cli) -> Result {
                 )));
             }
             ops::set(&target, PermChange { uid, gid, mode })?;
-            if json {
-                print_json(&serde_json::json!({ "target": target.to_string(), "op": "done" }))
-            } else {
-                println!("changed {target}");
-                Ok(())
-            }
+            let done = Done {
+                target: target.to_string(),
+                op: "done",
+                verb: "changed",
+            };
+            emit(json, &done)?;
         }
         Command::Rm { target } => {
             ops::remove(&target)?;
-            if json {
-                print_json(&serde_json::json!({ "target": target.to_string(), "op": "done" }))
-            } else {
-                println!("removed {target}");
-                Ok(())
-            }
+            let done = Done {
+                target: target.to_string(),
+                op: "done",
+                verb: "removed",
+            };
+            emit(json, &done)?;
         }
-        Command::Gc { dry_run, min_age } => {
-            let report = gc::run(dry_run, min_age)?;
-            if json {
-                print_json(&report)
-            } else {
-                gc::print(&report, dry_run);
-                Ok(())
-            }
+        Command::Gc { dry_run, min_age } => emit(json, &gc::run(dry_run, min_age)?)?,
+        Command::Doctor => emit(json, &doctor::run())?,
+        Command::Inspect { target } => emit(json, &inspect::run(&target)?)?,
+        Command::Demo => demo::run().map_err(|e| Failure::Other(e.to_string()))?,
+        Command::Bench { quick } => bench::run(quick, json).map_err(Failure::Other)?,
+        Command::Serve {
+            listen,
+            token,
+            token_file,
+            socket_mode,
+            allow_uid,
+        } => {
+            let options = serve::Options {
+                listen,
+                token,
+                token_file,
+                socket_mode,
+                allow_uids: allow_uid,
+            };
+            serve::run(options).map_err(Failure::Other)?;
         }
-        Command::Doctor => {
-            let checks = doctor::run();
-            if json {
-                print_json(&checks)
-            } else {
-                doctor::print(&checks);
-                Ok(())
-            }
-        }
-        Command::Inspect { target } => {
-            let report = inspect::run(&target)?;
-            if json {
-                print_json(&report)
-            } else {
-                inspect::print(&report);
-                Ok(())
-            }
-        }
-        Command::Demo => demo::run().map_err(|e| Failure::Other(e.to_string())),
-        Command::DemoPeer { key, name } => {
-            demo::peer(key, &name).map_err(|e| Failure::Other(e.to_string()))
-        }
-        Command::Bench { quick } => bench::run(quick, json).map_err(Failure::Other),
-        Command::BenchPeer { role, name, parent } => {
-            bench::peer(role, name.as_deref(), parent).map_err(Failure::Other)
-        }
-        Command::Serve { listen, token } => serve::run(listen, token).map_err(Failure::Other),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "shm", &mut std::io::stdout());
-            Ok(())
-        }
-        Command::Manpage => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "shm", &mut script);
+            output::emit_bytes(&script)?;
         }
     }
+    Ok(())
 }

@@ -1,5 +1,12 @@
 //! The operations behind both the command line and the HTTP API, so the
 //! two cannot drift apart.
+//!
+//! A segment argument is resolved once, into a [`Segment`]: a System V
+//! segment or an open POSIX descriptor. Everything after that (stat, read,
+//! write, set, remove) goes through that one handle, so a request never
+//! checks one object and acts on another.
+
+use std::io;
 
 use serde::Serialize;
 use shm_segment::{
@@ -7,7 +14,7 @@ use shm_segment::{
     SysvOptions, SysvSegment, SysvStat,
 };
 
-use crate::procmaps::{self, Mapped};
+use crate::procmaps::{self, Attached, Mapped};
 use crate::target::Target;
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
@@ -37,14 +44,95 @@ pub(crate) enum Stat {
     Sysv {
         #[serde(flatten)]
         stat: SysvStat,
+        /// The times as ISO 8601 dates (UTC), `null` for never.
+        #[serde(flatten)]
+        dates: SysvDates,
         /// Pids that map it (from /proc).
         attached: Vec<u32>,
+        /// False when some processes could not be looked at (other users'),
+        /// so `attached` may miss some.
+        attached_complete: bool,
     },
     Posix {
         #[serde(flatten)]
         stat: PosixStat,
+        #[serde(flatten)]
+        dates: PosixDates,
         attached: Vec<u32>,
+        attached_complete: bool,
     },
+}
+
+/// A System V segment's times as dates.
+#[derive(Debug, Serialize)]
+pub(crate) struct SysvDates {
+    pub(crate) atime_iso: Option<String>,
+    pub(crate) dtime_iso: Option<String>,
+    pub(crate) ctime_iso: Option<String>,
+}
+
+/// A POSIX segment's times as dates.
+#[derive(Debug, Serialize)]
+pub(crate) struct PosixDates {
+    pub(crate) atime_iso: Option<String>,
+    pub(crate) mtime_iso: Option<String>,
+    pub(crate) ctime_iso: Option<String>,
+}
+
+impl Stat {
+    fn sysv(stat: SysvStat, seen: &Attached) -> Stat {
+        let attached = seen.pids(&Mapped::Sysv(stat.id));
+        // Every attach accounted for: nothing was missed, whoever we could not see.
+        let attached_complete = seen.unreadable == 0 || attached.len() as u64 >= stat.nattch;
+        Stat::Sysv {
+            dates: SysvDates {
+                atime_iso: iso_date(stat.atime),
+                dtime_iso: iso_date(stat.dtime),
+                ctime_iso: iso_date(stat.ctime),
+            },
+            stat,
+            attached,
+            attached_complete,
+        }
+    }
+
+    fn posix(stat: PosixStat, seen: &Attached) -> Stat {
+        Stat::Posix {
+            dates: PosixDates {
+                atime_iso: iso_date(stat.atime),
+                mtime_iso: iso_date(stat.mtime),
+                ctime_iso: iso_date(stat.ctime),
+            },
+            attached: seen.pids(&Mapped::Posix(stat.name.clone())),
+            attached_complete: seen.unreadable == 0,
+            stat,
+        }
+    }
+}
+
+/// Seconds since the epoch as `2025-01-02T03:04:05Z`; `None` for 0 (never).
+pub(crate) fn iso_date(secs: i64) -> Option<String> {
+    if secs == 0 {
+        return None;
+    }
+    let days = secs.div_euclid(86_400);
+    let rest = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    ))
 }
 
 fn private_only_creates(op: &'static str) -> Error {
@@ -55,12 +143,163 @@ fn private_only_creates(op: &'static str) -> Error {
     }
 }
 
-fn sysv(target: &Target, op: &'static str) -> Result<Option<SysvSegment>> {
-    match target {
-        Target::Key(key) => SysvSegment::open(*key).map(Some),
-        Target::Id(id) => SysvSegment::open_id(*id).map(Some),
-        Target::Private => Err(private_only_creates(op)),
-        Target::Posix(_) => Ok(None),
+/// One existing segment, resolved once from its name.
+#[derive(Debug)]
+pub(crate) enum Segment {
+    /// A System V segment (not attached).
+    Sysv(SysvSegment),
+    /// An open POSIX descriptor, read-only or read-write as asked.
+    Posix(PosixShm),
+}
+
+impl Segment {
+    /// Resolves `target`: by key or shmid for System V, `shm_open` with
+    /// `access` for POSIX. `key:private` names nothing that exists.
+    pub(crate) fn open(target: &Target, access: Access, op: &'static str) -> Result<Segment> {
+        let opened = match target {
+            Target::Key(key) => SysvSegment::open(*key).map(Segment::Sysv),
+            Target::Id(id) => SysvSegment::open_id(*id).map(Segment::Sysv),
+            Target::Private => Err(private_only_creates(op)),
+            Target::Posix(name) => PosixOptions::new()
+                .access(access)
+                .open(name.as_str())
+                .map(Segment::Posix),
+        };
+        opened.map_err(|e| owner_hint(e, &Owner::of_target(target)))
+    }
+
+    /// The key of a System V segment; `None` for a POSIX one.
+    pub(crate) fn sysv_key(&self) -> Option<shm_segment::SysvKey> {
+        match self {
+            Segment::Sysv(seg) => Some(seg.key()),
+            Segment::Posix(_) => None,
+        }
+    }
+
+    fn owner(&self) -> Owner {
+        match self {
+            Segment::Sysv(seg) => Owner::SysvId(seg.id()),
+            Segment::Posix(shm) => Owner::Posix(shm.name().to_string()),
+        }
+    }
+
+    /// Says whose segment it is when the answer is "permission denied".
+    fn hint(&self, err: Error) -> Error {
+        owner_hint(err, &self.owner())
+    }
+
+    /// The kernel's view (`IPC_STAT` or `fstat`), with the pids in `seen` that map it.
+    pub(crate) fn stat(&self, seen: &Attached) -> Result<Stat> {
+        match self {
+            Segment::Sysv(seg) => Ok(Stat::sysv(seg.stat().map_err(|e| self.hint(e))?, seen)),
+            Segment::Posix(shm) => Ok(Stat::posix(shm.stat().map_err(|e| self.hint(e))?, seen)),
+        }
+    }
+
+    /// Ready to read and write: System V attached with `access`, POSIX
+    /// through its descriptor (see [`Opened`]).
+    pub(crate) fn map(self, access: Access) -> Result<Opened> {
+        match self {
+            Segment::Sysv(ref seg) => seg
+                .attach(access)
+                .map(Opened::Sysv)
+                .map_err(|e| self.hint(e)),
+            Segment::Posix(shm) => {
+                let size = shm.size()?;
+                let len = usize::try_from(size).map_err(|_| Error::InvalidArgument {
+                    op: "map",
+                    target: shm_segment::Target::Posix(shm.name().to_string()),
+                    reason: format!("size {size} does not fit in the address space"),
+                })?;
+                Ok(Opened::Posix { shm, len })
+            }
+        }
+    }
+
+    /// Changes owner and mode (`IPC_SET`, `fchown`/`fchmod`).
+    pub(crate) fn set_perms(&self, change: PermChange) -> Result<()> {
+        match self {
+            Segment::Sysv(seg) => seg.set_perms(change),
+            Segment::Posix(shm) => shm.set_perms(change),
+        }
+        .map_err(|e| self.hint(e))
+    }
+
+    /// `IPC_RMID` or `shm_unlink`.
+    pub(crate) fn remove(&self) -> Result<()> {
+        match self {
+            Segment::Sysv(seg) => seg.remove(),
+            Segment::Posix(shm) => shm.unlink(),
+        }
+        .map_err(|e| self.hint(e))
+    }
+}
+
+/// Where to look up who owns a segment.
+enum Owner {
+    SysvKey(shm_segment::SysvKey),
+    SysvId(i32),
+    Posix(String),
+    Unknown,
+}
+
+impl Owner {
+    fn of_target(target: &Target) -> Owner {
+        match target {
+            Target::Key(key) => Owner::SysvKey(*key),
+            Target::Id(id) => Owner::SysvId(*id),
+            Target::Posix(name) => Owner::Posix(name.to_string()),
+            Target::Private => Owner::Unknown,
+        }
+    }
+
+    /// The owner uid and permission bits, read without needing any
+    /// permission on the segment (`SHM_STAT_ANY`, `stat` of `/dev/shm/NAME`).
+    fn look_up(&self) -> Option<(u32, u32)> {
+        match self {
+            Owner::SysvKey(_) | Owner::SysvId(_) => shm_segment::sysv_list()
+                .ok()?
+                .into_iter()
+                .find(|st| match self {
+                    Owner::SysvKey(key) => st.key == *key,
+                    _ => matches!(self, Owner::SysvId(id) if st.id == *id),
+                })
+                .map(|st| (st.uid, st.perms())),
+            Owner::Posix(name) => {
+                use std::os::unix::fs::MetadataExt;
+                let meta =
+                    std::fs::symlink_metadata(format!("{}{name}", shm_segment::SHM_DIR)).ok()?;
+                Some((meta.uid(), meta.mode() & 0o777))
+            }
+            Owner::Unknown => None,
+        }
+    }
+}
+
+/// A "permission denied" from the kernel (`EACCES`, `EPERM`), reworded to
+/// name the owner: `…: permission denied: owned by uid 0 (root), mode 600;
+/// this is uid 1000 (me)`.
+fn owner_hint(err: Error, owner: &Owner) -> Error {
+    if !err.is_permission_denied() {
+        return err;
+    }
+    let Error::Os { op, target, source } = err else {
+        return err;
+    };
+    let Some((uid, mode)) = owner.look_up() else {
+        return Error::Os { op, target, source };
+    };
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let why = format!(
+        "permission denied: owned by uid {uid} ({}), mode {mode:o}; this is uid {me} ({})",
+        crate::output::user(uid),
+        crate::output::user(me),
+    );
+    Error::Os {
+        op,
+        target,
+        source: io::Error::new(io::ErrorKind::PermissionDenied, why),
     }
 }
 
@@ -108,65 +347,21 @@ pub(crate) fn create(target: &Target, size: u64, mode: u32) -> Result<Created> {
 
 /// Stat, with the pids that map it.
 pub(crate) fn stat(target: &Target) -> Result<Stat> {
-    let attached = procmaps::attached();
-    match sysv(target, "stat")? {
-        Some(seg) => {
-            let stat = seg.stat()?;
-            let pids = attached
-                .get(&Mapped::Sysv(stat.id))
-                .cloned()
-                .unwrap_or_default();
-            Ok(Stat::Sysv {
-                stat,
-                attached: pids,
-            })
-        }
-        None => {
-            let Target::Posix(name) = target else {
-                unreachable!("sysv() handles the rest")
-            };
-            let stat = PosixOptions::new()
-                .access(Access::ReadOnly)
-                .open(name.as_str())?
-                .stat()?;
-            let pids = attached
-                .get(&Mapped::Posix(stat.name.clone()))
-                .cloned()
-                .unwrap_or_default();
-            Ok(Stat::Posix {
-                stat,
-                attached: pids,
-            })
-        }
-    }
+    Segment::open(target, Access::ReadOnly, "stat")?.stat(&procmaps::attached())
 }
 
 /// Every segment of the kinds asked for.
 pub(crate) fn list(sysv_too: bool, posix_too: bool) -> Result<Vec<Stat>> {
-    let attached = procmaps::attached();
+    let seen = procmaps::attached();
     let mut out = Vec::new();
     if sysv_too {
         for stat in shm_segment::sysv_list()? {
-            let pids = attached
-                .get(&Mapped::Sysv(stat.id))
-                .cloned()
-                .unwrap_or_default();
-            out.push(Stat::Sysv {
-                stat,
-                attached: pids,
-            });
+            out.push(Stat::sysv(stat, &seen));
         }
     }
     if posix_too {
         for stat in shm_segment::posix_list()? {
-            let pids = attached
-                .get(&Mapped::Posix(stat.name.clone()))
-                .cloned()
-                .unwrap_or_default();
-            out.push(Stat::Posix {
-                stat,
-                attached: pids,
-            });
+            out.push(Stat::posix(stat, &seen));
         }
     }
     Ok(out)
@@ -180,6 +375,7 @@ pub(crate) fn list(sysv_too: bool, posix_too: bool) -> Result<Vec<Stat>> {
 /// with `SIGBUS` (see `shm_segment::PosixShm`, "Shrinking and `SIGBUS`").
 /// They are read and written with `pread`/`pwrite` on the descriptor
 /// instead, so a shrink is an error for that one command or request.
+#[derive(Debug)]
 pub(crate) enum Opened {
     Sysv(SysvMapping),
     Posix {
@@ -314,24 +510,10 @@ unsafe impl Region for Snapshot {
     }
 }
 
-/// Opens the target: System V mapped, POSIX by descriptor (see [`Opened`]).
+/// Opens the target ready to read and write: System V mapped, POSIX by
+/// descriptor (see [`Opened`]).
 pub(crate) fn open(target: &Target, access: Access, op: &'static str) -> Result<Opened> {
-    match sysv(target, op)? {
-        Some(seg) => Ok(Opened::Sysv(seg.attach(access)?)),
-        None => {
-            let Target::Posix(name) = target else {
-                unreachable!("sysv() handles the rest")
-            };
-            let shm = PosixOptions::new().access(access).open(name.as_str())?;
-            let size = shm.size()?;
-            let len = usize::try_from(size).map_err(|_| Error::InvalidArgument {
-                op,
-                target: shm_segment::Target::Posix(name.to_string()),
-                reason: format!("size {size} does not fit in the address space"),
-            })?;
-            Ok(Opened::Posix { shm, len })
-        }
-    }
+    Segment::open(target, access, op)?.map(access)
 }
 
 /// `len` bytes from `offset` (to the end when `None`).
@@ -360,65 +542,36 @@ pub(crate) fn read(target: &Target, offset: usize, len: Option<usize>) -> Result
 
 /// Writes `data` at `offset`: all of it, or nothing when it would pass the end.
 pub(crate) fn write(target: &Target, offset: usize, data: &[u8]) -> Result<()> {
-    let opened = open(target, Access::ReadWrite, "write")?;
-    opened.write_at(offset, data)
+    open(target, Access::ReadWrite, "write")?.write_at(offset, data)
 }
 
-/// Changes owner and mode.
+/// Changes owner and mode. POSIX segments are opened read-only:
+/// `fchown`/`fchmod` need ownership, not write access.
 pub(crate) fn set(target: &Target, change: PermChange) -> Result<()> {
-    match sysv(target, "set")? {
-        Some(seg) => seg.set_perms(change),
-        None => {
-            let Target::Posix(name) = target else {
-                unreachable!("sysv() handles the rest")
-            };
-            // Opened read-only: fchown/fchmod need ownership, not write access.
-            PosixOptions::new()
-                .access(Access::ReadOnly)
-                .open(name.as_str())?
-                .set_perms(change)
-        }
-    }
+    Segment::open(target, Access::ReadOnly, "set")?.set_perms(change)
 }
 
 /// `IPC_RMID` or `shm_unlink`.
 pub(crate) fn remove(target: &Target) -> Result<()> {
-    match sysv(target, "remove")? {
-        Some(seg) => seg.remove(),
-        None => {
-            let Target::Posix(name) = target else {
-                unreachable!("sysv() handles the rest")
-            };
-            PosixShm::unlink_name(name.as_str())
-        }
-    }
+    Segment::open(target, Access::ReadOnly, "remove")?.remove()
 }
 
-/// The HTTP status that fits an error (the CLI prints it in `--json` errors too).
-pub(crate) fn http_status(err: &Error) -> u16 {
-    match err {
-        Error::Os { op, target, source } => match source.raw_os_error() {
-            Some(libc::ENOENT | libc::EIDRM) => 404,
-            // A shmid that does not exist is EINVAL from IPC_STAT.
-            Some(libc::EINVAL)
-                if matches!(target, shm_segment::Target::SysvId(_)) && *op == "open" =>
-            {
-                404
-            }
-            Some(libc::EACCES | libc::EPERM) => 403,
-            Some(libc::EEXIST) => 409,
-            Some(libc::ENOSPC | libc::ENOMEM) => 507,
-            Some(libc::EINVAL) => 400,
-            _ => 500,
-        },
-        Error::OutOfBounds { .. } => 413,
-        Error::ReadOnly { .. } => 403,
-        Error::InvalidName { .. } | Error::InvalidArgument { .. } | Error::Misaligned { .. } => 400,
-        Error::TooSmall { .. }
-        | Error::NotRegularFile { .. }
-        | Error::Header { .. }
-        | Error::Shrunk { .. }
-        | Error::ShrinkRefused { .. } => 409,
-        _ => 500,
+#[cfg(test)]
+mod tests {
+    use super::iso_date;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_date(0), None);
+        assert_eq!(iso_date(1).as_deref(), Some("1970-01-01T00:00:01Z"));
+        assert_eq!(
+            iso_date(951_782_400).as_deref(),
+            Some("2000-02-29T00:00:00Z")
+        );
+        assert_eq!(
+            iso_date(1_735_787_045).as_deref(),
+            Some("2025-01-02T03:04:05Z")
+        );
+        assert_eq!(iso_date(-1).as_deref(), Some("1969-12-31T23:59:59Z"));
     }
 }

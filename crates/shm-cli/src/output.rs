@@ -1,9 +1,41 @@
-//! Human-readable output: the `ipcs`-like table, stat, and hex dumps.
+//! Human-readable output: the `ipcs`-like table, stat, and hex dumps,
+//! and [`emit`], which prints any result as text or as JSON.
+//!
+//! Everything goes through a writer, never `println!`: a reader that goes
+//! away (`shm list | head -1`) is a `BrokenPipe` error that ends the
+//! command quietly, not a panic.
 
 use std::ffi::CStr;
 use std::io::{self, Write};
 
+use serde::Serialize;
+
 use crate::ops::Stat;
+
+/// A command's result: JSON with `--json`, text for people otherwise.
+pub(crate) trait Render: Serialize {
+    /// The text form.
+    fn render(&self, out: &mut dyn Write) -> io::Result<()>;
+}
+
+/// Prints `value` on standard output, as pretty JSON or as text.
+pub(crate) fn emit(json: bool, value: &impl Render) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, value)?;
+        writeln!(out)?;
+    } else {
+        value.render(&mut out)?;
+    }
+    out.flush()
+}
+
+/// Raw bytes on standard output (`read`, completions, the man page).
+pub(crate) fn emit_bytes(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
 
 /// The user name of `uid`, or the number when it has none.
 pub(crate) fn user(uid: u32) -> String {
@@ -30,119 +62,223 @@ pub(crate) fn user(uid: u32) -> String {
         .into_owned()
 }
 
-fn pids(list: &[u32]) -> String {
-    if list.is_empty() {
-        "-".into()
+/// What `list` and `stat` say about the processes that map a segment.
+fn pids(list: &[u32], complete: bool, unreadable: usize) -> String {
+    let mut text = if list.is_empty() {
+        "-".to_owned()
     } else {
         list.iter()
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(",")
+    };
+    if !complete {
+        // Other users' processes, without privilege; or hidden by hidepid.
+        text.push_str(&format!(
+            " (could not see into {unreadable} other processes)"
+        ));
     }
+    text
 }
 
-fn time(t: i64) -> String {
+/// A time as `ipcs -t` shows it, in local time: `2025-01-02 03:04:05 +0100`.
+pub(crate) fn date(t: i64) -> String {
     if t == 0 {
-        "never".into()
-    } else {
-        t.to_string()
+        return "never".into();
     }
+    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
+    let secs: libc::time_t = t;
+    // SAFETY: both pointers are to live values of the right types;
+    // localtime_r(3) fills `tm` and returns it, or null on failure.
+    let ok = !unsafe { libc::localtime_r(&secs, tm.as_mut_ptr()) }.is_null();
+    if !ok {
+        return t.to_string();
+    }
+    // SAFETY: localtime_r succeeded, so `tm` is initialised (and it was zeroed anyway).
+    let tm = unsafe { tm.assume_init() };
+    let off = tm.tm_gmtoff / 60;
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}{:02}{:02}",
+        i64::from(tm.tm_year) + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        if off < 0 { '-' } else { '+' },
+        off.abs() / 60,
+        off.abs() % 60
+    )
+}
+
+/// How many processes `shm` could not look at, for the notes below.
+fn unreadable() -> usize {
+    crate::procmaps::attached().unreadable
 }
 
 /// The `list` table: both kinds, one line each.
-pub(crate) fn table(all: &[Stat]) {
-    println!(
-        "{:<5} {:<24} {:>8} {:<10} {:>5} {:>12} {:>6} {:<6} {:>7} {:>7}  ATTACHED",
-        "KIND", "KEY/NAME", "SHMID", "OWNER", "PERMS", "BYTES", "NATTCH", "STATUS", "CPID", "LPID"
-    );
-    for entry in all {
-        match entry {
-            Stat::Sysv { stat, attached } => {
-                let status = match (stat.is_marked_for_removal(), stat.is_locked()) {
-                    (true, _) => "dest",
-                    (_, true) => "locked",
-                    _ => "",
-                };
-                println!(
+impl Render for Vec<Stat> {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let hidden = if self.iter().any(|s| !s.attached_complete()) {
+            unreadable()
+        } else {
+            0
+        };
+        writeln!(
+            out,
+            "{:<5} {:<24} {:>8} {:<10} {:>5} {:>12} {:>6} {:<6} {:>7} {:>7}  ATTACHED",
+            "KIND",
+            "KEY/NAME",
+            "SHMID",
+            "OWNER",
+            "PERMS",
+            "BYTES",
+            "NATTCH",
+            "STATUS",
+            "CPID",
+            "LPID"
+        )?;
+        for entry in self {
+            match entry {
+                Stat::Sysv {
+                    stat,
+                    attached,
+                    attached_complete,
+                    ..
+                } => {
+                    let status = match (stat.is_marked_for_removal(), stat.is_locked()) {
+                        (true, _) => "dest",
+                        (_, true) => "locked",
+                        _ => "",
+                    };
+                    writeln!(
+                        out,
+                        "{:<5} {:<24} {:>8} {:<10} {:>5o} {:>12} {:>6} {:<6} {:>7} {:>7}  {}",
+                        "sysv",
+                        stat.key.to_string(),
+                        stat.id,
+                        user(stat.uid),
+                        stat.perms(),
+                        stat.size,
+                        stat.nattch,
+                        status,
+                        stat.cpid,
+                        stat.lpid,
+                        pids(attached, *attached_complete, hidden)
+                    )?;
+                }
+                Stat::Posix {
+                    stat,
+                    attached,
+                    attached_complete,
+                    ..
+                } => writeln!(
+                    out,
                     "{:<5} {:<24} {:>8} {:<10} {:>5o} {:>12} {:>6} {:<6} {:>7} {:>7}  {}",
-                    "sysv",
-                    stat.key.to_string(),
-                    stat.id,
+                    "posix",
+                    stat.name,
+                    "-",
                     user(stat.uid),
-                    stat.perms(),
+                    stat.mode & 0o777,
                     stat.size,
-                    stat.nattch,
-                    status,
-                    stat.cpid,
-                    stat.lpid,
-                    pids(attached)
-                );
+                    attached.len(),
+                    "",
+                    "-",
+                    "-",
+                    pids(attached, *attached_complete, hidden)
+                )?,
             }
-            Stat::Posix { stat, attached } => println!(
-                "{:<5} {:<24} {:>8} {:<10} {:>5o} {:>12} {:>6} {:<6} {:>7} {:>7}  {}",
-                "posix",
-                stat.name,
-                "-",
-                user(stat.uid),
-                stat.mode & 0o777,
-                stat.size,
-                attached.len(),
-                "",
-                "-",
-                "-",
-                pids(attached)
-            ),
+        }
+        Ok(())
+    }
+}
+
+impl Stat {
+    fn attached_complete(&self) -> bool {
+        match self {
+            Stat::Sysv {
+                attached_complete, ..
+            }
+            | Stat::Posix {
+                attached_complete, ..
+            } => *attached_complete,
         }
     }
 }
 
-/// `stat`: one field per line.
-pub(crate) fn stat(stat: &Stat) {
-    match stat {
-        Stat::Sysv { stat: s, attached } => {
-            println!("kind      sysv");
-            println!("key       {}", s.key);
-            println!("shmid     {}", s.id);
-            println!("size      {}", s.size);
-            println!(
-                "mode      {:o}{}",
-                s.perms(),
-                if s.is_marked_for_removal() {
-                    " (dest)"
-                } else {
-                    ""
-                }
-            );
-            println!("uid       {} ({})", s.uid, user(s.uid));
-            println!("gid       {}", s.gid);
-            println!("cuid      {} ({})", s.cuid, user(s.cuid));
-            println!("cgid      {}", s.cgid);
-            println!("nattch    {}", s.nattch);
-            println!("cpid      {}", s.cpid);
-            println!("lpid      {}", s.lpid);
-            println!("atime     {}", time(s.atime));
-            println!("dtime     {}", time(s.dtime));
-            println!("ctime     {}", time(s.ctime));
-            println!("attached  {}", pids(attached));
-        }
-        Stat::Posix { stat: s, attached } => {
-            println!("kind      posix");
-            println!("name      {}", s.name);
-            println!("size      {}", s.size);
-            println!("mode      {:o}", s.mode & 0o777);
-            println!("uid       {} ({})", s.uid, user(s.uid));
-            println!("gid       {}", s.gid);
-            println!("atime     {}", time(s.atime));
-            println!("mtime     {}", time(s.mtime));
-            println!("ctime     {}", time(s.ctime));
-            println!("inode     {}", s.inode);
-            println!("attached  {}", pids(attached));
+/// `stat`: one field per line, times as dates.
+impl Render for Stat {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let hidden = if self.attached_complete() {
+            0
+        } else {
+            unreadable()
+        };
+        match self {
+            Stat::Sysv {
+                stat: s,
+                attached,
+                attached_complete,
+                ..
+            } => {
+                writeln!(out, "kind      sysv")?;
+                writeln!(out, "key       {}", s.key)?;
+                writeln!(out, "shmid     {}", s.id)?;
+                writeln!(out, "size      {}", s.size)?;
+                writeln!(
+                    out,
+                    "mode      {:o}{}",
+                    s.perms(),
+                    if s.is_marked_for_removal() {
+                        " (dest)"
+                    } else {
+                        ""
+                    }
+                )?;
+                writeln!(out, "uid       {} ({})", s.uid, user(s.uid))?;
+                writeln!(out, "gid       {}", s.gid)?;
+                writeln!(out, "cuid      {} ({})", s.cuid, user(s.cuid))?;
+                writeln!(out, "cgid      {}", s.cgid)?;
+                writeln!(out, "nattch    {}", s.nattch)?;
+                writeln!(out, "cpid      {}", s.cpid)?;
+                writeln!(out, "lpid      {}", s.lpid)?;
+                writeln!(out, "atime     {}", date(s.atime))?;
+                writeln!(out, "dtime     {}", date(s.dtime))?;
+                writeln!(out, "ctime     {}", date(s.ctime))?;
+                writeln!(
+                    out,
+                    "attached  {}",
+                    pids(attached, *attached_complete, hidden)
+                )
+            }
+            Stat::Posix {
+                stat: s,
+                attached,
+                attached_complete,
+                ..
+            } => {
+                writeln!(out, "kind      posix")?;
+                writeln!(out, "name      {}", s.name)?;
+                writeln!(out, "size      {}", s.size)?;
+                writeln!(out, "mode      {:o}", s.mode & 0o777)?;
+                writeln!(out, "uid       {} ({})", s.uid, user(s.uid))?;
+                writeln!(out, "gid       {}", s.gid)?;
+                writeln!(out, "atime     {}", date(s.atime))?;
+                writeln!(out, "mtime     {}", date(s.mtime))?;
+                writeln!(out, "ctime     {}", date(s.ctime))?;
+                writeln!(out, "inode     {}", s.inode)?;
+                writeln!(
+                    out,
+                    "attached  {}",
+                    pids(attached, *attached_complete, hidden)
+                )
+            }
         }
     }
 }
 
 /// `hexdump -C` style: offset, 16 bytes in hex, the printable ones.
-pub(crate) fn hexdump(out: &mut impl Write, base: usize, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn hexdump(out: &mut dyn Write, base: usize, bytes: &[u8]) -> io::Result<()> {
     for (i, chunk) in bytes.chunks(16).enumerate() {
         // Two groups of eight, as `hexdump -C` prints them.
         let hex: Vec<String> = chunk

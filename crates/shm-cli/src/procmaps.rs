@@ -13,10 +13,26 @@ pub(crate) enum Mapped {
     Posix(String),
 }
 
-/// Every process that maps each segment, sorted, each pid once. Processes
-/// we may not read (other users', without privilege) are left out.
-pub(crate) fn attached() -> HashMap<Mapped, Vec<u32>> {
-    let mut out: HashMap<Mapped, Vec<u32>> = HashMap::new();
+/// Who maps what, as far as this process may see.
+#[derive(Debug, Default)]
+pub(crate) struct Attached {
+    /// Every process that maps each segment, sorted, each pid once.
+    pub(crate) by_segment: HashMap<Mapped, Vec<u32>>,
+    /// Processes whose maps we may not read (other users', without
+    /// privilege, or hidden by `hidepid`): they may map segments too.
+    pub(crate) unreadable: usize,
+}
+
+impl Attached {
+    /// The pids that map `seg` (empty when none do, as far as we see).
+    pub(crate) fn pids(&self, seg: &Mapped) -> Vec<u32> {
+        self.by_segment.get(seg).cloned().unwrap_or_default()
+    }
+}
+
+/// Reads `/proc/PID/maps` of every process.
+pub(crate) fn attached() -> Attached {
+    let mut out = Attached::default();
     let Ok(proc_dir) = fs::read_dir("/proc") else {
         return out;
     };
@@ -28,19 +44,26 @@ pub(crate) fn attached() -> HashMap<Mapped, Vec<u32>> {
         else {
             continue;
         };
-        let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            continue;
+        let maps = match fs::read_to_string(format!("/proc/{pid}/maps")) {
+            Ok(maps) => maps,
+            // Gone since the directory was read: nothing missed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => continue,
+            Err(_) => {
+                out.unreadable += 1;
+                continue;
+            }
         };
         for line in maps.lines() {
             if let Some(seg) = parse_line(line) {
-                let pids = out.entry(seg).or_default();
+                let pids = out.by_segment.entry(seg).or_default();
                 if pids.last() != Some(&pid) {
                     pids.push(pid);
                 }
             }
         }
     }
-    for pids in out.values_mut() {
+    for pids in out.by_segment.values_mut() {
         pids.sort_unstable();
         pids.dedup();
     }
@@ -87,8 +110,8 @@ mod tests {
             .unwrap();
         let _map = shm.map().unwrap();
         assert_eq!(
-            attached().get(&Mapped::Posix(name)),
-            Some(&vec![std::process::id()])
+            attached().pids(&Mapped::Posix(name)),
+            vec![std::process::id()]
         );
     }
 }

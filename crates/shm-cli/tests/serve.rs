@@ -28,46 +28,61 @@ struct Server {
     stderr: Arc<Mutex<String>>,
 }
 
+/// Starts `shm serve ARGS`; the process, the first line it printed and its
+/// standard error as it comes.
+fn spawn_serve(args: &[&str]) -> (Child, String, Arc<Mutex<String>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shm"))
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shm serve");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let err_text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&err_text);
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        sink.lock().unwrap().push_str(&text);
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(line) => (child, line, err_text),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            // Give the stderr thread a moment to collect the reason.
+            std::thread::sleep(Duration::from_millis(200));
+            panic!(
+                "shm serve {args:?} printed no address within {TIMEOUT:?}; stderr: {}",
+                err_text.lock().unwrap()
+            )
+        }
+    }
+}
+
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shm"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn shm serve");
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let err_text = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&err_text);
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut text);
-            sink.lock().unwrap().push_str(&text);
-        });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            // Keep draining so the server never blocks on a full pipe.
-            for _ in lines {}
-        });
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let (child, line, stderr) = spawn_serve(&args);
         let mut server = Server {
             child,
             // Replaced below; the guard kills the child if parsing fails.
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            stderr: err_text,
+            stderr,
         };
-        let line = rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
-            panic!(
-                "shm serve printed no address within {TIMEOUT:?}; stderr: {}",
-                server.stderr.lock().unwrap()
-            )
-        });
         server.addr = line
             .strip_prefix("listening on http://")
             .and_then(|a| a.parse().ok())
@@ -116,6 +131,19 @@ impl Server {
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body.unwrap_or_default());
         http(self.addr, &bytes)
+    }
+
+    /// A request with exactly these headers, plus `Connection: close` and,
+    /// with a body, its `Content-Length`: no `Content-Type` unless given, as
+    /// a browser's form post or `fetch` sends it.
+    fn exact(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
+        http(self.addr, &request(method, path, headers, body))
     }
 
     /// Waits for the process to end by itself.
@@ -188,6 +216,21 @@ impl Reply {
         }
         msg.to_owned()
     }
+}
+
+/// The bytes of a request with exactly these headers (see [`Server::exact`]).
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    bytes
 }
 
 fn http(addr: SocketAddr, request: &[u8]) -> Reply {
@@ -967,6 +1010,8 @@ fn refuses_non_loopback_without_a_token() {
         &["serve", "--listen", "[::]:0"][..],
         &["serve", "--listen", "127.0.0.1:0", "--token", ""][..],
         &["serve", "--listen", "example.org:80"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--allow-uid", "1"][..],
+        &["serve", "--listen", "127.0.0.1:0", "--socket-mode", "666"][..],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shm"))
             .args(args)
@@ -988,7 +1033,9 @@ fn refuses_non_loopback_without_a_token() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!status.success(), "{args:?} started: {stdout}");
         assert!(!stdout.contains("listening"), "{args:?}: {stdout}");
-        let needle = if args.contains(&"--token") {
+        let needle = if args.contains(&"--allow-uid") || args.contains(&"--socket-mode") {
+            "for a Unix socket"
+        } else if args.contains(&"--token") {
             "--token must not be empty"
         } else if args.contains(&"example.org:80") {
             "IP:PORT"
@@ -1157,4 +1204,534 @@ fn a_posix_segment_shrunk_under_the_server_is_an_error_answer_and_it_keeps_servi
     assert_eq!(v, json!({ "data": "after" }));
     server.get("/list").expect(200);
     assert!(server.child.try_wait().unwrap().is_none(), "still running");
+}
+
+// ---------------------------------------------------------------------------
+// Web pages: the requests a browser really sends
+
+/// A page on another site can send these without asking first (no CORS
+/// preflight): `text/plain`, form posts and multipart bodies, with its
+/// `Origin`. None may do anything; a preflight is refused too.
+#[test]
+fn cross_site_requests_a_browser_sends_are_refused_and_do_nothing() {
+    let server = Server::start(&[]);
+    let host = server.host();
+    let (key, _guard) = random_key();
+    let (name, _pguard) = test_name();
+    let bare = name[1..].to_owned();
+    let create = format!(r#"{{"shm_key": {key}, "shm_segsz": 64, "mode": 666}}"#);
+    let evil = "http://evil.example";
+
+    // fetch(url, {method: "POST", mode: "no-cors", body: "..."}): text/plain.
+    for ct in ["text/plain;charset=UTF-8", "text/plain"] {
+        server
+            .exact(
+                "POST",
+                "/create",
+                &[("Host", &host), ("Origin", evil), ("Content-Type", ct)],
+                Some(create.as_bytes()),
+            )
+            .expect_error(403, &["Origin", evil]);
+        // Without an Origin (curl, an old browser): still not JSON.
+        server
+            .exact(
+                "POST",
+                "/create",
+                &[("Host", &host), ("Content-Type", ct)],
+                Some(create.as_bytes()),
+            )
+            .expect_error(415, &["Content-Type", "application/json"]);
+    }
+    // <form method=post enctype=...> with a JSON-looking field name.
+    let form = br#"{"data": "x", "offset": 0, "pad": "=y"}"#;
+    for ct in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=----x",
+    ] {
+        let path = "/posix/create";
+        let body = format!(r#"{{"name": "{name}", "size": 64, "mode": 666}}"#);
+        server
+            .exact(
+                "POST",
+                path,
+                &[("Host", &host), ("Origin", "null"), ("Content-Type", ct)],
+                Some(body.as_bytes()),
+            )
+            .expect_error(403, &["Origin"]);
+        server
+            .exact(
+                "POST",
+                path,
+                &[("Host", &host), ("Content-Type", ct)],
+                Some(body.as_bytes()),
+            )
+            .expect_error(415, &["Content-Type"]);
+        server
+            .exact(
+                "POST",
+                &format!("/posix/write/{bare}"),
+                &[("Host", &host), ("Content-Type", ct)],
+                Some(form),
+            )
+            .expect_error(415, &["Content-Type"]);
+    }
+    // No Content-Type at all, and a body.
+    server
+        .exact(
+            "POST",
+            "/create",
+            &[("Host", &host)],
+            Some(create.as_bytes()),
+        )
+        .expect_error(415, &["Content-Type"]);
+    // JSON from another origin (a browser would preflight it first).
+    server
+        .exact(
+            "POST",
+            "/create",
+            &[
+                ("Host", &host),
+                ("Origin", evil),
+                ("Content-Type", "application/json"),
+            ],
+            Some(create.as_bytes()),
+        )
+        .expect_error(403, &["Origin"]);
+    // Reads from another origin too.
+    server
+        .exact("GET", "/list", &[("Host", &host), ("Origin", evil)], None)
+        .expect_error(403, &["Origin"]);
+    // Nothing of that made anything.
+    assert!(SysvSegment::open(SysvKey(key)).is_err(), "no SysV segment");
+    assert!(
+        !std::path::Path::new(&format!("/dev/shm/{bare}")).exists(),
+        "no POSIX segment"
+    );
+
+    // The preflight a browser sends before a cross-origin JSON POST: refused,
+    // and nothing in the answer allows the request that would follow.
+    for origin in [evil, "null"] {
+        let reply = server.exact(
+            "OPTIONS",
+            "/create",
+            &[
+                ("Host", &host),
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "POST"),
+                ("Access-Control-Request-Headers", "content-type"),
+            ],
+            None,
+        );
+        reply.expect_error(403, &["cross-origin"]);
+        assert!(
+            !reply
+                .headers
+                .iter()
+                .any(|(n, _)| n.to_ascii_lowercase().starts_with("access-control-allow")),
+            "{reply:?}"
+        );
+    }
+
+    // The server's own origin, JSON: served (charset parameter and all).
+    for origin in [
+        format!("http://localhost:{}", server.addr.port()),
+        format!("http://{}", server.addr),
+    ] {
+        server
+            .exact(
+                "GET",
+                "/list",
+                &[("Host", &host), ("Origin", &origin)],
+                None,
+            )
+            .expect(200);
+    }
+    let own = format!("http://localhost:{}", server.addr.port());
+    let v = server
+        .exact(
+            "POST",
+            "/create",
+            &[
+                ("Host", &host),
+                ("Origin", &own),
+                ("Content-Type", "application/json; charset=utf-8"),
+            ],
+            Some(create.as_bytes()),
+        )
+        .expect(200);
+    assert_eq!(v["shm_key"], json!(key.to_string()));
+    // It kept the mode asked for; a cross-site page never got to ask.
+    let st = SysvSegment::open(SysvKey(key)).unwrap().stat().unwrap();
+    assert_eq!(st.perms(), 0o666);
+}
+
+// ---------------------------------------------------------------------------
+// Other local users: a Unix socket that knows its caller, a token in a file
+
+/// The environment variable that makes this binary a helper process.
+const ROLE_ENV: &str = "SHM_SERVE_TEST_ROLE";
+
+/// Not a test: the body of a helper process when `SHM_SERVE_TEST_ROLE` is
+/// `get:SOCKET:PATH`: one GET over the Unix socket, its status and body
+/// printed as `ROLE <status> <body>` (`ROLE connect-error <why>` when the
+/// socket refuses us).
+#[test]
+fn child_role() {
+    let Ok(role) = std::env::var(ROLE_ENV) else {
+        return;
+    };
+    let (socket, path) = role
+        .strip_prefix("get:")
+        .and_then(|r| r.rsplit_once(':'))
+        .expect("get:SOCKET:PATH");
+    let line = match unix_request(
+        Path::new(socket),
+        &request("GET", path, &[("Host", "localhost")], None),
+    ) {
+        Ok(reply) => format!("{} {}", reply.status, reply.body),
+        Err(e) => format!("connect-error {e}"),
+    };
+    println!("\nROLE {line}");
+    std::process::exit(0);
+}
+
+use std::path::{Path, PathBuf};
+
+/// One request over a Unix socket.
+fn unix_request(socket: &Path, request: &[u8]) -> std::io::Result<Reply> {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    stream.write_all(request)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    Ok(parse_reply(&raw))
+}
+
+/// A `shm serve --listen unix:PATH`; killed on drop, its socket file removed.
+struct UnixServer {
+    child: Child,
+    path: PathBuf,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl UnixServer {
+    fn start(extra: &[&str]) -> UnixServer {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "shm-test-serve-{}-{}.sock",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listen = format!("unix:{}", path.display());
+        let mut args = vec!["--listen", &listen];
+        args.extend_from_slice(extra);
+        let (child, line, stderr) = spawn_serve(&args);
+        let server = UnixServer {
+            child,
+            path,
+            stderr,
+        };
+        assert_eq!(line, format!("listening on {listen}"));
+        server
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        unix_request(
+            &self.path,
+            &request("GET", path, &[("Host", "localhost")], None),
+        )
+        .expect("connect to the socket")
+    }
+
+    /// A GET by the user `uid` (a helper process under `setpriv`):
+    /// `"<status> <body>"`, or `"connect-error …"`.
+    fn get_as(&self, uid: u32, path: &str) -> String {
+        let out = Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+            ])
+            .arg(std::env::current_exe().unwrap())
+            .args(["child_role", "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE_ENV, format!("get:{}:{path}", self.path.display()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run setpriv");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("ROLE "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the helper as uid {uid} said nothing: {text} {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_owned()
+    }
+}
+
+impl Drop for UnixServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Why another uid cannot be tried here, if it cannot.
+fn no_second_uid() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root: cannot run a helper as another uid".into());
+    }
+    match Command::new("setpriv").arg("--version").output() {
+        Ok(out) if out.status.success() => None,
+        _ => Some("setpriv (util-linux) is not installed".into()),
+    }
+}
+
+const OTHER_UID: u32 = 65534;
+
+#[test]
+fn a_unix_socket_serves_its_owner_only_unless_told_otherwise() {
+    let server = UnixServer::start(&[]);
+    let mode = std::fs::metadata(&server.path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    let v = server.get("/list").expect(200);
+    assert!(v.is_array(), "{v}");
+    // A browser cannot reach a Unix socket, but an Origin is refused there too.
+    let reply = unix_request(
+        &server.path,
+        &request(
+            "GET",
+            "/list",
+            &[("Host", "localhost"), ("Origin", "http://evil.example")],
+            None,
+        ),
+    )
+    .unwrap();
+    reply.expect_error(403, &["Origin"]);
+
+    match no_second_uid() {
+        Some(why) => println!("SKIPPED the other-user part: {why}"),
+        None => {
+            // Mode 0600: another user cannot even connect.
+            let answer = server.get_as(OTHER_UID, "/list");
+            assert!(answer.starts_with("connect-error"), "{answer}");
+
+            // A socket anyone may connect to: SO_PEERCRED still says who it is.
+            let open = UnixServer::start(&["--socket-mode", "666"]);
+            let mode = std::fs::metadata(&open.path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o666);
+            let answer = open.get_as(OTHER_UID, "/list");
+            assert!(answer.starts_with("403 "), "{answer}");
+            assert!(answer.contains(&format!("uid {OTHER_UID}")), "{answer}");
+            open.get("/list").expect(200);
+
+            // Allowed by name.
+            let allowed = UnixServer::start(&[
+                "--socket-mode",
+                "666",
+                "--allow-uid",
+                &OTHER_UID.to_string(),
+            ]);
+            let answer = allowed.get_as(OTHER_UID, "/list");
+            assert!(answer.starts_with("200 "), "{answer}");
+        }
+    }
+
+    // SIGTERM removes the socket file.
+    let mut server = server;
+    let kill = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", server.child.id())])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = wait_timeout(&mut server.child).expect("stopped");
+    assert!(
+        status.success(),
+        "{status}: {}",
+        server.stderr.lock().unwrap()
+    );
+    assert!(!server.path.exists(), "the socket file is removed on exit");
+}
+
+#[test]
+fn a_unix_socket_path_that_is_taken_is_refused_and_a_stale_one_replaced() {
+    let first = UnixServer::start(&[]);
+    // In use by a live server: refused, the first one keeps serving.
+    let listen = format!("unix:{}", first.path.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_shm"))
+        .args(["serve", "--listen", &listen])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&first.path.display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("in use"), "{stderr}");
+    first.get("/list").expect(200);
+    // A regular file there is not ours to remove.
+    let file = first.path.with_extension("file");
+    std::fs::write(&file, b"keep me").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shm"))
+        .args(["serve", "--listen", &format!("unix:{}", file.display())])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let kept = std::fs::read(&file);
+    let _ = std::fs::remove_file(&file);
+    assert!(!out.status.success());
+    assert_eq!(kept.unwrap(), b"keep me");
+    // A socket left by a killed server is replaced.
+    let stale = first.path.with_extension("stale");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let listen = format!("unix:{}", stale.display());
+    let (mut child, line, _err) = spawn_serve(&["--listen", &listen]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&stale);
+    assert_eq!(line, format!("listening on {listen}"));
+}
+
+#[test]
+fn a_token_file_keeps_the_token_out_of_the_process_list() {
+    let dir = std::env::temp_dir();
+    let file = dir.join(format!("shm-test-serve-token-{}", std::process::id()));
+    let token = format!("file-t0k-{}", std::process::id());
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = file.display().to_string();
+    let server = Server::start(&["--token-file", &path]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.pid())).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(&token),
+        "the token is not in /proc/PID/cmdline"
+    );
+    let host = server.host();
+    server
+        .raw("GET", "/list", &[("Host", &host)], None)
+        .expect_error(401, &["bearer token"]);
+    let auth = format!("Bearer {token}");
+    server
+        .raw(
+            "GET",
+            "/list",
+            &[("Host", &host), ("Authorization", &auth)],
+            None,
+        )
+        .expect(200);
+    drop(server);
+
+    // A token file others may read is refused, as is an empty one, and
+    // --token with --token-file.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = |args: &[&str], needle: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shm"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    };
+    refused(&["--token-file", &path], "644");
+    std::fs::write(&file, "\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    refused(&["--token-file", &path], "empty");
+    refused(
+        &["--token-file", &path, "--token", "x"],
+        "cannot be used with",
+    );
+    refused(
+        &["--token-file", "/nonexistent/shm-token"],
+        "/nonexistent/shm-token",
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn the_help_states_the_threat_model() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shm"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Threat model",
+        "Web pages",
+        "Other local users",
+        "unix:",
+        "--token-file",
+        "SO_PEERCRED",
+    ] {
+        assert!(help.contains(needle), "{needle:?} not in:\n{help}");
+    }
+}
+
+#[test]
+fn sysv_routes_check_the_key_of_the_segment_they_act_on() {
+    let server = Server::start(&[]);
+    let (key, _guard) = random_key();
+    let shmid = create_sysv(&server, key, 64, 600);
+    let other = if key == 1 { 2 } else { key - 1 };
+    server
+        .call(
+            "POST",
+            &format!("/write/{other}/{shmid}"),
+            Some(r#"{"data": "no"}"#),
+        )
+        .expect_error(404, &[&shmid.to_string(), &other.to_string()]);
+    assert_eq!(sysv_bytes(shmid, 4), [0; 4], "nothing written");
+    server
+        .get(&format!("/read/{other}/{shmid}"))
+        .expect_error(404, &[&shmid.to_string()]);
+    server
+        .call(
+            "PUT",
+            &format!("/set/{other}/{shmid}"),
+            Some(r#"{"mode": 666}"#),
+        )
+        .expect_error(404, &[&shmid.to_string()]);
+    assert_eq!(
+        SysvSegment::open_id(shmid).unwrap().stat().unwrap().perms(),
+        0o600
+    );
+    server
+        .call(
+            "POST",
+            &format!("/write/{key}/{shmid}"),
+            Some(r#"{"data": "yes"}"#),
+        )
+        .expect(200);
+    assert_eq!(sysv_bytes(shmid, 4), b"yes\0");
+}
+
+#[test]
+fn the_openapi_description_is_served() {
+    let server = Server::start(&[]);
+    let doc = server.get("/openapi.json").expect(200);
+    assert_eq!(doc["openapi"], json!("3.0.3"));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/create",
+        "/stat/{key}/{shmid}",
+        "/list",
+        "/posix/write/{name}",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["Error"].is_object());
 }

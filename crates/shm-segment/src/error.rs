@@ -221,6 +221,81 @@ impl Error {
         }
     }
 
+    /// Whether the segment does not exist: `ENOENT`, `EIDRM` (removed while
+    /// in use), or the `EINVAL` that `IPC_STAT` answers for a System V shmid
+    /// that names no segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{PosixShm, SysvSegment};
+    /// assert!(PosixShm::open("/shm-test-doc-not-found").unwrap_err().is_not_found());
+    /// assert!(SysvSegment::open_id(i32::MAX).unwrap_err().is_not_found());
+    /// ```
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Os { op, target, source } => match source.raw_os_error() {
+                Some(libc::ENOENT | libc::EIDRM) => true,
+                Some(libc::EINVAL) => {
+                    matches!(target, Target::SysvId(_)) && matches!(*op, "open" | "stat" | "attach")
+                }
+                _ => source.kind() == io::ErrorKind::NotFound,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether the caller lacks the right: `EACCES` or `EPERM` from the
+    /// kernel (an OS error of kind `PermissionDenied`), or a write through a
+    /// read-only mapping.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Access, Region, SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 8)?;
+    /// let err = seg.attach(Access::ReadOnly)?.write_at(0, b"x").unwrap_err();
+    /// assert!(err.is_permission_denied());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            Error::Os { source, .. } => source.kind() == io::ErrorKind::PermissionDenied,
+            Error::ReadOnly { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether an exclusive create found the key or name taken (`EEXIST`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let key = SysvKey::random();
+    /// let _seg = SysvOptions::new().remove_on_drop(true).create(key, 8)?;
+    /// assert!(SysvOptions::new().create(key, 8).unwrap_err().is_exists());
+    /// # Ok::<(), shm_segment::Error>(())
+    /// ```
+    pub fn is_exists(&self) -> bool {
+        self.raw_os_error() == Some(libc::EEXIST)
+    }
+
+    /// Whether the system ran out of room for it: `ENOSPC` (a limit such as
+    /// `kernel.shmmni`/`shmall`, or a full `/dev/shm`) or `ENOMEM`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Error, Target};
+    /// let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+    /// let err = Error::Os { op: "create", target: Target::Posix("/x".into()), source: full };
+    /// assert!(err.is_no_space() && !err.is_exists());
+    /// ```
+    pub fn is_no_space(&self) -> bool {
+        matches!(self.raw_os_error(), Some(libc::ENOSPC | libc::ENOMEM))
+    }
+
     /// The closest [`io::ErrorKind`], as used by `From<Error> for io::Error`.
     ///
     /// # Examples
