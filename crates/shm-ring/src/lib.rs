@@ -38,6 +38,9 @@
 #![warn(missing_docs)]
 
 mod error;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod fault;
 pub mod mpmc;
 mod shared;
 pub mod spsc;

@@ -133,23 +133,50 @@ fn wrong_kind_and_version() {
             )
         },
     );
-    refused_by_header(
-        |r| r.write_pod(OFF_VERSION, &2u32).unwrap(),
-        |e| {
-            *e == HeaderError::Version {
-                expected: 1,
-                found: 2,
-            }
-        },
+    // SPSC rings are at layout version 1, MPMC rings at 2 (the claim records).
+    let (e1, e2) = attach_edited(|r| r.write_pod(OFF_VERSION, &3u32).unwrap());
+    assert_eq!(
+        header_error(e1),
+        HeaderError::Version {
+            expected: 1,
+            found: 3
+        }
+    );
+    assert_eq!(
+        header_error(e2),
+        HeaderError::Version {
+            expected: 2,
+            found: 3
+        }
     );
     refused_by_header(
         |r| r.write_pod(OFF_VERSION, &0u32).unwrap(),
         |e| {
-            *e == HeaderError::Version {
-                expected: 1,
-                found: 0,
-            }
+            matches!(
+                e,
+                HeaderError::Version {
+                    expected: 1 | 2,
+                    found: 0
+                }
+            )
         },
+    );
+    // An MPMC ring of layout 1 (no claim records) is refused, not misread.
+    let mpmc = Guarded::with_bytes(&mpmc_bytes());
+    mpmc.write_pod(OFF_VERSION, &1u32).unwrap();
+    assert_eq!(
+        header_error(MpmcRing::<u64, _>::attach(&mpmc).unwrap_err()),
+        HeaderError::Version {
+            expected: 2,
+            found: 1
+        }
+    );
+    assert_eq!(
+        header_error(inspect(&mpmc).unwrap_err()),
+        HeaderError::Version {
+            expected: 2,
+            found: 1
+        }
     );
 
     // One kind of ring attached as the other.
@@ -407,12 +434,16 @@ fn create_refuses_bad_arguments() {
     let err = MpmcRing::<(), _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err();
     assert!(matches!(err, RingError::ZeroSized { .. }), "{err:?}");
 
-    // Nothing was written by the refusals; a real create works once.
+    // Nothing was written by the refusals; a real create works once. (An
+    // MPMC ring, with its claim records, needs more room than this SPSC
+    // ring: it is refused on a region big enough for both.)
     assert!(region.to_vec().iter().all(|&b| b == 0));
     SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap();
+    let big = HeapRegion::new(MpmcRing::<u8, ()>::required_size(4).max(spsc_size(CAP) as usize));
+    SpscRing::<u64, _>::create(&big, CAP as u64, RingOptions::new()).unwrap();
     for err in [
         SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err(),
-        MpmcRing::<u8, _>::create(&region, 4, RingOptions::new()).unwrap_err(),
+        MpmcRing::<u8, _>::create(&big, 4, RingOptions::new()).unwrap_err(),
     ] {
         assert_eq!(
             header_error(err),
