@@ -812,6 +812,18 @@ fn targets(region: &impl Region, mpmc: bool, cap: usize) -> Vec<usize> {
         let slot = common::mpmc_slot_size::<u64>();
         let slots = common::slots_offset(region.len(), cap, slot);
         words.extend((0..cap).map(|i| slots + i * slot));
+        // The recovery counts and the claim records (owner, first
+        // position, length) of the first lanes, which this thread binds.
+        words.extend([common::COUNTS_OFFSET, common::COUNTS_OFFSET + 8]);
+        for lane in 0..4 {
+            let at = common::LANES_OFFSET + lane * common::LANE_SIZE;
+            words.extend([at, at + 8, at + 16]);
+        }
+        assert_eq!(
+            common::LANES_OFFSET + common::LANES * common::LANE_SIZE,
+            slots,
+            "the claim records are not where the tests think"
+        );
     }
     words
 }

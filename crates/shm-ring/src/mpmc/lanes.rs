@@ -150,6 +150,8 @@ pub(crate) struct Stuck {
     live_since: Option<Instant>,
     /// The last word found alive, and when.
     seen_alive: Option<(u64, Instant)>,
+    /// The last word found dead (a dead process stays dead).
+    seen_dead: Option<u64>,
 }
 
 impl Stuck {
@@ -161,6 +163,7 @@ impl Stuck {
             spins: 0,
             live_since: None,
             seen_alive: None,
+            seen_dead: None,
         }
     }
 
@@ -185,8 +188,12 @@ impl Stuck {
         }
     }
 
-    /// [`alive`], trusting a live verdict for a millisecond.
+    /// [`alive`], trusting a live verdict for a millisecond and a dead one
+    /// for ever.
     pub(crate) fn alive(&mut self, word: u64) -> bool {
+        if self.seen_dead == Some(word) {
+            return false;
+        }
         if let Some((w, at)) = self.seen_alive {
             if w == word && at.elapsed() < Duration::from_millis(1) {
                 return true;
@@ -195,6 +202,8 @@ impl Stuck {
         let live = alive(word);
         if live {
             self.seen_alive = Some((word, Instant::now()));
+        } else {
+            self.seen_dead = Some(word);
         }
         live
     }
@@ -218,9 +227,11 @@ impl Stuck {
         true
     }
 
-    /// Something moved (a recovery, another position): wait afresh.
+    /// A position was repaired: a live holder of the next one gets the
+    /// whole stall limit again. (The spin stays over: the next position of a
+    /// dead claim needs no new spin before it is looked up.)
     pub(crate) fn progressed(&mut self) {
-        *self = Stuck::new();
+        self.live_since = None;
     }
 }
 
@@ -585,8 +596,14 @@ impl Home {
             if (len & POP != 0) != pop {
                 continue;
             }
+            // A claim is never longer than the capacity: a longer one is a
+            // corrupted record, which must not make whole laps look dead.
+            let n = len & !POP;
+            if n > self.capacity {
+                continue;
+            }
             let pos = lane.pos.load(Ordering::Acquire);
-            if p.wrapping_sub(pos) >= len & !POP {
+            if p.wrapping_sub(pos) >= n {
                 continue;
             }
             // The owner after the claim: loaded after it, it is the one that

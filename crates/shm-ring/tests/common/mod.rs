@@ -29,6 +29,18 @@ pub(crate) const CONTROL_LINES: usize = 5;
 /// The control block's size.
 pub(crate) const CONTROL_SIZE: usize = CONTROL_LINES * std::mem::size_of::<CachePadded<u64>>();
 
+/// `shared::extra_offset()`: the MPMC ring's claim records (`mpmc::Records`)
+/// start here, on the first 128-byte line after the control block.
+pub(crate) const RECORDS_OFFSET: usize = (CONTROL_OFFSET + CONTROL_SIZE).next_multiple_of(128);
+/// `Records::counts`: positions skipped, then slots reclaimed.
+pub(crate) const COUNTS_OFFSET: usize = RECORDS_OFFSET;
+/// `Records::lanes`: after the cache-padded counts.
+pub(crate) const LANES_OFFSET: usize = RECORDS_OFFSET + std::mem::size_of::<CachePadded<u64>>();
+/// Bytes per lane: `#[repr(C, align(64))] { owner, pos, len }`.
+pub(crate) const LANE_SIZE: usize = 64;
+/// Lanes per MPMC ring.
+pub(crate) const LANES: usize = 64;
+
 /// Offset of the first slot in a region laid out for `capacity` slots of
 /// `slot_size` bytes, when the region is exactly `required_size` bytes long
 /// (the slots are the last thing in the layout).
