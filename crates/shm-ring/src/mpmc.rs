@@ -41,8 +41,8 @@
 //! in its lane with two Release stores *before* the CAS of the tail (head)
 //! that makes it, and overwrites the announcement only when it starts its
 //! next claim, that is after it published (released) every position this one
-//! covered; a thread that announced a claim and then gave up (full, empty)
-//! clears it. The first 48 lanes are bound to a thread for as long as the
+//! covered; a thread whose claim's CAS failed clears its announcement before
+//! it waits or gives up (full, empty). The first 48 lanes are bound to a thread for as long as the
 //! thread lives and its process keeps a handle of the ring (a thread-local
 //! cache finds it: a TLS read and two compares per operation); a thread that
 //! finds none free takes one of the other 16 for one operation at a time.
@@ -389,10 +389,10 @@ impl<T: Pod, R> MpmcRing<T, R> {
     }
 
     /// Claims at least `min` and up to `max` consecutive positions from the
-    /// tail whose slots are free (`min <= max`, or nothing is ever claimed);
-    /// returns the first position and the count. Announces the claim in
-    /// `lane` first. On failure, how many slots were free: the ring is full
-    /// at the next one, or a live consumer held it past the stall limit.
+    /// tail whose slots are free; returns the first position and the count.
+    /// Announces the claim in `lane` first. On failure, how many slots were
+    /// free: the ring is full at the next one, or a live consumer held it
+    /// past the stall limit (with `min > max`, only that count comes back).
     #[inline]
     fn claim_push(&self, lane: &LaneRef<'_>, max: u64, min: u64) -> Result<(u64, u64), u64> {
         let tail = &self.shared.control().tail.pos;
@@ -429,14 +429,15 @@ impl<T: Pod, R> MpmcRing<T, R> {
                     }
                 }
             }
+            if announced {
+                // The claim announced last failed: do not let it cover
+                // positions others claimed while this thread waits.
+                lane.lane.clear();
+                announced = false;
+            }
             match self.push_stuck(pos, k, lane.index, &mut stuck) {
                 Some(now) => pos = now,
-                None => {
-                    if announced {
-                        lane.lane.clear();
-                    }
-                    return Err(k);
-                }
+                None => return Err(k),
             }
         }
     }
@@ -534,15 +535,12 @@ impl<T: Pod, R> MpmcRing<T, R> {
                     }
                 }
             }
-            match self.pop_stuck(pos, lane.index, &mut stuck) {
-                Ok(now) => pos = now,
-                Err(e) => {
-                    if announced {
-                        lane.lane.clear();
-                    }
-                    return Err(e);
-                }
+            if announced {
+                // As in `claim_push`.
+                lane.lane.clear();
+                announced = false;
             }
+            pos = self.pop_stuck(pos, lane.index, &mut stuck)?;
         }
     }
 
