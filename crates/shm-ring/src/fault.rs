@@ -15,6 +15,10 @@
 use std::cell::Cell;
 
 /// Where an armed thread stops.
+///
+/// # Examples
+///
+/// See [`arm`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Point {
     /// An MPMC push (`push`, `push_slice`, `push_exact`) that has claimed its
@@ -26,6 +30,20 @@ pub enum Point {
 }
 
 /// What happens there.
+///
+/// # Examples
+///
+/// ```
+/// use shm_ring::fault::{arm, Action, Point};
+/// fn claimed() {
+///     eprintln!("claimed, not yet published");
+/// }
+/// let ring = shm_ring::MpmcRing::<u64, _>::new_heap(4)?;
+/// arm(Point::PushClaimed, Action::Call(claimed));
+/// ring.push(1).unwrap(); // prints, then publishes as usual
+/// assert_eq!(ring.pop(), Ok(1));
+/// # Ok::<(), shm_ring::RingError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum Action {
     /// Call this function (it may never return).

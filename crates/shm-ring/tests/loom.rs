@@ -4,7 +4,8 @@
 //! (`cargo xtask loom` does the same). Under `cfg(loom)` the rings' atomics
 //! and slot cells are loom's, so these explore every interleaving (up to the
 //! preemption bound) of the real push/pop code, weak memory included. The
-//! MPMC ring's claim records are 4 lanes under loom (64 otherwise), and a
+//! MPMC ring's claim records are 3 lanes under loom (64 otherwise: 2 bound to
+//! a thread, 1 taken per operation, so a model's third thread takes that path), and a
 //! process's death is simulated with the `fault-injection` hooks (this
 //! crate's tests build with them).
 #![cfg(loom)]

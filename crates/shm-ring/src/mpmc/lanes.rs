@@ -39,8 +39,10 @@ use std::sync::Mutex;
 /// are in a push or pop at once (a thread beyond waits for a lane).
 #[cfg(not(loom))]
 pub(crate) const LANES: usize = 64;
+/// Under loom: two bound lanes and one per operation, so that the models'
+/// third thread takes the per-operation path.
 #[cfg(loom)]
-pub(crate) const LANES: usize = 4;
+pub(crate) const LANES: usize = 3;
 /// Lanes `0 .. BOUND_LANES` are bound to a thread; the rest are taken per operation.
 pub(crate) const BOUND_LANES: usize = LANES * 3 / 4;
 
