@@ -484,8 +484,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if s != free_for(q) + 1 {
             return None; // a state no peer explains: corrupted
         }
-        let holder = self.shared.home.holder(q, true, mine, &mut |w| st.alive(w));
-        match holder {
+        match st.holder(&self.shared.home, q, true, mine) {
             Holder::Live => st.wait_live().then_some(pos),
             Holder::Dead => {
                 self.reclaim(q);
@@ -594,11 +593,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if s != free_for(pos) {
             return Err(PopError::Empty); // a state no peer explains: corrupted
         }
-        let holder = self
-            .shared
-            .home
-            .holder(pos, false, mine, &mut |w| st.alive(w));
-        match holder {
+        match st.holder(&self.shared.home, pos, false, mine) {
             Holder::Live if st.wait_live() => Ok(pos),
             Holder::Dead => {
                 self.skip(pos);

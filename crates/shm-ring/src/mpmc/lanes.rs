@@ -154,6 +154,9 @@ pub(crate) struct Stuck {
     seen_alive: Option<(u64, Instant)>,
     /// The last word found dead (a dead process stays dead).
     seen_dead: Option<u64>,
+    /// The position (and side) last found held by a live process, and
+    /// when: for a millisecond it is not looked up again.
+    live_at: Option<(u64, bool, Instant)>,
 }
 
 impl Stuck {
@@ -166,6 +169,7 @@ impl Stuck {
             live_since: None,
             seen_alive: None,
             seen_dead: None,
+            live_at: None,
         }
     }
 
@@ -208,6 +212,23 @@ impl Stuck {
             self.seen_dead = Some(word);
         }
         live
+    }
+
+    /// [`Home::holder`] of position `p` (`pop`: a consumer's claim), other
+    /// than lane `mine`. A live verdict stands for a millisecond (the lanes
+    /// are not scanned again meanwhile; under loom always).
+    pub(crate) fn holder(&mut self, home: &Home, p: u64, pop: bool, mine: usize) -> Holder {
+        #[cfg(not(loom))]
+        if let Some((at, side, when)) = self.live_at {
+            if at == p && side == pop && when.elapsed() < Duration::from_millis(1) {
+                return Holder::Live;
+            }
+        }
+        let holder = home.holder(p, pop, mine, &mut |w| self.alive(w));
+        if holder == Holder::Live {
+            self.live_at = Some((p, pop, Instant::now()));
+        }
+        holder
     }
 
     /// A live holder: waits a little and says true, or false once it has
