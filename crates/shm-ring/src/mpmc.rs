@@ -42,10 +42,11 @@
 //! that makes it, and overwrites the announcement only when it starts its
 //! next claim, that is after it published (released) every position this one
 //! covered; a thread whose claim's CAS failed clears its announcement before
-//! it waits or gives up (full, empty). The first 48 lanes are bound to a thread for as long as the
-//! thread lives and its process keeps a handle of the ring (a thread-local
-//! cache finds it: a TLS read and two compares per operation); a thread that
-//! finds none free takes one of the other 16 for one operation at a time.
+//! it waits or gives up (full, empty). The first 48 lanes are bound to a
+//! thread for as long as the thread lives and its process keeps a handle of
+//! the ring (a thread-local cache finds it: a TLS read and two compares per
+//! operation); a thread that finds none free takes one of the other 16 for
+//! one operation at a time (a CAS to take it, a store to give it back).
 //! A process takes lanes lazily, on its threads' first operations, and gives
 //! them back when its last handle of the ring drops; a lane whose owner is
 //! dead is taken over once its last claim is settled (its positions are
@@ -96,15 +97,17 @@
 //!   most once, never twice). Producers that wrap around to those slots find
 //!   it dead and free them (`recovered().reclaimed`), so they do not see
 //!   `Full` for ever.
-//! - A process killed anywhere else leaves nothing to repair. Its lanes stay
-//!   taken until another thread needs one and takes them over.
+//! - A process killed anywhere else leaves nothing to repair (its lanes stay
+//!   taken until another thread needs one and takes it over).
 //! - Not repaired: a peer that is alive but does not run (stopped, traced)
 //!   keeps the positions it claimed; after one second operations report
 //!   `Stalled` or `Full` (`pop_blocking` and `push_blocking` at their
 //!   deadline), and everything flows again once it runs. Whether a process
 //!   counts as dead is what `ProcessId::is_alive` says.
-//! - More than 64 threads in the middle of an operation at once, all
-//!   processes together: the others wait for a lane to come free.
+//! - Lanes are finite: 48 threads (all processes together) keep one while
+//!   they live, and 16 more operations can be in flight on the shared rest;
+//!   a thread beyond that waits in its push or pop for a lane to come free.
+//!   A killed process's lanes are taken over once its claims are repaired.
 //!
 //! **Across `fork`.** An MPMC ring has no roles to own: every handle may push
 //! and pop, in any number of processes. So an [`MpmcRing`] that a `fork(2)`ed

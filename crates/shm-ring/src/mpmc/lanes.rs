@@ -226,7 +226,10 @@ impl Stuck {
         }
         let holder = home.holder(p, pop, mine, &mut |w| self.alive(w));
         if holder == Holder::Live {
-            if self.live_at.is_some_and(|(at, side, _)| at != p || side != pop) {
+            if self
+                .live_at
+                .is_some_and(|(at, side, _)| at != p || side != pop)
+            {
                 self.live_since = None; // another position: its own stall limit
             }
             self.live_at = Some((p, pop, Instant::now()));
