@@ -35,8 +35,9 @@ pub(crate) use std::sync::atomic::fence;
 #[cfg(not(loom))]
 use std::sync::Mutex;
 
-/// Lanes in a ring: at most this many threads, in all processes together,
-/// are in a push or pop at once (a thread beyond waits for a lane).
+/// Lanes in a ring: `BOUND_LANES` threads (all processes together) keep
+/// one while they live, and the rest serve one operation at a time; a
+/// thread that finds none waits for one.
 #[cfg(not(loom))]
 pub(crate) const LANES: usize = 64;
 /// Under loom: two bound lanes and one per operation, so that the models'
