@@ -85,11 +85,16 @@ pub enum PopError {
     /// The ring is empty (or still empty at the deadline).
     #[error("the ring is empty")]
     Empty,
-    /// MPMC only: position `position` was claimed by a producer that has not
-    /// published it by the deadline, and every later item waits behind it.
-    /// The producer may be slow or dead; see the `mpmc` module docs.
+    /// MPMC only: position `position` was claimed by a producer that is
+    /// alive but has not published it for the ring's stall limit (one
+    /// second: it is stopped or starved), and every later item waits behind
+    /// it; they flow again once it publishes. A dead producer's position is
+    /// skipped instead, never reported. Also what a corrupted ring shows: a
+    /// position claimed with no claim record at all. See the `mpmc` module
+    /// docs.
     #[error(
-        "position {position} was claimed by a producer that has not published it (slow or dead)"
+        "position {position} was claimed by a producer that has not published it (alive but \
+         stopped or starved, or no record of who claimed it)"
     )]
     Stalled {
         /// The stuck position.

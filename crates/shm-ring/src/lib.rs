@@ -4,6 +4,11 @@
 //!   fastest path (no CAS, each side caches the other's position).
 //! - [`MpmcRing`]: any number of producers and consumers in any processes
 //!   (per-slot sequence numbers; see the [`mpmc`] module for why).
+//!   Linearizable (`Empty` and `Full` only when the ring is empty or full,
+//!   as crossbeam's `ArrayQueue`), and crash-safe: a process killed between
+//!   claiming a position and publishing or releasing it leaves a hole that
+//!   the survivors prove dead and repair, so nothing published is lost and
+//!   the ring never wedges.
 //!
 //! Both hold `bytemuck::Pod` elements in any [`Region`](shm_segment::Region)
 //! (System V, POSIX, memfd, anonymous, heap), behind the validated header of
@@ -45,6 +50,9 @@
 #![warn(missing_docs)]
 
 mod error;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod fault;
 pub mod mpmc;
 mod shared;
 pub mod spsc;

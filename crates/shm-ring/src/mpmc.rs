@@ -16,15 +16,98 @@
 //! *every* producer. Here it stalls only its own slot: other producers keep
 //! going until the ring wraps around to it. Batches still cost one CAS.
 //!
-//! **What a killed process leaves.** A consumer killed between claim and
-//! release keeps its slot from being reused: producers see the ring as
-//! full one lap later. A producer killed between claim and publish leaves
-//! its position unpublished: consumers stop there, and
-//! [`MpmcRing::pop_blocking`] returns [`PopError::Stalled`] at its deadline
-//! instead of hanging. Items before the stuck position are all delivered.
-//! Neither case is repaired automatically, because a slow process is
-//! indistinguishable from a dead one at this level; recreate the ring (for
-//! example after the creator sees its peers die).
+//! **Linearizable.** [`MpmcRing::pop`] says `Empty` only when the ring is
+//! empty (head and tail met at one instant), [`MpmcRing::push`] says `Full`
+//! only when it is full (the tail a whole lap ahead of the head). When the
+//! slot an operation needs is not ready although the positions say it
+//! should be (a producer claimed position `p` and has not published it yet,
+//! or a consumer claimed the slot's previous lap and has not released it),
+//! the operation waits for that peer, as `ArrayQueue` does: a bounded spin
+//! (`crossbeam_utils::Backoff`), then it asks who holds the position (the
+//! claim records below). If the holder is dead, the position is repaired
+//! and the operation goes on; if it is alive, the operation keeps waiting
+//! (yielding, then sleeping 100 µs at a time) for at most one second, after
+//! which `pop` reports [`PopError::Stalled`] and `push` reports `Full`
+//! (`push_slice` 0, `push_exact` `TooFew`) instead of hanging on a peer
+//! that is stopped (`SIGSTOP`, a debugger). Batches (`push_slice`,
+//! `pop_into`) move what is ready up to the first such position, or wait
+//! there when nothing before it is.
+//!
+//! **Claim records.** The ring's shared block (after the control block,
+//! before the slots) holds 64 *lanes*, each on its own cache line: an owner
+//! word (`ProcessId::to_word` of a process, 0 when free, taken by a CAS) and
+//! the claim its thread makes or made last (first position, count, and
+//! whether a producer or a consumer made it). A thread announces each claim
+//! in its lane with two Release stores *before* the CAS of the tail (head)
+//! that makes it, and overwrites the announcement only when it starts its
+//! next claim, that is after it published (released) every position this one
+//! covered; a thread whose claim's CAS failed clears its announcement before
+//! it waits or gives up (full, empty). The first 48 lanes are bound to a
+//! thread for as long as the thread lives and its process keeps a handle of
+//! the ring (a thread-local cache finds it: a TLS read and two compares per
+//! operation); a thread that finds none free takes one of the other 16 for
+//! one operation at a time (a CAS to take it, a store to give it back).
+//! A process takes lanes lazily, on its threads' first operations, and gives
+//! them back when its last handle of the ring drops; a lane whose owner is
+//! dead is taken over once its last claim is settled (its positions are
+//! behind the head, or its slots were reused a lap later), so that no record
+//! a recovery still needs is overwritten.
+//!
+//! **Why a dead claimer is proven, not guessed.** A consumer at head `p`
+//! finds slot `p` unpublished while its Acquire load of the tail is past `p`.
+//! That load synchronizes with the CAS that claimed `p` (Release; every
+//! later change of the tail is also a read-modify-write, which continues its
+//! release sequence), so the claimer's announcement, stored before that CAS,
+//! is visible to the consumer, or a newer one, which the claimer stores only
+//! after publishing `p`. Hence, if the claimer is alive and has not
+//! published `p`, some lane announces a producer's claim covering `p` and has
+//! a live owner (the owner is read after the announcement, so it is the one
+//! that made it, never an older one). The consumer therefore skips `p` only
+//! when every lane whose announcement covers `p` belongs to a dead process
+//! and at least one does (a position no lane covers is a corrupted ring, not
+//! a hole: reported as `Stalled`, never skipped). A lane may announce a claim
+//! whose CAS failed (the position went to another producer), so a dead
+//! lane alone proves nothing; what proves it is that no live lane covers
+//! `p`: whoever claimed `p` announced it and is not alive. The skip itself
+//! is a CAS of the slot's sequence from "free for `p`" to "free for
+//! `p + capacity`", which fails if the producer published after all; then
+//! the head moves past `p` (a consumer that finds a skipped slot at the head
+//! helps). The mirror image repairs a consumer's claim: a producer at tail
+//! `t` whose slot still holds position `q = t - capacity` while the head is
+//! past `q` looks for lanes announcing a consumer's claim covering `q`; when
+//! only dead ones do, it frees the slot with a CAS from "holds `q`" to "free
+//! for `t`". Liveness ([`ProcessId::is_alive`](shm_segment::ProcessId::is_alive),
+//! which asks the kernel) costs a syscall or more, so it is asked only when
+//! stuck, after the bounded spin, at most once a millisecond for a live
+//! peer, and never on the fast path (which pays the lane lookup, the two
+//! stores of the announcement and a Release claim CAS, free on x86).
+//!
+//! **What a killed process leaves.**
+//!
+//! - A producer killed between claim and publish: the positions of its
+//!   claim (one `push`, or one batch) never receive a value. Consumers that
+//!   reach them find it dead and skip them
+//!   ([`recovered`](MpmcRing::recovered)`().skipped` counts them); every
+//!   item published before or after them is delivered, in order, to live
+//!   consumers: nothing published is lost and the ring is never recreated.
+//!   Only the dead producer's unpublished items of that claim are gone (its
+//!   caller never saw that push return).
+//! - A consumer killed between claim and release: the items of its claim
+//!   are gone with it (it may have read and acted on them: delivery is at
+//!   most once, never twice). Producers that wrap around to those slots find
+//!   it dead and free them (`recovered().reclaimed`), so they do not see
+//!   `Full` for ever.
+//! - A process killed anywhere else leaves nothing to repair (its lanes stay
+//!   taken until another thread needs one and takes it over).
+//! - Not repaired: a peer that is alive but does not run (stopped, traced)
+//!   keeps the positions it claimed; after one second operations report
+//!   `Stalled` or `Full` (`pop_blocking` and `push_blocking` at their
+//!   deadline), and everything flows again once it runs. Whether a process
+//!   counts as dead is what `ProcessId::is_alive` says.
+//! - Lanes are finite: 48 threads (all processes together) keep one while
+//!   they live, and 16 more operations can be in flight on the shared rest;
+//!   a thread beyond that waits in its push or pop for a lane to come free.
+//!   A killed process's lanes are taken over once its claims are repaired.
 //!
 //! **Across `fork`.** An MPMC ring has no roles to own: every handle may push
 //! and pop, in any number of processes. So an [`MpmcRing`] that a `fork(2)`ed
@@ -32,7 +115,9 @@
 //! ring's [`Producer`](crate::Producer) and [`Consumer`](crate::Consumer),
 //! which are inert there. Creating the ring before the fork and using it on
 //! both sides (what pyshm users do) works, and the child's drop of its copy
-//! only unmaps its own view.
+//! only unmaps its own view. The child takes lanes of its own (owned by its
+//! own `ProcessId`, which is new in the child): it never announces in, nor
+//! gives back, the lanes of its parent.
 //!
 //! **Blocking calls.** [`MpmcRing::push_blocking`] and
 //! [`MpmcRing::pop_blocking`] wait as the SPSC ones do: the handle's
@@ -41,6 +126,8 @@
 //! and a sleeper count that heals itself when a sleeper is killed. An MPMC
 //! ring has no roles, so no side can be "gone": there is no `PeerGone`
 //! here, and a wait ends with what it waited for or at its deadline.
+
+mod lanes;
 
 use std::marker::PhantomData;
 use std::ptr::{addr_of, addr_of_mut};
@@ -52,18 +139,31 @@ use bytemuck::Pod;
 use shm_segment::{HeapRegion, Kind, Region};
 
 use crate::error::{BulkError, PopError, PushError, RingError};
-use crate::shared::{heap_region, Layout, Mapped, RingOptions};
+use crate::shared::{heap_region, Layout, Mapped, RingOptions, RingSlot};
 use crate::sync::{AtomicU64, ValueCell};
 use crate::wait::{Wait, WaitStrategy, Waited};
+pub(crate) use lanes::RECORDS_SIZE;
+use lanes::{fence, Holder, Home, LaneRef, Records, Stuck, POP};
 
-/// 2: the sleeper count is a 64-bit word with a generation.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// 3: the claim records (lanes and recovery counts) between the control
+/// block and the slots (2: the sleeper count became a 64-bit word with a
+/// generation).
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 
 /// A slot: its sequence number, then the value.
 #[repr(C)]
 pub(crate) struct Slot<T> {
     seq: AtomicU64,
     value: ValueCell<T>,
+}
+
+impl<T> RingSlot for Slot<T> {
+    type Extra = Records;
+
+    unsafe fn init_extra(extra: *mut Records) {
+        // SAFETY: forwarded contract.
+        unsafe { Records::init(extra) }
+    }
 }
 
 /// The sequence of a slot that is free for position `pos`.
@@ -76,6 +176,47 @@ fn layout<T>() -> Layout<Slot<T>> {
     Layout::new(Kind::MPMC_RING, LAYOUT_VERSION)
 }
 
+/// What recovery from killed processes has done to a ring so far, in all
+/// processes together (see the [module docs](crate::mpmc)).
+///
+/// # Examples
+///
+/// ```
+/// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+/// assert_eq!(ring.recovered(), shm_ring::mpmc::Recovered::default());
+/// # Ok::<(), shm_ring::RingError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recovered {
+    /// Positions skipped because the producer that claimed them died before
+    /// publishing them.
+    pub skipped: u64,
+    /// Slots freed because the consumer that claimed them died before
+    /// releasing them (their items went with it).
+    pub reclaimed: u64,
+}
+
+/// The shared part of every handle of one mapping: the mapping and this
+/// process's lanes in it (given back when the last handle drops).
+struct Inner<R> {
+    mapped: Mapped<R>,
+    home: Arc<Home>,
+}
+
+impl<R> std::ops::Deref for Inner<R> {
+    type Target = Mapped<R>;
+
+    fn deref(&self) -> &Mapped<R> {
+        &self.mapped
+    }
+}
+
+impl<R> Drop for Inner<R> {
+    fn drop(&mut self) {
+        // Before the mapping goes (fields drop after this).
+        self.home.release_all();
+    }
+}
 /// A multi-producer multi-consumer ring of `T` in a [`Region`]. Every
 /// handle (clone it freely, attach from any process) may push and pop.
 ///
@@ -105,7 +246,7 @@ fn layout<T>() -> Layout<Slot<T>> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct MpmcRing<T, R> {
-    shared: Arc<Mapped<R>>,
+    shared: Arc<Inner<R>>,
     /// How this handle's blocking calls wait (process-local).
     wait: WaitStrategy,
     _t: PhantomData<fn(T) -> T>,
@@ -212,9 +353,13 @@ impl<T: Pod, R: Region> MpmcRing<T, R> {
         ))
     }
 
-    fn wrap(shared: Mapped<R>, wait: WaitStrategy) -> Self {
+    fn wrap(mapped: Mapped<R>, wait: WaitStrategy) -> Self {
+        // SAFETY: wired for `Slot<T>`, whose extra block is `Records`.
+        let records = unsafe { mapped.extra::<Records>() };
+        let ctl = mapped.control();
+        let home = Home::new(records, &ctl.head.pos, &ctl.tail.pos, mapped.capacity);
         MpmcRing {
-            shared: Arc::new(shared),
+            shared: Arc::new(Inner { mapped, home }),
             wait,
             _t: PhantomData,
         }
@@ -260,47 +405,289 @@ impl<T: Pod, R> MpmcRing<T, R> {
         unsafe { ValueCell::read(addr_of!((*slot).value)) }
     }
 
-    /// Claims up to `max` consecutive positions whose slots hold sequence
-    /// `2 * pos + offset` (offset 0: free, for producers; 1: full, for
-    /// consumers); returns the first position and the count. `side` is the
-    /// tail (producers) or the head (consumers).
+    /// Claims at least `min` and up to `max` consecutive positions from the
+    /// tail whose slots are free; returns the first position and the count.
+    /// Announces the claim in `lane` first. On failure, how many slots were
+    /// free: the ring is full at the next one, or a live consumer held it
+    /// past the stall limit (with `min > max`, only that count comes back).
     #[inline]
-    fn claim(&self, side: &AtomicU64, max: u64, offset: u64) -> Option<(u64, u64)> {
-        let mut pos = side.load(Ordering::Relaxed);
+    fn claim_push(&self, lane: &LaneRef<'_>, max: u64, min: u64) -> Result<(u64, u64), u64> {
+        let tail = &self.shared.control().tail.pos;
+        let mut pos = tail.load(Ordering::Relaxed);
+        let mut announced = false;
+        let mut stuck = None;
         loop {
             let mut k = 0;
             while k < max {
-                let want = free_for(pos.wrapping_add(k)).wrapping_add(offset);
+                let i = pos.wrapping_add(k);
                 // SYNC POINT: Acquire pairs with the Release store of the
                 // sequence by whoever last owned this slot.
-                if self.seq(pos.wrapping_add(k)).load(Ordering::Acquire) != want {
+                if self.seq(i).load(Ordering::Acquire) != free_for(i) {
                     break;
                 }
                 k += 1;
             }
-            if k == 0 {
-                let seq = self.seq(pos).load(Ordering::Acquire);
-                let diff = seq.wrapping_sub(free_for(pos).wrapping_add(offset)) as i64;
-                if diff < 0 {
-                    return None; // full (producers) or empty (consumers)
+            if k >= min {
+                lane.lane.announce(pos, k);
+                announced = true;
+                // SYNC POINT: Release makes the announcement visible to a
+                // consumer whose Acquire load of the tail sees this claim
+                // (`pop_stuck`).
+                match tail.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(k),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok((pos, k)),
+                    Err(now) => {
+                        pos = now;
+                        continue;
+                    }
                 }
-                // Another handle took `pos`: move on. If the side did not
-                // move, the slot is corrupted: report full/empty, never spin.
-                let now = side.load(Ordering::Relaxed);
-                if now == pos {
-                    return None;
-                }
-                pos = now;
-                continue;
             }
-            match side.compare_exchange_weak(
-                pos,
-                pos.wrapping_add(k),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some((pos, k)),
-                Err(now) => pos = now,
+            if announced {
+                // The claim announced last failed: do not let it cover
+                // positions others claimed while this thread waits.
+                lane.lane.clear();
+                announced = false;
+            }
+            match self.push_stuck(pos, k, lane.index, &mut stuck) {
+                Some(now) => pos = now,
+                None => return Err(k),
+            }
+        }
+    }
+
+    /// The slot of position `pos + k` is not free for it. Returns where to
+    /// claim next, or `None` when the ring is full there (or a live consumer
+    /// held it too long, or the slot is in a state no peer explains).
+    #[cold]
+    #[inline(never)]
+    fn push_stuck(&self, pos: u64, k: u64, mine: usize, stuck: &mut Option<Stuck>) -> Option<u64> {
+        let ctl = self.shared.control();
+        let i = pos.wrapping_add(k);
+        let s = self.seq(i).load(Ordering::Acquire);
+        if s == free_for(i) {
+            return Some(pos); // freed meanwhile
+        }
+        if s.wrapping_sub(free_for(i)) as i64 > 0 {
+            // Another producer took `i`: move on. If the tail did not move,
+            // the slot is corrupted: report full, never spin.
+            let now = ctl.tail.pos.load(Ordering::Relaxed);
+            return (now != pos).then_some(now);
+        }
+        // The slot still holds position `q`, a lap back.
+        let q = i.wrapping_sub(self.shared.capacity);
+        // SYNC POINT: as in `ArrayQueue`, this fence orders the load of the
+        // sequence before the load of the head: "full" is decided on values
+        // that held together. The head's Acquire pairs with the consumers'
+        // claim CAS (Release), for their announcements (`Home::holder`).
+        fence(Ordering::SeqCst);
+        let head = ctl.head.pos.load(Ordering::Acquire);
+        if head.wrapping_sub(q) as i64 <= 0 {
+            return None; // nobody took `q`: full
+        }
+        let now = ctl.tail.pos.load(Ordering::Relaxed);
+        if now != pos {
+            return Some(now);
+        }
+        // A consumer took `q` and has not released its slot yet: wait, and
+        // when that takes long, ask who it is.
+        let st = stuck.get_or_insert_with(Stuck::new);
+        if !st.spun() {
+            return Some(pos);
+        }
+        if s != free_for(q) + 1 {
+            return None; // a state no peer explains: corrupted
+        }
+        match st.holder(&self.shared.home, q, true, mine) {
+            Holder::Live => st.wait_live().then_some(pos),
+            Holder::Dead => {
+                self.reclaim(q);
+                st.progressed();
+                Some(pos)
+            }
+            Holder::Nobody => (self.seq(i).load(Ordering::Acquire) != s).then_some(pos),
+        }
+    }
+
+    /// Claims up to `max` (at least 1) consecutive published positions from
+    /// the head; returns the first position and the count. Announces the
+    /// claim in `lane` first.
+    #[inline]
+    fn claim_pop(&self, lane: &LaneRef<'_>, max: u64) -> Result<(u64, u64), PopError> {
+        let head = &self.shared.control().head.pos;
+        let mut pos = head.load(Ordering::Relaxed);
+        let mut announced = false;
+        let mut stuck = None;
+        loop {
+            let mut k = 0;
+            while k < max {
+                let i = pos.wrapping_add(k);
+                // SYNC POINT: Acquire pairs with the producer's Release store
+                // of the sequence in `published`.
+                if self.seq(i).load(Ordering::Acquire) != free_for(i) + 1 {
+                    break;
+                }
+                k += 1;
+            }
+            if k > 0 {
+                lane.lane.announce(pos, k | POP);
+                announced = true;
+                // SYNC POINT: Release makes the announcement visible to a
+                // producer whose Acquire load of the head sees this claim
+                // (`push_stuck`).
+                match head.compare_exchange_weak(
+                    pos,
+                    pos.wrapping_add(k),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok((pos, k)),
+                    Err(now) => {
+                        pos = now;
+                        continue;
+                    }
+                }
+            }
+            if announced {
+                // As in `claim_push`.
+                lane.lane.clear();
+                announced = false;
+            }
+            pos = self.pop_stuck(pos, lane.index, &mut stuck)?;
+        }
+    }
+
+    /// The slot of position `pos` holds no value for it. Returns where to
+    /// claim next, or why nothing can be taken.
+    #[cold]
+    #[inline(never)]
+    fn pop_stuck(&self, pos: u64, mine: usize, stuck: &mut Option<Stuck>) -> Result<u64, PopError> {
+        let ctl = self.shared.control();
+        let head = &ctl.head.pos;
+        let s = self.seq(pos).load(Ordering::Acquire);
+        if s == free_for(pos) + 1 {
+            return Ok(pos); // published meanwhile
+        }
+        if s.wrapping_sub(free_for(pos) + 1) as i64 > 0 {
+            let now = head.load(Ordering::Relaxed);
+            if now != pos {
+                return Ok(now); // another consumer took it: move on
+            }
+            if self.is_skipped(pos, s) {
+                // A consumer skipped this hole and has not moved the head
+                // past it yet: help.
+                let _ = head.compare_exchange(
+                    pos,
+                    pos.wrapping_add(1),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+                return Ok(head.load(Ordering::Relaxed));
+            }
+            return Err(PopError::Empty); // corrupted: report empty, never spin
+        }
+        // SYNC POINT: as in `ArrayQueue`, this fence orders the load of the
+        // sequence before the load of the tail. The tail's Acquire pairs with
+        // the producers' claim CAS (Release), for their announcements.
+        fence(Ordering::SeqCst);
+        let tail = ctl.tail.pos.load(Ordering::Acquire);
+        if tail.wrapping_sub(pos) as i64 <= 0 {
+            return Err(PopError::Empty);
+        }
+        let now = head.load(Ordering::Relaxed);
+        if now != pos {
+            return Ok(now);
+        }
+        // A producer claimed `pos` and has not published it: wait, and when
+        // that takes long, ask who it is.
+        let st = stuck.get_or_insert_with(Stuck::new);
+        if !st.spun() {
+            return Ok(pos);
+        }
+        if s != free_for(pos) {
+            return Err(PopError::Empty); // a state no peer explains: corrupted
+        }
+        match st.holder(&self.shared.home, pos, false, mine) {
+            Holder::Live if st.wait_live() => Ok(pos),
+            Holder::Dead => {
+                self.skip(pos);
+                st.progressed();
+                Ok(head.load(Ordering::Relaxed))
+            }
+            Holder::Nobody if self.seq(pos).load(Ordering::Acquire) != s => Ok(pos),
+            Holder::Live | Holder::Nobody => Err(PopError::Stalled { position: pos }),
+        }
+    }
+
+    /// Whether sequence `s` of the slot of position `pos` says that `pos`
+    /// was skipped (free for the next lap, or filled for it already).
+    fn is_skipped(&self, pos: u64, s: u64) -> bool {
+        let next_lap = free_for(pos.wrapping_add(self.shared.capacity));
+        s == next_lap || s == next_lap + 1
+    }
+
+    /// Skips position `pos` at the head, whose producer died before
+    /// publishing it (`Home::holder` said so), then moves the head past it.
+    #[cold]
+    fn skip(&self, pos: u64) {
+        let ctl = self.shared.control();
+        let next_lap = free_for(pos.wrapping_add(self.shared.capacity));
+        // SYNC POINT: AcqRel; fails if the producer published after all.
+        match self.seq(pos).compare_exchange(
+            free_for(pos),
+            next_lap,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                self.shared
+                    .home
+                    .records()
+                    .counts
+                    .skipped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(now) if self.is_skipped(pos, now) => {} // another consumer did
+            Err(_) => return,                           // published: take it
+        }
+        let _ = ctl.head.pos.compare_exchange(
+            pos,
+            pos.wrapping_add(1),
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        if self.shared.blocking {
+            ctl.room.notify();
+        }
+    }
+
+    /// Frees the slot of position `q`, which a consumer that died before
+    /// releasing it claimed (`Home::holder` said so), for the next lap.
+    #[cold]
+    fn reclaim(&self, q: u64) {
+        let next_lap = free_for(q.wrapping_add(self.shared.capacity));
+        // SYNC POINT: AcqRel; fails if the consumer released it after all.
+        if self
+            .seq(q)
+            .compare_exchange(
+                free_for(q) + 1,
+                next_lap,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            self.shared
+                .home
+                .records()
+                .counts
+                .reclaimed
+                .fetch_add(1, Ordering::Relaxed);
+            if self.shared.blocking {
+                self.shared.control().room.notify();
             }
         }
     }
@@ -309,7 +696,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     fn published(&self, first: u64, k: u64) {
         for i in 0..k {
             let pos = first.wrapping_add(i);
-            // SYNC POINT: Release pairs with the consumers' Acquire load in `claim`.
+            // SYNC POINT: Release pairs with the consumers' Acquire load in `claim_pop`.
             self.seq(pos).store(free_for(pos) + 1, Ordering::Release);
         }
         if self.shared.blocking {
@@ -321,7 +708,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     fn freed(&self, first: u64, k: u64) {
         for i in 0..k {
             let pos = first.wrapping_add(i);
-            // SYNC POINT: Release pairs with the producers' Acquire load in `claim`.
+            // SYNC POINT: Release pairs with the producers' Acquire load in `claim_push`.
             self.seq(pos).store(
                 free_for(pos.wrapping_add(self.shared.capacity)),
                 Ordering::Release,
@@ -332,7 +719,22 @@ impl<T: Pod, R> MpmcRing<T, R> {
         }
     }
 
-    /// Pushes one value, or gives it back when the ring is full.
+    /// With the `fault-injection` feature: whether this thread "dies" at
+    /// `point` (then its lane passes to a dead process).
+    #[cfg(feature = "fault-injection")]
+    #[inline]
+    fn dies_at<'a>(&self, point: crate::fault::Point, lane: LaneRef<'a>) -> Option<LaneRef<'a>> {
+        if crate::fault::hit(point) {
+            self.shared.home.die(lane);
+            None
+        } else {
+            Some(lane)
+        }
+    }
+
+    /// Pushes one value, or gives it back when the ring is full. Waits
+    /// while a consumer is between taking the slot's previous item and
+    /// releasing it (see the [module docs](crate::mpmc)).
     ///
     /// # Examples
     ///
@@ -344,17 +746,26 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// ```
     #[inline]
     pub fn push(&self, value: T) -> Result<(), PushError<T>> {
-        match self.claim(&self.shared.control().tail.pos, 1, 0) {
-            Some((pos, _)) => {
+        let lane = self.shared.home.lane();
+        match self.claim_push(&lane, 1, 1) {
+            Ok((pos, _)) => {
+                #[cfg(feature = "fault-injection")]
+                let Some(_lane) = self.dies_at(crate::fault::Point::PushClaimed, lane) else {
+                    return Ok(());
+                };
                 self.write_value(pos, value);
                 self.published(pos, 1);
                 Ok(())
             }
-            None => Err(PushError::Full(value)),
+            Err(_) => Err(PushError::Full(value)),
         }
     }
 
-    /// Takes one value.
+    /// Takes one value. Says [`PopError::Empty`] only when the ring is
+    /// empty: it waits while a producer is between claiming the next
+    /// position and publishing it, skips the position when that producer
+    /// died, and says [`PopError::Stalled`] when a live one held it for a
+    /// second (see the [module docs](crate::mpmc)).
     ///
     /// # Examples
     ///
@@ -367,14 +778,15 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// ```
     #[inline]
     pub fn pop(&self) -> Result<T, PopError> {
-        match self.claim(&self.shared.control().head.pos, 1, 1) {
-            Some((pos, _)) => {
-                let value = self.read_value(pos);
-                self.freed(pos, 1);
-                Ok(value)
-            }
-            None => Err(PopError::Empty),
-        }
+        let lane = self.shared.home.lane();
+        let (pos, _) = self.claim_pop(&lane, 1)?;
+        #[cfg(feature = "fault-injection")]
+        let Some(_lane) = self.dies_at(crate::fault::Point::PopClaimed, lane) else {
+            return Err(PopError::Empty);
+        };
+        let value = self.read_value(pos);
+        self.freed(pos, 1);
+        Ok(value)
     }
 
     /// Pushes as many of `values` as there are free slots, with one CAS;
@@ -392,16 +804,19 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if max == 0 {
             return 0;
         }
-        match self.claim(&self.shared.control().tail.pos, max, 0) {
-            Some((first, k)) => {
-                for (i, v) in values[..k as usize].iter().enumerate() {
-                    self.write_value(first.wrapping_add(i as u64), *v);
-                }
-                self.published(first, k);
-                k as usize
-            }
-            None => 0,
+        let lane = self.shared.home.lane();
+        let Ok((first, k)) = self.claim_push(&lane, max, 1) else {
+            return 0;
+        };
+        #[cfg(feature = "fault-injection")]
+        let Some(_lane) = self.dies_at(crate::fault::Point::PushClaimed, lane) else {
+            return k as usize;
+        };
+        for (i, v) in values[..k as usize].iter().enumerate() {
+            self.write_value(first.wrapping_add(i as u64), *v);
         }
+        self.published(first, k);
+        k as usize
     }
 
     /// Pushes all of `values` or none: fails unless that many slots are free now.
@@ -417,47 +832,32 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// ```
     pub fn push_exact(&self, values: &[T]) -> Result<(), BulkError> {
         let n = values.len() as u64;
-        let tail = &self.shared.control().tail.pos;
-        loop {
-            let pos = tail.load(Ordering::Relaxed);
-            let free = (0..n.min(self.shared.capacity))
-                .take_while(|&i| {
-                    self.seq(pos.wrapping_add(i)).load(Ordering::Acquire)
-                        == free_for(pos.wrapping_add(i))
-                })
-                .count() as u64;
-            if free < n {
-                if tail.load(Ordering::Relaxed) != pos {
-                    continue; // raced with another producer: look again
-                }
-                return Err(BulkError::TooFew {
-                    requested: values.len(),
-                    available: free as usize,
-                });
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            if tail
-                .compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(n),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                for (i, v) in values.iter().enumerate() {
-                    self.write_value(pos.wrapping_add(i as u64), *v);
-                }
-                self.published(pos, n);
-                return Ok(());
-            }
+        if n == 0 {
+            return Ok(());
         }
+        let lane = self.shared.home.lane();
+        // More than the capacity never fits: the claim then only counts.
+        let (first, _) = self
+            .claim_push(&lane, n.min(self.shared.capacity), n)
+            .map_err(|available| BulkError::TooFew {
+                requested: values.len(),
+                available: available as usize,
+            })?;
+        #[cfg(feature = "fault-injection")]
+        let Some(_lane) = self.dies_at(crate::fault::Point::PushClaimed, lane) else {
+            return Ok(());
+        };
+        for (i, v) in values.iter().enumerate() {
+            self.write_value(first.wrapping_add(i as u64), *v);
+        }
+        self.published(first, n);
+        Ok(())
     }
 
     /// Takes as many values as are ready (up to `out.len()`), with one CAS;
-    /// returns how many.
+    /// returns how many. 0 only when the ring is empty, or when the next
+    /// position is held by a live producer for a second (see
+    /// [`pop`](MpmcRing::pop)).
     ///
     /// # Examples
     ///
@@ -473,16 +873,19 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if max == 0 {
             return 0;
         }
-        match self.claim(&self.shared.control().head.pos, max, 1) {
-            Some((first, k)) => {
-                for (i, slot) in out[..k as usize].iter_mut().enumerate() {
-                    *slot = self.read_value(first.wrapping_add(i as u64));
-                }
-                self.freed(first, k);
-                k as usize
-            }
-            None => 0,
+        let lane = self.shared.home.lane();
+        let Ok((first, k)) = self.claim_pop(&lane, max) else {
+            return 0;
+        };
+        #[cfg(feature = "fault-injection")]
+        let Some(_lane) = self.dies_at(crate::fault::Point::PopClaimed, lane) else {
+            return 0;
+        };
+        for (i, slot) in out[..k as usize].iter_mut().enumerate() {
+            *slot = self.read_value(first.wrapping_add(i as u64));
         }
+        self.freed(first, k);
+        k as usize
     }
 
     /// Waits up to `timeout` for a free slot. Gives the value back if the
@@ -581,6 +984,28 @@ impl<T: Pod, R> MpmcRing<T, R> {
             PopError::Stalled { position: head }
         } else {
             PopError::Empty
+        }
+    }
+
+    /// What recovery from killed processes did to this ring so far, in all
+    /// processes together: positions skipped because their producer died
+    /// before publishing them, slots freed because their consumer died
+    /// before releasing them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// ring.push(1).unwrap();
+    /// assert_eq!(ring.pop(), Ok(1));
+    /// assert_eq!(ring.recovered().skipped + ring.recovered().reclaimed, 0);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn recovered(&self) -> Recovered {
+        let counts = &self.shared.home.records().counts;
+        Recovered {
+            skipped: counts.skipped.load(Ordering::Relaxed),
+            reclaimed: counts.reclaimed.load(Ordering::Relaxed),
         }
     }
 

@@ -12,7 +12,7 @@ use shm_segment::{
 };
 
 use crate::error::RingError;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU64, ValueCell};
 use crate::wait::{owner_gone, WaitStrategy, WaitWords, RELEASED};
 
 /// Flag in [`Control::flags`]: producers and consumers wake futex waiters.
@@ -143,6 +143,10 @@ pub(crate) struct Mapped<R> {
     control: *const Control,
     /// First slot; slot `i` is at `slots + i * stride`.
     pub(crate) slots: *mut u8,
+    /// The flavour's own block between the control block and the slots
+    /// ([`RingSlot::Extra`]; the MPMC ring's claim records), checked in
+    /// bounds and aligned in `wire`; null when the flavour has none.
+    extra: *const u8,
     pub(crate) capacity: u64,
     pub(crate) mask: u64,
     pub(crate) blocking: bool,
@@ -155,6 +159,33 @@ unsafe impl<R: Send> Send for Mapped<R> {}
 // SAFETY: as above.
 unsafe impl<R: Sync> Sync for Mapped<R> {}
 
+/// What a flavour's slot type says about the layout: the block it keeps
+/// between the control block and the slots (`()` for none).
+pub(crate) trait RingSlot {
+    /// Lives at [`extra_offset`], aligned to its own alignment (at most 128).
+    type Extra;
+
+    /// Prepares the extra block in freshly zeroed shared memory (loom's
+    /// atomics must be constructed; std's are valid as zeroes).
+    ///
+    /// # Safety
+    ///
+    /// `extra` is valid for writes, aligned, and not yet shared.
+    unsafe fn init_extra(extra: *mut Self::Extra);
+}
+
+impl<T> RingSlot for ValueCell<T> {
+    type Extra = ();
+
+    unsafe fn init_extra(_: *mut ()) {}
+}
+
+/// Where a flavour's extra block starts: after the control block, on a
+/// fresh pair of cache lines.
+pub(crate) const fn extra_offset() -> usize {
+    (CONTROL_OFFSET + std::mem::size_of::<Control>()).next_multiple_of(128)
+}
+
 /// Per-flavour constants: kind, layout version, and bytes per slot.
 pub(crate) struct Layout<S> {
     pub(crate) kind: Kind,
@@ -162,7 +193,7 @@ pub(crate) struct Layout<S> {
     _slot: PhantomData<S>,
 }
 
-impl<S> Layout<S> {
+impl<S: RingSlot> Layout<S> {
     pub(crate) const fn new(kind: Kind, version: u32) -> Self {
         Layout {
             kind,
@@ -172,7 +203,11 @@ impl<S> Layout<S> {
     }
 
     pub(crate) fn slots_offset() -> usize {
-        slots_offset_for(std::mem::align_of::<S>() as u64).expect("a type's alignment") as usize
+        slots_offset_for(
+            std::mem::align_of::<S>() as u64,
+            std::mem::size_of::<S::Extra>() as u64,
+        )
+        .expect("a type's alignment") as usize
     }
 
     /// Total bytes for `capacity` slots; `None` on overflow.
@@ -180,27 +215,30 @@ impl<S> Layout<S> {
         size_for(
             std::mem::size_of::<S>() as u64,
             std::mem::align_of::<S>() as u64,
+            std::mem::size_of::<S::Extra>() as u64,
             capacity,
         )
     }
 }
 
 /// Where the slots start when each is aligned to `slot_align` (a power of
-/// two, else `None`): after the control block, on a fresh pair of cache lines.
-fn slots_offset_for(slot_align: u64) -> Option<u64> {
+/// two, else `None`): after the control block and `extra` bytes of the
+/// flavour's own block, on a fresh pair of cache lines.
+fn slots_offset_for(slot_align: u64, extra: u64) -> Option<u64> {
     if !slot_align.is_power_of_two() {
         return None;
     }
-    let base = (CONTROL_OFFSET + std::mem::size_of::<Control>()) as u64;
+    let base = (extra_offset() as u64).checked_add(extra)?;
     base.checked_next_multiple_of(slot_align.max(128))
 }
 
 /// Total bytes for `capacity` slots of `slot_size` bytes aligned to
-/// `slot_align`; `None` on overflow or an alignment that is not a power of two.
-fn size_for(slot_size: u64, slot_align: u64, capacity: u64) -> Option<u64> {
+/// `slot_align` after an extra block of `extra` bytes; `None` on overflow or
+/// an alignment that is not a power of two.
+fn size_for(slot_size: u64, slot_align: u64, extra: u64, capacity: u64) -> Option<u64> {
     capacity
         .checked_mul(slot_size)?
-        .checked_add(slots_offset_for(slot_align)?)
+        .checked_add(slots_offset_for(slot_align, extra)?)
 }
 
 /// The bytes a ring of `kind` needs for `capacity` elements of `elem_size`
@@ -212,21 +250,22 @@ fn size_from_header(kind: Kind, elem_size: u32, elem_align: u32, capacity: u64) 
     if !align.is_power_of_two() {
         return None;
     }
-    let (slot_size, slot_align) = match kind {
-        // `ValueCell<T>`: `repr(transparent)` over the element.
-        Kind::SPSC_RING => (size, align),
-        // `mpmc::Slot<T>`: `repr(C)` { seq: u64, value: T }.
+    let (slot_size, slot_align, extra) = match kind {
+        // `ValueCell<T>`: `repr(transparent)` over the element; no extra block.
+        Kind::SPSC_RING => (size, align, 0),
+        // `mpmc::Slot<T>`: `repr(C)` { seq: u64, value: T }, after the
+        // claim records (`mpmc::Records`).
         Kind::MPMC_RING => {
             let slot_align = align.max(8);
             let value_at = 8u64.next_multiple_of(align);
             let slot_size = value_at
                 .checked_add(size)?
                 .checked_next_multiple_of(slot_align)?;
-            (slot_size, slot_align)
+            (slot_size, slot_align, crate::mpmc::RECORDS_SIZE as u64)
         }
         _ => return None,
     };
-    size_for(slot_size, slot_align, capacity)
+    size_for(slot_size, slot_align, extra, capacity)
 }
 
 /// The checks of a ring's header that `attach` and [`inspect`] share:
@@ -254,7 +293,7 @@ fn validate_header<R: Region>(
 impl<R: Region> Mapped<R> {
     /// Lays out a new ring in `region` and publishes its header last.
     /// `init_slot` prepares slot `i` (MPMC writes sequence numbers).
-    pub(crate) fn create<T, S>(
+    pub(crate) fn create<T, S: RingSlot>(
         region: R,
         layout: &Layout<S>,
         capacity: u64,
@@ -296,6 +335,11 @@ impl<R: Region> Mapped<R> {
         // SAFETY: `wire` checked the control block is in bounds and aligned;
         // nobody else uses it before the header is published below.
         unsafe { mapped.control.cast_mut().write(Control::new(flags)) };
+        if !mapped.extra.is_null() {
+            // SAFETY: `wire` checked the extra block is in bounds and aligned;
+            // nobody else uses it before the header is published below.
+            unsafe { S::init_extra(mapped.extra.cast_mut().cast()) };
+        }
         for i in 0..capacity {
             init_slot(mapped.slot_ptr::<S>(i), i);
         }
@@ -316,7 +360,7 @@ impl<R: Region> Mapped<R> {
     }
 
     /// Validates the header against `T` and the layout, then wires up.
-    pub(crate) fn attach<T, S>(region: R, layout: &Layout<S>) -> Result<Self, RingError> {
+    pub(crate) fn attach<T, S: RingSlot>(region: R, layout: &Layout<S>) -> Result<Self, RingError> {
         // Every ring operation writes shared words: a read-only mapping would fault.
         region.check_writable("attach ring")?;
         if std::mem::size_of::<T>() == 0 {
@@ -333,8 +377,16 @@ impl<R: Region> Mapped<R> {
 
     /// Checks bounds and alignment of the control block and the slots once;
     /// afterwards every slot index is masked, so it stays in bounds.
-    fn wire<S>(region: R, capacity: u64) -> Result<Self, RingError> {
+    fn wire<S: RingSlot>(region: R, capacity: u64) -> Result<Self, RingError> {
         let control = region.typed_ptr::<Control>("attach ring", CONTROL_OFFSET, 1)?;
+        let extra = if std::mem::size_of::<S::Extra>() == 0 {
+            std::ptr::null()
+        } else {
+            region
+                .typed_ptr::<S::Extra>("attach ring", extra_offset(), 1)?
+                .cast_const()
+                .cast::<u8>()
+        };
         let slots = region.typed_ptr::<S>(
             "attach ring",
             Layout::<S>::slots_offset(),
@@ -343,6 +395,7 @@ impl<R: Region> Mapped<R> {
         Ok(Mapped {
             region,
             control,
+            extra,
             slots: slots.cast(),
             capacity,
             mask: capacity - 1,
@@ -361,6 +414,19 @@ impl<R> Mapped<R> {
         // long as `self`; Control holds only atomics, valid for any bits and
         // made for concurrent access.
         unsafe { &*self.control }
+    }
+
+    /// The flavour's extra block ([`RingSlot::Extra`]).
+    ///
+    /// # Safety
+    ///
+    /// `E` is the `Extra` type of the slot type this ring was wired with
+    /// (so the pointer is non-null, in bounds and aligned for it), and `E`
+    /// holds only atomics, valid for any bits and made for sharing.
+    pub(crate) unsafe fn extra<E>(&self) -> &E {
+        debug_assert!(!self.extra.is_null());
+        // SAFETY: the caller's promise; the region lives as long as `self`.
+        unsafe { &*self.extra.cast::<E>() }
     }
 
     /// Pointer to slot `index & mask`: always inside the region.
@@ -417,7 +483,7 @@ pub(crate) fn role_abandoned(word: &AtomicU64) -> bool {
 
 /// A zeroed heap region for a ring of `capacity` slots of `S`, or the
 /// capacity error `create` would give (checked before allocating anything).
-pub(crate) fn heap_region<S>(capacity: usize) -> Result<HeapRegion, RingError> {
+pub(crate) fn heap_region<S: RingSlot>(capacity: usize) -> Result<HeapRegion, RingError> {
     let capacity = capacity as u64;
     let bad = |reason| RingError::Capacity {
         target: shm_segment::Target::Heap,

@@ -24,8 +24,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{
-    within, Guarded, Rng, OFF_CAPACITY, OFF_ELEM_ALIGN, OFF_ELEM_SIZE, OFF_KIND, OFF_MAGIC,
-    OFF_STATE, OFF_TOTAL, OFF_VERSION,
+    within, Guarded, Rng, MPMC_VERSION, OFF_CAPACITY, OFF_ELEM_ALIGN, OFF_ELEM_SIZE, OFF_KIND,
+    OFF_MAGIC, OFF_STATE, OFF_TOTAL, OFF_VERSION, SPSC_VERSION,
 };
 use shm_ring::{inspect, MpmcRing, RingError, RingInfo, RingOptions, SpscRing};
 use shm_segment::{
@@ -133,35 +133,53 @@ fn wrong_kind_and_version() {
             )
         },
     );
-    refused_by_header(
-        |r| {
-            r.write_pod(OFF_VERSION, &(common::LAYOUT_VERSION + 1))
-                .unwrap()
-        },
-        |e| {
-            *e == HeaderError::Version {
-                expected: common::LAYOUT_VERSION,
-                found: common::LAYOUT_VERSION + 1,
+    // SPSC rings are at layout version 2 (the sleeper word), MPMC rings at 3
+    // (and the claim records).
+    for found in [SPSC_VERSION + 2, 1] {
+        let (e1, e2) = attach_edited(|r| r.write_pod(OFF_VERSION, &found).unwrap());
+        assert_eq!(
+            header_error(e1),
+            HeaderError::Version {
+                expected: SPSC_VERSION,
+                found
             }
-        },
-    );
-    refused_by_header(
-        |r| r.write_pod(OFF_VERSION, &1u32).unwrap(),
-        |e| {
-            *e == HeaderError::Version {
-                expected: common::LAYOUT_VERSION,
-                found: 1,
+        );
+        assert_eq!(
+            header_error(e2),
+            HeaderError::Version {
+                expected: MPMC_VERSION,
+                found
             }
-        },
-    );
+        );
+    }
     refused_by_header(
         |r| r.write_pod(OFF_VERSION, &0u32).unwrap(),
         |e| {
-            *e == HeaderError::Version {
-                expected: common::LAYOUT_VERSION,
-                found: 0,
-            }
+            matches!(
+                e,
+                HeaderError::Version {
+                    expected: SPSC_VERSION | MPMC_VERSION,
+                    found: 0
+                }
+            )
         },
+    );
+    // An MPMC ring of layout 1 (no claim records) is refused, not misread.
+    let mpmc = Guarded::with_bytes(&mpmc_bytes());
+    mpmc.write_pod(OFF_VERSION, &1u32).unwrap();
+    assert_eq!(
+        header_error(MpmcRing::<u64, _>::attach(&mpmc).unwrap_err()),
+        HeaderError::Version {
+            expected: MPMC_VERSION,
+            found: 1
+        }
+    );
+    assert_eq!(
+        header_error(inspect(&mpmc).unwrap_err()),
+        HeaderError::Version {
+            expected: MPMC_VERSION,
+            found: 1
+        }
     );
 
     // One kind of ring attached as the other.
@@ -419,12 +437,16 @@ fn create_refuses_bad_arguments() {
     let err = MpmcRing::<(), _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err();
     assert!(matches!(err, RingError::ZeroSized { .. }), "{err:?}");
 
-    // Nothing was written by the refusals; a real create works once.
+    // Nothing was written by the refusals; a real create works once. (An
+    // MPMC ring, with its claim records, needs more room than this SPSC
+    // ring: it is refused on a region big enough for both.)
     assert!(region.to_vec().iter().all(|&b| b == 0));
     SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap();
+    let big = HeapRegion::new(MpmcRing::<u8, ()>::required_size(4).max(spsc_size(CAP) as usize));
+    SpscRing::<u64, _>::create(&big, CAP as u64, RingOptions::new()).unwrap();
     for err in [
         SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err(),
-        MpmcRing::<u8, _>::create(&region, 4, RingOptions::new()).unwrap_err(),
+        MpmcRing::<u8, _>::create(&big, 4, RingOptions::new()).unwrap_err(),
     ] {
         assert_eq!(
             header_error(err),
@@ -597,7 +619,7 @@ fn inspect_refuses_what_attach_refuses() {
         (
             "the next version",
             Box::new(|r: &Guarded| {
-                r.write_pod(OFF_VERSION, &(common::LAYOUT_VERSION + 1))
+                r.write_pod(OFF_VERSION, &(common::MPMC_VERSION + 1))
                     .unwrap()
             }),
         ),
@@ -749,7 +771,12 @@ fn plausible_header(rng: &mut Rng, bytes: &mut [u8]) {
         put(OFF_KIND, &kind.0.to_le_bytes());
     }
     if rng.below(8) != 0 {
-        put(OFF_VERSION, &common::LAYOUT_VERSION.to_le_bytes());
+        let version = if mpmc {
+            common::MPMC_VERSION
+        } else {
+            common::SPSC_VERSION
+        };
+        put(OFF_VERSION, &version.to_le_bytes());
     }
     if rng.below(8) != 0 {
         put(OFF_ELEM_SIZE, &8u32.to_le_bytes());
@@ -801,6 +828,18 @@ fn targets(region: &impl Region, mpmc: bool, cap: usize) -> Vec<usize> {
         let slot = common::mpmc_slot_size::<u64>();
         let slots = common::slots_offset(region.len(), cap, slot);
         words.extend((0..cap).map(|i| slots + i * slot));
+        // The recovery counts and the claim records (owner, first
+        // position, length) of the first lanes, which this thread binds.
+        words.extend([common::COUNTS_OFFSET, common::COUNTS_OFFSET + 8]);
+        for lane in 0..4 {
+            let at = common::LANES_OFFSET + lane * common::LANE_SIZE;
+            words.extend([at, at + 8, at + 16]);
+        }
+        assert_eq!(
+            common::LANES_OFFSET + common::LANES * common::LANE_SIZE,
+            slots,
+            "the claim records are not where the tests think"
+        );
     }
     words
 }

@@ -8,6 +8,8 @@
 //! 2. The pattern of pyshm still works: the ring is created before the fork
 //!    and each process takes its own role after it (SPSC), or simply uses
 //!    its inherited handle (MPMC, which has no roles).
+//! 3. An MPMC handle used in the child announces its claims in lanes of the
+//!    child's own, so a child killed mid-claim leaves a hole the parent skips.
 //!
 //! `fork` in a multi-threaded process is a trap (only the forking thread
 //! survives, holding whatever locks the others held), so this target runs
@@ -22,11 +24,12 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
     check, posix_name, run_cases, Case, CaseResult, Forked, UnlinkGuard, HANG, MISMATCH, OK,
 };
+use shm_ring::fault::{arm, Action, Point};
 use shm_ring::{
     inspect, BulkError, Consumer, MpmcRing, PopError, Producer, PushError, RingError, RingOptions,
     SpscRing,
@@ -332,8 +335,71 @@ fn mpmc_ring_inherited_by_the_child_works() -> CaseResult {
     })
 }
 
+/// Where a forked child's claim hook reports "claimed" (an address in a
+/// shared mapping, set before the fork).
+static CLAIMED_FLAG: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn report_claimed_and_wait() {
+    let flag = CLAIMED_FLAG.load(std::sync::atomic::Ordering::SeqCst)
+        as *const std::sync::atomic::AtomicU64;
+    // SAFETY: set by the parent to an aligned word of a shared mapping that
+    // outlives the child.
+    unsafe { (*flag).store(1, std::sync::atomic::Ordering::SeqCst) };
+    std::thread::sleep(HANG); // until killed
+}
+
+/// A forked child announces its claims in lanes of its own, never in the
+/// lane of the parent's thread that it inherited a copy of: killed between
+/// claim and publish, it leaves a hole that the parent, whose own lane it
+/// excludes when looking for the claimer, recognises as a dead process's
+/// and skips.
+fn mpmc_forked_child_claims_in_its_own_lane() -> CaseResult {
+    let size = MpmcRing::<u64, ()>::required_size(CAP);
+    let region = AnonShared::new(size).map_err(err)?;
+    let flag_region = AnonShared::new(8).map_err(err)?;
+    let flag = flag_region.atomic_u64(0).map_err(err)?;
+    CLAIMED_FLAG.store(
+        flag as *const _ as usize,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    let ring = MpmcRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).map_err(err)?;
+    // The parent's thread binds a lane; the child inherits that binding's cache.
+    ring.push(0).map_err(err)?;
+    check(ring.pop() == Ok(0), || {
+        "the parent's own push and pop".into()
+    })?;
+    let mut child = Forked::spawn(|| {
+        if ring.push(1).is_err() {
+            return MISMATCH;
+        }
+        arm(Point::PushClaimed, Action::Call(report_claimed_and_wait));
+        let _ = ring.push(2); // parks after claiming position 2
+        MISMATCH
+    })?;
+    let deadline = Instant::now() + HANG;
+    while flag.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        check(Instant::now() < deadline, || {
+            "the child did not claim".into()
+        })?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    ring.push(3).map_err(err)?; // behind the child's hole
+    child.kill();
+    let t0 = Instant::now();
+    let got = (ring.pop(), ring.pop(), ring.pop());
+    check(got == (Ok(1), Ok(3), Err(PopError::Empty)), || {
+        format!("after the child died between claim and publish the parent popped {got:?}")
+    })?;
+    check(t0.elapsed() < Duration::from_millis(900), || {
+        format!("skipping the hole took {:?}", t0.elapsed())
+    })?;
+    check(ring.recovered().skipped == 1, || {
+        format!("{:?}", ring.recovered())
+    })
+}
+
 fn main() {
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         (
             "inherited_producer_is_inert_and_keeps_the_role",
             inherited_producer_is_inert_and_keeps_the_role,
@@ -353,6 +419,10 @@ fn main() {
         (
             "mpmc_ring_inherited_by_the_child_works",
             mpmc_ring_inherited_by_the_child_works,
+        ),
+        (
+            "mpmc_forked_child_claims_in_its_own_lane",
+            mpmc_forked_child_claims_in_its_own_lane,
         ),
     ];
     run_cases(&cases);

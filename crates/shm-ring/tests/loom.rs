@@ -3,11 +3,16 @@
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p shm-ring --test loom --release`
 //! (`cargo xtask loom` does the same). Under `cfg(loom)` the rings' atomics
 //! and slot cells are loom's, so these explore every interleaving (up to the
-//! preemption bound) of the real push/pop code, weak memory included.
+//! preemption bound) of the real push/pop code, weak memory included. The
+//! MPMC ring's claim records are 3 lanes under loom (64 otherwise: 2 bound to
+//! a thread, 1 taken per operation, so a model's third thread takes that path), and a
+//! process's death is simulated with the `fault-injection` hooks (this
+//! crate's tests build with them).
 #![cfg(loom)]
 
 use loom::thread;
-use shm_ring::{MpmcRing, SpscRing};
+use shm_ring::fault::{arm, Action, Point};
+use shm_ring::{MpmcRing, PopError, SpscRing};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
@@ -134,5 +139,87 @@ fn mpmc_bulk_push_against_single_pops() {
         let got: Vec<u64> = (0..3).map(|_| retry(|| ring.pop().ok())).collect();
         producer.join().unwrap();
         assert_eq!(got, [1, 2, 3], "one producer: its items stay in order");
+    });
+}
+
+/// A producer dies between claiming its position and publishing it (the
+/// fault-injection hook hands its lane to a process that does not exist and
+/// abandons the push there). The consumer must still get the item another
+/// producer published, whichever position it got, and then find the ring
+/// empty: the hole is skipped, never reported as `Empty` before the item
+/// behind it, and nothing is taken twice.
+#[test]
+fn mpmc_dead_producers_hole_is_skipped() {
+    model(|| {
+        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        let dying = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                arm(Point::PushClaimed, Action::Die);
+                ring.push(1).unwrap();
+            })
+        };
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || retry(|| ring.push(2).ok()))
+        };
+        let got = retry(|| ring.pop().ok());
+        dying.join().unwrap();
+        producer.join().unwrap();
+        assert_eq!(got, 2);
+        assert_eq!(ring.pop(), Err(PopError::Empty));
+        assert_eq!(ring.recovered().skipped, 1);
+        assert!(ring.is_empty());
+    });
+}
+
+/// A consumer dies between claiming the only slot and releasing it. The
+/// producer that needs the slot a lap later must get it (not `Full` for
+/// ever), and its item must come out intact.
+#[test]
+fn mpmc_dead_consumers_slot_is_reclaimed() {
+    model(|| {
+        let ring = MpmcRing::<u64, _>::new_heap(1).unwrap();
+        ring.push(1).unwrap();
+        let dying = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                arm(Point::PopClaimed, Action::Die);
+                let _ = ring.pop();
+            })
+        };
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || retry(|| ring.push(2).ok()))
+        };
+        dying.join().unwrap();
+        producer.join().unwrap();
+        assert_eq!(ring.pop(), Ok(2));
+        assert_eq!(ring.recovered().reclaimed, 1);
+    });
+}
+
+/// Linearizability in miniature: two threads, capacity 2, each pushes one
+/// item and then pops one. Neither may find the ring full or empty, however
+/// the other's claim and publish interleave with its own.
+#[test]
+fn mpmc_push_then_pop_never_fails() {
+    model(|| {
+        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        let other = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                ring.push(1)
+                    .expect("push found a ring of 2 full with 1 item");
+                ring.pop().expect("pop found the ring empty after a push")
+            })
+        };
+        ring.push(2)
+            .expect("push found a ring of 2 full with 1 item");
+        let mine = ring.pop().expect("pop found the ring empty after a push");
+        let theirs = other.join().unwrap();
+        let mut got = [mine, theirs];
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
     });
 }

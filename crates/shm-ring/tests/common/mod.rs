@@ -23,9 +23,10 @@ pub(crate) const TAIL_OWNER: usize = CONTROL_OFFSET + 8;
 pub(crate) const HEAD_POS: usize = CONTROL_OFFSET + std::mem::size_of::<CachePadded<[u64; 2]>>();
 /// `Control::head.owner`: the SPSC consumer's claim.
 pub(crate) const HEAD_OWNER: usize = HEAD_POS + 8;
-/// The layout version of both ring kinds (`spsc::LAYOUT_VERSION`,
-/// `mpmc::LAYOUT_VERSION`).
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+/// The SPSC ring's layout version (`spsc::LAYOUT_VERSION`).
+pub(crate) const SPSC_VERSION: u32 = 2;
+/// The MPMC ring's layout version (`mpmc::LAYOUT_VERSION`).
+pub(crate) const MPMC_VERSION: u32 = 3;
 /// `Control::items`: the consumers' futex word (`u32`, then 4 reserved
 /// bytes), then its sleeper count, a `u64` whose low 24 bits count sleepers.
 pub(crate) const ITEMS_SEQ: usize = HEAD_POS + (HEAD_POS - TAIL_POS);
@@ -42,6 +43,18 @@ pub(crate) const WAITERS_COUNT_MASK: u64 = (1 << 24) - 1;
 pub(crate) const CONTROL_LINES: usize = 5;
 /// The control block's size.
 pub(crate) const CONTROL_SIZE: usize = CONTROL_LINES * std::mem::size_of::<CachePadded<u64>>();
+
+/// `shared::extra_offset()`: the MPMC ring's claim records (`mpmc::Records`)
+/// start here, on the first 128-byte line after the control block.
+pub(crate) const RECORDS_OFFSET: usize = (CONTROL_OFFSET + CONTROL_SIZE).next_multiple_of(128);
+/// `Records::counts`: positions skipped, then slots reclaimed.
+pub(crate) const COUNTS_OFFSET: usize = RECORDS_OFFSET;
+/// `Records::lanes`: after the cache-padded counts.
+pub(crate) const LANES_OFFSET: usize = RECORDS_OFFSET + std::mem::size_of::<CachePadded<u64>>();
+/// Bytes per lane: `#[repr(C, align(64))] { owner, pos, len }`.
+pub(crate) const LANE_SIZE: usize = 64;
+/// Lanes per MPMC ring.
+pub(crate) const LANES: usize = 64;
 
 /// Offset of the first slot in a region laid out for `capacity` slots of
 /// `slot_size` bytes, when the region is exactly `required_size` bytes long
