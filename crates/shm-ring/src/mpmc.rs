@@ -913,8 +913,9 @@ impl<T: Pod, R> MpmcRing<T, R> {
     }
 
     /// Waits up to `timeout` for a value. At the deadline it says
-    /// [`PopError::Stalled`] when the next position was claimed by a
-    /// producer that never published it, [`PopError::Empty`] otherwise. How
+    /// [`PopError::Stalled`] when the next position is still held by a live
+    /// producer that has not published it (a dead producer's hole is skipped
+    /// and never ends a wait), [`PopError::Empty`] otherwise. How
     /// it waits is the handle's [`WaitStrategy`] (see the
     /// [module docs](crate::mpmc) on blocking).
     ///
