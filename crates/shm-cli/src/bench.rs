@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+
+use crate::output::Render;
 use shm_mempool::{Channel, MemPool, PoolError, RecvError, SendError};
 use shm_ring::{MpmcRing, PopError, RingOptions, SpscRing};
 use shm_segment::{Mapping, PosixOptions, PosixShm, Region};
@@ -251,7 +253,7 @@ struct Machine {
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
+pub(crate) struct Report {
     machine: Machine,
     quick: bool,
     seconds_per_case: f64,
@@ -283,9 +285,11 @@ fn machine() -> Machine {
 }
 
 /// `shm bench`: runs every case and prints the table (or JSON) on stdout.
-pub(crate) fn run(quick: bool, json: bool) -> Result<()> {
+/// Runs every case and returns the report, which the caller prints (as text
+/// or JSON) through `output::emit`.
+pub(crate) fn run(quick: bool) -> Result<Report> {
     let per_case = if quick { QUICK_CASE_TIME } else { CASE_TIME };
-    let bar = if json || !std::io::stderr().is_terminal() {
+    let bar = if !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(CASES.len() as u64)
@@ -343,13 +347,7 @@ pub(crate) fn run(quick: bool, json: bool) -> Result<()> {
         seconds_per_case: per_case.as_secs_f64(),
         cases: rows,
     };
-    if json {
-        let text = serde_json::to_string_pretty(&report).ctx("json")?;
-        println!("{text}");
-    } else {
-        print_table(&report);
-    }
-    Ok(())
+    Ok(report)
 }
 
 /// `12.3M`-style counts.
@@ -362,45 +360,56 @@ fn si(x: f64) -> String {
     }
 }
 
-fn print_table(r: &Report) {
-    let m = &r.machine;
-    println!(
-        "shm bench: {} ({} CPUs), Linux {}, {} build, {:.1} s per case",
-        m.cpu, m.cpus, m.kernel, m.build, r.seconds_per_case
-    );
-    if m.build == "debug" {
-        println!("(a debug build: numbers are far below a release build's)");
-    }
-    println!();
-    println!(
-        "{:<46} {:>9} {:>17} {:>10} {:>9}",
-        "CASE", "OPS", "THROUGHPUT", "NS/OP", "VS PIPE"
-    );
-    for row in &r.cases {
-        let throughput = match row.mb_per_sec {
-            Some(mb) if row.id.ends_with("4k") => format!("{mb:.0} MB/s"),
-            Some(_) => format!("{} items/s", si(row.ops_per_sec)),
-            None => format!("{} ops/s", si(row.ops_per_sec)),
-        };
-        let ratio = if row.id == row.baseline {
-            "baseline".to_owned()
-        } else {
-            format!("{:.2}x", row.vs_baseline)
-        };
-        println!(
-            "{:<46} {:>9} {:>17} {:>10.1} {:>9}",
-            row.what,
-            si(row.ops as f64),
-            throughput,
-            row.ns_per_op,
-            ratio
-        );
-    }
-    println!();
-    println!(
-        "VS PIPE: operations per second over the pipe's messages per second \
+impl Render for Report {
+    fn render(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let r = self;
+        let m = &r.machine;
+        writeln!(
+            out,
+            "shm bench: {} ({} CPUs), Linux {}, {} build, {:.1} s per case",
+            m.cpu, m.cpus, m.kernel, m.build, r.seconds_per_case
+        )?;
+        if m.build == "debug" {
+            writeln!(
+                out,
+                "(a debug build: numbers are far below a release build's)"
+            )?;
+        }
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<46} {:>9} {:>17} {:>10} {:>9}",
+            "CASE", "OPS", "THROUGHPUT", "NS/OP", "VS PIPE"
+        )?;
+        for row in &r.cases {
+            let throughput = match row.mb_per_sec {
+                Some(mb) if row.id.ends_with("4k") => format!("{mb:.0} MB/s"),
+                Some(_) => format!("{} items/s", si(row.ops_per_sec)),
+                None => format!("{} ops/s", si(row.ops_per_sec)),
+            };
+            let ratio = if row.id == row.baseline {
+                "baseline".to_owned()
+            } else {
+                format!("{:.2}x", row.vs_baseline)
+            };
+            writeln!(
+                out,
+                "{:<46} {:>9} {:>17} {:>10.1} {:>9}",
+                row.what,
+                si(row.ops as f64),
+                throughput,
+                row.ns_per_op,
+                ratio
+            )?;
+        }
+        writeln!(out)?;
+        writeln!(
+            out,
+            "VS PIPE: operations per second over the pipe's messages per second \
          (channel-4k against pipe-4k, the rest against pipe-u64)."
-    );
+        )?;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------

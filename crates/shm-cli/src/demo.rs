@@ -8,13 +8,22 @@ use shm_segment::{Access, PosixOptions, PosixShm, Region, SysvKey, SysvOptions, 
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
+/// `println!` whose failure (a reader that went away: `shm demo | head`) is
+/// an error that ends the demo quietly, after its segments are removed,
+/// instead of a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+
 const SIZE: usize = 4096;
 /// Where the peer writes its answer; the first half is the parent's message.
 const REPLY_AT: usize = SIZE / 2;
 
 pub(crate) fn run() -> Result<()> {
     let pid = std::process::id();
-    println!("shm demo: process {pid} shares two segments with a second process\n");
+    say!("shm demo: process {pid} shares two segments with a second process\n");
 
     // Both are removed when these handles drop, also on an early error.
     let sysv = SysvOptions::new()
@@ -22,7 +31,7 @@ pub(crate) fn run() -> Result<()> {
         .create(SysvKey::random(), SIZE)?;
     let sysv_map = sysv.attach(Access::ReadWrite)?;
     writeln!(sysv_map.cursor(), "hello over System V from process {pid}")?;
-    println!(
+    say!(
         "created  SysV  key {} shmid {} ({SIZE} bytes, mode 600)",
         sysv.key(),
         sysv.id()
@@ -34,7 +43,7 @@ pub(crate) fn run() -> Result<()> {
         .create(&name, SIZE as u64)?;
     let posix_map = posix.map()?;
     writeln!(posix_map.cursor(), "hello over POSIX from process {pid}")?;
-    println!("created  POSIX {name} ({SIZE} bytes, mode 600)\n");
+    say!("created  POSIX {name} ({SIZE} bytes, mode 600)\n");
 
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
@@ -42,7 +51,11 @@ pub(crate) fn run() -> Result<()> {
         .arg(format!("--key={}", sysv.key().0))
         .arg(format!("--name={name}"))
         .output()?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    write!(
+        std::io::stdout(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    )?;
     if !out.status.success() {
         return Err(format!(
             "the peer process failed ({}): {}",
@@ -52,14 +65,14 @@ pub(crate) fn run() -> Result<()> {
         .into());
     }
 
-    println!("\nprocess {pid} reads the answers:");
+    say!("\nprocess {pid} reads the answers:");
     for (what, region) in [("SysV ", &sysv_map as &dyn Region), ("POSIX", &posix_map)] {
-        println!("  {what} <- {}", read_line_at(region, REPLY_AT)?);
+        say!("  {what} <- {}", read_line_at(region, REPLY_AT)?);
     }
 
     let st = sysv.stat()?;
-    println!("\nstat SysV key {} shmid {}:", st.key, st.id);
-    println!(
+    say!("\nstat SysV key {} shmid {}:", st.key, st.id);
+    say!(
         "  size {}  mode {:o}  uid {} gid {}  cuid {} cgid {}  nattch {}  cpid {} lpid {}",
         st.size,
         st.perms(),
@@ -71,23 +84,30 @@ pub(crate) fn run() -> Result<()> {
         st.cpid,
         st.lpid
     );
-    println!(
+    say!(
         "  atime {}  dtime {}  ctime {}",
-        st.atime, st.dtime, st.ctime
+        st.atime,
+        st.dtime,
+        st.ctime
     );
     let ps = posix.stat()?;
-    println!("stat POSIX {}:", ps.name);
-    println!(
+    say!("stat POSIX {}:", ps.name);
+    say!(
         "  size {}  mode {:o}  uid {} gid {}  inode {}  mtime {}",
-        ps.size, ps.mode, ps.uid, ps.gid, ps.inode, ps.mtime
+        ps.size,
+        ps.mode,
+        ps.uid,
+        ps.gid,
+        ps.inode,
+        ps.mtime
     );
 
     let (key, id) = (sysv.key(), sysv.id());
     drop((sysv_map, sysv, posix_map, posix));
     let sysv_gone = SysvSegment::open_id(id).is_err();
     let posix_gone = PosixShm::open(&name).is_err();
-    println!("\nremoved  SysV key {key} shmid {id}: {}", gone(sysv_gone));
-    println!("removed  POSIX {name}: {}", gone(posix_gone));
+    say!("\nremoved  SysV key {key} shmid {id}: {}", gone(sysv_gone));
+    say!("removed  POSIX {name}: {}", gone(posix_gone));
     if !(sysv_gone && posix_gone) {
         return Err("a demo segment is still there after cleanup".into());
     }
@@ -107,13 +127,13 @@ pub(crate) fn peer(key: i32, name: &str) -> Result<()> {
     let pid = std::process::id();
     let sysv = SysvSegment::open(SysvKey(key))?.attach(Access::ReadWrite)?;
     let posix = PosixShm::open(name)?.map()?;
-    println!(
+    say!(
         "process {pid} attached by key {} and by name {name}:",
         SysvKey(key)
     );
     for (what, region) in [("SysV ", &sysv as &dyn Region), ("POSIX", &posix)] {
         let greeting = read_line_at(region, 0)?;
-        println!("  {what} -> {greeting}");
+        say!("  {what} -> {greeting}");
         let reply = format!(
             "process {pid} read {} bytes and says hi back\n",
             greeting.len()

@@ -444,8 +444,11 @@ fn run(cli: Cli) -> Result {
         Command::Gc { dry_run, min_age } => emit(json, &gc::run(dry_run, min_age)?)?,
         Command::Doctor => emit(json, &doctor::run())?,
         Command::Inspect { target } => emit(json, &inspect::run(&target)?)?,
-        Command::Demo => demo::run().map_err(|e| Failure::Other(e.to_string()))?,
-        Command::Bench { quick } => bench::run(quick, json).map_err(Failure::Other)?,
+        Command::Demo => demo::run().map_err(|e| match e.downcast::<std::io::Error>() {
+            Ok(io) => Failure::Io(*io),
+            Err(other) => Failure::Other(other.to_string()),
+        })?,
+        Command::Bench { quick } => emit(json, &bench::run(quick).map_err(Failure::Other)?)?,
         Command::Serve {
             listen,
             token,

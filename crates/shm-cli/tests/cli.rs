@@ -1672,6 +1672,7 @@ fn a_closed_stdout_ends_the_command_quietly() {
         &["read", &t],
         &["read", &t, "--hex"],
         &["doctor"],
+        &["demo"],
     ] {
         let (code, stderr) = run_with_stdout_closed(args);
         assert!(
