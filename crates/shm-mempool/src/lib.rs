@@ -38,9 +38,12 @@ mod free;
 pub mod pool;
 mod sync;
 
-pub use channel::{inspect_channel, Channel, RecvError, SendError};
+pub use channel::{inspect_channel, Channel, ChannelOptions, QueueInfo, RecvError, SendError};
 pub use error::PoolError;
-pub use pool::{Block, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use pool::LoomKilled;
+pub use pool::{Block, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN, OWNER_SLOTS};
 
 /// A block's position-independent name: its index in the pool. The same id
 /// names the same block in every process that maps the pool.
