@@ -105,6 +105,21 @@ fn head_word(tag: u64, mark: u64, link: u32) -> u64 {
     (tag << TAG_SHIFT) | ((mark & 0xFF) << MARK_SHIFT) | u64::from(link)
 }
 
+/// Moves a head or tail hint from `pos` to `pos + 1` if it is still at
+/// `pos`, with a plain store after the check (no locked instruction on the
+/// fast path). A racing mover can make the store move the hint back by a
+/// few positions; every reader moves a lagging hint on (the cells say where
+/// the truth is), so a hint is only ever a little late, never wrong.
+#[inline]
+fn hint_past(hint: &AtomicU64, pos: u64, crash_point: impl FnOnce()) {
+    if hint.load(Ordering::Relaxed) == pos {
+        crash_point();
+        // SYNC POINT: Release pairs with the Acquire loads of the hint in
+        // `q_pop` and `q_push`: the cell behind it was emptied (filled).
+        hint.store(pos.wrapping_add(1), Ordering::Release);
+    }
+}
+
 /// What a walk of the free list found (while nobody changes the pool).
 pub(crate) struct Walk {
     /// The listed blocks, in the order `get` would hand them out.
@@ -262,13 +277,7 @@ impl<R: Region> MemPool<R> {
             Ordering::AcqRel,
             Ordering::Relaxed,
         );
-        self.crash_point();
-        let _ = self.q_head(q).compare_exchange(
-            h,
-            h.wrapping_add(1),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        hint_past(self.q_head(q), h, || self.crash_point());
     }
 
     fn classify(&self, c: u64, t: u32) -> Cell {
@@ -454,13 +463,7 @@ impl<R: Region> MemPool<R> {
         let tail = self.q_tail(q);
         let now = tail.load(Ordering::Relaxed);
         if now as u32 == t {
-            self.crash_point();
-            let _ = tail.compare_exchange(
-                now,
-                now.wrapping_add(1),
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
+            hint_past(tail, now, || self.crash_point());
         }
     }
 
