@@ -186,7 +186,6 @@ impl<R: Region> MemPool<R> {
     /// Takes the block at the head of queue `q` and marks it held by `slot`.
     pub(crate) fn q_pop(&self, q: Q, slot: u32) -> Result<Option<(u32, u64)>, PoolError> {
         let head = self.q_head(q);
-        let cap = self.inner.mask + 1;
         let state = q.state();
         let mut budget = self.budget();
         // SYNC POINT: Acquire pairs with the Release (or AcqRel) CASes that
@@ -236,16 +235,12 @@ impl<R: Region> MemPool<R> {
             } else if d == u32::MAX {
                 // Empty for position `h`: nothing was queued there yet.
                 return Ok(None);
-            } else if u64::from(d) == cap - 1 || u64::from(d) == cap {
-                // Emptied for `h` already (and maybe filled again one lap
-                // on): a taker stopped before moving the head. Move it on.
+            } else if let Some(to) = self.skip_to(h, stamp_of(c)) {
+                // Emptied for `h` already (and maybe filled again laps on):
+                // the head hint lags (a taker stopped before moving it, or
+                // a late store moved it back). Move it on.
                 self.crash_point();
-                let _ = head.compare_exchange(
-                    h,
-                    h.wrapping_add(1),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
+                let _ = head.compare_exchange(h, to, Ordering::AcqRel, Ordering::Relaxed);
                 h = head.load(Ordering::Acquire);
             } else {
                 // No correct peer leaves this stamp under an unchanged head
@@ -278,6 +273,20 @@ impl<R: Region> MemPool<R> {
             Ordering::Relaxed,
         );
         hint_past(self.q_head(q), h, || self.crash_point());
+    }
+
+    /// A hint at `pos` whose cell has stamp `stamp` from a later lap: the
+    /// position the hint may move to (never past the truth: the cell's
+    /// stamp says that every position up to there is past). `None` when the
+    /// stamp is not from a later lap.
+    fn skip_to(&self, pos: u64, stamp: u32) -> Option<u64> {
+        let cap = self.inner.mask + 1;
+        let ahead = u64::from(stamp.wrapping_sub(pos as u32));
+        if ahead < cap || ahead > 1 << 31 || ahead % cap > 1 {
+            return None;
+        }
+        let laps = ahead / cap;
+        Some(pos.wrapping_add((laps - 1) * cap + 1))
     }
 
     fn classify(&self, c: u64, t: u32) -> Cell {
@@ -355,14 +364,13 @@ impl<R: Region> MemPool<R> {
                     };
                 }
                 Cell::Full | Cell::Used => {
-                    // A giver stopped before moving the tail: move it on.
+                    // The tail hint lags (a giver stopped before moving it,
+                    // or a late store moved it back): move it on.
+                    let to = self
+                        .skip_to(t, stamp_of(c))
+                        .unwrap_or(t.wrapping_add(1));
                     self.crash_point();
-                    let _ = tail.compare_exchange(
-                        t,
-                        t.wrapping_add(1),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
+                    let _ = tail.compare_exchange(t, to, Ordering::AcqRel, Ordering::Relaxed);
                     t = tail.load(Ordering::Acquire);
                 }
                 Cell::Behind(j) => self.help_behind(q, t as u32, c, j)?,
@@ -424,10 +432,13 @@ impl<R: Region> MemPool<R> {
                     // Position `t` went to another block: move on to the
                     // tail (or the next position), with one CAS from `w`.
                     let tail = self.q_tail(q).load(Ordering::Acquire) as u32;
-                    let next = if (tail.wrapping_sub(t) as i32) > 0 {
+                    let past = self
+                        .skip_to(u64::from(t), stamp_of(c))
+                        .map_or(t.wrapping_add(1), |to| to as u32);
+                    let next = if (tail.wrapping_sub(past) as i32) > 0 {
                         tail
                     } else {
-                        t.wrapping_add(1)
+                        past
                     };
                     self.crash_point();
                     // If this fails, the block was taken since, or moved on
@@ -474,29 +485,38 @@ impl<R: Region> MemPool<R> {
         let cap = self.inner.mask + 1;
         let state = q.state();
         let mut t = self.q_tail(q).load(Ordering::Acquire);
-        for _ in 0..cap {
-            let c = self.q_cell(q, t).load(Ordering::Acquire);
-            if stamp_of(c) != (t as u32).wrapping_add(1) {
+        for _ in 0..2 * cap {
+            let s = stamp_of(self.q_cell(q, t).load(Ordering::Acquire));
+            if s == (t as u32).wrapping_add(1) {
+                t = t.wrapping_add(1);
+            } else if let Some(to) = self.skip_to(t, s) {
+                t = to;
+            } else {
                 break;
             }
-            t = t.wrapping_add(1);
         }
         let mut h = self.q_head(q).load(Ordering::Acquire);
-        for _ in 0..cap {
-            if t.wrapping_sub(h) > i64::MAX as u64 || h == t {
+        for _ in 0..2 * cap {
+            if h == t || t.wrapping_sub(h) > 1 << 63 {
                 return 0;
             }
             let c = self.q_cell(q, h).load(Ordering::Acquire);
             let d = stamp_of(c).wrapping_sub(h as u32);
             let i = c as u32;
-            let listed = d == 1 && i < self.inner.blocks && {
-                let w = self.meta(i).word.load(Ordering::Acquire);
-                state_of(w) == state && place_of(w) == h as u32
-            };
-            if listed {
+            if d == 1 {
+                let listed = i < self.inner.blocks && {
+                    let w = self.meta(i).word.load(Ordering::Acquire);
+                    state_of(w) == state && place_of(w) == h as u32
+                };
+                if listed {
+                    break;
+                }
+                h = h.wrapping_add(1);
+            } else if let Some(to) = self.skip_to(h, stamp_of(c)) {
+                h = to;
+            } else {
                 break;
             }
-            h = h.wrapping_add(1);
         }
         t.wrapping_sub(h).min(u64::from(self.inner.blocks))
     }
@@ -520,15 +540,25 @@ impl<R: Region> MemPool<R> {
         };
         // Cells emptied for `p` (stamp p + C, or p + C + 1 when filled
         // again), or full for `p` with a block taken since.
+        let mut steps = 0;
         loop {
             let c = self.q_cell(q, p).load(Ordering::Acquire);
             let d = stamp_of(c).wrapping_sub(p as u32);
-            let passed = u64::from(d) == cap || u64::from(d) == cap + 1;
             let taken = d == 1 && !listed_at(p, c);
-            if !(passed || taken) || p.wrapping_sub(start) > cap {
+            steps += 1;
+            if taken {
+                p = p.wrapping_add(1);
+            } else if let Some(to) = self.skip_to(p, stamp_of(c)) {
+                p = to;
+            } else {
                 break;
             }
-            p = p.wrapping_add(1);
+            if steps > 2 * cap + 64 {
+                return Err(self.corrupted(format!(
+                    "the {}'s head {start} is followed by no cell a taker could take next",
+                    q.name()
+                )));
+            }
         }
         let first = p;
         let mut listed = Vec::new();
@@ -578,11 +608,12 @@ impl<R: Region> MemPool<R> {
         }
         // The tail is at the end, or behind it: a giver killed between its
         // fill and moving the tail leaves it one behind, even behind the
-        // head once that cell is taken. Never ahead of the end.
+        // head once that cell is taken (and a late store of the hint, more).
+        // Never ahead of the end.
         let tail = self.q_tail(q).load(Ordering::Acquire);
-        if p.wrapping_sub(tail) > p.wrapping_sub(first) + cap {
+        if tail != p && tail.wrapping_sub(p) < 1 << 63 {
             return Err(self.corrupted(format!(
-                "the {}'s tail {tail} lies outside its cells {first}..{p}",
+                "the {}'s tail {tail} lies past its cells {first}..{p}",
                 q.name()
             )));
         }

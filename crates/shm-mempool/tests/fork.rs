@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shm_mempool::{Channel, FreeOrder, MemPool, PoolError, PoolOptions};
-use shm_ring::RingOptions;
+use shm_mempool::ChannelOptions;
 use shm_segment::{AnonShared, ProcessId, Region};
 
 /// The longest a child may take.
@@ -228,7 +228,7 @@ fn a_block_inherited_across_fork_is_inert_in_the_child() {
 fn a_channel_made_before_fork_carries_messages_from_the_child() {
     let n = 4;
     let shm = AnonShared::new(Channel::<()>::required_size(n, 64)).unwrap();
-    let ch = Channel::create(&shm, n, 64, RingOptions::new()).unwrap();
+    let ch = Channel::create(&shm, n, 64, ChannelOptions::new()).unwrap();
     let status = in_child(|| {
         for i in 0..n {
             let block = ch.alloc().unwrap();
