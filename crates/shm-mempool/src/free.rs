@@ -366,9 +366,7 @@ impl<R: Region> MemPool<R> {
                 Cell::Full | Cell::Used => {
                     // The tail hint lags (a giver stopped before moving it,
                     // or a late store moved it back): move it on.
-                    let to = self
-                        .skip_to(t, stamp_of(c))
-                        .unwrap_or(t.wrapping_add(1));
+                    let to = self.skip_to(t, stamp_of(c)).unwrap_or(t.wrapping_add(1));
                     self.crash_point();
                     let _ = tail.compare_exchange(t, to, Ordering::AcqRel, Ordering::Relaxed);
                     t = tail.load(Ordering::Acquire);
@@ -544,6 +542,14 @@ impl<R: Region> MemPool<R> {
         loop {
             let c = self.q_cell(q, p).load(Ordering::Acquire);
             let d = stamp_of(c).wrapping_sub(p as u32);
+            if d == 1 && c as u32 >= self.inner.blocks {
+                return Err(self.corrupted(format!(
+                    "{} cell {} (position {p}) names block {}",
+                    q.name(),
+                    p & self.inner.mask,
+                    c as u32
+                )));
+            }
             let taken = d == 1 && !listed_at(p, c);
             steps += 1;
             if taken {
@@ -574,7 +580,11 @@ impl<R: Region> MemPool<R> {
                 }
                 break;
             }
-            if d == 0 {
+            // Empty for `p`; or still full for `p - C` with a block taken
+            // since (its taker was killed before emptying it): the giver
+            // for `p` empties it.
+            let behind = p.wrapping_sub(cap);
+            if d == 0 || (d == (1 - cap as i64) as u32 && !listed_at(behind, c)) {
                 break;
             }
             if d != 1 {
@@ -644,8 +654,15 @@ impl<R: Region> MemPool<R> {
         let head = &self.control().stack;
         let w = word.load(Ordering::Acquire);
         if mark == MARK_PUSHED {
-            // The top was given back: its word is to become free.
-            if state_of(w) != FREE {
+            // The top was given back: its word, held by its giver, is to
+            // become free.
+            if state_of(w) != FREE && state_of(w) != HELD {
+                return Err(self.corrupted(format!(
+                    "block {i} was given back to the free list but is {}",
+                    state_name(w)
+                )));
+            }
+            if state_of(w) == HELD {
                 if head.load(Ordering::Acquire) != h {
                     return Ok(None);
                 }
@@ -720,13 +737,28 @@ impl<R: Region> MemPool<R> {
             let word = &self.meta(i).word;
             let w = word.load(Ordering::Acquire);
             if state_of(w) != FREE {
-                if head.load(Ordering::Acquire) == h {
-                    return Err(self.corrupted(format!(
-                        "block {i} is on the free list but is {}",
-                        state_name(w)
-                    )));
+                if head.load(Ordering::Acquire) != h {
+                    continue;
                 }
-                continue;
+                // No correct peer leaves a block that is not free on top of
+                // a settled head: take the entry off (so the rest of the
+                // list stays usable), leave the block to whoever has it, and
+                // say so.
+                let next = self.meta(i).next.load(Ordering::Acquire);
+                if next <= self.inner.blocks {
+                    let tag = (h >> TAG_SHIFT).wrapping_add(1);
+                    self.crash_point();
+                    let _ = head.compare_exchange(
+                        h,
+                        head_word(tag, MARK_NONE, next),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
+                return Err(self.corrupted(format!(
+                    "block {i} is on the free list but is {}",
+                    state_name(w)
+                )));
             }
             let tag = (h >> TAG_SHIFT).wrapping_add(1);
             self.crash_point();

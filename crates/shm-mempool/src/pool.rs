@@ -1323,11 +1323,14 @@ impl<R: Region> MemPool<R> {
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn stats(&self) -> PoolStats {
-        let owners: Vec<u64> = (0..OWNER_SLOTS)
-            .map(|s| self.owner(s).load(Ordering::Acquire))
-            .collect();
-        let words = (0..self.inner.blocks).map(|i| self.meta(i).word.load(Ordering::Acquire));
-        count(words, &owners, |w| self.owner_alive(w))
+        let counted = count(
+            self.inner.blocks,
+            |i| Ok(self.meta(i).word.load(Ordering::Acquire)),
+            |s| Ok((s < OWNER_SLOTS).then(|| self.owner(s).load(Ordering::Acquire))),
+            |w| self.owner_alive(w),
+        );
+        counted
+            .expect("loads of checked records do not fail")
             .with_sizes(self.inner.blocks, self.inner.block_size)
     }
 
@@ -1469,28 +1472,52 @@ impl PoolStats {
     }
 }
 
-/// Counts the record words; `owners` is the owner table.
+/// Counts the record words: `word(i)` reads block `i`'s word, `owner(s)`
+/// slot `s`'s owner word (`None` for a slot out of range), `alive(w)` asks
+/// whether owner word `w` names a live process.
+///
+/// Each owner is read after the word that names it: a slot is claimed
+/// before its owner takes a block through it, so a held word names a slot
+/// that was claimed when the word was read. A slot is given back only after
+/// every block held through it; so an owner read as 0 means the word has
+/// changed since: it is read again.
 fn count(
-    words: impl Iterator<Item = u64>,
-    owners: &[u64],
+    blocks: u32,
+    mut word: impl FnMut(u32) -> Result<u64, PoolError>,
+    mut owner: impl FnMut(u32) -> Result<Option<u64>, PoolError>,
     mut alive: impl FnMut(u64) -> bool,
-) -> PoolStats {
+) -> Result<PoolStats, PoolError> {
     let mut stats = PoolStats::default();
     let mut by_pid: HashMap<u32, u32> = HashMap::new();
     let mut liveness: HashMap<u64, bool> = HashMap::new();
-    for w in words {
+    for i in 0..blocks {
+        let mut w = word(i)?;
+        let mut tries = 0;
+        let held_by = loop {
+            if state_of(w) != HELD {
+                break 0;
+            }
+            match owner(place_of(w))? {
+                Some(0) if tries < 8 => {
+                    tries += 1;
+                    let again = word(i)?;
+                    if again == w {
+                        break 0;
+                    }
+                    w = again;
+                }
+                Some(o) => break o,
+                None => break 0,
+            }
+        };
         match state_of(w) {
             FREE => stats.free += 1,
+            HELD if held_by == 0 => stats.unknown += 1,
             HELD => {
-                let owner = owners.get(place_of(w) as usize).copied().unwrap_or(0);
-                if owner == 0 {
-                    stats.unknown += 1;
-                    continue;
-                }
                 stats.held += 1;
-                let id = ProcessId::from_word(owner & !RECLAIMING);
+                let id = ProcessId::from_word(held_by & !RECLAIMING);
                 *by_pid.entry(id.pid).or_default() += 1;
-                if !*liveness.entry(owner).or_insert_with(|| alive(owner)) {
+                if !*liveness.entry(held_by).or_insert_with(|| alive(held_by)) {
                     stats.dead += 1;
                 }
             }
@@ -1500,7 +1527,7 @@ fn count(
     }
     stats.by_owner = by_pid.into_iter().collect();
     stats.by_owner.sort_unstable();
-    stats
+    Ok(stats)
 }
 
 /// Counts a pool's blocks by state without attaching, with atomic loads
@@ -1521,21 +1548,22 @@ fn count(
 pub fn inspect<R: Region>(region: &R) -> Result<PoolStats, PoolError> {
     let info = validate(region)?;
     let blocks = info.capacity as u32;
-    let mut owners = Vec::with_capacity(OWNER_SLOTS as usize);
-    for s in 0..OWNER_SLOTS as usize {
-        owners.push(region.load_u64(OWNERS_OFFSET + s * 8, Ordering::Acquire)?);
-    }
-    let mut words = Vec::with_capacity(blocks as usize);
-    for i in 0..blocks as usize {
-        let offset =
-            META_OFFSET + i * std::mem::size_of::<Meta>() + std::mem::offset_of!(Meta, word);
+    let word_at = |i: u32| {
+        let offset = META_OFFSET
+            + i as usize * std::mem::size_of::<Meta>()
+            + std::mem::offset_of!(Meta, word);
         // Bounds-checked by the load: a lying header gives an error, not a fault.
-        words.push(region.load_u64(offset, Ordering::Acquire)?);
-    }
-    Ok(count(words.into_iter(), &owners, |w| {
-        ProcessId::from_word(w & !RECLAIMING).is_alive()
-    })
-    .with_sizes(blocks, info.elem_size as usize))
+        Ok(region.load_u64(offset, Ordering::Acquire)?)
+    };
+    let owner_at = |s: u32| -> Result<Option<u64>, PoolError> {
+        if s >= OWNER_SLOTS {
+            return Ok(None);
+        }
+        let at = OWNERS_OFFSET + s as usize * 8;
+        Ok(Some(region.load_u64(at, Ordering::Acquire)?))
+    };
+    let alive = |w: u64| ProcessId::from_word(w & !RECLAIMING).is_alive();
+    Ok(count(blocks, word_at, owner_at, alive)?.with_sizes(blocks, info.elem_size as usize))
 }
 
 /// The channel queue's head and tail hints and blocking flag, read with

@@ -29,8 +29,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shm_mempool::{Channel, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_mempool::ChannelOptions;
+use shm_mempool::{Channel, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_segment::{AnonShared, ProcessId, Region};
 
 /// The longest a child may take.

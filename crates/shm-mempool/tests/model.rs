@@ -37,8 +37,8 @@ use std::time::Duration;
 use common::steal_for_the_dead;
 use proptest::prelude::*;
 use shm_mempool::{
-    Block, BlockId, Channel, ChannelOptions, FreeOrder, MemPool, PoolError, PoolOptions,
-    RecvError, SendError,
+    Block, BlockId, Channel, ChannelOptions, FreeOrder, MemPool, PoolError, PoolOptions, RecvError,
+    SendError,
 };
 use shm_segment::{HeapRegion, ProcessId, Region, SubRegion};
 

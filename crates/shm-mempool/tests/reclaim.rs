@@ -406,7 +406,11 @@ fn a_block_of_a_reused_pid_is_reclaimed() {
     assert_eq!(pool.stats().by_owner, vec![(me.pid, 2)]);
     assert_eq!(pool.stats().dead, 1);
     assert_eq!(pool.reclaim_dead().unwrap(), vec![stolen]);
-    assert_eq!(common::owner(&region, 9), 0, "the dead owner's slot is free again");
+    assert_eq!(
+        common::owner(&region, 9),
+        0,
+        "the dead owner's slot is free again"
+    );
     assert_eq!(pool.stats().held, 1);
     assert_eq!(pool.check().unwrap(), 3);
     drop(mine);
@@ -443,7 +447,10 @@ fn a_receiver_killed_mid_recv_wedges_nothing() {
             .load_u64(common::sent_cell_off(N, head % 4), Ordering::Acquire)
             .unwrap();
         let taken = cell as u32;
-        assert_eq!(common::state(common::raw_word(&pool_region, taken)), common::QUEUED);
+        assert_eq!(
+            common::state(common::raw_word(&pool_region, taken)),
+            common::QUEUED
+        );
         common::steal_for_the_dead(&pool_region, 50, taken);
         let next = ch.recv().unwrap();
         assert_eq!(next.read_pod::<u8>(0).unwrap(), round as u8 + 100);
@@ -458,5 +465,8 @@ fn a_receiver_killed_mid_recv_wedges_nothing() {
         ch.send_bytes(&[i as u8]).unwrap();
     }
     assert_eq!(ch.len(), N as usize);
-    assert!(matches!(ch.send_bytes(b"x"), Err(PoolError::Exhausted { .. })));
+    assert!(matches!(
+        ch.send_bytes(b"x"),
+        Err(PoolError::Exhausted { .. })
+    ));
 }
