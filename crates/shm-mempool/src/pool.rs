@@ -1,6 +1,127 @@
 //! The block pool.
 //!
-//! (Module docs: see the end of this comment block; rewritten below.)
+//! **Layout** (layout version 3). After the 64-byte header, at offset 128,
+//! the control block: the free order, the LIFO stack's head, the FIFO free
+//! queue's head and tail, the channel queue's head and tail, the channel's
+//! futex words and flags, each on its own cache lines. Then the owner
+//! table: [`OWNER_SLOTS`] words. Then one 16-byte record per block; then
+//! the cells of the FIFO free queue and of the channel queue, `C` 8-byte
+//! words each (`C` is the block count rounded up to a power of two, at
+//! least 2); then the blocks, each a multiple of 64 bytes and 64-byte
+//! aligned. Both orders have the same layout. The order is written once by
+//! [`MemPool::create_with`] and copied into each handle by
+//! [`MemPool::attach`]; capacity and offsets come from the header, checked
+//! against the region's real size, and are never read from shared memory
+//! again. Every index read from shared memory (a block in a cell or a link,
+//! an owner slot in a word or a mark) is checked before use.
+//!
+//! **Free order.** [`FreeOrder::Fifo`], the default, hands blocks out in
+//! the order they were given back, as pyshm's and DPDK's ring-based pools
+//! do: a fresh pool hands out 0, 1, 2, …, and a block given back queues
+//! behind every block given back before it. [`FreeOrder::Lifo`] hands out
+//! the block given back last (still warm in the cache), and a fresh pool
+//! hands out 0, 1, 2, … too.
+//!
+//! **One owner per block, one word per block.** Each block's record holds
+//! one word: its state, a 30-bit generation bumped by every change, and a
+//! place. The states and places:
+//!
+//! - *free*: in the free list; in a FIFO pool, the place is the position
+//!   of its queue cell (mod 2^32);
+//! - *held*: by the owner slot in the place (see below);
+//! - *in transit*: handed on as an id ([`Block::into_id`]), owned by nobody;
+//! - *queued*: sent through the pool's [`Channel`](crate::Channel), at the
+//!   channel queue's position in the place.
+//!
+//! Every change of ownership is one CAS from the exact word the caller saw:
+//! [`get`](MemPool::get) (free → held by me), dropping the [`Block`]
+//! (from its exact word → free), [`Block::into_id`] (→ in transit),
+//! [`from_id`](MemPool::from_id) (in transit → held by me), [`put`](MemPool::put)
+//! (in transit → free), a channel's send (held → queued) and receive
+//! (queued → held by me). Of two callers with the same id exactly one wins;
+//! the others get [`PoolError::WrongState`]. A `Block` whose word changed
+//! under it (the block was taken from it) gives nothing back when dropped.
+//!
+//! **The owner table.** A process that takes a block first claims a slot
+//! of the table: a CAS of its full `ProcessId` word (pid and start time)
+//! into a free slot, once per process and handle (the slot is cached in the
+//! handle; a `fork`ed child's `ProcessId` differs, so it claims its own).
+//! A held block's word names the slot, so the liveness of its owner is the
+//! kernel's answer for the full `ProcessId` ([`ProcessId::is_alive`]),
+//! asked only by [`reclaim_dead`](MemPool::reclaim_dead) and
+//! [`stats`](MemPool::stats), never on the fast path. A handle gives its
+//! slot back when dropped (unless a leaked `Block` still holds a block
+//! through it). A full table is [`PoolError::TooManyProcesses`], after
+//! the slots of processes that are gone were taken back.
+//!
+//! **The queues** (the FIFO free queue and the channel queue): cells that
+//! change by one CAS each, and a block word that decides. Cell `p mod C`
+//! holds a 32-bit stamp and a block index: empty for position `p` when the
+//! stamp is `p`, full when it is `p + 1`, emptied for the next lap (`p +
+//! C`) by a taker. A taker reads the cell at the head; if its block's word
+//! says it is queued exactly there, one CAS makes the word *held by me*
+//! (the decisive step), then it empties the cell and moves the head hint.
+//! A cell whose block's word moved on was taken already: whoever finds it
+//! empties it. A giver finds the empty cell at the tail, CASes the block's
+//! word to *free (queued) there* (the decisive step), then fills the cell;
+//! if another block filled that position first, the word moves on to a
+//! later one (one CAS from the word seen, so a block is never listed
+//! twice). The head and tail are hints, moved on by whoever finds them
+//! behind (the cells say where the truth is). `C` is at least the block
+//! count, so a queue is never full, and a dead process never wedges one.
+//!
+//! **LIFO: a Treiber stack whose head carries a pending mark.** The head
+//! word packs a 24-bit tag (bumped by every change, so a pop whose view
+//! went stale fails its CAS: the ABA case), a mark and the top block's
+//! link. A get CASes the head to *popped by my slot* (decisive), then the
+//! block's word to held; a give-back links the block and CASes the head to
+//! *pushed* (decisive), then the word to free. Whoever reads a marked head
+//! settles it first (the same CAS on the word its owner makes), so a mark
+//! left by a killed process is finished by the next operation.
+//!
+//! An id is a capability: once it was claimed or given back, a copy of it
+//! kept elsewhere is refused while the block is held, free or queued, but
+//! claims the block if it is back in transit under the same id (ids carry
+//! no generation). Hand an id on once, and forget it.
+//!
+//! A `Block` inherited by a child made with `fork(2)` is inert there (see
+//! [`Block`]): it belongs to the parent. The [`MemPool`] handle itself works
+//! in the child, which claims its own owner slot and takes blocks of its
+//! own (pyshm's pattern: the pool is made before the fork).
+//!
+//! **What a killed process leaves.** Nothing is lost, whichever instruction
+//! the kill lands on, and nothing waits for the world to stop: every
+//! operation has one decisive CAS on a block word, before which nothing
+//! happened and after which every remaining step is one that anyone may
+//! do for it (each is a CAS with the values the owner would use).
+//!
+//! - Blocks it held (through a `Block`, or taken by a get or receive whose
+//!   decisive step happened): held through its dead slot.
+//!   [`MemPool::reclaim_dead`] takes the slot over (a CAS, so two
+//!   reclaimers never share one), gives those blocks back, and frees the
+//!   slot. Safe at any time, from any process, while others keep working.
+//! - A FIFO get or receive killed before its decisive step changed
+//!   nothing; killed after it, before emptying the cell: the next taker
+//!   empties it. A LIFO get killed after marking the head: the next
+//!   operation (or `reclaim_dead`) marks the block held by the dead slot.
+//! - A give-back or send killed after its decisive step, before filling the
+//!   cell: the block is free (or queued) with its place named, and
+//!   `reclaim_dead` fills the cell for it (the message is delivered). A
+//!   LIFO give-back killed after linking: the next operation (or
+//!   `reclaim_dead`) marks it free.
+//! - A head or tail hint it did not move on: the next caller moves it.
+//! - Blocks it had turned into ids with `into_id`: in transit, owned by
+//!   nobody. Neither the pool nor any operation of it knows who holds an
+//!   id, so `reclaim_dead` leaves them alone (whoever holds the id may
+//!   still claim it). [`MemPool::recover_orphans`], given the ids still
+//!   meant to be claimed, frees the others, while nobody else hands ids
+//!   on. That is all it is still needed for: no kill in the middle of an
+//!   operation leaves anything for it.
+//!
+//! After a kill and `reclaim_dead`, [`MemPool::check`] finds every free
+//! block on the free list and every queued block in the channel queue;
+//! `tests/kill.rs` kills processes at random points of get, give-back,
+//! send and receive while another works, and checks exactly that.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -272,9 +393,14 @@ fn slot_key(owner: u64) -> u64 {
 #[cfg(loom)]
 #[derive(Default)]
 struct LoomHooks {
-    fake_owner: u64,
+    /// The owner word to claim a slot with instead of this process's; 0 =
+    /// this process's.
+    fake_owner: std::sync::atomic::AtomicU64,
     /// Writes left before the kill; 0 = never.
     kill_after: std::sync::atomic::AtomicU32,
+    /// Set when the countdown fired: the handle's drop (a destructor a
+    /// killed process never runs) then writes nothing.
+    killed: std::sync::atomic::AtomicBool,
 }
 
 /// The owner word of the loom models' "other process" (never alive).
@@ -318,8 +444,11 @@ unsafe impl<R: Sync> Sync for Inner<R> {}
 impl<R> Inner<R> {
     fn owner_word(&self) -> u64 {
         #[cfg(loom)]
-        if self.hooks.fake_owner != 0 {
-            return self.hooks.fake_owner;
+        {
+            let fake = self.hooks.fake_owner.load(Ordering::Relaxed);
+            if fake != 0 {
+                return fake;
+            }
         }
         ProcessId::current().to_word()
     }
@@ -332,6 +461,10 @@ impl<R> Drop for Inner<R> {
     /// frees both. A `fork`ed child that never used the handle gives back
     /// nothing (the slot in its copy of the cache is the parent's).
     fn drop(&mut self) {
+        #[cfg(loom)]
+        if self.hooks.killed.load(Ordering::Relaxed) {
+            return;
+        }
         let cache = *self.slot_cache.get_mut();
         let me = self.owner_word();
         if cache == 0 || cache & !0xFF != slot_key(me) {
@@ -641,18 +774,17 @@ impl<R: Region> MemPool<R> {
         Self::wire(region, info.capacity as u32, info.elem_size as usize, None)
     }
 
-    /// For the loom models only: attaches as if from another process, one
-    /// that the liveness check calls dead (loom cannot start processes).
-    /// Combine with [`loom_kill_after`](MemPool::loom_kill_after).
+    /// For the loom models only: this handle (call it before its first
+    /// operation) acts as another process, one that the liveness check
+    /// calls dead (loom cannot start processes). Combine with
+    /// [`loom_kill_after`](MemPool::loom_kill_after).
     #[cfg(loom)]
     #[doc(hidden)]
-    pub fn loom_attach_as_other_process(region: R) -> Result<Self, PoolError> {
-        let mut pool = Self::attach(region)?;
-        Arc::get_mut(&mut pool.inner)
-            .expect("a fresh handle")
+    pub fn loom_as_other_process(&self) {
+        self.inner
             .hooks
-            .fake_owner = LOOM_DEAD_OWNER;
-        Ok(pool)
+            .fake_owner
+            .store(LOOM_DEAD_OWNER, Ordering::Relaxed);
     }
 
     /// Checks bounds and alignment once; later indexes are checked against
@@ -946,6 +1078,7 @@ impl<R: Region> MemPool<R> {
             if n != 0 {
                 left.store(n - 1, Ordering::Relaxed);
                 if n == 1 {
+                    self.inner.hooks.killed.store(true, Ordering::Relaxed);
                     std::panic::panic_any(LoomKilled);
                 }
             }
