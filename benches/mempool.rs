@@ -59,7 +59,9 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::{
     ipc, LogLevel, NodeBuilder, ServiceName, SignalHandlingMode, ZeroCopySend,
 };
-use shm::mempool::{Channel, ChannelOptions, FreeOrder, MemPool, PoolError, PoolOptions, RecvError};
+use shm::mempool::{
+    Channel, ChannelOptions, FreeOrder, MemPool, PoolError, PoolOptions, RecvError,
+};
 use shm::segment::{AnonShared, Mapping, PosixOptions, PosixShm, Region};
 
 #[path = "common/iox_domain.rs"]
