@@ -6,23 +6,26 @@
 //! 2. A free list that no correct process could have written. LIFO: the
 //!    head or a link out of range, a cycle, a block listed twice, a held
 //!    block on the list. FIFO: a cell naming a block out of range, a stamp
-//!    no lap explains at the head or the tail, a block queued twice, a held
-//!    block in the queue. Both: random scribbles. `get` works or returns
-//!    `PoolError::Corrupted`, `check` returns `Corrupted`, and every call
-//!    ends (each walk stops within N steps; each test runs under a time
-//!    limit). The pools live in memory with `PROT_NONE` guard pages on both
-//!    sides, so an access out of bounds would fault instead of passing
-//!    unnoticed. A FIFO head or tail left one behind (a process killed
-//!    between its cell CAS and moving the hint) is no corruption: the next
-//!    call moves it on.
-//! 3. `recover_orphans` returns the block a process killed in the middle of
-//!    a `get`, a send or a receive left in no list, and nothing else.
+//!    no lap explains at the head or the tail, a cell a lap behind whose
+//!    block is queued there, a block queued twice (a taker skips the second
+//!    entry, and `reclaim_dead` queues the block it overwrote again). Both:
+//!    random scribbles. `get` works or returns `PoolError::Corrupted`,
+//!    `check` returns `Corrupted`, and every call ends (each walk stops
+//!    within a lap or two; each test runs under a time limit). The pools
+//!    live in memory with `PROT_NONE` guard pages on both sides, so an
+//!    access out of bounds would fault instead of passing unnoticed. A FIFO
+//!    head or tail left behind (a process killed before moving the hint) is
+//!    no corruption: the next call moves it on.
+//! 3. What a process killed in the middle of an operation leaves, written
+//!    into the shared words as it would leave it, case by case: the next
+//!    operation or `reclaim_dead` finishes it, and nothing is lost;
+//!    `recover_orphans` frees only ids that nobody alive knows.
 //!
 //! The layout used to simulate these (crates/shm-mempool/src/pool.rs,
-//! version 2; see `tests/common`): the control block at 128 (order word,
-//! LIFO head `tag << 32 | index + 1` at 256, FIFO head and tail at 384 and
-//! 512), the records at 640, 16 bytes each: `next: u32` (index + 1),
-//! `used: u32`, `word: u64`; then the FIFO cells, `stamp << 32 | index`.
+//! version 3; see `tests/common`): the control block at 128, the owner
+//! table at 1152, the records at 2176, 16 bytes each: `next: u32` (index +
+//! 1), `used: u32`, `word: u64`; then the cells of the free queue and of
+//! the channel queue, `stamp << 32 | index`.
 //!
 //! Random inputs come from a seed printed at the start of each test; set
 //! `SHM_CORRUPT_SEED` to replay one.

@@ -199,7 +199,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
             Err(RecvError::Empty) => {
                 if last_progress.elapsed() > HANG {
                     let state = format!(
-                        "received {} of {total}, ring holds {}, pool {:?}, check {:?}",
+                        "received {} of {total}, the queue holds {}, pool {:?}, check {:?}",
                         received.load(Ordering::Acquire),
                         ch.len(),
                         ch.pool().stats(),
