@@ -9,7 +9,7 @@ use shm_segment::{Header, HeaderError, HeaderInfo, Kind, Region, SubRegion};
 
 use crate::error::PoolError;
 use crate::free::Q;
-use crate::pool::{Block, MemPool, PoolOptions, BLOCK_ALIGN};
+use crate::pool::{Block, FreeOrder, MemPool, PoolOptions, BLOCK_ALIGN};
 
 /// 3: no ring any more; blocks are queued in the pool's own channel queue
 /// (pool layout version 3), and a queued block is in the state *queued*.
@@ -42,6 +42,7 @@ fn parts(blocks: u32, block_size: usize) -> Option<(usize, usize)> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChannelOptions {
     blocking: bool,
+    order: FreeOrder,
 }
 
 impl ChannelOptions {
@@ -80,6 +81,26 @@ impl ChannelOptions {
     /// ```
     pub fn is_blocking(&self) -> bool {
         self.blocking
+    }
+
+    /// The order in which the channel's pool hands out free blocks
+    /// ([`FreeOrder::Fifo`] by default; [`FreeOrder::Lifo`] hands out the
+    /// block given back last, still warm in the cache). Messages are
+    /// received in the order sent either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::{Channel, ChannelOptions, FreeOrder};
+    /// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
+    /// let opts = ChannelOptions::new().order(FreeOrder::Lifo);
+    /// let ch = Channel::create(region, 4, 64, opts)?;
+    /// assert_eq!(ch.pool().order(), FreeOrder::Lifo);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn order(mut self, order: FreeOrder) -> Self {
+        self.order = order;
+        self
     }
 }
 
@@ -261,7 +282,7 @@ impl<R: Region> Channel<R> {
             SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?,
             blocks,
             block_size,
-            PoolOptions::new().blocking(opts.blocking),
+            PoolOptions::new().order(opts.order).blocking(opts.blocking),
         )?;
         let size = pool.block_size() as u32;
         let info = HeaderInfo::new(

@@ -184,7 +184,36 @@ impl<R: Region> MemPool<R> {
     // Queues: cells that change by one CAS each; the block's word decides.
 
     /// Takes the block at the head of queue `q` and marks it held by `slot`.
+    /// The fast path: the head hint is right and its block is queued there.
+    #[inline]
     pub(crate) fn q_pop(&self, q: Q, slot: u32) -> Result<Option<(u32, u64)>, PoolError> {
+        // SYNC POINT: Acquire loads and the AcqRel CAS as in `q_pop_slow`.
+        let h = self.q_head(q).load(Ordering::Acquire);
+        let c = self.q_cell(q, h).load(Ordering::Acquire);
+        let i = c as u32;
+        if stamp_of(c) == (h as u32).wrapping_add(1) && i < self.inner.blocks {
+            let word = &self.meta(i).word;
+            let w = word.load(Ordering::Acquire);
+            if state_of(w) == q.state() && place_of(w) == h as u32 {
+                let held = next_word(w, HELD, slot);
+                self.crash_point();
+                if word
+                    .compare_exchange(w, held, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    self.empty_cell(q, h, c);
+                    return Ok(Some((i, held)));
+                }
+            }
+        }
+        self.q_pop_slow(q, slot)
+    }
+
+    /// [`q_pop`](MemPool::q_pop) for every other case: a lagging head, a
+    /// cell taken and not emptied, a lost race, an empty queue, corruption.
+    #[cold]
+    #[inline(never)]
+    fn q_pop_slow(&self, q: Q, slot: u32) -> Result<Option<(u32, u64)>, PoolError> {
         let head = self.q_head(q);
         let state = q.state();
         let mut budget = self.budget();
@@ -332,8 +361,48 @@ impl<R: Region> MemPool<R> {
 
     /// Queues block `i` in `q`, from exactly the word `from`: finds an empty
     /// cell at the tail, CASes the word to *queued there* (the decisive
-    /// step), then fills the cell. `Ok(Err(now))`: the word was `now`.
+    /// step), then fills the cell. `Ok(Err(now))`: the word was `now`. The
+    /// fast path: the tail hint is right and nobody races for its cell.
+    #[inline]
     pub(crate) fn q_push(&self, q: Q, i: u32, from: u64) -> Result<Result<(), u64>, PoolError> {
+        let tail = self.q_tail(q);
+        // SYNC POINT: Acquire loads and AcqRel CASes as in `q_push_slow`
+        // and `q_fill`.
+        let t = tail.load(Ordering::Acquire);
+        let cell = self.q_cell(q, t);
+        let c = cell.load(Ordering::Acquire);
+        if stamp_of(c) != t as u32 {
+            return self.q_push_slow(q, i, from);
+        }
+        let to = next_word(from, q.state(), t as u32);
+        self.crash_point();
+        if let Err(now) =
+            self.meta(i)
+                .word
+                .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+        {
+            return Ok(Err(now));
+        }
+        self.crash_point();
+        if cell
+            .compare_exchange(
+                c,
+                cell_word((t as u32).wrapping_add(1), i),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            hint_past(tail, t, || self.crash_point());
+            return Ok(Ok(()));
+        }
+        self.q_fill(q, i, to).map(Ok)
+    }
+
+    /// [`q_push`](MemPool::q_push) for every other case.
+    #[cold]
+    #[inline(never)]
+    fn q_push_slow(&self, q: Q, i: u32, from: u64) -> Result<Result<(), u64>, PoolError> {
         let tail = self.q_tail(q);
         let mut budget = self.budget();
         // SYNC POINT: Acquire pairs with the Release CASes that move the
@@ -396,6 +465,8 @@ impl<R: Region> MemPool<R> {
     /// block took the position first, the word moves on to a later one
     /// (one CAS from the word seen). Ends when the cell holds the block or
     /// the block's word moved on (taken since, or no longer queued in `q`).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn q_fill(&self, q: Q, i: u32, mut w: u64) -> Result<(), PoolError> {
         let state = q.state();
         let word = &self.meta(i).word;
@@ -636,8 +707,34 @@ impl<R: Region> MemPool<R> {
     /// Settles the mark of head `h` (one CAS on the top block's word, the
     /// one its owner makes too) and returns the link of the real top: for a
     /// *popped* mark, the block below. `Ok(None)`: the head changed, look
-    /// again.
+    /// again. The fast path: no mark, or one settled already.
+    #[inline]
     fn lifo_settle(&self, h: u64) -> Result<Option<u32>, PoolError> {
+        let link = h as u32;
+        let mark = (h >> MARK_SHIFT) & 0xFF;
+        if mark == MARK_NONE {
+            return Ok(Some(link));
+        }
+        if link != 0 && link <= self.inner.blocks {
+            let i = link - 1;
+            let w = self.meta(i).word.load(Ordering::Acquire);
+            if mark == MARK_PUSHED && state_of(w) == FREE {
+                return Ok(Some(link));
+            }
+            if mark >= MARK_POPPED && state_of(w) != FREE {
+                let next = self.meta(i).next.load(Ordering::Acquire);
+                if next <= self.inner.blocks {
+                    return Ok(Some(next));
+                }
+            }
+        }
+        self.lifo_settle_slow(h)
+    }
+
+    /// [`lifo_settle`](MemPool::lifo_settle) when there is something to do.
+    #[cold]
+    #[inline(never)]
+    fn lifo_settle_slow(&self, h: u64) -> Result<Option<u32>, PoolError> {
         let link = h as u32;
         let mark = (h >> MARK_SHIFT) & 0xFF;
         if mark == MARK_NONE {
@@ -718,7 +815,60 @@ impl<R: Region> MemPool<R> {
         Ok(())
     }
 
+    /// The fast path of a LIFO get: one look at the head; anything else
+    /// (an empty list, a lost race, a mark to settle, corruption) goes to
+    /// the loop in `lifo_pop_slow`.
+    #[inline]
     fn lifo_pop(&self, slot: u32) -> Result<Option<(u32, u64)>, PoolError> {
+        let head = &self.control().stack;
+        // SYNC POINT: as in `lifo_pop_slow`.
+        let h = head.load(Ordering::Acquire);
+        let (link, mark) = (h as u32, (h >> MARK_SHIFT) & 0xFF);
+        // No mark, or "pushed" with the top's word free already: the top
+        // is the link, and its word is read once.
+        if mark <= MARK_PUSHED && link != 0 && link <= self.inner.blocks {
+            let top = link;
+            {
+                let word = &self.meta(top - 1).word;
+                let w = word.load(Ordering::Acquire);
+                if state_of(w) == FREE {
+                    let tag = (h >> TAG_SHIFT).wrapping_add(1);
+                    self.crash_point();
+                    if head
+                        .compare_exchange(
+                            h,
+                            head_word(tag, MARK_POPPED + u64::from(slot), top),
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        let held = next_word(w, HELD, slot);
+                        self.crash_point();
+                        // Fails only if someone settled it for us (with
+                        // the same word) or on corruption.
+                        if word
+                            .compare_exchange(w, held, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok()
+                            || word.load(Ordering::Acquire) == held
+                        {
+                            return Ok(Some((top - 1, held)));
+                        }
+                        return Err(self.corrupted(format!(
+                            "block {}, just taken off the free list, is {}",
+                            top - 1,
+                            state_name(word.load(Ordering::Acquire))
+                        )));
+                    }
+                }
+            }
+        }
+        self.lifo_pop_slow(slot)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lifo_pop_slow(&self, slot: u32) -> Result<Option<(u32, u64)>, PoolError> {
         let head = &self.control().stack;
         loop {
             // SYNC POINT: Acquire pairs with the AcqRel CAS in `lifo_push`:
@@ -787,7 +937,61 @@ impl<R: Region> MemPool<R> {
         }
     }
 
+    /// The fast path of a LIFO give-back: one look at the head; anything
+    /// else goes to the loop in `lifo_push_slow`.
+    #[inline]
     fn lifo_push(&self, i: u32, from: u64) -> Result<Result<(), u64>, PoolError> {
+        let word = &self.meta(i).word;
+        let now = word.load(Ordering::Acquire);
+        if now != from || state_of(from) == FREE {
+            return Ok(Err(now));
+        }
+        let head = &self.control().stack;
+        let h = head.load(Ordering::Acquire);
+        // The block taken last is given back first (the LIFO way): the head
+        // still says "popped" it, and the block is this one, held through
+        // `from`, so that mark is settled and the block below it is `next`
+        // already. Nothing to read or write before the CAS.
+        let popped_this = (h >> MARK_SHIFT) & 0xFF >= MARK_POPPED && h as u32 == i + 1;
+        let top = if popped_this {
+            Ok(Some(0))
+        } else {
+            self.lifo_settle(h)
+        };
+        if let Ok(Some(top)) = top {
+            if top <= self.inner.blocks {
+                if !popped_this {
+                    self.meta(i).next.store(top, Ordering::Relaxed);
+                }
+                let tag = (h >> TAG_SHIFT).wrapping_add(1);
+                self.crash_point();
+                // SYNC POINT: as in `lifo_push_slow`.
+                if head
+                    .compare_exchange(
+                        h,
+                        head_word(tag, MARK_PUSHED, i + 1),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok()
+                {
+                    self.crash_point();
+                    let _ = word.compare_exchange(
+                        from,
+                        next_word(from, FREE, 0),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                    return Ok(Ok(()));
+                }
+            }
+        }
+        self.lifo_push_slow(i, from)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lifo_push_slow(&self, i: u32, from: u64) -> Result<Result<(), u64>, PoolError> {
         let word = &self.meta(i).word;
         let now = word.load(Ordering::Acquire);
         if now != from || state_of(from) == FREE {

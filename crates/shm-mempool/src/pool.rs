@@ -1189,7 +1189,12 @@ impl<R: Region> MemPool<R> {
                 blocks: self.inner.blocks,
             });
         };
-        self.meta(i).used.store(0, Ordering::Relaxed);
+        // A fresh block has `used()` 0. Most were given back with 0 (plain
+        // pool use never sets it): skip the store then.
+        let used = &self.meta(i).used;
+        if used.load(Ordering::Relaxed) != 0 {
+            used.store(0, Ordering::Relaxed);
+        }
         Ok(Block::new(self, BlockId(i), word, epoch))
     }
 

@@ -21,8 +21,11 @@
 //! the steady child goes on, and must have made progress by the end (a dead
 //! victim never wedges the pool or the channel).
 //!
-//! Rounds: `SHM_KILL_ROUNDS` (default 300; 1000 or more for a longer run).
-//! Seed: `SHM_KILL_SEED`.
+//! The test runs twice: with the channel's pool in FIFO order (the
+//! default), and in LIFO order.
+//!
+//! Rounds: `SHM_KILL_ROUNDS` for each order (default 300; 1000 or more for
+//! a longer run). Seed: `SHM_KILL_SEED`.
 
 mod common;
 
@@ -30,12 +33,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{check_stamp, stamp, Rng, Running, Stamp, HANG};
-use shm_mempool::{Block, Channel, ChannelOptions, PoolError, RecvError};
+use shm_mempool::{Block, Channel, ChannelOptions, FreeOrder, PoolError, RecvError};
 use shm_segment::{PosixOptions, PosixShm, Region};
 
 const BLOCKS: u32 = 16;
 const SIZE: usize = 128;
 const TEST: &str = "killed_mid_operation_loses_nothing";
+const TEST_LIFO: &str = "killed_mid_operation_loses_nothing_lifo";
 
 /// The test's words, after the channel: one per cache line.
 const PAUSE: usize = 0;
@@ -132,7 +136,7 @@ fn step<'c, R: Region>(
     did
 }
 
-fn steady(name: &str) {
+fn steady(test: &str, name: &str) {
     let shm = PosixShm::open(name).unwrap();
     let map = shm.map().unwrap();
     let ch = Channel::attach(&map).unwrap();
@@ -159,7 +163,7 @@ fn steady(name: &str) {
         }
     }
     drop(held);
-    common::child_done(TEST);
+    common::child_done(test);
 }
 
 fn victim(name: &str) -> ! {
@@ -180,11 +184,20 @@ fn victim(name: &str) -> ! {
 
 #[test]
 fn killed_mid_operation_loses_nothing() {
-    if common::is_child(TEST) {
+    kill_rounds(TEST, FreeOrder::Fifo);
+}
+
+#[test]
+fn killed_mid_operation_loses_nothing_lifo() {
+    kill_rounds(TEST_LIFO, FreeOrder::Lifo);
+}
+
+fn kill_rounds(test: &str, order: FreeOrder) {
+    if common::is_child(test) {
         let arg = common::child_arg();
         let (name, role) = arg.split_once(':').unwrap();
         match role {
-            "steady" => steady(name),
+            "steady" => steady(test, name),
             _ => victim(name),
         }
         return;
@@ -198,16 +211,17 @@ fn killed_mid_operation_loses_nothing() {
         .create(&name, (words_at() + WORDS) as u64)
         .unwrap();
     let map = shm.map().unwrap();
-    let ch = Channel::create(&map, BLOCKS, SIZE, ChannelOptions::new()).unwrap();
+    let opts = ChannelOptions::new().order(order);
+    let ch = Channel::create(&map, BLOCKS, SIZE, opts).unwrap();
     let pool = ch.pool();
-    let mut steady_child = Running::child(TEST, &format!("{name}:steady"));
+    let mut steady_child = Running::child(test, &format!("{name}:steady"));
     steady_child.until("ready", HANG);
 
     let rounds = rounds();
     let mut inside = [0u32; 5];
     let (mut reclaimed, mut last_ops, mut stalls) = (0usize, 0u64, 0u32);
     for round in 0..rounds {
-        let mut v = Running::child(TEST, &format!("{name}:victim"));
+        let mut v = Running::child(test, &format!("{name}:victim"));
         v.until("ready", HANG);
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         v.kill9();
@@ -264,14 +278,14 @@ fn killed_mid_operation_loses_nothing() {
         "the steady child made no progress in {stalls} of {rounds} rounds"
     );
     word(&map, STOP).store(1, Ordering::Release);
-    steady_child.wait(HANG).assert_child_passed(TEST);
+    steady_child.wait(HANG).assert_child_passed(test);
     assert!(pool.reclaim_dead().unwrap().is_empty());
     let s = pool.stats();
     assert_eq!(s.held, 0, "{s:?}");
     assert_eq!(pool.check().unwrap(), s.free);
     let killed_inside: u32 = inside[1..].iter().sum();
     eprintln!(
-        "{rounds} kills in {:?}: {killed_inside} inside an operation (get {}, give back {}, \
+        "{order:?}: {rounds} kills in {:?}: {killed_inside} inside an operation (get {}, give back {}, \
          send {}, recv {}), {reclaimed} blocks reclaimed, {} steady operations",
         t0.elapsed(),
         inside[1],
