@@ -754,6 +754,10 @@ impl<R: Region> MemPool<R> {
             // The top was given back: its word, held by its giver, is to
             // become free.
             if state_of(w) != FREE && state_of(w) != HELD {
+                if head.load(Ordering::Acquire) != h {
+                    // A stale look: the block was taken off since.
+                    return Ok(None);
+                }
                 return Err(self.corrupted(format!(
                     "block {i} was given back to the free list but is {}",
                     state_name(w)
