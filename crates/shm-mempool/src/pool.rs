@@ -145,7 +145,30 @@ const LAYOUT_VERSION: u32 = 3;
 /// Blocks are multiples of this many bytes, aligned to it (a cache line).
 pub const BLOCK_ALIGN: usize = 64;
 /// Slots in a pool's owner table: at most this many processes (or
-/// separately attached handles) take blocks from one pool at a time.
+/// separately attached handles) take blocks from one pool at a time. A
+/// process claims a slot on its first operation and gives it back when its
+/// handle drops; [`MemPool::reclaim_dead`] frees the slots of processes
+/// that are gone.
+///
+/// # Examples
+///
+/// ```
+/// use shm_mempool::{MemPool, PoolError, OWNER_SLOTS};
+/// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(1, 64));
+/// MemPool::create(&region, 1, 64)?;
+/// // Each attach is a handle of its own: its first get claims a slot.
+/// let mut handles = Vec::new();
+/// for _ in 0..OWNER_SLOTS {
+///     let pool = MemPool::attach(&region)?;
+///     drop(pool.get()?);
+///     handles.push(pool);
+/// }
+/// let one_more = MemPool::attach(&region)?;
+/// assert!(matches!(one_more.get(), Err(PoolError::TooManyProcesses { slots: 128, .. })));
+/// drop(handles); // each gives its slot back
+/// assert!(one_more.get().is_ok());
+/// # Ok::<(), PoolError>(())
+/// ```
 pub const OWNER_SLOTS: u32 = 128;
 const CONTROL_OFFSET: usize = 128;
 const OWNERS_OFFSET: usize = CONTROL_OFFSET + std::mem::size_of::<Control>();

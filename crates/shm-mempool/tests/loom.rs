@@ -337,10 +337,14 @@ fn a_process_killed_at_any_step_of_get_or_give_back_loses_nothing() {
 #[test]
 fn a_process_killed_at_any_step_of_send_or_recv_loses_no_message() {
     quiet_kills();
-    for k in 1..=MAX_STEPS {
+    for (order, k) in ORDERS
+        .into_iter()
+        .flat_map(|o| (1..=MAX_STEPS).map(move |k| (o, k)))
+    {
         kill_model(move || {
             let region = Arc::new(HeapRegion::new(Channel::<()>::required_size(2, 64)));
-            let live = Channel::create(Arc::clone(&region), 2, 64, ChannelOptions::new()).unwrap();
+            let opts = ChannelOptions::new().order(order);
+            let live = Channel::create(Arc::clone(&region), 2, 64, opts).unwrap();
             let dying = Channel::attach(Arc::clone(&region)).unwrap();
             dying.pool().loom_as_other_process();
             live.send_bytes(&[7]).unwrap();
