@@ -59,8 +59,9 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::{
     ipc, LogLevel, NodeBuilder, ServiceName, SignalHandlingMode, ZeroCopySend,
 };
-use shm::mempool::{Channel, FreeOrder, MemPool, PoolError, PoolOptions, RecvError};
-use shm::ring::RingOptions;
+use shm::mempool::{
+    Channel, ChannelOptions, FreeOrder, MemPool, PoolError, PoolOptions, RecvError,
+};
 use shm::segment::{AnonShared, Mapping, PosixOptions, PosixShm, Region};
 
 #[path = "common/iox_domain.rs"]
@@ -461,7 +462,7 @@ impl ChannelLink {
             .create(&name, (ack_offset(size) + 128) as u64)
             .expect("create the segment");
         let map = Arc::new(shm.map().expect("map"));
-        let opts = RingOptions::new().blocking(true);
+        let opts = ChannelOptions::new().blocking(true);
         let ch = Channel::create(Arc::clone(&map), BLOCKS, size, opts).expect("channel");
         let child = Peer::spawn(
             format!("channel-sink-{size}"),
@@ -498,8 +499,8 @@ impl Link for ChannelLink {
         };
         block.write_at(0, msg).expect("fill the block");
         block.set_used(msg.len());
-        if self.ch.send_blocking(block, SETUP_TIMEOUT).is_err() {
-            panic!("the channel stayed full for {SETUP_TIMEOUT:?}");
+        if let Err(e) = self.ch.send(block) {
+            panic!("send: {e}");
         }
     }
 
@@ -540,7 +541,7 @@ fn channel_sink(name: &str, size: usize) {
             };
             match got {
                 Ok(block) => break block,
-                Err(RecvError::Ring(_)) => backoff.snooze(),
+                Err(RecvError::Empty) => backoff.snooze(),
                 Err(e) => panic!("recv: {e}"),
             }
         };

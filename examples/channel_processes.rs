@@ -1,12 +1,12 @@
 //! Two unrelated processes exchange 4 KiB messages through a zero-copy
-//! [`Channel`] (a block pool plus a ring of block ids) in a named POSIX
+//! [`Channel`] (a block pool plus a queue of block ids) in a named POSIX
 //! segment.
 //!
 //! - The sender creates `/shm-example-channel-<pid>` (mode 0600): a channel
 //!   of 16 blocks of 4 KiB. For each message it takes a free block, fills it
 //!   in place (a sequence number, a byte pattern, a checksum: no buffer is
 //!   copied into it) and sends it: only the block's 4-byte id goes through
-//!   the ring.
+//!   the queue (which has a cell for every block: a send never waits).
 //! - The receiver attaches by name, waits for each block (`recv_blocking`
 //!   sleeps on a futex in the segment), checks it in place, and drops it:
 //!   the block goes back to the pool for the sender to fill again.
@@ -35,8 +35,7 @@ use std::error::Error;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use shm::mempool::{Channel, PoolError, RecvError, SendError};
-use shm::ring::RingOptions;
+use shm::mempool::{Channel, ChannelOptions, PoolError, RecvError};
 use shm::segment::{PosixOptions, PosixShm, Region};
 
 const BLOCKS: u32 = 16;
@@ -91,7 +90,7 @@ fn sender(name: &str, count: u64, spawn: bool) -> Res {
         .unlink_on_drop(true)
         .create(name, Channel::<()>::required_size(BLOCKS, SIZE) as u64)?;
     let map = shm.map()?;
-    let ch = Channel::create(&map, BLOCKS, SIZE, RingOptions::new().blocking(true))?;
+    let ch = Channel::create(&map, BLOCKS, SIZE, ChannelOptions::new().blocking(true))?;
     println!("[sender]   created {name}: {BLOCKS} blocks of {SIZE} bytes");
 
     let mut child = if spawn {
@@ -128,12 +127,8 @@ fn sender(name: &str, count: u64, spawn: bool) -> Res {
         block.fill(8, SIZE - 16, pattern(seq))?;
         block.write_pod(SIZE - 8, &checksum(seq))?;
         block.set_used(SIZE);
-        if let Err(e) = ch.send_blocking(block, PATIENCE) {
-            let why = match e {
-                SendError::Full(_) => "the ring stayed full".to_string(),
-                other => other.to_string(),
-            };
-            return Err(format!("message {seq}: {why}").into());
+        if let Err(e) = ch.send(block) {
+            return Err(format!("message {seq}: {e}").into());
         }
     }
     let sent_in = t0.elapsed();
@@ -176,7 +171,7 @@ fn receiver(name: &str, count: u64) -> Res {
     for expect in 0..count {
         let block = match ch.recv_blocking(PATIENCE) {
             Ok(block) => block,
-            Err(RecvError::Ring(e)) => {
+            Err(e @ RecvError::Empty) => {
                 return Err(format!("message {expect}: {e} after {PATIENCE:?}").into())
             }
             Err(e) => return Err(format!("message {expect}: {e}").into()),

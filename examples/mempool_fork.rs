@@ -19,6 +19,11 @@
 //!    `from_id` (exactly once), checks the value, and drops it (back to the
 //!    pool). Since blocks in transit are nobody's, a `reclaim_dead()` after
 //!    the child's exit leaves them alone.
+//! 3. A child killed with blocks in hand: it takes blocks (through an owner
+//!    slot of its own: its `ProcessId` is not the parent's) and dies of
+//!    `SIGKILL` holding them. The parent's `stats()` counts them as held by
+//!    a process that is gone, and `reclaim_dead()` gives exactly those back
+//!    (a kill at any instruction of a get or give-back loses nothing).
 //!
 //! ```text
 //! cargo run --example mempool_fork            # 4 blocks, as in pyshm
@@ -149,6 +154,27 @@ fn run(count: u32) -> Res {
     );
     if stats.free != count || mp.check()? != count {
         return Err(format!("the pool is not whole again: {stats:?}").into());
+    }
+
+    // 3. A child that dies holding blocks.
+    let held = count.min(2);
+    let pid = fork(|| {
+        let blocks: Vec<_> = (0..held).map(|_| mp.get()).collect::<Result<_, _>>()?;
+        std::mem::forget(blocks);
+        // SAFETY: kill(2) of this very process: it dies here, holding them.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        Ok(())
+    })?;
+    if wait_for(pid).is_ok() {
+        return Err(format!("child {pid} was to die of SIGKILL").into());
+    }
+    let dead = mp.stats().dead;
+    let back = mp.reclaim_dead()?;
+    println!(
+        "[parent] child {pid} was killed holding {dead} blocks; reclaim_dead gave back {back:?}"
+    );
+    if back.len() != held as usize || mp.check()? != count {
+        return Err(format!("the pool is not whole again: {:?}", mp.stats()).into());
     }
     Ok(())
 }

@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use shm_mempool::{Channel, ChannelOptions, MemPool, PoolError, RecvError, SendError};
 
 use crate::output::Render;
-use shm_mempool::{Channel, MemPool, PoolError, RecvError, SendError};
 use shm_ring::{MpmcRing, PopError, RingOptions, SpscRing};
 use shm_segment::{Mapping, PosixOptions, PosixShm, Region};
 
@@ -639,7 +639,8 @@ fn mempool(dur: Duration) -> Result<Measured> {
 
 fn channel_4k(dur: Duration) -> Result<Measured> {
     let seg = Segment::create("chan", Channel::<()>::required_size(BLOCKS, MSG))?;
-    let ch = Channel::create(seg.map()?, BLOCKS, MSG, RingOptions::new()).ctx("create channel")?;
+    let ch =
+        Channel::create(seg.map()?, BLOCKS, MSG, ChannelOptions::new()).ctx("create channel")?;
     seg.unlink()?;
     let start = Instant::now();
     let deadline = start + dur;
@@ -659,18 +660,12 @@ fn channel_4k(dur: Duration) -> Result<Measured> {
                 msg[..8].copy_from_slice(&seq.to_ne_bytes());
                 block.write_at(0, &msg[..used]).ctx("channel write")?;
                 block.set_used(used);
-                let mut block = block;
-                loop {
-                    match tx.send(block) {
-                        Ok(()) => break,
-                        Err(SendError::Full(b)) => {
-                            block = b;
-                            backoff.snooze()?;
-                        }
-                        Err(SendError::Pool(e)) => return Err(format!("bench: channel send: {e}")),
-                        Err(SendError::ForeignBlock(_)) => {
-                            return Err("bench: channel send: a block of another pool".into())
-                        }
+                // The channel's queue has a cell for every block: never full.
+                match tx.send(block) {
+                    Ok(()) => {}
+                    Err(SendError::Pool(e)) => return Err(format!("bench: channel send: {e}")),
+                    Err(SendError::ForeignBlock(_)) => {
+                        return Err("bench: channel send: a block of another pool".into())
                     }
                 }
                 backoff.reset();
@@ -709,7 +704,7 @@ fn channel_4k(dur: Duration) -> Result<Measured> {
                     expected += 1;
                     backoff.reset();
                 }
-                Err(RecvError::Ring(_)) => backoff.snooze()?,
+                Err(RecvError::Empty) => backoff.snooze()?,
                 Err(e) => return Err(format!("bench: channel recv: {e}")),
             }
         }

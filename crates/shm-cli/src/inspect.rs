@@ -45,8 +45,12 @@ pub(crate) struct PoolPart {
     pub(crate) block_size: usize,
     pub(crate) free: u32,
     pub(crate) held: u32,
-    /// Blocks in transit: queued in a channel, or handed on as ids.
+    /// Blocks queued in the pool's channel queue.
     pub(crate) queued: u32,
+    /// Blocks handed on as ids, not claimed yet.
+    pub(crate) in_transit: u32,
+    /// Held blocks whose owner is gone (what `reclaim_dead` would give back).
+    pub(crate) dead: u32,
     /// `(pid, blocks held)`.
     pub(crate) owners: Vec<(u32, u32)>,
 }
@@ -65,13 +69,31 @@ fn ring_part(info: shm_ring::RingInfo) -> RingPart {
     }
 }
 
+/// A channel's queue, in the ring's shape (a queue of block ids between
+/// senders and receivers, with no roles).
+fn queue_part(q: shm_mempool::QueueInfo) -> RingPart {
+    RingPart {
+        kind: "channel queue".into(),
+        capacity: q.capacity,
+        head: q.head,
+        tail: q.tail,
+        len: q.len,
+        fill_percent: q.len as f64 * 100.0 / q.capacity.max(1) as f64,
+        blocking: q.blocking,
+        producer_pid: None,
+        consumer_pid: None,
+    }
+}
+
 fn pool_part(stats: shm_mempool::PoolStats) -> PoolPart {
     PoolPart {
         blocks: stats.blocks,
         block_size: stats.block_size,
         free: stats.free,
         held: stats.held,
-        queued: stats.in_transit,
+        queued: stats.queued,
+        in_transit: stats.in_transit,
+        dead: stats.dead,
         owners: stats.by_owner,
     }
 }
@@ -125,8 +147,8 @@ pub(crate) fn run(target: &Target) -> Result<Report, Error> {
             )),
         ),
         Kind::CHANNEL => {
-            let (p, r) = shm_mempool::inspect_channel(&region).map_err(pool_err)?;
-            (Some(ring_part(r)), Some(pool_part(p)))
+            let (p, q) = shm_mempool::inspect_channel(&region).map_err(pool_err)?;
+            (Some(queue_part(q)), Some(pool_part(p)))
         }
         _ => (None, None),
     };
@@ -162,7 +184,12 @@ impl Render for Report {
         if let Some(ring) = &r.ring {
             writeln!(
                 out,
-                "  ring: {} of {} slots used ({:.1}%), head {} tail {}, {}",
+                "  {}: {} of {} slots used ({:.1}%), head {} tail {}, {}",
+                if ring.kind == "channel queue" {
+                    "queue"
+                } else {
+                    "ring"
+                },
                 ring.len,
                 ring.capacity,
                 ring.fill_percent,
@@ -187,11 +214,18 @@ impl Render for Report {
         if let Some(pool) = &r.pool {
             writeln!(
                 out,
-                "  pool: {} blocks of {} bytes: {} free, {} held, {} queued",
-                pool.blocks, pool.block_size, pool.free, pool.held, pool.queued
+                "  pool: {} blocks of {} bytes: {} free, {} held, {} queued, {} in transit",
+                pool.blocks, pool.block_size, pool.free, pool.held, pool.queued, pool.in_transit
             )?;
             for (pid, n) in &pool.owners {
                 writeln!(out, "    pid {pid} holds {n}")?;
+            }
+            if pool.dead > 0 {
+                writeln!(
+                    out,
+                    "    {} held by processes that are gone (reclaim_dead gives them back)",
+                    pool.dead
+                )?;
             }
         }
         if r.ring.is_none() && r.pool.is_none() {

@@ -1181,7 +1181,8 @@ fn inspect_decodes_rings_pools_and_channels() {
 
     // A channel: 2 messages queued, 1 block held.
     let (chan_name, chan_shm) = posix_region("inspect-chan", Channel::<()>::required_size(4, 256));
-    let chan = Channel::create(chan_shm.map().unwrap(), 4, 256, RingOptions::new()).unwrap();
+    let opts = shm_mempool::ChannelOptions::new();
+    let chan = Channel::create(chan_shm.map().unwrap(), 4, 256, opts).unwrap();
     chan.send_bytes(b"one").unwrap();
     chan.send_bytes(b"two").unwrap();
     let _block = chan.alloc().unwrap();
@@ -1194,6 +1195,11 @@ fn inspect_decodes_rings_pools_and_channels() {
     );
     assert_eq!(p["owners"], serde_json::json!([[me, 1]]));
     assert_eq!(v["ring"]["len"], 2);
+    assert_eq!(v["ring"]["kind"], "channel queue");
+    assert_eq!(
+        (p["in_transit"].as_u64(), p["dead"].as_u64()),
+        (Some(0), Some(0))
+    );
 
     // A segment without a header: an error naming it.
     let _l = shared();

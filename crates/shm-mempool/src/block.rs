@@ -152,18 +152,28 @@ impl<'p, R: Region> Block<'p, R> {
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn into_id(self) -> Result<BlockId, PoolError> {
-        // The handle ends here whatever happens: on success the block is in
-        // transit, on failure it was not this handle's to give back.
-        let this = ManuallyDrop::new(self);
-        this.live("into_id")?;
-        this.pool.exchange(
+        let pool = self.pool;
+        let (id, word) = self.hand_over("into_id")?;
+        pool.exchange(
             "into_id",
-            this.id,
+            id,
             "held by this handle",
-            this.word,
-            next_word(this.word, IN_TRANSIT, 0),
+            word,
+            next_word(word, IN_TRANSIT, 0),
         )?;
-        Ok(this.id)
+        Ok(id)
+    }
+
+    /// Ends the handle without giving the block back, for an operation that
+    /// hands the block on (`into_id`, a channel's `send`): its id and the
+    /// exact word it holds the block under. `Err(ForkedHandle)` in a
+    /// `fork`ed child (the handle ends there too, giving nothing back).
+    pub(crate) fn hand_over(self, op: &'static str) -> Result<(BlockId, u64), PoolError> {
+        // The handle ends here whatever happens: the caller moves the block
+        // on from `word`, or it was not this handle's to move.
+        let this = ManuallyDrop::new(self);
+        this.live(op)?;
+        Ok((this.id, this.word))
     }
 
     /// The pool it belongs to.

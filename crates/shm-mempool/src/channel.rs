@@ -1,64 +1,123 @@
-//! [`Channel`]: a pool plus a ring of block ids in one segment, so messages
-//! cross processes without being copied.
+//! [`Channel`]: a pool and its queue of sent blocks in one segment, so
+//! messages cross processes without being copied.
 
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use shm_ring::{MpmcRing, PopError, PushError, RingOptions};
 use shm_segment::{Header, HeaderError, HeaderInfo, Kind, Region, SubRegion};
 
 use crate::error::PoolError;
-use crate::pool::{Block, MemPool, BLOCK_ALIGN};
-use crate::BlockId;
+use crate::free::Q;
+use crate::pool::{Block, FreeOrder, MemPool, PoolOptions, BLOCK_ALIGN};
 
-/// 2: the pool inside is of layout version 2 (FIFO cells), and a queued
-/// block is in transit (the same state as after `into_id`).
-const LAYOUT_VERSION: u32 = 2;
+/// 3: no ring any more; blocks are queued in the pool's own channel queue
+/// (pool layout version 3), and a queued block is in the state *queued*.
+const LAYOUT_VERSION: u32 = 3;
 /// The pool starts on the second page, after the channel's header.
 const POOL_OFFSET: usize = 4096;
 
 type Part<R> = SubRegion<Arc<R>>;
 
-/// Where the pool and the ring sit.
-struct Parts {
-    pool_len: usize,
-    ring_offset: usize,
-    ring_len: usize,
-    ring_cap: u64,
-    total: usize,
-}
-
-/// The parts for `blocks` blocks of `block_size` bytes; `None` when the
-/// sizes overflow (a crafted header must give an error, not a panic).
-fn parts(blocks: u32, block_size: usize) -> Option<Parts> {
+/// The pool's length (page-rounded) and the channel's total size for
+/// `blocks` blocks of `block_size` bytes; `None` when the sizes overflow (a
+/// crafted header must give an error, not a panic).
+fn parts(blocks: u32, block_size: usize) -> Option<(usize, usize)> {
     let pool_len = usize::try_from(crate::pool::checked_size(blocks, block_size)?)
         .ok()?
         .checked_next_multiple_of(4096)?;
-    let ring_offset = POOL_OFFSET.checked_add(pool_len)?;
-    let ring_cap = u64::from(blocks).next_power_of_two();
-    let ring_len = MpmcRing::<BlockId, ()>::required_size(usize::try_from(ring_cap).ok()?);
-    let total = ring_offset.checked_add(ring_len)?;
-    Some(Parts {
-        pool_len,
-        ring_offset,
-        ring_len,
-        ring_cap,
-        total,
-    })
+    Some((pool_len, POOL_OFFSET.checked_add(pool_len)?))
+}
+
+/// How [`Channel::create`] lays out a channel.
+///
+/// # Examples
+///
+/// ```
+/// use shm_mempool::ChannelOptions;
+/// let opts = ChannelOptions::new().blocking(true);
+/// assert!(opts.is_blocking());
+/// assert!(!ChannelOptions::default().is_blocking());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelOptions {
+    blocking: bool,
+    order: FreeOrder,
+}
+
+impl ChannelOptions {
+    /// The defaults: receivers that wait poll with a growing back-off (no
+    /// futex wake-ups, the fastest send).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shm_mempool::ChannelOptions::new(), Default::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Make [`Channel::recv_blocking`] sleep on a futex and be woken by
+    /// senders. Each send then pays one fence and one load to check for
+    /// sleepers (no syscall unless someone sleeps).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let _ = shm_mempool::ChannelOptions::new().blocking(true);
+    /// ```
+    pub fn blocking(mut self, blocking: bool) -> Self {
+        self.blocking = blocking;
+        self
+    }
+
+    /// Whether receivers sleep on a futex.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(shm_mempool::ChannelOptions::new().blocking(true).is_blocking());
+    /// ```
+    pub fn is_blocking(&self) -> bool {
+        self.blocking
+    }
+
+    /// The order in which the channel's pool hands out free blocks
+    /// ([`FreeOrder::Fifo`] by default; [`FreeOrder::Lifo`] hands out the
+    /// block given back last, still warm in the cache). Messages are
+    /// received in the order sent either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::{Channel, ChannelOptions, FreeOrder};
+    /// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
+    /// let opts = ChannelOptions::new().order(FreeOrder::Lifo);
+    /// let ch = Channel::create(region, 4, 64, opts)?;
+    /// assert_eq!(ch.pool().order(), FreeOrder::Lifo);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn order(mut self, order: FreeOrder) -> Self {
+        self.order = order;
+        self
+    }
 }
 
 /// A channel of blocks: a sender takes a block from the pool, fills it in
 /// place and [`send`](Channel::send)s it; a receiver gets the same memory
 /// back ([`recv`](Channel::recv)) and the block returns to the pool when its
-/// guard drops. Only the 4-byte id travels through the ring.
+/// guard drops. Only the block's 4-byte index travels, through a queue in
+/// the pool itself.
 ///
-/// Any number of processes may send and receive (the ring is MPMC). A send
-/// is [`Block::into_id`] and a push of the id; a receive is a pop and
-/// [`MemPool::from_id`], so a queued block is *in transit*, owned by nobody:
-/// `reclaim_dead` leaves it alone even if its sender died, and exactly one
-/// receiver claims it. (Anyone who knows a queued id could claim it with
-/// `from_id` too; the receiver that pops it then gets
-/// [`PoolError::WrongState`] instead of a second owner.)
+/// Any number of processes may send and receive. A queued block is in the
+/// state *queued*, owned by nobody and named by its queue position, so
+/// exactly one receiver claims it, and nothing a process killed at any
+/// instruction leaves behind wedges the channel or loses a message it had
+/// sent: the queue has a cell for every block (a send never finds it full),
+/// and each step a killed sender or receiver left undone is done by the
+/// next receiver or by [`MemPool::reclaim_dead`] (see the
+/// [`pool`](crate::pool) module).
 ///
 /// A `Channel` made before `fork(2)` works in both processes; a [`Block`]
 /// taken before the fork is inert in the child (see [`Block`]).
@@ -90,14 +149,12 @@ fn parts(blocks: u32, block_size: usize) -> Option<Parts> {
 /// ```
 pub struct Channel<R> {
     pool: MemPool<Part<R>>,
-    ring: MpmcRing<BlockId, Part<R>>,
 }
 
 impl<R> Clone for Channel<R> {
     fn clone(&self) -> Self {
         Channel {
             pool: self.pool.clone(),
-            ring: self.ring.clone(),
         }
     }
 }
@@ -110,33 +167,47 @@ impl<R> std::fmt::Debug for Channel<R> {
     }
 }
 
-/// A send that could not queue the block; the block comes back.
+/// A send that could not queue the block.
+///
+/// # Examples
+///
+/// ```
+/// use shm_mempool::{Channel, SendError};
+/// let a = Channel::create(shm_segment::HeapRegion::new(Channel::<()>::required_size(1, 64)), 1, 64, Default::default())?;
+/// let b = Channel::create(shm_segment::HeapRegion::new(Channel::<()>::required_size(1, 64)), 1, 64, Default::default())?;
+/// assert!(matches!(b.send(a.alloc()?), Err(SendError::ForeignBlock(_))));
+/// # Ok::<(), shm_mempool::PoolError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum SendError<B> {
-    /// The ring is full (or still full at the deadline). Rare: the ring has
-    /// a slot per block, but a receiver stalled between taking a position
-    /// and releasing it keeps that slot busy until it goes on.
-    #[error("the channel is full")]
-    Full(B),
     /// The block belongs to another pool (another channel, or another
-    /// handle of this one made by a separate `attach`).
+    /// handle of this one made by a separate `attach`); it comes back.
     #[error("the block belongs to another pool")]
     ForeignBlock(B),
-    /// The block could not be handed on: its handle was inherited across
-    /// `fork` ([`PoolError::ForkedHandle`]) or the block is no longer its
-    /// own; nothing was queued. Or the ring was full and the block, back
-    /// from the ring, could not be claimed again.
+    /// The block could not be queued: its handle was inherited across
+    /// `fork` ([`PoolError::ForkedHandle`]), the block is no longer its own
+    /// ([`PoolError::WrongState`]; nothing was queued), or the queue is
+    /// corrupted.
     #[error(transparent)]
     Pool(PoolError),
 }
 
 /// A receive that got no block.
+///
+/// # Examples
+///
+/// ```
+/// use shm_mempool::{Channel, RecvError};
+/// let ch = Channel::create(shm_segment::HeapRegion::new(Channel::<()>::required_size(1, 64)), 1, 64, Default::default())?;
+/// assert!(matches!(ch.recv(), Err(RecvError::Empty)));
+/// # Ok::<(), shm_mempool::PoolError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum RecvError {
-    /// Nothing to receive, or a stalled sender (see [`PopError`]).
-    #[error(transparent)]
-    Ring(#[from] PopError),
-    /// The ring held an id the pool does not know, or a block not queued.
+    /// Nothing is queued (or still nothing at the deadline).
+    #[error("the channel is empty")]
+    Empty,
+    /// The queue is corrupted, or this process found no owner slot.
     #[error(transparent)]
     Pool(#[from] PoolError),
 }
@@ -155,14 +226,15 @@ impl<R> Channel<R> {
     ///
     /// If that many bytes cannot be addressed.
     pub fn required_size(blocks: u32, block_size: usize) -> usize {
-        parts(blocks, block_size).expect("channel too large").total
+        parts(blocks, block_size).expect("channel too large").1
     }
 }
 
 impl<R: Region> Channel<R> {
     /// Lays out a channel in `region`: a pool of `blocks` blocks of
-    /// `block_size` bytes and a ring with a slot for every block. With
-    /// `RingOptions::new().blocking(true)`, the blocking calls sleep on a futex.
+    /// `block_size` bytes, whose queue has a cell for every block. With
+    /// `ChannelOptions::new().blocking(true)`, waiting receivers sleep on a
+    /// futex.
     ///
     /// # Examples
     ///
@@ -177,19 +249,22 @@ impl<R: Region> Channel<R> {
         region: R,
         blocks: u32,
         block_size: usize,
-        opts: RingOptions,
+        opts: ChannelOptions,
     ) -> Result<Self, PoolError> {
-        let Some(parts) = parts(blocks, block_size) else {
+        let Some((pool_len, total)) = parts(blocks, block_size) else {
             return Err(PoolError::InvalidLayout {
                 target: region.target(),
                 reason: format!("{blocks} blocks of {block_size} bytes cannot be addressed"),
             });
         };
-        let total = parts.total;
         if region.len() < total {
             return Err(PoolError::InvalidLayout {
                 target: region.target(),
-                reason: format!("a channel of {blocks} blocks of {block_size} bytes needs {total} bytes, the region has {}", region.len()),
+                reason: format!(
+                    "a channel of {blocks} blocks of {block_size} bytes needs {total} bytes, \
+                     the region has {}",
+                    region.len()
+                ),
             });
         }
         if let Ok(existing) = Header::read(&region) {
@@ -203,15 +278,11 @@ impl<R: Region> Channel<R> {
             .into());
         }
         let region = Arc::new(region);
-        let pool = MemPool::create(
-            SubRegion::new(Arc::clone(&region), POOL_OFFSET, parts.pool_len)?,
+        let pool = MemPool::create_with(
+            SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?,
             blocks,
             block_size,
-        )?;
-        let ring = MpmcRing::create(
-            SubRegion::new(Arc::clone(&region), parts.ring_offset, parts.ring_len)?,
-            parts.ring_cap,
-            opts,
+            PoolOptions::new().order(opts.order).blocking(opts.blocking),
         )?;
         let size = pool.block_size() as u32;
         let info = HeaderInfo::new(
@@ -222,13 +293,13 @@ impl<R: Region> Channel<R> {
             u64::from(blocks),
             total as u64,
         );
-        // SYNC POINT: published last; the pool and ring headers are published already.
+        // SYNC POINT: published last; the pool's header is published already.
         Header::init(&*region, &info)?;
-        Ok(Channel { pool, ring })
+        Ok(Channel { pool })
     }
 
     /// Attaches to a channel another process created, validating its header
-    /// and those of its pool and ring.
+    /// and its pool's.
     ///
     /// # Examples
     ///
@@ -269,37 +340,33 @@ impl<R: Region> Channel<R> {
             }));
         }
         let blocks = info.capacity as u32;
-        let Some(parts) = parts(blocks, info.elem_size as usize) else {
+        let Some((pool_len, total)) = parts(blocks, info.elem_size as usize) else {
             return Err(fail(HeaderError::Capacity {
                 capacity: info.capacity,
                 reason: "its layout overflows",
             }));
         };
-        let total = parts.total as u64;
-        if total != info.total_size {
+        if total as u64 != info.total_size {
             return Err(fail(HeaderError::Layout {
-                expected: total,
+                expected: total as u64,
                 found: info.total_size,
+            }));
+        }
+        if info.total_size > region.len() as u64 {
+            return Err(fail(HeaderError::Truncated {
+                needed: info.total_size,
+                actual: region.len() as u64,
             }));
         }
         let region = Arc::new(region);
-        let pool = MemPool::attach(SubRegion::new(
-            Arc::clone(&region),
-            POOL_OFFSET,
-            parts.pool_len,
-        )?)?;
-        let ring = MpmcRing::attach(SubRegion::new(
-            Arc::clone(&region),
-            parts.ring_offset,
-            parts.ring_len,
-        )?)?;
+        let pool = MemPool::attach(SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?)?;
         if pool.blocks() != blocks || pool.block_size() != info.elem_size as usize {
             return Err(fail(HeaderError::Layout {
-                expected: total,
+                expected: total as u64,
                 found: info.total_size,
             }));
         }
-        Ok(Channel { pool, ring })
+        Ok(Channel { pool })
     }
 
     /// The channel's pool.
@@ -325,7 +392,14 @@ impl<R: Region> Channel<R> {
         self.pool.get()
     }
 
-    /// Queues a block for a receiver; the block comes back if the ring is full.
+    /// Queues a block for a receiver. The queue has a cell for every block,
+    /// so it is never full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::ForeignBlock`] (the block comes back) for a block of
+    /// another pool; [`SendError::Pool`] for a handle inherited across
+    /// `fork`, a block that is no longer the handle's, or a corrupted queue.
     ///
     /// # Examples
     ///
@@ -335,12 +409,31 @@ impl<R: Region> Channel<R> {
         &'c self,
         block: Block<'c, Part<R>>,
     ) -> Result<(), SendError<Block<'c, Part<R>>>> {
-        self.queue(block, |id| self.ring.push(id))
+        if !block.pool().same_pool(&self.pool) {
+            return Err(SendError::ForeignBlock(block));
+        }
+        let (id, word) = block.hand_over("send").map_err(SendError::Pool)?;
+        match self.pool.q_push(Q::Sent, id.0, word) {
+            Ok(Ok(())) => {}
+            Ok(Err(now)) => {
+                return Err(SendError::Pool(self.pool.wrong_state(
+                    "send",
+                    id,
+                    "held by this handle",
+                    now,
+                )))
+            }
+            Err(e) => return Err(SendError::Pool(e)),
+        }
+        if self.pool.inner.blocking {
+            self.notify();
+        }
+        Ok(())
     }
 
     /// Copies `data` into a fresh block and sends it: the one-call form for
-    /// small messages. Fails if no block is free, the data does not fit a
-    /// block, or the ring is full (the block then goes back to the pool).
+    /// small messages. Fails if no block is free or the data does not fit a
+    /// block.
     ///
     /// # Examples
     ///
@@ -359,9 +452,7 @@ impl<R: Region> Channel<R> {
         match self.send(block) {
             Ok(()) => Ok(()),
             Err(SendError::Pool(e)) => Err(e),
-            Err(SendError::Full(_) | SendError::ForeignBlock(_)) => Err(PoolError::ChannelFull {
-                target: self.pool.region().target(),
-            }),
+            Err(SendError::ForeignBlock(_)) => unreachable!("a block of this channel's pool"),
         }
     }
 
@@ -371,55 +462,22 @@ impl<R: Region> Channel<R> {
     ///
     /// See [`Channel`].
     pub fn recv(&self) -> Result<Block<'_, Part<R>>, RecvError> {
-        let id = self.ring.pop()?;
-        Ok(self.pool.claim_as("recv", id)?)
+        self.try_recv()?.ok_or(RecvError::Empty)
     }
 
-    /// Waits up to `timeout` for a free slot in the ring, then queues.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(1, 64));
-    /// let ch = shm_mempool::Channel::create(region, 1, 64, Default::default())?;
-    /// let block = ch.alloc()?;
-    /// ch.send_blocking(block, Duration::from_millis(10)).unwrap();
-    /// # Ok::<(), shm_mempool::PoolError>(())
-    /// ```
-    #[allow(clippy::result_large_err)]
-    pub fn send_blocking<'c>(
-        &'c self,
-        block: Block<'c, Part<R>>,
-        timeout: Duration,
-    ) -> Result<(), SendError<Block<'c, Part<R>>>> {
-        self.queue(block, |id| self.ring.push_blocking(id, timeout))
+    fn try_recv(&self) -> Result<Option<Block<'_, Part<R>>>, PoolError> {
+        let epoch = shm_segment::ForkEpoch::now();
+        let slot = self.pool.slot()?;
+        Ok(self
+            .pool
+            .q_pop(Q::Sent, slot)?
+            .map(|(i, word)| Block::new(&self.pool, crate::BlockId(i), word, epoch)))
     }
 
-    /// Hands the block on (in transit) and pushes its id; on a full ring,
-    /// claims it back and returns it.
-    #[allow(clippy::result_large_err)]
-    fn queue<'c>(
-        &'c self,
-        block: Block<'c, Part<R>>,
-        push: impl FnOnce(BlockId) -> Result<(), PushError<BlockId>>,
-    ) -> Result<(), SendError<Block<'c, Part<R>>>> {
-        if !block.pool().same_pool(&self.pool) {
-            return Err(SendError::ForeignBlock(block));
-        }
-        let id = block.into_id().map_err(SendError::Pool)?;
-        match push(id) {
-            Ok(()) => Ok(()),
-            Err(PushError::Full(_) | PushError::ForkedHandle(_) | PushError::PeerGone(_)) => {
-                match self.pool.claim_as("send", id) {
-                    Ok(block) => Err(SendError::Full(block)),
-                    Err(e) => Err(SendError::Pool(e)),
-                }
-            }
-        }
-    }
-
-    /// Waits up to `timeout` for a block.
+    /// Waits up to `timeout` for a block: first a short spin, then futex
+    /// sleeps (a channel made with `ChannelOptions::new().blocking(true)`)
+    /// or polls with a growing back-off (up to 1 ms). A timeout too long for
+    /// the clock, like `Duration::MAX`, waits as long as it takes.
     ///
     /// # Examples
     ///
@@ -431,8 +489,58 @@ impl<R: Region> Channel<R> {
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn recv_blocking(&self, timeout: Duration) -> Result<Block<'_, Part<R>>, RecvError> {
-        let id = self.ring.pop_blocking(timeout)?;
-        Ok(self.pool.claim_as("recv", id)?)
+        let wait = &self.pool.control().wait;
+        let deadline = Instant::now().checked_add(timeout);
+        let mut round = 0u32;
+        loop {
+            if let Some(block) = self.try_recv()? {
+                return Ok(block);
+            }
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Err(RecvError::Empty),
+                },
+                None => None,
+            };
+            round = round.saturating_add(1);
+            if round <= 16 {
+                std::hint::spin_loop();
+            } else if round <= 32 {
+                std::thread::yield_now();
+            } else if self.pool.inner.blocking {
+                let seq = wait.seq.load(Ordering::Acquire);
+                wait.waiters.fetch_add(1, Ordering::SeqCst);
+                // SYNC POINT: this fence and the one in `notify` order
+                // "count myself, then look again" against "queue, then read
+                // the waiters": one side sees the other, no wake-up is lost.
+                fence(Ordering::SeqCst);
+                let got = self.try_recv();
+                if matches!(got, Ok(None)) {
+                    let _ = shm_sys::futex_wait(&wait.seq, seq, remaining);
+                }
+                wait.waiters.fetch_sub(1, Ordering::SeqCst);
+                if let Some(block) = got? {
+                    return Ok(block);
+                }
+            } else {
+                let backoff = Duration::from_micros(10 << (round - 32).min(7));
+                std::thread::sleep(remaining.map_or(backoff, |left| backoff.min(left)));
+            }
+        }
+    }
+
+    /// After a send: wake sleeping receivers, with no syscall when there are
+    /// none. Out of line: only blocking channels call it.
+    #[inline(never)]
+    fn notify(&self) {
+        let wait = &self.pool.control().wait;
+        // SYNC POINT: pairs with the fence in `recv_blocking`.
+        fence(Ordering::SeqCst);
+        if wait.waiters.load(Ordering::Relaxed) != 0 {
+            wait.seq.fetch_add(1, Ordering::Release);
+            let _ = shm_sys::futex_wake(&wait.seq, u32::MAX);
+        }
     }
 
     /// Blocks queued now (a snapshot).
@@ -447,7 +555,7 @@ impl<R: Region> Channel<R> {
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.ring.len()
+        self.pool.q_len(Q::Sent) as usize
     }
 
     /// Whether nothing is queued now.
@@ -460,12 +568,43 @@ impl<R: Region> Channel<R> {
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
+        self.len() == 0
     }
 }
 
-/// Reads a channel's pool counts and ring positions without attaching, with
-/// atomic loads only, so a read-only mapping will do (what `shm inspect` uses).
+/// Positions between `head` and `tail`, clamped to `0..=blocks` (a tail
+/// hint behind the head reads as empty).
+fn queue_len(head: u64, tail: u64, blocks: u64) -> u64 {
+    let ahead = tail.wrapping_sub(head);
+    if ahead > i64::MAX as u64 {
+        0
+    } else {
+        ahead.min(blocks)
+    }
+}
+
+/// What [`inspect_channel`] reads of a channel's queue.
+///
+/// # Examples
+///
+/// See [`inspect_channel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// Cells in the queue (a power of two, at least the block count).
+    pub capacity: u64,
+    /// The head hint: the next position to receive from.
+    pub head: u64,
+    /// The tail hint: the next position to send to.
+    pub tail: u64,
+    /// Blocks queued (from the hints, clamped to the block count).
+    pub len: u64,
+    /// Whether waiting receivers sleep on a futex.
+    pub blocking: bool,
+}
+
+/// Reads a channel's pool counts and queue positions without attaching,
+/// with atomic loads only, so a read-only mapping will do (what `shm
+/// inspect` uses).
 ///
 /// # Examples
 ///
@@ -474,13 +613,11 @@ impl<R: Region> Channel<R> {
 /// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
 /// let ch = Channel::create(&region, 4, 64, Default::default())?;
 /// ch.send_bytes(b"queued")?;
-/// let (pool, ring) = inspect_channel(&region)?;
-/// assert_eq!((pool.in_transit, ring.len()), (1, 1));
+/// let (pool, queue) = inspect_channel(&region)?;
+/// assert_eq!((pool.queued, queue.len), (1, 1));
 /// # Ok::<(), shm_mempool::PoolError>(())
 /// ```
-pub fn inspect_channel<R: Region>(
-    region: &R,
-) -> Result<(crate::PoolStats, shm_ring::RingInfo), PoolError> {
+pub fn inspect_channel<R: Region>(region: &R) -> Result<(crate::PoolStats, QueueInfo), PoolError> {
     let info = Header::read(region)?;
     if info.kind != Kind::CHANNEL || info.capacity == 0 || info.capacity > 1 << 31 {
         let source = HeaderError::WrongKind {
@@ -493,7 +630,7 @@ pub fn inspect_channel<R: Region>(
         }
         .into());
     }
-    let Some(parts) = parts(info.capacity as u32, info.elem_size as usize) else {
+    let Some((pool_len, _)) = parts(info.capacity as u32, info.elem_size as usize) else {
         let source = HeaderError::Capacity {
             capacity: info.capacity,
             reason: "its layout overflows",
@@ -504,7 +641,15 @@ pub fn inspect_channel<R: Region>(
         }
         .into());
     };
-    let pool = crate::pool::inspect(&SubRegion::new(region, POOL_OFFSET, parts.pool_len)?)?;
-    let ring = shm_ring::inspect(&SubRegion::new(region, parts.ring_offset, parts.ring_len)?)?;
-    Ok((pool, ring))
+    let part = SubRegion::new(region, POOL_OFFSET, pool_len)?;
+    let pool = crate::pool::inspect(&part)?;
+    let (head, tail, blocking) = crate::pool::inspect_queue(&part)?;
+    let queue = QueueInfo {
+        capacity: u64::from(pool.blocks).next_power_of_two().max(2),
+        head,
+        tail,
+        len: queue_len(head, tail, u64::from(pool.blocks)),
+        blocking,
+    };
+    Ok((pool, queue))
 }

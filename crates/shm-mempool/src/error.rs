@@ -21,9 +21,6 @@ pub enum PoolError {
     /// The segment layer failed: a bad or foreign header, a read-only region…
     #[error(transparent)]
     Segment(#[from] shm_segment::Error),
-    /// The ring of a channel failed to lay out or attach.
-    #[error(transparent)]
-    Ring(#[from] shm_ring::RingError),
     /// Every block is in use.
     #[error("get {target}: all {blocks} blocks are in use")]
     Exhausted {
@@ -32,13 +29,19 @@ pub enum PoolError {
         /// How many blocks the pool has.
         blocks: u32,
     },
-    /// A channel's ring has no free slot. Rare: the ring has a slot per
-    /// block, but a receiver stalled (or killed) between taking a position
-    /// and releasing it keeps that slot busy until it goes on.
-    #[error("{target}: the channel's ring is full")]
-    ChannelFull {
-        /// The channel's region.
+    /// Every slot of the pool's owner table belongs to a live process (or
+    /// to a separately attached handle): a process needs a slot of its own
+    /// to take blocks. Slots of processes that are gone are taken over
+    /// first (as [`reclaim_dead`](crate::MemPool::reclaim_dead) does).
+    #[error(
+        "{target}: all {slots} owner slots of the pool belong to live processes; one more \
+         process (or separately attached handle) cannot take blocks"
+    )]
+    TooManyProcesses {
+        /// The pool's region.
         target: Target,
+        /// The size of the owner table ([`OWNER_SLOTS`](crate::OWNER_SLOTS)).
+        slots: u32,
     },
     /// A block count or block size the pool cannot have.
     #[error("{target}: {reason}")]
@@ -111,7 +114,7 @@ impl From<PoolError> for std::io::Error {
         let kind = match &err {
             PoolError::Segment(e) => e.kind(),
             PoolError::Exhausted { .. } => std::io::ErrorKind::OutOfMemory,
-            PoolError::ChannelFull { .. } => std::io::ErrorKind::WouldBlock,
+            PoolError::TooManyProcesses { .. } => std::io::ErrorKind::Other,
             PoolError::Corrupted { .. } => std::io::ErrorKind::InvalidData,
             PoolError::ForkedHandle { .. } => std::io::ErrorKind::PermissionDenied,
             _ => std::io::ErrorKind::InvalidInput,

@@ -7,13 +7,15 @@
 //!   each), or last in, first out ([`FreeOrder::Lifo`], a Treiber stack).
 //!   Each block has one owner: a [`Block`] guard, or nobody while its id is
 //!   in transit ([`Block::into_id`], claimed exactly once by
-//!   [`MemPool::from_id`]); [`MemPool::reclaim_dead`] gives back exactly
-//!   what dead processes held. See the [`pool`] module for the design and
-//!   what a kill can leak.
-//! - [`Channel`]: a pool plus a ring of block ids in one segment. A sender
-//!   fills a block in place and sends its id (`into_id` and a push); the
-//!   receiver claims it (a pop and `from_id`) and reads the same memory; the
-//!   block goes back to the pool when the receiver drops it.
+//!   [`MemPool::from_id`]). A process killed at any instruction leaves
+//!   nothing lost: [`MemPool::reclaim_dead`], run by anyone while others
+//!   work, gives back what dead processes held and finishes what they were
+//!   giving back or sending. See the [`pool`] module for the design and
+//!   what a killed process leaves.
+//! - [`Channel`]: a pool and its queue of sent blocks in one segment. A
+//!   sender fills a block in place and sends it (its 4-byte index is
+//!   queued); the receiver takes it and reads the same memory; the block
+//!   goes back to the pool when the receiver drops it.
 //!
 //! # Examples
 //!
@@ -38,9 +40,12 @@ mod free;
 pub mod pool;
 mod sync;
 
-pub use channel::{inspect_channel, Channel, RecvError, SendError};
+pub use channel::{inspect_channel, Channel, ChannelOptions, QueueInfo, RecvError, SendError};
 pub use error::PoolError;
-pub use pool::{Block, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use pool::LoomKilled;
+pub use pool::{Block, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN, OWNER_SLOTS};
 
 /// A block's position-independent name: its index in the pool. The same id
 /// names the same block in every process that maps the pool.

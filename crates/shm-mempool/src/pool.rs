@@ -1,16 +1,19 @@
 //! The block pool.
 //!
-//! **Layout** (layout version 2). After the 64-byte header, at offset 128,
-//! the control block: the free order, the LIFO stack's head, the FIFO
-//! queue's head and tail, each on its own cache lines. Then one 16-byte
-//! record per block; then the FIFO queue's cells, one 8-byte word each, `C`
-//! of them (`C` is the block count rounded up to a power of two, at least
-//! 2); then the blocks, each a multiple of 64 bytes and 64-byte aligned.
-//! Both orders have the same layout. The order is written once by
+//! **Layout** (layout version 3). After the 64-byte header, at offset 128,
+//! the control block: the free order, the LIFO stack's head, the FIFO free
+//! queue's head and tail, the channel queue's head and tail, the channel's
+//! futex words and flags, each on its own cache lines. Then the owner
+//! table: [`OWNER_SLOTS`] words. Then one 16-byte record per block; then
+//! the cells of the FIFO free queue and of the channel queue, `C` 8-byte
+//! words each (`C` is the block count rounded up to a power of two, at
+//! least 2); then the blocks, each a multiple of 64 bytes and 64-byte
+//! aligned. Both orders have the same layout. The order is written once by
 //! [`MemPool::create_with`] and copied into each handle by
 //! [`MemPool::attach`]; capacity and offsets come from the header, checked
 //! against the region's real size, and are never read from shared memory
-//! again.
+//! again. Every index read from shared memory (a block in a cell or a link,
+//! an owner slot in a word or a mark) is checked before use.
 //!
 //! **Free order.** [`FreeOrder::Fifo`], the default, hands blocks out in
 //! the order they were given back, as pyshm's and DPDK's ring-based pools
@@ -19,92 +22,106 @@
 //! the block given back last (still warm in the cache), and a fresh pool
 //! hands out 0, 1, 2, … too.
 //!
-//! **FIFO: a bounded queue of block ids whose cells change by one CAS
-//! each.** Cell `p mod C` holds a 32-bit stamp and a block index. It is
-//! empty for position `p` when its stamp is `p`, full when the stamp is
-//! `p + 1`, and a taker empties it for the next lap (stamp `p + C`):
-//! Vyukov's sequence numbers, except that claiming a cell and releasing it
-//! is one CAS on the cell, not a CAS on the head followed by a store. The
-//! head and tail are hints: whoever finds the hinted cell already emptied
-//! (or filled) moves the hint on. So a process stopped or killed at any
-//! instruction leaves each cell full or empty, never claimed and
-//! unreleased, and the queue never stalls (the weakness of a ring of free
-//! ids with a claim and a release step, which the MPMC ring has). `C` is at
-//! least the block count, so the queue is never full.
+//! **One owner per block, one word per block.** Each block's record holds
+//! one word: its state, a 30-bit generation bumped by every change, and a
+//! place. The states and places:
 //!
-//! **LIFO: a Treiber stack with a tagged head.** The head word packs a
-//! 32-bit tag (bumped by every change) with the top block's link, so a pop
-//! whose view went stale (the block was taken and given back meanwhile, the
-//! ABA case) fails its compare-and-swap. Every change is one CAS, so a
-//! process killed at any instant leaves the list consistent.
+//! - *free*: in the free list; in a FIFO pool, the place is the position
+//!   of its queue cell (mod 2^32);
+//! - *held*: by the owner slot in the place (see below);
+//! - *in transit*: handed on as an id ([`Block::into_id`]), owned by nobody;
+//! - *queued*: sent through the pool's [`Channel`](crate::Channel), at the
+//!   channel queue's position in the place.
 //!
-//! **One owner per block.** Each block's record holds one word: its state
-//! (free, held, in transit), a generation bumped by every change, and, when
-//! held, the owner (pid and 30 bits of its start time, so a reused pid is
-//! not mistaken for the owner). Every change is one CAS from the word the
-//! caller saw:
+//! Every change of ownership is one CAS from the exact word the caller saw:
+//! [`get`](MemPool::get) (free → held by me), dropping the [`Block`]
+//! (from its exact word → free), [`Block::into_id`] (→ in transit),
+//! [`from_id`](MemPool::from_id) (in transit → held by me), [`put`](MemPool::put)
+//! (in transit → free), a channel's send (held → queued) and receive
+//! (queued → held by me). Of two callers with the same id exactly one wins;
+//! the others get [`PoolError::WrongState`]. A `Block` whose word changed
+//! under it (the block was taken from it) gives nothing back when dropped.
 //!
-//! - [`get`](MemPool::get): free → held by this process. The [`Block`]
-//!   remembers the exact word it wrote.
-//! - dropping the `Block`: from that exact word → free. If the word is
-//!   another (the block was taken from this handle, say by the
-//!   `reclaim_dead` of a peer that wrongly thought this process dead, and
-//!   has been taken again since), the drop gives nothing back.
-//! - [`Block::into_id`]: from its exact word → in transit, owned by nobody.
-//!   The id is now the only claim on the block.
-//! - [`from_id`](MemPool::from_id): in transit → held by the caller. Of
-//!   two callers with the same id exactly one wins; the other, and any
-//!   later `from_id` while the block is held, gets
-//!   [`PoolError::WrongState`].
-//! - [`put`](MemPool::put): in transit → free.
-//! - A [`Channel`](crate::Channel) sends with `into_id` and a push of the id
-//!   into its ring, and receives with a pop and `from_id`.
+//! **The owner table.** A process that takes a block first claims a slot
+//! of the table: a CAS of its full `ProcessId` word (pid and start time)
+//! into a free slot, once per process and handle (the slot is cached in the
+//! handle; a `fork`ed child's `ProcessId` differs, so it claims its own).
+//! A held block's word names the slot, so the liveness of its owner is the
+//! kernel's answer for the full `ProcessId` ([`ProcessId::is_alive`]),
+//! asked only by [`reclaim_dead`](MemPool::reclaim_dead) and
+//! [`stats`](MemPool::stats), never on the fast path. A handle gives its
+//! slot back when dropped (unless a leaked `Block` still holds a block
+//! through it). A full table is [`PoolError::TooManyProcesses`], after
+//! the slots of processes that are gone were taken back.
+//!
+//! **The queues** (the FIFO free queue and the channel queue): cells that
+//! change by one CAS each, and a block word that decides. Cell `p mod C`
+//! holds a 32-bit stamp and a block index: empty for position `p` when the
+//! stamp is `p`, full when it is `p + 1`, emptied for the next lap (`p +
+//! C`) by a taker. A taker reads the cell at the head; if its block's word
+//! says it is queued exactly there, one CAS makes the word *held by me*
+//! (the decisive step), then it empties the cell and moves the head hint.
+//! A cell whose block's word moved on was taken already: whoever finds it
+//! empties it. A giver finds the empty cell at the tail, CASes the block's
+//! word to *free (queued) there* (the decisive step), then fills the cell;
+//! if another block filled that position first, the word moves on to a
+//! later one (one CAS from the word seen, so a block is never listed
+//! twice). The head and tail are hints, moved on by whoever finds them
+//! behind (the cells say where the truth is). `C` is at least the block
+//! count, so a queue is never full, and a dead process never wedges one.
+//!
+//! **LIFO: a Treiber stack whose head carries a pending mark.** The head
+//! word packs a 24-bit tag (bumped by every change, so a pop whose view
+//! went stale fails its CAS: the ABA case), a mark and the top block's
+//! link. A get CASes the head to *popped by my slot* (decisive), then the
+//! block's word to held; a give-back links the block and CASes the head to
+//! *pushed* (decisive), then the word to free. Whoever reads a marked head
+//! settles it first (the same CAS on the word its owner makes), so a mark
+//! left by a killed process is finished by the next operation.
 //!
 //! An id is a capability: once it was claimed or given back, a copy of it
-//! kept elsewhere is refused while the block is held or free, but claims
-//! the block if it is back in transit under the same id (ids carry no
-//! generation: a `BlockId` is 4 bytes, as in a channel's ring). Hand an id
-//! on once, and forget it.
+//! kept elsewhere is refused while the block is held, free or queued, but
+//! claims the block if it is back in transit under the same id (ids carry
+//! no generation). Hand an id on once, and forget it.
 //!
 //! A `Block` inherited by a child made with `fork(2)` is inert there (see
 //! [`Block`]): it belongs to the parent. The [`MemPool`] handle itself works
-//! in the child, which takes blocks of its own (pyshm's pattern: the pool
-//! is made before the fork).
+//! in the child, which claims its own owner slot and takes blocks of its
+//! own (pyshm's pattern: the pool is made before the fork).
 //!
-//! **What a killed process leaves.**
+//! **What a killed process leaves.** Nothing is lost, whichever instruction
+//! the kill lands on, and nothing waits for the world to stop: every
+//! operation has one decisive CAS on a block word, before which nothing
+//! happened and after which every remaining step is one that anyone may
+//! do for it (each is a CAS with the values the owner would use).
 //!
-//! - Blocks it held through a `Block`: held by a dead owner.
-//!   [`MemPool::reclaim_dead`] gives them back (safe at any time, from any
-//!   process).
-//! - Blocks it had turned into ids (`into_id`), sent into a channel, or
-//!   popped from a channel's ring without claiming them yet: in transit,
-//!   owned by nobody. `reclaim_dead` leaves every block in transit alone:
-//!   it cannot tell an id queued in a channel's ring (which a receiver will
-//!   claim) from one that only the dead process knew. Those that nothing
-//!   refers to any more stay in transit until [`MemPool::recover_orphans`]
-//!   (given the ids still referenced, while nobody else uses the pool)
-//!   frees them.
-//! - Killed in the few instructions between taking a block off the free
-//!   list and marking it held, or between marking it free and putting it on
-//!   the list: a free block on no list, which `recover_orphans` finds.
-//! - The free lists: every change is one CAS, so they stay consistent; a
-//!   FIFO head or tail that a killed process did not move on is moved by the
-//!   next caller.
+//! - Blocks it held (through a `Block`, or taken by a get or receive whose
+//!   decisive step happened): held through its dead slot.
+//!   [`MemPool::reclaim_dead`] takes the slot over (a CAS, so two
+//!   reclaimers never share one), gives those blocks back, and frees the
+//!   slot. Safe at any time, from any process, while others keep working.
+//! - A FIFO get or receive killed before its decisive step changed
+//!   nothing; killed after it, before emptying the cell: the next taker
+//!   empties it. A LIFO get killed after marking the head: the next
+//!   operation (or `reclaim_dead`) marks the block held by the dead slot.
+//! - A give-back or send killed after its decisive step, before filling the
+//!   cell: the block is free (or queued) with its place named, and
+//!   `reclaim_dead` fills the cell for it (the message is delivered). A
+//!   LIFO give-back killed after linking: the next operation (or
+//!   `reclaim_dead`) marks it free.
+//! - A head or tail hint it did not move on: the next caller moves it.
+//! - Blocks it had turned into ids with `into_id`: in transit, owned by
+//!   nobody. Neither the pool nor any operation of it knows who holds an
+//!   id, so `reclaim_dead` leaves them alone (whoever holds the id may
+//!   still claim it). [`MemPool::recover_orphans`], given the ids still
+//!   meant to be claimed, frees the others, while nobody else hands ids
+//!   on. That is all it is still needed for: no kill in the middle of an
+//!   operation leaves anything for it.
 //!
-//! **Toward no loss at any instruction** (not done yet). The remaining
-//! windows can be closed without changing the free lists: give each
-//! attached process a record in the pool (its pid and start time, claimed
-//! with a CAS) and, before the CAS that moves a block, write there which
-//! operation it is in, on which block and at which queue position. The
-//! block word's owner field would name that record; an emptied FIFO cell's
-//! index bits (unused today) would name the taker's record, so a survivor
-//! can tell whose CAS emptied a cell. `reclaim_dead` of a dead process then
-//! finishes or undoes its one operation in flight: a block it had popped
-//! but not marked is marked as its and freed, a block it had marked free
-//! but not pushed is pushed, an id it had popped from a ring is freed. This
-//! works because each queue cell changes by a single CAS that either
-//! happened or did not, which a design with a separate claim and release
-//! step (a Vyukov ring) could not tell apart after a kill.
+//! After a kill and `reclaim_dead`, [`MemPool::check`] finds every free
+//! block on the free list and every queued block in the channel queue;
+//! `tests/kill.rs` kills processes at random points of get, give-back,
+//! send and receive while another works, and checks exactly that.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -118,34 +135,70 @@ use shm_segment::{
 
 pub use crate::block::Block;
 use crate::error::PoolError;
+use crate::free::{cell_word, Q};
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::BlockId;
 
-const LAYOUT_VERSION: u32 = 2;
+/// 3: the owner table, block words that name their owner slot or their
+/// queue position, the LIFO head's pending mark, and the channel queue.
+const LAYOUT_VERSION: u32 = 3;
 /// Blocks are multiples of this many bytes, aligned to it (a cache line).
 pub const BLOCK_ALIGN: usize = 64;
+/// Slots in a pool's owner table: at most this many processes (or
+/// separately attached handles) take blocks from one pool at a time. A
+/// process claims a slot on its first operation and gives it back when its
+/// handle drops; [`MemPool::reclaim_dead`] frees the slots of processes
+/// that are gone.
+///
+/// # Examples
+///
+/// ```
+/// use shm_mempool::{MemPool, PoolError, OWNER_SLOTS};
+/// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(1, 64));
+/// MemPool::create(&region, 1, 64)?;
+/// // Each attach is a handle of its own: its first get claims a slot.
+/// let mut handles = Vec::new();
+/// for _ in 0..OWNER_SLOTS {
+///     let pool = MemPool::attach(&region)?;
+///     drop(pool.get()?);
+///     handles.push(pool);
+/// }
+/// let one_more = MemPool::attach(&region)?;
+/// assert!(matches!(one_more.get(), Err(PoolError::TooManyProcesses { slots: 128, .. })));
+/// drop(handles); // each gives its slot back
+/// assert!(one_more.get().is_ok());
+/// # Ok::<(), PoolError>(())
+/// ```
+pub const OWNER_SLOTS: u32 = 128;
 const CONTROL_OFFSET: usize = 128;
-const META_OFFSET: usize = CONTROL_OFFSET + std::mem::size_of::<Control>();
-/// At most this many blocks (the FIFO queue's capacity must fit a 32-bit stamp).
+const OWNERS_OFFSET: usize = CONTROL_OFFSET + std::mem::size_of::<Control>();
+const META_OFFSET: usize = OWNERS_OFFSET + OWNER_SLOTS as usize * 8;
+/// At most this many blocks (the queues' capacity must fit a 32-bit stamp).
 const MAX_BLOCKS: u32 = 1 << 31;
 
 /// The free-order word's values (0 is never valid, so zeroed memory is not a pool).
 const ORDER_FIFO: u32 = 1;
 const ORDER_LIFO: u32 = 2;
+/// [`Control::flags`]: senders wake receivers that sleep on a futex.
+const FLAG_BLOCKING: u32 = 1;
 
 /// Block states, in the low 2 bits of [`Meta::word`].
 pub(crate) const FREE: u64 = 0;
 pub(crate) const HELD: u64 = 1;
 pub(crate) const IN_TRANSIT: u64 = 2;
+pub(crate) const QUEUED: u64 = 3;
 const STATE_MASK: u64 = 3;
-/// The generation: 10 bits above the state, bumped (mod 1024) by every change.
+/// The generation: 30 bits above the state, bumped (mod 2^30) by every change.
 const GEN_SHIFT: u32 = 2;
-const GEN_MASK: u64 = (1 << 10) - 1;
-/// The owner, when held: pid (22 bits) and start time (low 30 bits).
-const PID_SHIFT: u32 = 12;
-const PID_MASK: u64 = (1 << 22) - 1;
-const START_SHIFT: u32 = 34;
-const START_MASK: u64 = (1 << 30) - 1;
+const GEN_MASK: u64 = (1 << 30) - 1;
+/// The high 32 bits: where the block is. Held: the owner's slot. Free in a
+/// FIFO pool, or queued: the position (mod 2^32) of its queue cell. Else 0.
+const PLACE_SHIFT: u32 = 32;
+
+/// An owner word with this bit set names a reclaimer that took the slot
+/// over from a dead process (the bit is not part of the `ProcessId` word:
+/// start times would need 2^41 clock ticks, centuries, to reach it).
+const RECLAIMING: u64 = 1 << 63;
 
 /// In which order a pool hands out its free blocks.
 ///
@@ -186,6 +239,9 @@ pub enum FreeOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PoolOptions {
     order: FreeOrder,
+    /// Whether senders on the pool's channel queue wake sleeping receivers
+    /// (set by [`Channel`](crate::Channel)'s options).
+    blocking: bool,
 }
 
 impl PoolOptions {
@@ -224,6 +280,24 @@ impl PoolOptions {
     pub fn order_of(&self) -> FreeOrder {
         self.order
     }
+
+    /// Receivers on the pool's channel queue may sleep on a futex.
+    pub(crate) fn blocking(mut self, blocking: bool) -> Self {
+        self.blocking = blocking;
+        self
+    }
+}
+
+/// A futex word and the count of processes sleeping on it, for receivers
+/// that wait on the channel queue. Plain std atomics even under loom: the
+/// futex needs a real address, and the models do not block.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct WaitWords {
+    /// Bumped by a sender that saw sleepers; sleepers wait on its value.
+    pub(crate) seq: std::sync::atomic::AtomicU32,
+    /// How many are about to sleep or sleeping; senders skip the syscall at 0.
+    pub(crate) waiters: std::sync::atomic::AtomicU32,
 }
 
 #[repr(C)]
@@ -231,14 +305,22 @@ pub(crate) struct Control {
     /// [`ORDER_FIFO`] or [`ORDER_LIFO`]; written before the header is
     /// published, read once by `attach`.
     order: CachePadded<AtomicU32>,
-    /// LIFO: tag (high 32 bits) and link of the top free block (low 32:
-    /// index + 1, 0 = empty).
+    /// LIFO: tag (bits 40-63), pending mark (32-39: 0 none, 1 pushed, 2 + s
+    /// popped by slot `s`) and link of the top block (0-31: index + 1, 0 =
+    /// empty). See `free.rs`.
     pub(crate) stack: CachePadded<AtomicU64>,
-    /// FIFO: the position to take from next. A hint: it lags the truth by
-    /// at most the takers that emptied a cell and did not move it on yet.
+    /// FIFO free queue: the position to take from next. A hint: it lags the
+    /// truth by at most the takers that did not move it on yet.
     pub(crate) head: CachePadded<AtomicU64>,
-    /// FIFO: the position to fill next; a hint in the same way.
+    /// FIFO free queue: the position to fill next; a hint in the same way.
     pub(crate) tail: CachePadded<AtomicU64>,
+    /// The channel queue's head and tail hints (the same algorithm).
+    pub(crate) sent_head: CachePadded<AtomicU64>,
+    pub(crate) sent_tail: CachePadded<AtomicU64>,
+    /// Receivers sleeping on the channel queue.
+    pub(crate) wait: CachePadded<WaitWords>,
+    /// `FLAG_*` bits, written before the header is published, read once on attach.
+    flags: CachePadded<AtomicU32>,
 }
 
 /// One per block.
@@ -249,38 +331,26 @@ pub(crate) struct Meta {
     pub(crate) next: AtomicU32,
     /// Bytes of the block in use, as set by the writer (for channels).
     pub(crate) used: AtomicU32,
-    /// State (low 2 bits), generation (10 bits) and, when held, the owner.
+    /// State (bits 0-1), generation (2-31) and place (32-63).
     pub(crate) word: AtomicU64,
 }
 
-/// The owner field of a held word for process `me`.
-pub(crate) fn owner_bits(me: ProcessId) -> u64 {
-    ((me.start_time & START_MASK) << START_SHIFT) | ((u64::from(me.pid) & PID_MASK) << PID_SHIFT)
-}
-
-/// The word that follows `word` in state `state` (owner bits for `HELD`).
-pub(crate) fn next_word(word: u64, state: u64, owner: u64) -> u64 {
+/// The word that follows `word` in state `state` at `place` (the owner's
+/// slot when held, the queue position when free in a FIFO pool or queued).
+#[inline]
+pub(crate) fn next_word(word: u64, state: u64, place: u32) -> u64 {
     let generation = ((word >> GEN_SHIFT) + 1) & GEN_MASK;
-    owner | (generation << GEN_SHIFT) | state
+    (u64::from(place) << PLACE_SHIFT) | (generation << GEN_SHIFT) | state
 }
 
+#[inline]
 pub(crate) fn state_of(word: u64) -> u64 {
     word & STATE_MASK
 }
 
-fn owner_of(word: u64) -> ProcessId {
-    ProcessId {
-        pid: ((word >> PID_SHIFT) & PID_MASK) as u32,
-        start_time: word >> START_SHIFT,
-    }
-}
-
-fn owner_alive(word: u64) -> bool {
-    let owner = owner_of(word);
-    // The record keeps 30 bits of the start time: compare those, then check
-    // that the process found is not a zombie.
-    ProcessId::of(owner.pid)
-        .is_some_and(|now| now.start_time & START_MASK == owner.start_time && now.is_alive())
+#[inline]
+pub(crate) fn place_of(word: u64) -> u32 {
+    (word >> PLACE_SHIFT) as u32
 }
 
 pub(crate) fn state_name(word: u64) -> &'static str {
@@ -288,11 +358,11 @@ pub(crate) fn state_name(word: u64) -> &'static str {
         FREE => "free",
         HELD => "held",
         IN_TRANSIT => "in transit",
-        _ => "in an unknown state",
+        _ => "queued",
     }
 }
 
-/// The FIFO queue's capacity for `blocks` blocks: a power of two, at least 2.
+/// The queues' capacity for `blocks` blocks: a power of two, at least 2.
 fn queue_cap(blocks: u64) -> u64 {
     blocks.next_power_of_two().max(2)
 }
@@ -301,6 +371,7 @@ fn queue_cap(blocks: u64) -> u64 {
 /// blocks of `block_size` bytes (a multiple of 64).
 struct Offsets {
     cells: u64,
+    sent: u64,
     data: u64,
     total: u64,
 }
@@ -311,11 +382,17 @@ fn offsets(blocks: u64, block_size: u64) -> Option<Offsets> {
         .checked_add(metas)?
         .checked_next_multiple_of(std::mem::align_of::<AtomicU64>() as u64)?;
     let cell_bytes = queue_cap(blocks).checked_mul(std::mem::size_of::<AtomicU64>() as u64)?;
-    let data = cells
+    let sent = cells.checked_add(cell_bytes)?;
+    let data = sent
         .checked_add(cell_bytes)?
         .checked_next_multiple_of(BLOCK_ALIGN as u64)?;
     let total = data.checked_add(blocks.checked_mul(block_size)?)?;
-    Some(Offsets { cells, data, total })
+    Some(Offsets {
+        cells,
+        sent,
+        data,
+        total,
+    })
 }
 
 /// [`MemPool::required_size`] without the panic: `None` when it overflows.
@@ -324,18 +401,61 @@ pub(crate) fn checked_size(blocks: u32, block_size: usize) -> Option<u64> {
     offsets(u64::from(blocks), size).map(|o| o.total)
 }
 
+/// The process-local cache of a handle's owner slot: a hash of the
+/// `ProcessId` word it was claimed for (high 56 bits) and the slot + 1 (low
+/// 8 bits), 0 when none. A `fork`ed child's `ProcessId` differs, so its
+/// copy of the cache misses and the child claims a slot of its own.
+fn slot_key(owner: u64) -> u64 {
+    (owner ^ (owner >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) & !0xFF
+}
+
+/// What the loom models need to stand in for a second process: an owner
+/// word of its own, which the liveness check calls dead, and a countdown
+/// of shared-memory writes after which the handle "is killed" (panics with
+/// [`LoomKilled`]).
+#[cfg(loom)]
+#[derive(Default)]
+struct LoomHooks {
+    /// The owner word to claim a slot with instead of this process's; 0 =
+    /// this process's.
+    fake_owner: std::sync::atomic::AtomicU64,
+    /// Writes left before the kill; 0 = never.
+    kill_after: std::sync::atomic::AtomicU32,
+    /// Set when the countdown fired: the handle's drop (a destructor a
+    /// killed process never runs) then writes nothing.
+    killed: std::sync::atomic::AtomicBool,
+}
+
+/// The owner word of the loom models' "other process" (never alive).
+#[cfg(loom)]
+const LOOM_DEAD_OWNER: u64 = 0x00AB_CDEF_0000_0007;
+
+/// The panic payload of a handle killed by the loom models' countdown.
+#[cfg(loom)]
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct LoomKilled;
+
 pub(crate) struct Inner<R> {
     region: R,
     control: *const Control,
+    owners: *const AtomicU64,
     metas: *const Meta,
     cells: *const AtomicU64,
+    sent: *const AtomicU64,
     pub(crate) data: *mut u8,
     pub(crate) blocks: u32,
     pub(crate) block_size: usize,
-    /// The FIFO queue's capacity minus one (capacity: a power of two ≥ 2
-    /// and ≥ `blocks`); positions are masked with it, so always in range.
+    /// The queues' capacity minus one (capacity: a power of two ≥ 2 and ≥
+    /// `blocks`); positions are masked with it, so always in range.
     pub(crate) mask: u64,
     pub(crate) order: FreeOrder,
+    /// Whether the channel queue's senders wake sleeping receivers.
+    pub(crate) blocking: bool,
+    /// This handle's owner slot in this process (see [`slot_key`]).
+    slot_cache: std::sync::atomic::AtomicU64,
+    #[cfg(loom)]
+    hooks: LoomHooks,
 }
 
 // SAFETY: the pointers point into `region`, owned here; shared state is
@@ -343,6 +463,51 @@ pub(crate) struct Inner<R> {
 unsafe impl<R: Send> Send for Inner<R> {}
 // SAFETY: as above.
 unsafe impl<R: Sync> Sync for Inner<R> {}
+
+impl<R> Inner<R> {
+    fn owner_word(&self) -> u64 {
+        #[cfg(loom)]
+        {
+            let fake = self.hooks.fake_owner.load(Ordering::Relaxed);
+            if fake != 0 {
+                return fake;
+            }
+        }
+        ProcessId::current().to_word()
+    }
+}
+
+impl<R> Drop for Inner<R> {
+    /// Gives this process's owner slot back, unless a block is still
+    /// recorded as held through it (a `Block` leaked with `mem::forget`):
+    /// then the slot stays until the process is gone and `reclaim_dead`
+    /// frees both. A `fork`ed child that never used the handle gives back
+    /// nothing (the slot in its copy of the cache is the parent's).
+    fn drop(&mut self) {
+        #[cfg(loom)]
+        if self.hooks.killed.load(Ordering::Relaxed) {
+            return;
+        }
+        let cache = *self.slot_cache.get_mut();
+        let me = self.owner_word();
+        if cache == 0 || cache & !0xFF != slot_key(me) {
+            return;
+        }
+        let slot = (cache & 0xFF) as u32 - 1;
+        for i in 0..self.blocks as usize {
+            // SAFETY: `i < blocks`, and `wire` checked that `blocks` records
+            // fit; atomics only.
+            let w = unsafe { &*self.metas.add(i) }.word.load(Ordering::Acquire);
+            if state_of(w) == HELD && place_of(w) == slot {
+                return;
+            }
+        }
+        // SAFETY: `slot < OWNER_SLOTS` (it came from `claim_slot`), and
+        // `wire` checked that the table fits; atomics only.
+        let owner = unsafe { &*self.owners.add(slot as usize) };
+        let _ = owner.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
 
 /// Fixed-size blocks in a [`Region`] that any attached process can take
 /// ([`get`](MemPool::get)) and give back (drop the [`Block`]). Blocks are
@@ -531,7 +696,12 @@ impl<R: Region> MemPool<R> {
             return Err(shm_segment::Error::Header { target, source }.into());
         }
         region.fill(HEADER_SIZE, needed as usize - HEADER_SIZE, 0)?;
-        let pool = Self::wire(region, blocks, size as usize, Some(opts.order))?;
+        let pool = Self::wire(
+            region,
+            blocks,
+            size as usize,
+            Some((opts.order, opts.blocking)),
+        )?;
         let cap = pool.inner.mask + 1;
         let (order, fifo_tail, lifo_top) = match opts.order {
             // FIFO: blocks 0..n in cells 0..n, head 0, tail n.
@@ -539,41 +709,57 @@ impl<R: Region> MemPool<R> {
             // LIFO: block 0 on top, each linked to the next.
             FreeOrder::Lifo => (ORDER_LIFO, 0, 1),
         };
-        // SAFETY: `wire` checked that the control block, the `blocks`
-        // records and the `cap` cells are in bounds and aligned; nobody else
-        // uses them before the header is published below. Writing whole
-        // values constructs the atomics in place (what loom's need; for
-        // std's it equals storing the values).
+        // SAFETY: `wire` checked that the control block, the owner table,
+        // the `blocks` records and the `cap` cells of both queues are in
+        // bounds and aligned; nobody else uses them before the header is
+        // published below. Writing whole values constructs the atomics in
+        // place (what loom's need; for std's it equals storing the values).
         unsafe {
             pool.inner.control.cast_mut().write(Control {
                 order: CachePadded::new(AtomicU32::new(order)),
                 stack: CachePadded::new(AtomicU64::new(lifo_top)),
                 head: CachePadded::new(AtomicU64::new(0)),
                 tail: CachePadded::new(AtomicU64::new(fifo_tail)),
+                sent_head: CachePadded::new(AtomicU64::new(0)),
+                sent_tail: CachePadded::new(AtomicU64::new(0)),
+                wait: CachePadded::new(WaitWords::default()),
+                flags: CachePadded::new(AtomicU32::new(if opts.blocking {
+                    FLAG_BLOCKING
+                } else {
+                    0
+                })),
             });
+            for s in 0..OWNER_SLOTS as usize {
+                pool.inner.owners.cast_mut().add(s).write(AtomicU64::new(0));
+            }
             for i in 0..blocks {
-                let next = match opts.order {
-                    FreeOrder::Lifo if i + 1 < blocks => i + 2,
-                    _ => 0,
+                let (next, word) = match opts.order {
+                    // Free, at position i of the queue.
+                    FreeOrder::Fifo => (0, u64::from(i) << PLACE_SHIFT),
+                    FreeOrder::Lifo if i + 1 < blocks => (i + 2, FREE),
+                    FreeOrder::Lifo => (0, FREE),
                 };
                 pool.inner.metas.cast_mut().add(i as usize).write(Meta {
                     next: AtomicU32::new(next),
                     used: AtomicU32::new(0),
-                    word: AtomicU64::new(FREE),
+                    word: AtomicU64::new(word),
                 });
             }
             for p in 0..cap {
                 let cell = match opts.order {
-                    FreeOrder::Fifo if p < u64::from(blocks) => {
-                        crate::free::cell_word(p + 1, p as u32)
-                    }
-                    _ => crate::free::cell_word(p, 0),
+                    FreeOrder::Fifo if p < u64::from(blocks) => cell_word(p as u32 + 1, p as u32),
+                    _ => cell_word(p as u32, 0),
                 };
                 pool.inner
                     .cells
                     .cast_mut()
                     .add(p as usize)
                     .write(AtomicU64::new(cell));
+                pool.inner
+                    .sent
+                    .cast_mut()
+                    .add(p as usize)
+                    .write(AtomicU64::new(cell_word(p as u32, 0)));
             }
         }
         let info = HeaderInfo::new(
@@ -611,14 +797,28 @@ impl<R: Region> MemPool<R> {
         Self::wire(region, info.capacity as u32, info.elem_size as usize, None)
     }
 
+    /// For the loom models only: this handle (call it before its first
+    /// operation) acts as another process, one that the liveness check
+    /// calls dead (loom cannot start processes). Combine with
+    /// [`loom_kill_after`](MemPool::loom_kill_after).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_as_other_process(&self) {
+        self.inner
+            .hooks
+            .fake_owner
+            .store(LOOM_DEAD_OWNER, Ordering::Relaxed);
+    }
+
     /// Checks bounds and alignment once; later indexes are checked against
-    /// `blocks`, and queue positions masked. `order`: the one being laid
-    /// out, or `None` to read (and check) the pool's.
+    /// `blocks`, slots against [`OWNER_SLOTS`], and queue positions masked.
+    /// `opts`: the order and blocking flag being laid out, or `None` to read
+    /// (and check) the pool's.
     fn wire(
         region: R,
         blocks: u32,
         block_size: usize,
-        order: Option<FreeOrder>,
+        opts: Option<(FreeOrder, bool)>,
     ) -> Result<Self, PoolError> {
         let too_big = || PoolError::InvalidLayout {
             target: region.target(),
@@ -626,12 +826,20 @@ impl<R: Region> MemPool<R> {
         };
         let offs = offsets(u64::from(blocks), block_size as u64).ok_or_else(too_big)?;
         let cap = queue_cap(u64::from(blocks));
+        let cap_usize = usize::try_from(cap).map_err(|_| too_big())?;
         let control = region.typed_ptr::<Control>("attach pool", CONTROL_OFFSET, 1)?;
+        let owners =
+            region.typed_ptr::<AtomicU64>("attach pool", OWNERS_OFFSET, OWNER_SLOTS as usize)?;
         let metas = region.typed_ptr::<Meta>("attach pool", META_OFFSET, blocks as usize)?;
         let cells = region.typed_ptr::<AtomicU64>(
             "attach pool",
             usize::try_from(offs.cells).map_err(|_| too_big())?,
-            usize::try_from(cap).map_err(|_| too_big())?,
+            cap_usize,
+        )?;
+        let sent = region.typed_ptr::<AtomicU64>(
+            "attach pool",
+            usize::try_from(offs.sent).map_err(|_| too_big())?,
+            cap_usize,
         )?;
         let data_off = usize::try_from(offs.data).map_err(|_| too_big())?;
         let data_len = (blocks as usize)
@@ -640,34 +848,49 @@ impl<R: Region> MemPool<R> {
         region.check_range("attach pool", data_off, data_len)?;
         // SAFETY: in range (checked just above).
         let data = unsafe { region.as_ptr().add(data_off) };
-        let order = match order {
-            Some(order) => order,
-            // SAFETY: in bounds and aligned (checked above); an atomic load.
-            None => match unsafe { (*control).order.load(Ordering::Acquire) } {
-                ORDER_FIFO => FreeOrder::Fifo,
-                ORDER_LIFO => FreeOrder::Lifo,
-                other => {
-                    return Err(PoolError::Corrupted {
-                        target: region.target(),
-                        what: format!(
-                            "the free-order word is {other}, not {ORDER_FIFO} (FIFO) or \
-                             {ORDER_LIFO} (LIFO)"
-                        ),
-                    })
-                }
-            },
+        let (order, blocking) = match opts {
+            Some(opts) => opts,
+            None => {
+                // SAFETY: in bounds and aligned (checked above); atomic loads.
+                let (order, flags) = unsafe {
+                    (
+                        (*control).order.load(Ordering::Acquire),
+                        (*control).flags.load(Ordering::Acquire),
+                    )
+                };
+                let order = match order {
+                    ORDER_FIFO => FreeOrder::Fifo,
+                    ORDER_LIFO => FreeOrder::Lifo,
+                    other => {
+                        return Err(PoolError::Corrupted {
+                            target: region.target(),
+                            what: format!(
+                                "the free-order word is {other}, not {ORDER_FIFO} (FIFO) or \
+                                 {ORDER_LIFO} (LIFO)"
+                            ),
+                        })
+                    }
+                };
+                (order, flags & FLAG_BLOCKING != 0)
+            }
         };
         Ok(MemPool {
             inner: Arc::new(Inner {
                 region,
                 control,
+                owners,
                 metas,
                 cells,
+                sent,
                 data,
                 blocks,
                 block_size,
                 mask: cap - 1,
                 order,
+                blocking,
+                slot_cache: std::sync::atomic::AtomicU64::new(0),
+                #[cfg(loom)]
+                hooks: LoomHooks::default(),
             }),
         })
     }
@@ -745,6 +968,7 @@ impl<R> MemPool<R> {
     }
 
     /// The record of block `i`; callers pass `i < blocks`.
+    #[inline]
     pub(crate) fn meta(&self, i: u32) -> &Meta {
         assert!(i < self.inner.blocks);
         // SAFETY: `i < blocks` (asserted), and `wire` checked that `blocks`
@@ -752,11 +976,25 @@ impl<R> MemPool<R> {
         unsafe { &*self.inner.metas.add(i as usize) }
     }
 
-    /// The FIFO cell for queue position `pos` (masked: always in range).
-    pub(crate) fn cell(&self, pos: u64) -> &AtomicU64 {
+    /// The cell of queue `q` for position `pos` (masked: always in range).
+    #[inline]
+    pub(crate) fn q_cell(&self, q: Q, pos: u64) -> &AtomicU64 {
+        let base = match q {
+            Q::Free => self.inner.cells,
+            Q::Sent => self.inner.sent,
+        };
         // SAFETY: `pos & mask < cap`, and `wire` checked that `cap` cells
-        // fit; atomics only.
-        unsafe { &*self.inner.cells.add((pos & self.inner.mask) as usize) }
+        // of each queue fit; atomics only.
+        unsafe { &*base.add((pos & self.inner.mask) as usize) }
+    }
+
+    /// Owner slot `s`'s word: the `ProcessId` word of the process that
+    /// claimed it, 0 when free. Callers pass `s < OWNER_SLOTS`.
+    pub(crate) fn owner(&self, s: u32) -> &AtomicU64 {
+        assert!(s < OWNER_SLOTS);
+        // SAFETY: `s < OWNER_SLOTS` (asserted), and `wire` checked that the
+        // table fits; atomics only.
+        unsafe { &*self.inner.owners.add(s as usize) }
     }
 
     /// How many blocks the pool has.
@@ -836,7 +1074,7 @@ impl<R: Region> MemPool<R> {
         }
     }
 
-    fn wrong_state(
+    pub(crate) fn wrong_state(
         &self,
         op: &'static str,
         id: BlockId,
@@ -852,8 +1090,107 @@ impl<R: Region> MemPool<R> {
         }
     }
 
+    /// Before each write to shared memory: where the loom models kill a
+    /// handle. Nothing outside them.
+    #[inline(always)]
+    pub(crate) fn crash_point(&self) {
+        #[cfg(loom)]
+        {
+            let left = &self.inner.hooks.kill_after;
+            let n = left.load(Ordering::Relaxed);
+            if n != 0 {
+                left.store(n - 1, Ordering::Relaxed);
+                if n == 1 {
+                    self.inner.hooks.killed.store(true, Ordering::Relaxed);
+                    std::panic::panic_any(LoomKilled);
+                }
+            }
+        }
+    }
+
+    /// For the loom models only: this handle "is killed" (panics with
+    /// [`LoomKilled`]) just before its `writes`-th write to shared memory
+    /// from now on; 0 never.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_kill_after(&self, writes: u32) {
+        self.inner.hooks.kill_after.store(writes, Ordering::Relaxed);
+    }
+
+    /// Whether the process named by owner word `word` still runs: the
+    /// kernel's answer for the full `ProcessId` word (a syscall or two, so
+    /// only `reclaim_dead` and `stats` ask).
+    fn owner_alive(&self, word: u64) -> bool {
+        let word = word & !RECLAIMING;
+        #[cfg(loom)]
+        if word == LOOM_DEAD_OWNER {
+            return false;
+        }
+        ProcessId::from_word(word).is_alive()
+    }
+
+    /// This handle's owner slot, claimed on first use in each process. The
+    /// fast path is one load of `ProcessId::current()` and one of the cache.
+    #[inline]
+    pub(crate) fn slot(&self) -> Result<u32, PoolError> {
+        let me = self.inner.owner_word();
+        let cache = self.inner.slot_cache.load(Ordering::Acquire);
+        if cache & !0xFF == slot_key(me) && cache & 0xFF != 0 {
+            return Ok((cache & 0xFF) as u32 - 1);
+        }
+        self.claim_slot(me)
+    }
+
+    /// Claims a free slot (CAS 0 → `me`) and caches it. A full table is
+    /// retried once after [`reclaim_dead`](MemPool::reclaim_dead) has freed
+    /// the slots of processes that are gone.
+    #[cold]
+    fn claim_slot(&self, me: u64) -> Result<u32, PoolError> {
+        let cache = &self.inner.slot_cache;
+        let mut seen = cache.load(Ordering::Acquire);
+        for attempt in 0..2 {
+            for s in 0..OWNER_SLOTS {
+                let owner = self.owner(s);
+                if owner.load(Ordering::Relaxed) != 0
+                    || owner
+                        .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_err()
+                {
+                    continue;
+                }
+                // Publish it; a thread of this process that claimed one
+                // meanwhile wins, and this slot goes back.
+                let mine = slot_key(me) | u64::from(s + 1);
+                loop {
+                    if seen & !0xFF == slot_key(me) && seen & 0xFF != 0 {
+                        let _ = owner.compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+                        return Ok((seen & 0xFF) as u32 - 1);
+                    }
+                    match cache.compare_exchange(seen, mine, Ordering::AcqRel, Ordering::Acquire) {
+                        Ok(_) => return Ok(s),
+                        Err(now) => seen = now,
+                    }
+                }
+            }
+            if attempt == 0 {
+                self.reclaim_dead()?;
+            }
+        }
+        Err(PoolError::TooManyProcesses {
+            target: self.target(),
+            slots: OWNER_SLOTS,
+        })
+    }
+
     /// Takes a free block, or fails with [`PoolError::Exhausted`]. The block
     /// is recorded as held by this process; dropping it gives it back.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Exhausted`] when no block is free;
+    /// [`PoolError::TooManyProcesses`] on the first call in a process when
+    /// every slot of the owner table belongs to a live process;
+    /// [`PoolError::Corrupted`] for shared state no correct peer writes.
     ///
     /// # Examples
     ///
@@ -868,37 +1205,20 @@ impl<R: Region> MemPool<R> {
     #[inline]
     pub fn get(&self) -> Result<Block<'_, R>, PoolError> {
         let epoch = ForkEpoch::now();
-        let owner = owner_bits(ProcessId::current());
-        let (id, word) = self.take(owner)?;
-        Ok(Block::new(self, id, word, epoch))
-    }
-
-    fn take(&self, owner: u64) -> Result<(BlockId, u64), PoolError> {
-        let Some(i) = self.pop_free()? else {
+        let slot = self.slot()?;
+        let Some((i, word)) = self.pop_free(slot)? else {
             return Err(PoolError::Exhausted {
                 target: self.target(),
                 blocks: self.inner.blocks,
             });
         };
-        let word = &self.meta(i).word;
-        let w = word.load(Ordering::Acquire);
-        if state_of(w) != FREE {
-            return Err(self.corrupted(format!(
-                "block {i} was on the free list but is {}",
-                state_name(w)
-            )));
+        // A fresh block has `used()` 0. Most were given back with 0 (plain
+        // pool use never sets it): skip the store then.
+        let used = &self.meta(i).used;
+        if used.load(Ordering::Relaxed) != 0 {
+            used.store(0, Ordering::Relaxed);
         }
-        let held = next_word(w, HELD, owner);
-        // SYNC POINT: AcqRel; the bytes were published by the free list's
-        // Release/Acquire pair already, this orders the record's change.
-        if let Err(now) = word.compare_exchange(w, held, Ordering::AcqRel, Ordering::Relaxed) {
-            return Err(self.corrupted(format!(
-                "block {i} changed while free and on no list: it is {}",
-                state_name(now)
-            )));
-        }
-        self.meta(i).used.store(0, Ordering::Relaxed);
-        Ok((BlockId(i), held))
+        Ok(Block::new(self, BlockId(i), word, epoch))
     }
 
     /// Moves block `id` from the exact word `from` to `to` (one CAS); the
@@ -912,6 +1232,7 @@ impl<R: Region> MemPool<R> {
         to: u64,
     ) -> Result<(), PoolError> {
         let i = self.index(op, id)?;
+        self.crash_point();
         // SYNC POINT: AcqRel: Release publishes the bytes written under
         // `from` to whoever moves the block next (a `from_id`'s Acquire, or
         // the free list's), Acquire takes what the last mover published.
@@ -930,25 +1251,16 @@ impl<R: Region> MemPool<R> {
         id: BlockId,
         held: u64,
     ) -> Result<(), PoolError> {
-        self.exchange(
-            op,
-            id,
-            "held by this handle",
-            held,
-            next_word(held, FREE, 0),
-        )?;
-        self.push_free(id.0)
+        let i = self.index(op, id)?;
+        match self.push_free(i, held)? {
+            Ok(()) => Ok(()),
+            Err(now) => Err(self.wrong_state(op, id, "held by this handle", now)),
+        }
     }
 
-    /// Moves an in-transit block to `state` (for `put`: free; for `from_id`:
-    /// held by `owner`) with one CAS. Returns the word written.
-    fn claim(
-        &self,
-        op: &'static str,
-        id: BlockId,
-        state: u64,
-        owner: u64,
-    ) -> Result<u64, PoolError> {
+    /// Moves an in-transit block to held by `slot` with one CAS. Returns
+    /// the word written.
+    fn claim(&self, op: &'static str, id: BlockId, slot: u32) -> Result<u64, PoolError> {
         let i = self.index(op, id)?;
         let word = &self.meta(i).word;
         let mut current = word.load(Ordering::Acquire);
@@ -956,11 +1268,12 @@ impl<R: Region> MemPool<R> {
             if state_of(current) != IN_TRANSIT {
                 return Err(self.wrong_state(op, id, "in transit", current));
             }
-            let to = next_word(current, state, owner);
+            let to = next_word(current, HELD, slot);
+            self.crash_point();
             // SYNC POINT: AcqRel: Acquire pairs with the Release of the CAS
             // that put the block in transit (`Block::into_id`): the bytes
             // written before it are visible to the claimer.
-            match word.compare_exchange_weak(current, to, Ordering::AcqRel, Ordering::Acquire) {
+            match word.compare_exchange(current, to, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(to),
                 Err(now) => current = now,
             }
@@ -970,8 +1283,8 @@ impl<R: Region> MemPool<R> {
     /// Gives back a block in transit, by id: one turned into an id with
     /// [`Block::into_id`] and not claimed since. Only one `put` (or
     /// [`from_id`](MemPool::from_id)) of an id succeeds; a block that is free,
-    /// or held by anyone (this process included), is refused with
-    /// [`PoolError::WrongState`] and left as it is.
+    /// held by anyone (this process included) or queued in a channel is
+    /// refused with [`PoolError::WrongState`] and left as it is.
     ///
     /// # Examples
     ///
@@ -986,16 +1299,31 @@ impl<R: Region> MemPool<R> {
     /// # Ok::<(), PoolError>(())
     /// ```
     pub fn put(&self, id: BlockId) -> Result<(), PoolError> {
-        self.claim("put", id, FREE, 0)?;
-        self.push_free(id.0)
+        let i = self.index("put", id)?;
+        if self.inner.order == FreeOrder::Lifo {
+            // The stack links a block before it marks it free: claim it
+            // first, so that of two racing puts only one links it.
+            let held = self.claim("put", id, self.slot()?)?;
+            return self.release("put", id, held);
+        }
+        let mut current = self.meta(i).word.load(Ordering::Acquire);
+        loop {
+            if state_of(current) != IN_TRANSIT {
+                return Err(self.wrong_state("put", id, "in transit", current));
+            }
+            match self.push_free(i, current)? {
+                Ok(()) => return Ok(()),
+                Err(now) => current = now,
+            }
+        }
     }
 
     /// Claims a block in transit, by id: one another process (or this one)
     /// handed on with [`Block::into_id`]. The block is then held by this
     /// process and given back when the guard drops. Exactly one claim of an
     /// id succeeds: a second `from_id` (the block is held), a `from_id` of a
-    /// free block or of one a guard holds is refused with
-    /// [`PoolError::WrongState`] and changes nothing.
+    /// free block, of one a guard holds or of one queued in a channel is
+    /// refused with [`PoolError::WrongState`] and changes nothing.
     ///
     /// # Examples
     ///
@@ -1010,26 +1338,31 @@ impl<R: Region> MemPool<R> {
     /// # Ok::<(), PoolError>(())
     /// ```
     pub fn from_id(&self, id: BlockId) -> Result<Block<'_, R>, PoolError> {
-        self.claim_as("from_id", id)
-    }
-
-    /// [`from_id`](MemPool::from_id) under another operation's name.
-    pub(crate) fn claim_as(
-        &self,
-        op: &'static str,
-        id: BlockId,
-    ) -> Result<Block<'_, R>, PoolError> {
         let epoch = ForkEpoch::now();
-        let owner = owner_bits(ProcessId::current());
-        let word = self.claim(op, id, HELD, owner)?;
+        let slot = self.slot()?;
+        let word = self.claim("from_id", id, slot)?;
         Ok(Block::new(self, id, word, epoch))
     }
 
     /// Gives back every block held by a process that no longer exists, and
-    /// returns their ids. Blocks in transit (ids handed on, or queued in a
-    /// channel's ring) are owned by nobody and left alone, whoever sent them:
-    /// a receiver may still claim them. Safe to run at any time, from any
-    /// process.
+    /// returns their ids; finishes every give-back and send that a killed
+    /// process left half done. Safe to run at any time, from any process,
+    /// while others keep working: it never touches what a live process
+    /// holds, and every step it takes is one a live process could take too.
+    ///
+    /// In detail: it takes over the owner slot of each dead process (a CAS
+    /// on the slot's word, so two reclaimers never share one), gives back
+    /// the blocks the slot holds, and frees the slot. A block a killed
+    /// process was giving back or sending (already marked free or queued,
+    /// not yet in its queue cell) is put in its cell. A block it was taking
+    /// is either still listed or already marked held by it; a LIFO head it
+    /// left marked is settled first. Blocks in transit (ids handed on with
+    /// [`Block::into_id`]) are owned by nobody and left alone: whoever holds
+    /// the id may still claim it ([`recover_orphans`](MemPool::recover_orphans)
+    /// frees those nobody will).
+    ///
+    /// Liveness is the kernel's answer for the owner's full `ProcessId`
+    /// (pid and start time), so a reused pid is not mistaken for the owner.
     ///
     /// # Examples
     ///
@@ -1040,58 +1373,103 @@ impl<R: Region> MemPool<R> {
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn reclaim_dead(&self) -> Result<Vec<BlockId>, PoolError> {
+        let me = self.inner.owner_word();
+        let mine = me | RECLAIMING;
+        if self.inner.order == FreeOrder::Lifo {
+            self.lifo_settle_head()?;
+        }
         let mut alive: HashMap<u64, bool> = HashMap::new();
-        let mut reclaimed = Vec::new();
-        let owner_mask = !((GEN_MASK << GEN_SHIFT) | STATE_MASK);
-        for i in 0..self.inner.blocks {
-            let word = &self.meta(i).word;
-            let w = word.load(Ordering::Acquire);
-            if state_of(w) != HELD
+        let mut taken = vec![false; OWNER_SLOTS as usize];
+        let mut any = false;
+        for s in 0..OWNER_SLOTS {
+            let owner = self.owner(s);
+            let w = owner.load(Ordering::Acquire);
+            // `me`: this process's own slot (of this handle or another);
+            // `mine`: one another thread of this process is reclaiming (or
+            // one an error interrupted: it is freed once this process is
+            // gone).
+            if w == 0
+                || w == me
+                || w == mine
                 || *alive
-                    .entry(w & owner_mask)
-                    .or_insert_with(|| owner_alive(w))
+                    .entry(w & !RECLAIMING)
+                    .or_insert_with(|| self.owner_alive(w))
             {
                 continue;
             }
-            // One CAS from exactly this dead owner's word: if anything
-            // changed meanwhile, the block is not the dead process's any more.
-            if word
-                .compare_exchange(
-                    w,
-                    next_word(w, FREE, 0),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
+            self.crash_point();
+            if owner
+                .compare_exchange(w, mine, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                self.push_free(i)?;
-                reclaimed.push(BlockId(i));
+                taken[s as usize] = true;
+                any = true;
+            }
+        }
+        let mut reclaimed = Vec::new();
+        if any {
+            for i in 0..self.inner.blocks {
+                let w = self.meta(i).word.load(Ordering::Acquire);
+                let s = place_of(w);
+                if state_of(w) != HELD || s >= OWNER_SLOTS || !taken[s as usize] {
+                    continue;
+                }
+                // One CAS from exactly this word: if it changed meanwhile,
+                // the block was not the dead process's to give back.
+                if self.push_free(i, w)?.is_ok() {
+                    reclaimed.push(BlockId(i));
+                }
+            }
+        }
+        self.finish_pending()?;
+        for s in 0..OWNER_SLOTS {
+            if taken[s as usize] {
+                self.crash_point();
+                let _ =
+                    self.owner(s)
+                        .compare_exchange(mine, 0, Ordering::AcqRel, Ordering::Relaxed);
             }
         }
         Ok(reclaimed)
     }
 
-    /// For the loom models only: what [`reclaim_dead`](MemPool::reclaim_dead)
-    /// does to a block whose owner died, applied to a live owner's block
-    /// (loom cannot start processes), so a model can make a stale handle.
+    /// Puts every block marked free (FIFO) or queued, but not yet in its
+    /// queue cell, into its cell: what the process giving it back or
+    /// sending it does next, and what anyone may do for it.
+    fn finish_pending(&self) -> Result<(), PoolError> {
+        for i in 0..self.inner.blocks {
+            let w = self.meta(i).word.load(Ordering::Acquire);
+            let q = match state_of(w) {
+                FREE if self.inner.order == FreeOrder::Fifo => Q::Free,
+                QUEUED => Q::Sent,
+                _ => continue,
+            };
+            let t = place_of(w);
+            if self.q_cell(q, u64::from(t)).load(Ordering::Acquire)
+                != cell_word(t.wrapping_add(1), i)
+            {
+                self.q_fill(q, i, w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For the loom models only: what [`reclaim_dead`](MemPool::reclaim_dead) does to a block whose owner died,
+    /// applied to a live owner's block (loom cannot start processes), so a
+    /// model can make a stale handle.
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn loom_free_as_if_owner_died(&self, id: BlockId) {
-        let word = &self.meta(id.0).word;
-        let w = word.load(Ordering::Acquire);
+        let w = self.meta(id.0).word.load(Ordering::Acquire);
         assert_eq!(state_of(w), HELD, "only a held block");
-        word.compare_exchange(
-            w,
-            next_word(w, FREE, 0),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        )
-        .expect("nobody else changes it in the models");
-        self.push_free(id.0).unwrap();
+        self.push_free(id.0, w)
+            .unwrap()
+            .expect("nobody else changes it in the models");
     }
 
     /// Counts blocks by state and held blocks by owner, from the per-block
-    /// records (a snapshot when others are active).
+    /// records and the owner table (a snapshot when others are active), and
+    /// asks the kernel which owners are gone.
     ///
     /// # Examples
     ///
@@ -1100,20 +1478,31 @@ impl<R: Region> MemPool<R> {
     /// let _a = pool.get()?;
     /// let id = pool.get()?.into_id()?;
     /// let stats = pool.stats();
-    /// assert_eq!((stats.free, stats.held, stats.in_transit), (2, 1, 1));
+    /// assert_eq!((stats.free, stats.held, stats.in_transit, stats.dead), (2, 1, 1, 0));
     /// assert_eq!(stats.by_owner, vec![(shm_segment::ProcessId::current().pid, 1)]);
     /// # pool.put(id)?;
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn stats(&self) -> PoolStats {
-        count((0..self.inner.blocks).map(|i| self.meta(i).word.load(Ordering::Acquire)))
+        let counted = count(
+            self.inner.blocks,
+            |i| Ok(self.meta(i).word.load(Ordering::Acquire)),
+            |s| Ok((s < OWNER_SLOTS).then(|| self.owner(s).load(Ordering::Acquire))),
+            |w| self.owner_alive(w),
+        );
+        counted
+            .expect("loads of checked records do not fail")
             .with_sizes(self.inner.blocks, self.inner.block_size)
     }
 
-    /// Walks the free list (at most `blocks` steps) and checks it against
-    /// the block records: every listed block is free, none twice, no cycle,
-    /// and (FIFO) the queue's cells and tail agree. Returns how many blocks
-    /// are listed. Meaningful while no other process changes the pool.
+    /// Walks the free list and the channel queue (at most a lap each) and
+    /// checks them against the block records: every listed block is free
+    /// (queued) and listed once, the cells and hints agree, and every block
+    /// marked free is on the free list and every block marked queued in the
+    /// queue, so none is lost. Returns how many blocks are on the free
+    /// list. Meaningful while no other process changes the pool; after a
+    /// process was killed, call [`reclaim_dead`](MemPool::reclaim_dead)
+    /// first (until then a block it was giving back may be on no list).
     ///
     /// # Examples
     ///
@@ -1125,15 +1514,30 @@ impl<R: Region> MemPool<R> {
     /// ```
     pub fn check(&self) -> Result<u32, PoolError> {
         let walk = self.walk_free()?;
+        let sent = self.q_walk(Q::Sent)?;
         let mut seen = vec![false; self.inner.blocks as usize];
-        for &i in &walk.listed {
-            if std::mem::replace(&mut seen[i as usize], true) {
-                return Err(self.corrupted(format!("block {i} is on the free list twice")));
+        for (list, state, what) in [
+            (&walk.listed, FREE, "the free list"),
+            (&sent, QUEUED, "the channel queue"),
+        ] {
+            for &i in list {
+                if std::mem::replace(&mut seen[i as usize], true) {
+                    return Err(self.corrupted(format!("block {i} is listed twice ({what})")));
+                }
+                let w = self.meta(i).word.load(Ordering::Acquire);
+                if state_of(w) != state {
+                    return Err(
+                        self.corrupted(format!("block {i} is in {what} but is {}", state_name(w)))
+                    );
+                }
             }
+        }
+        for i in 0..self.inner.blocks {
             let w = self.meta(i).word.load(Ordering::Acquire);
-            if state_of(w) != FREE {
+            if (state_of(w) == FREE || state_of(w) == QUEUED) && !seen[i as usize] {
                 return Err(self.corrupted(format!(
-                    "block {i} is on the free list but is {}",
+                    "block {i} is {} but in no list (a process killed while giving it back \
+                     or sending it left it so: reclaim_dead finishes that)",
                     state_name(w)
                 )));
             }
@@ -1141,12 +1545,14 @@ impl<R: Region> MemPool<R> {
         Ok(walk.listed.len() as u32)
     }
 
-    /// Returns to the free list every block that is free but on no list
-    /// (left by a process killed mid-`get` or mid-give-back) or in transit
-    /// but not in `in_transit`: pass every id that is still meant to be
-    /// claimed (those queued in channels' rings, and those that live
-    /// processes hold as ids). Only while no other process uses the pool.
-    /// Returns the ids.
+    /// Returns to the free list every block in transit that is not in
+    /// `in_transit`: pass every id that is still meant to be claimed (those
+    /// that live processes hold as ids). A block handed on with
+    /// [`Block::into_id`] is a capability that only its holder knows, so
+    /// when the holder dies with it, nothing but this call gives it back.
+    /// Only while no other process uses ids of the pool. Returns the ids.
+    /// Blocks queued in a channel are not in transit: they are never
+    /// touched.
     ///
     /// # Examples
     ///
@@ -1158,32 +1564,26 @@ impl<R: Region> MemPool<R> {
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn recover_orphans(&self, in_transit: &[BlockId]) -> Result<Vec<BlockId>, PoolError> {
-        let mut listed = vec![false; self.inner.blocks as usize];
-        for i in self.walk_free()?.listed {
-            listed[i as usize] = true;
-        }
+        self.walk_free()?;
         let mut keep = vec![false; self.inner.blocks as usize];
         for id in in_transit {
             keep[self.index("recover_orphans", *id)? as usize] = true;
         }
+        self.finish_pending()?;
         let mut recovered = Vec::new();
         for i in 0..self.inner.blocks {
-            let word = &self.meta(i).word;
-            let w = word.load(Ordering::Acquire);
-            let orphan = match state_of(w) {
-                FREE => !listed[i as usize],
-                IN_TRANSIT if !keep[i as usize] => word
-                    .compare_exchange(
-                        w,
-                        next_word(w, FREE, 0),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok(),
-                _ => false,
+            let w = self.meta(i).word.load(Ordering::Acquire);
+            if state_of(w) != IN_TRANSIT || keep[i as usize] {
+                continue;
+            }
+            let freed = match self.inner.order {
+                FreeOrder::Fifo => self.push_free(i, w)?.is_ok(),
+                FreeOrder::Lifo => match self.claim("recover_orphans", BlockId(i), self.slot()?) {
+                    Ok(held) => self.push_free(i, held)?.is_ok(),
+                    Err(_) => false,
+                },
             };
-            if orphan {
-                self.push_free(i)?;
+            if freed {
                 recovered.push(BlockId(i));
             }
         }
@@ -1211,9 +1611,15 @@ pub struct PoolStats {
     /// Blocks held by a process (through a [`Block`]).
     pub held: u32,
     /// Blocks in transit, owned by nobody: handed on as an id
-    /// ([`Block::into_id`]) or queued in a channel's ring.
+    /// ([`Block::into_id`]) and not claimed yet.
     pub in_transit: u32,
-    /// Blocks whose record is garbage (corruption).
+    /// Blocks queued in the pool's channel queue (sent, not yet received).
+    pub queued: u32,
+    /// Held blocks whose owner is gone: what
+    /// [`reclaim_dead`](MemPool::reclaim_dead) would give back now.
+    pub dead: u32,
+    /// Blocks whose record is garbage (corruption): held by an owner slot
+    /// out of range or by a slot nobody owns.
     pub unknown: u32,
     /// Held blocks per owner pid, sorted by pid.
     pub by_owner: Vec<(u32, u32)>,
@@ -1227,24 +1633,62 @@ impl PoolStats {
     }
 }
 
-/// Counts the record words.
-fn count(words: impl Iterator<Item = u64>) -> PoolStats {
+/// Counts the record words: `word(i)` reads block `i`'s word, `owner(s)`
+/// slot `s`'s owner word (`None` for a slot out of range), `alive(w)` asks
+/// whether owner word `w` names a live process.
+///
+/// Each owner is read after the word that names it: a slot is claimed
+/// before its owner takes a block through it, so a held word names a slot
+/// that was claimed when the word was read. A slot is given back only after
+/// every block held through it; so an owner read as 0 means the word has
+/// changed since: it is read again.
+fn count(
+    blocks: u32,
+    mut word: impl FnMut(u32) -> Result<u64, PoolError>,
+    mut owner: impl FnMut(u32) -> Result<Option<u64>, PoolError>,
+    mut alive: impl FnMut(u64) -> bool,
+) -> Result<PoolStats, PoolError> {
     let mut stats = PoolStats::default();
-    let mut owners: HashMap<u32, u32> = HashMap::new();
-    for w in words {
+    let mut by_pid: HashMap<u32, u32> = HashMap::new();
+    let mut liveness: HashMap<u64, bool> = HashMap::new();
+    for i in 0..blocks {
+        let mut w = word(i)?;
+        let mut tries = 0;
+        let held_by = loop {
+            if state_of(w) != HELD {
+                break 0;
+            }
+            match owner(place_of(w))? {
+                Some(0) if tries < 8 => {
+                    tries += 1;
+                    let again = word(i)?;
+                    if again == w {
+                        break 0;
+                    }
+                    w = again;
+                }
+                Some(o) => break o,
+                None => break 0,
+            }
+        };
         match state_of(w) {
             FREE => stats.free += 1,
+            HELD if held_by == 0 => stats.unknown += 1,
             HELD => {
                 stats.held += 1;
-                *owners.entry(owner_of(w).pid).or_default() += 1;
+                let id = ProcessId::from_word(held_by & !RECLAIMING);
+                *by_pid.entry(id.pid).or_default() += 1;
+                if !*liveness.entry(held_by).or_insert_with(|| alive(held_by)) {
+                    stats.dead += 1;
+                }
             }
             IN_TRANSIT => stats.in_transit += 1,
-            _ => stats.unknown += 1,
+            _ => stats.queued += 1,
         }
     }
-    stats.by_owner = owners.into_iter().collect();
+    stats.by_owner = by_pid.into_iter().collect();
     stats.by_owner.sort_unstable();
-    stats
+    Ok(stats)
 }
 
 /// Counts a pool's blocks by state without attaching, with atomic loads
@@ -1265,14 +1709,39 @@ fn count(words: impl Iterator<Item = u64>) -> PoolStats {
 pub fn inspect<R: Region>(region: &R) -> Result<PoolStats, PoolError> {
     let info = validate(region)?;
     let blocks = info.capacity as u32;
-    let mut words = Vec::with_capacity(blocks as usize);
-    for i in 0..blocks as usize {
-        let offset =
-            META_OFFSET + i * std::mem::size_of::<Meta>() + std::mem::offset_of!(Meta, word);
+    let word_at = |i: u32| {
+        let offset = META_OFFSET
+            + i as usize * std::mem::size_of::<Meta>()
+            + std::mem::offset_of!(Meta, word);
         // Bounds-checked by the load: a lying header gives an error, not a fault.
-        words.push(region.load_u64(offset, Ordering::Acquire)?);
-    }
-    Ok(count(words.into_iter()).with_sizes(blocks, info.elem_size as usize))
+        Ok(region.load_u64(offset, Ordering::Acquire)?)
+    };
+    let owner_at = |s: u32| -> Result<Option<u64>, PoolError> {
+        if s >= OWNER_SLOTS {
+            return Ok(None);
+        }
+        let at = OWNERS_OFFSET + s as usize * 8;
+        Ok(Some(region.load_u64(at, Ordering::Acquire)?))
+    };
+    let alive = |w: u64| ProcessId::from_word(w & !RECLAIMING).is_alive();
+    Ok(count(blocks, word_at, owner_at, alive)?.with_sizes(blocks, info.elem_size as usize))
+}
+
+/// The channel queue's head and tail hints and blocking flag, read with
+/// atomic loads only (for [`inspect_channel`](crate::inspect_channel)).
+pub(crate) fn inspect_queue<R: Region>(region: &R) -> Result<(u64, u64, bool), PoolError> {
+    validate(region)?;
+    let at = |field: usize| CONTROL_OFFSET + field;
+    let head = region.load_u64(
+        at(std::mem::offset_of!(Control, sent_head)),
+        Ordering::Acquire,
+    )?;
+    let tail = region.load_u64(
+        at(std::mem::offset_of!(Control, sent_tail)),
+        Ordering::Acquire,
+    )?;
+    let flags = region.load_u32(at(std::mem::offset_of!(Control, flags)), Ordering::Acquire)?;
+    Ok((head, tail, flags & FLAG_BLOCKING != 0))
 }
 
 #[cfg(all(test, not(loom)))]
@@ -1280,33 +1749,85 @@ mod tests {
     use super::*;
 
     #[test]
-    fn owner_word_round_trips_and_reports_liveness() {
-        let me = ProcessId::current();
-        let w = next_word(FREE, HELD, owner_bits(me));
-        assert_eq!(state_of(w), HELD);
-        assert_eq!(owner_of(w).pid, me.pid);
-        assert!(owner_alive(w));
-        let other = ProcessId {
-            pid: me.pid,
-            start_time: me.start_time + 1,
-        };
-        assert!(!owner_alive(next_word(FREE, HELD, owner_bits(other))));
+    fn a_word_names_its_state_place_and_generation() {
+        let w = next_word(FREE, HELD, 5);
+        assert_eq!((state_of(w), place_of(w)), (HELD, 5));
+        let q = next_word(w, QUEUED, 0xFFFF_FFFF);
+        assert_eq!(
+            (state_of(q), place_of(q), state_name(q)),
+            (QUEUED, u32::MAX, "queued")
+        );
+        assert_ne!(next_word(w, HELD, 5), w, "a new generation");
     }
 
     #[test]
     fn every_change_bumps_the_generation_and_it_wraps() {
         let mut w = FREE;
         let mut seen = std::collections::HashSet::new();
-        for k in 0..1024u64 {
+        for k in 0..4096u64 {
             assert!(seen.insert(w), "word {w:#x} again after {k} changes");
             w = next_word(w, FREE, 0);
         }
-        assert_eq!(w, FREE, "the generation wraps after 1024 changes");
-        let me = owner_bits(ProcessId::current());
-        assert_ne!(
-            next_word(FREE, HELD, me),
-            next_word(next_word(FREE, HELD, me), HELD, me)
+        let last = (GEN_MASK << GEN_SHIFT) | FREE;
+        assert_eq!(
+            next_word(last, FREE, 0),
+            FREE,
+            "the generation wraps after 2^30 changes"
         );
+    }
+
+    #[test]
+    fn a_process_claims_one_slot_and_gives_it_back_on_drop() {
+        let region = HeapRegion::new(MemPool::<()>::required_size(4, 64));
+        let pool = MemPool::create(&region, 4, 64).unwrap();
+        let a = pool.get().unwrap();
+        let b = pool.get().unwrap();
+        let me = ProcessId::current().to_word();
+        let claimed: Vec<u32> = (0..OWNER_SLOTS)
+            .filter(|&s| pool.owner(s).load(Ordering::Relaxed) == me)
+            .collect();
+        assert_eq!(claimed, [0], "one slot per handle and process");
+        // A second attach in the same process is another handle: its own slot.
+        let other = MemPool::attach(&region).unwrap();
+        let c = other.get().unwrap();
+        assert_eq!(other.slot().unwrap(), 1);
+        drop((a, b, c));
+        drop(other);
+        assert_eq!(
+            pool.owner(1).load(Ordering::Relaxed),
+            0,
+            "given back on drop"
+        );
+        // A leaked block keeps its slot claimed.
+        let leaked = MemPool::attach(&region).unwrap();
+        std::mem::forget(leaked.get().unwrap());
+        let s = leaked.slot().unwrap();
+        drop(leaked);
+        assert_eq!(pool.owner(s).load(Ordering::Relaxed), me);
+    }
+
+    #[test]
+    fn a_full_owner_table_is_a_typed_error() {
+        let region = HeapRegion::new(MemPool::<()>::required_size(2, 64));
+        let pool = MemPool::create(&region, 2, 64).unwrap();
+        // Every slot taken by a live process (this one, under other handles).
+        let me = ProcessId::current().to_word();
+        for s in 0..OWNER_SLOTS {
+            pool.owner(s).store(me, Ordering::Relaxed);
+        }
+        match pool.get() {
+            Err(PoolError::TooManyProcesses { slots, .. }) => assert_eq!(slots, OWNER_SLOTS),
+            other => panic!("get with a full owner table: {other:?}"),
+        }
+        let msg = pool.get().unwrap_err().to_string();
+        assert!(msg.contains("all 128 owner slots"), "{msg}");
+        // A slot of a dead process is taken over when the table is full.
+        let mut dead = ProcessId::current();
+        dead.start_time += 1;
+        pool.owner(7).store(dead.to_word(), Ordering::Relaxed);
+        let block = pool.get().unwrap();
+        assert_eq!(pool.slot().unwrap(), 7);
+        drop(block);
     }
 
     #[test]
@@ -1431,5 +1952,52 @@ mod tests {
             }
         });
         assert_eq!(pool.check().unwrap(), 2);
+    }
+
+    /// Threads that take, give back, send and receive on a channel of
+    /// either order lose nothing. (A LIFO give-back that read a head already
+    /// moved on once called the list corrupted, and the dropped block stayed
+    /// held by nobody.)
+    #[test]
+    fn threads_send_and_receive_through_both_orders_without_loss() {
+        use crate::{Channel, ChannelOptions, RecvError};
+        for order in [FreeOrder::Lifo, FreeOrder::Fifo] {
+            let region = HeapRegion::new(Channel::<()>::required_size(8, 64));
+            let ch = Channel::create(&region, 8, 64, ChannelOptions::new().order(order)).unwrap();
+            std::thread::scope(|s| {
+                for t in 0..3u64 {
+                    let ch = &ch;
+                    s.spawn(move || {
+                        let mut x = t + 1;
+                        let mut held = Vec::new();
+                        for _ in 0..50_000 {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            match x % 4 {
+                                0 if held.len() < 2 => held.extend(ch.alloc().ok()),
+                                1 if !held.is_empty() => drop(held.pop()),
+                                2 => {
+                                    if let Ok(b) = ch.alloc() {
+                                        ch.send(b).unwrap();
+                                    }
+                                }
+                                _ => match ch.recv() {
+                                    Ok(b) => drop(b),
+                                    Err(RecvError::Empty) => {}
+                                    Err(e) => panic!("{e}"),
+                                },
+                            }
+                        }
+                    });
+                }
+            });
+            while let Ok(b) = ch.recv() {
+                drop(b);
+            }
+            let s = ch.pool().stats();
+            assert_eq!((s.free, s.held, s.queued), (8, 0, 0), "{order:?}: {s:?}");
+            assert_eq!(ch.pool().check().unwrap(), 8);
+        }
     }
 }

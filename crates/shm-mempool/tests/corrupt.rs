@@ -6,30 +6,32 @@
 //! 2. A free list that no correct process could have written. LIFO: the
 //!    head or a link out of range, a cycle, a block listed twice, a held
 //!    block on the list. FIFO: a cell naming a block out of range, a stamp
-//!    no lap explains at the head or the tail, a block queued twice, a held
-//!    block in the queue. Both: random scribbles. `get` works or returns
-//!    `PoolError::Corrupted`, `check` returns `Corrupted`, and every call
-//!    ends (each walk stops within N steps; each test runs under a time
-//!    limit). The pools live in memory with `PROT_NONE` guard pages on both
-//!    sides, so an access out of bounds would fault instead of passing
-//!    unnoticed. A FIFO head or tail left one behind (a process killed
-//!    between its cell CAS and moving the hint) is no corruption: the next
-//!    call moves it on.
-//! 3. `recover_orphans` returns the block a process killed in the middle of
-//!    a `get`, a send or a receive left in no list, and nothing else.
+//!    no lap explains at the head or the tail, a cell a lap behind whose
+//!    block is queued there, a block queued twice (a taker skips the second
+//!    entry, and `reclaim_dead` queues the block it overwrote again). Both:
+//!    random scribbles. `get` works or returns `PoolError::Corrupted`,
+//!    `check` returns `Corrupted`, and every call ends (each walk stops
+//!    within a lap or two; each test runs under a time limit). The pools
+//!    live in memory with `PROT_NONE` guard pages on both sides, so an
+//!    access out of bounds would fault instead of passing unnoticed. A FIFO
+//!    head or tail left behind (a process killed before moving the hint) is
+//!    no corruption: the next call moves it on.
+//! 3. What a process killed in the middle of an operation leaves, written
+//!    into the shared words as it would leave it, case by case: the next
+//!    operation or `reclaim_dead` finishes it, and nothing is lost;
+//!    `recover_orphans` frees only ids that nobody alive knows.
 //!
 //! The layout used to simulate these (crates/shm-mempool/src/pool.rs,
-//! version 2; see `tests/common`): the control block at 128 (order word,
-//! LIFO head `tag << 32 | index + 1` at 256, FIFO head and tail at 384 and
-//! 512), the records at 640, 16 bytes each: `next: u32` (index + 1),
-//! `used: u32`, `word: u64`; then the FIFO cells, `stamp << 32 | index`.
+//! version 3; see `tests/common`): the control block at 128, the owner
+//! table at 1152, the records at 2176, 16 bytes each: `next: u32` (index +
+//! 1), `used: u32`, `word: u64`; then the cells of the free queue and of
+//! the channel queue, `stamp << 32 | index`.
 //!
 //! Random inputs come from a seed printed at the start of each test; set
 //! `SHM_CORRUPT_SEED` to replay one.
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,8 +42,7 @@ use common::{
     IN_TRANSIT, OFF_CAPACITY, OFF_ELEM_ALIGN, OFF_ELEM_SIZE, OFF_KIND, OFF_MAGIC, OFF_STATE,
     OFF_TOTAL, OFF_VERSION, ORDER, PAGE,
 };
-use shm_mempool::{BlockId, Channel, FreeOrder, MemPool, PoolError, PoolOptions};
-use shm_ring::{MpmcRing, RingOptions};
+use shm_mempool::{BlockId, Channel, ChannelOptions, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_segment::{Error, HeaderError, HeapRegion, Kind, Region, SubRegion, HEADER_SIZE};
 
 /// How long any single corrupted-pool scenario may run.
@@ -73,7 +74,7 @@ fn pool_bytes() -> Vec<u8> {
 
 fn channel_bytes() -> Vec<u8> {
     let region = HeapRegion::new(Channel::<()>::required_size(N, SIZE));
-    Channel::create(&region, N, SIZE, RingOptions::new()).unwrap();
+    Channel::create(&region, N, SIZE, ChannelOptions::new()).unwrap();
     region.to_vec()
 }
 
@@ -132,16 +133,15 @@ fn each_pool_header_field_changed_is_a_typed_error() {
     pool_refuses("state", put32(OFF_STATE, 7), |e| {
         matches!(e, HeaderError::NotReady { state: 7 })
     });
-    // Layout version 1 (a LIFO-only pool) is refused, not misread.
-    pool_refuses("version", put32(OFF_VERSION, 1), |e| {
-        matches!(
-            e,
-            HeaderError::Version {
-                expected: 2,
-                found: 1
-            }
-        )
-    });
+    // Layout versions 1 (a LIFO-only pool) and 2 (no owner table) are
+    // refused, not misread.
+    for old in [1, 2] {
+        pool_refuses(
+            "version",
+            put32(OFF_VERSION, old),
+            |e| matches!(e, HeaderError::Version { expected: 3, found } if *found == old),
+        );
+    }
     for kind in [Kind::SPSC_RING, Kind::MPMC_RING, Kind::CHANNEL, Kind(77)] {
         pool_refuses(
             "kind",
@@ -292,8 +292,20 @@ fn each_channel_header_field_changed_is_a_typed_error() {
         put64(OFF_TOTAL, 4096),
         header(|e| matches!(e, HeaderError::Layout { .. })),
     );
-    // The pool's and the ring's own headers, inside the channel.
-    let ring = common::CHANNEL_POOL + MemPool::<()>::required_size(N, SIZE).next_multiple_of(PAGE);
+    channel_refuses(
+        "version 2 (a channel with a ring)",
+        put32(OFF_VERSION, 2),
+        header(|e| {
+            matches!(
+                e,
+                HeaderError::Version {
+                    expected: 3,
+                    found: 2
+                }
+            )
+        }),
+    );
+    // The pool's own header, inside the channel.
     channel_refuses(
         "the pool's magic",
         put64(common::CHANNEL_POOL + OFF_MAGIC, 3),
@@ -305,13 +317,15 @@ fn each_channel_header_field_changed_is_a_typed_error() {
         header(|e| matches!(e, HeaderError::WrongKind { .. })),
     );
     channel_refuses(
-        "the ring's kind",
-        put32(ring + OFF_KIND, Kind::SPSC_RING.0),
-        |e| matches!(e, PoolError::Ring(_)),
+        "the pool's capacity",
+        put64(common::CHANNEL_POOL + OFF_CAPACITY, 3),
+        header(|e| matches!(e, HeaderError::Layout { .. })),
     );
-    channel_refuses("the ring's capacity", put64(ring + OFF_CAPACITY, 3), |e| {
-        matches!(e, PoolError::Ring(_))
-    });
+    channel_refuses(
+        "the pool's version",
+        put32(common::CHANNEL_POOL + OFF_VERSION, 2),
+        header(|e| matches!(e, HeaderError::Version { .. })),
+    );
     // Another structure where a channel should be.
     let g = Guarded::with_bytes(&pool_bytes());
     let err = Channel::attach(&g).unwrap_err();
@@ -453,11 +467,12 @@ fn pos(g: &Guarded, at: usize) -> u64 {
     g.load_u64(at, Ordering::Acquire).unwrap()
 }
 
-/// Sets the head (keeping a tag) to `link` (index + 1, 0 = empty).
+/// Sets the head to `link` (index + 1, 0 = empty), with a tag and no
+/// pending mark.
 fn set_head(g: &Guarded, link: u32) {
     g.atomic_u64(HEAD)
         .unwrap()
-        .store((7 << 32) | u64::from(link), Ordering::Release);
+        .store((7 << 40) | u64::from(link), Ordering::Release);
 }
 
 fn set_next(g: &Guarded, i: u32, link: u32) {
@@ -510,14 +525,20 @@ fn link_out_of_range_is_corrupted() {
         let (g, pool) = guarded_pool();
         set_next(&g, 2, N + 5); // 0 -> 1 -> 2 -> (out of range)
         assert!(is_corrupted(&pool.check()));
+        // Block 2 comes off the list; the bad link below it is found when
+        // the head that took block 2 off is settled, by the next call.
         let (got, err) = drain(&pool);
-        assert_eq!(got, [BlockId(0), BlockId(1)]);
+        assert_eq!(got, [BlockId(0), BlockId(1), BlockId(2)]);
         assert!(matches!(err, PoolError::Corrupted { .. }), "{err:?}");
-        // It stays corrupted (the bad link is still at the head), not worse.
+        // It stays corrupted (the bad link is still at the head), not
+        // worse: a give-back, which links to it, says so too.
         assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
-        for id in got {
-            pool.put(id).unwrap();
-        }
+        assert!(is_corrupted(&pool.put(got[0])));
+        assert_eq!(
+            pool.stats().in_transit,
+            2,
+            "the refused put left it as it was"
+        );
     });
 }
 
@@ -565,16 +586,18 @@ fn a_held_block_on_the_list_is_corrupted() {
         set_head(&g, 1);
         let err = pool.check().unwrap_err();
         assert!(err.to_string().contains("held"), "{err}");
-        // `get` pops it, finds it held, and says so: the holder keeps it.
+        // `get` takes the entry off, finds it held, and says so: the holder
+        // keeps it.
         assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
         assert_eq!(pool.stats().by_owner[0].1, 1);
         assert_eq!(pool.check().unwrap(), N - 1, "the rest of the list is fine");
         drop(held);
         assert_eq!(pool.check().unwrap(), N);
-        // A record in no known state on the list (block 0 is on top again).
-        set_raw_word(&*g, 0, 3);
+        // A record in another state on the list (block 0 is on top again):
+        // queued in the channel queue, as far as its word says.
+        set_raw_word(&*g, 0, common::QUEUED);
         assert!(is_corrupted(&pool.check()));
-        assert_eq!(pool.stats().unknown, 1);
+        assert_eq!(pool.stats().queued, 1);
         assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
     });
 }
@@ -659,7 +682,7 @@ fn random_scribbles_never_panic_never_hang() {
                     8 => {
                         let _ = pool.reclaim_dead();
                         let s = pool.stats();
-                        assert_eq!(s.free + s.held + s.in_transit + s.unknown, N);
+                        assert_eq!(s.free + s.held + s.in_transit + s.queued + s.unknown, N);
                     }
                     _ => match pool.recover_orphans(&[]) {
                         Ok(ids) => assert!(ids.len() <= N as usize),
@@ -714,47 +737,70 @@ fn fifo_stamps_no_lap_explains_are_corrupted_and_every_call_ends() {
             );
             assert!(is_corrupted(&pool.check()), "check, stamp {stamp}");
         }
-        // At the tail: a cell still full from a lap before, so a block
-        // given back finds no room. The put says so; the block is free and
-        // on no list, which recover_orphans finds once the cell is repaired.
+        // At the tail: a cell still full from a lap before, naming a block
+        // whose word says it is queued there: the queue would hold more
+        // blocks than the pool has. The put says so, and changes nothing.
         let (g, pool) = guarded_fifo();
         let id = pool.get().unwrap().into_id().unwrap(); // block 0, head 1
-        set_cell(&g, u64::from(N) % cap, (u64::from(N) + 1 - cap) as u32, 1);
+        let wrap = u64::from(N) % cap;
+        set_cell(&g, wrap, (u64::from(N) + 1 - cap) as u32, 2);
+        let two = common::raw_word(&*g, 2);
+        set_raw_word(&*g, 2, two & 0xFFFF_FFFF); // free, at position 0
         let err = pool.put(id).unwrap_err();
         assert!(
-            matches!(&err, PoolError::Corrupted { what, .. } if what.contains("tail")),
+            matches!(&err, PoolError::Corrupted { what, .. } if what.contains("more blocks")),
             "{err:?}"
         );
-        set_cell(&g, u64::from(N) % cap, N, 0);
+        assert_eq!(
+            pool.stats().in_transit,
+            1,
+            "the refused put changed the block"
+        );
+        // Repaired, the put goes through.
+        set_cell(&g, wrap, N, 0);
+        set_raw_word(&*g, 2, two);
         assert_eq!(pool.check().unwrap(), N - 1);
-        assert_eq!(pool.recover_orphans(&[]).unwrap(), vec![id]);
+        pool.put(id).unwrap();
+        assert_eq!(pool.check().unwrap(), N);
+        // A cell a lap behind whose block was taken since (a taker killed
+        // before emptying it, a lap ago): the giver empties it and goes on.
+        let (g, pool) = guarded_fifo();
+        let id = pool.get().unwrap().into_id().unwrap(); // block 0, head 1
+        set_cell(&g, wrap, (u64::from(N) + 1 - cap) as u32, 0);
+        pool.put(id).unwrap();
         assert_eq!(pool.check().unwrap(), N);
     });
 }
 
 #[test]
-fn fifo_block_queued_twice_or_held_is_corrupted() {
+fn fifo_block_queued_twice_is_corrupted_and_reclaim_repairs_it() {
     within(LIMIT, "queued twice", || {
         let (g, pool) = guarded_fifo();
-        // Cell 2 names block 1 too: 0, 1, 1, 3, ...
+        // Cell 2 names block 1 too: 0, 1, 1, 3, ...; block 2 fell out of
+        // the queue when its cell was overwritten.
         set_cell(&g, 2, 3, 1);
         let err = pool.check().unwrap_err();
         assert!(err.to_string().contains("block 1"), "{err}");
         let a = pool.get().unwrap().into_id().unwrap();
         let b = pool.get().unwrap().into_id().unwrap();
         assert_eq!((a, b), (BlockId(0), BlockId(1)));
-        // The second copy of block 1 is held: `get` says so, the holder keeps it.
-        assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
-        assert_eq!(pool.stats().in_transit, 2);
-        assert_eq!(
-            pool.check().unwrap(),
-            N - 3,
-            "the rest of the queue is fine"
+        // The second entry of block 1 names a block that is taken: a taker
+        // skips it, as it skips a cell whose taker was killed before
+        // emptying it. Nobody gets block 1 twice.
+        let c = pool.get().unwrap().into_id().unwrap();
+        assert_eq!(c, BlockId(3));
+        let err = pool.check().unwrap_err();
+        assert!(
+            err.to_string().contains("block 2 is free but in no list"),
+            "{err}"
         );
-        pool.put(b).unwrap();
-        pool.put(a).unwrap();
-        // Block 2 fell out of the queue when its cell was overwritten.
-        assert_eq!(pool.recover_orphans(&[]).unwrap(), vec![BlockId(2)]);
+        // Block 2's word says where it was queued; reclaim_dead (or
+        // recover_orphans) finds its cell taken and queues it again.
+        assert!(pool.reclaim_dead().unwrap().is_empty());
+        assert_eq!(pool.check().unwrap(), N - 3);
+        for id in [a, b, c] {
+            pool.put(id).unwrap();
+        }
         assert_eq!(pool.check().unwrap(), N);
     });
 }
@@ -814,71 +860,155 @@ fn fifo_hints_a_killed_process_left_behind_are_moved_on() {
 }
 
 // ---------------------------------------------------------------------------
-// 3. Orphans left by a process killed mid-operation.
+// 3. What a process killed in the middle of an operation leaves, and who
+//    finishes it. Each case writes the shared words as the killed process
+//    left them (its owner slot: a dead process's) and checks that the next
+//    operation, or `reclaim_dead`, finishes or undoes the step, with
+//    nothing lost. (The pool before layout 3 left a block free but on no
+//    list in the first two cases, which only `recover_orphans` found, with
+//    every other process stopped.)
+
+/// The slot the "killed" process held blocks through.
+const DEAD: u32 = 40;
 
 #[test]
-fn recover_orphans_returns_a_block_lost_mid_get() {
-    let (g, pool) = guarded_pool();
-    // Killed after popping the block, before recording itself as holder:
-    // the block is free but on no list.
-    let id = pool.get().unwrap().into_id().unwrap();
-    set_raw_word(&*g, id.0, FREE);
-    assert_eq!(pool.stats().free, N);
-    assert_eq!(pool.check().unwrap(), N - 1, "the lost block is on no list");
+fn fifo_killed_after_marking_a_block_free_before_queueing_it() {
+    let (g, pool) = guarded_fifo();
+    let id = pool.get().unwrap().into_id().unwrap(); // block 0
+                                                     // A giver marked block 0 free at the tail (position N) and was killed
+                                                     // before filling the cell.
+    let w = common::raw_word(&*g, 0);
+    let free_at_tail = (u64::from(N) << 32) | (common::generation(w) + 1) << 2;
+    set_raw_word(&*g, 0, free_at_tail);
+    let _ = id;
+    let err = pool.check().unwrap_err();
     assert!(
-        pool.reclaim_dead().unwrap().is_empty(),
-        "no dead holder to find"
+        err.to_string().contains("block 0 is free but in no list"),
+        "{err}"
     );
-    assert_eq!(pool.recover_orphans(&[]).unwrap(), vec![id]);
+    assert!(pool.reclaim_dead().unwrap().is_empty(), "nobody held it");
     assert_eq!(pool.check().unwrap(), N);
-    assert!(
-        pool.recover_orphans(&[]).unwrap().is_empty(),
-        "recovered twice"
+    // Another giver took that position meanwhile: the block moves on.
+    let (g, pool) = guarded_fifo();
+    let a = pool.get().unwrap().into_id().unwrap(); // block 0
+    let b = pool.get().unwrap().into_id().unwrap(); // block 1
+    let w = common::raw_word(&*g, 0);
+    set_raw_word(
+        &*g,
+        0,
+        (u64::from(N) << 32) | (common::generation(w) + 1) << 2,
     );
-    let all: BTreeSet<u32> = (0..N)
+    pool.put(b).unwrap(); // fills position N
+    assert!(is_corrupted(&pool.check()));
+    assert!(pool.reclaim_dead().unwrap().is_empty());
+    assert_eq!(pool.check().unwrap(), N);
+    let order: Vec<u32> = (0..N)
         .map(|_| pool.get().unwrap().into_id().unwrap().0)
         .collect();
-    assert_eq!(all.len(), N as usize);
+    assert_eq!(&order[N as usize - 2..], [1, 0], "queued after block 1");
+    let _ = a;
 }
 
 #[test]
-fn recover_orphans_returns_a_block_lost_mid_send_but_not_queued_ones() {
-    let (_g, pool) = guarded_fifo();
-    // Killed after `into_id`, before pushing the id into the ring: in
-    // transit, and in no ring. Another was pushed.
-    let lost = pool.get().unwrap().into_id().unwrap();
-    let in_ring = pool.get().unwrap().into_id().unwrap();
-    assert_eq!(pool.stats().in_transit, 2);
-    assert!(pool.reclaim_dead().unwrap().is_empty(), "nobody owns them");
-    assert_eq!(pool.recover_orphans(&[in_ring]).unwrap(), vec![lost]);
-    assert_eq!(pool.stats().in_transit, 1);
-    assert!(matches!(
-        pool.recover_orphans(&[BlockId(N)]),
-        Err(PoolError::OutOfRange { .. })
-    ));
+fn fifo_killed_after_taking_a_block_before_emptying_its_cell() {
+    let (g, pool) = guarded_fifo();
+    // A taker marked block 0 held by itself (the decisive step) and was
+    // killed before emptying cell 0 or moving the head.
+    common::steal_for_the_dead(&*g, DEAD, 0);
+    assert_eq!(pool.stats().dead, 1);
+    assert_eq!(
+        pool.check().unwrap(),
+        N - 1,
+        "a taken cell is no corruption"
+    );
+    // The next taker empties the cell for it and takes the next block.
+    assert_eq!(pool.get().unwrap().into_id().unwrap(), BlockId(1));
+    assert_eq!(pool.reclaim_dead().unwrap(), vec![BlockId(0)]);
+    assert_eq!(common::owner(&*g, DEAD), 0);
     assert_eq!(pool.check().unwrap(), N - 1);
 }
 
 #[test]
-fn recover_orphans_returns_a_block_lost_mid_receive() {
+fn lifo_killed_with_a_marked_head() {
+    // Killed right after the decisive CAS of a get: the head says "popped
+    // by slot DEAD", block 0's word still says free.
+    let (g, pool) = guarded_pool();
+    g.atomic_u64(HEAD).unwrap().store(
+        (7 << 40) | ((2 + u64::from(DEAD)) << 32) | 1,
+        Ordering::Release,
+    );
+    common::set_owner(&*g, DEAD, common::dead_owner());
+    // The next get settles it (block 0 is the dead's) and takes block 1.
+    assert_eq!(pool.get().unwrap().into_id().unwrap(), BlockId(1));
+    assert_eq!(common::state(common::raw_word(&*g, 0)), common::HELD);
+    assert_eq!(pool.reclaim_dead().unwrap(), vec![BlockId(0)]);
+    assert_eq!(pool.check().unwrap(), N - 1);
+
+    // Killed right after the decisive CAS of a give-back: block 0 is linked
+    // on top ("pushed"), its word still says held by the dead.
+    let (g, pool) = guarded_pool();
+    let id = pool.get().unwrap().into_id().unwrap(); // block 0, head -> 1
+    common::steal_for_the_dead(&*g, DEAD, id.0);
+    set_next(&g, 0, 2);
+    g.atomic_u64(HEAD)
+        .unwrap()
+        .store((9 << 40) | (1 << 32) | 1, Ordering::Release);
+    // reclaim_dead settles the head first: the block is free and listed
+    // once, not given back a second time.
+    assert!(pool.reclaim_dead().unwrap().is_empty());
+    assert_eq!(pool.check().unwrap(), N);
+    assert_eq!(common::owner(&*g, DEAD), 0, "the dead's slot is free");
+}
+
+#[test]
+fn killed_after_queueing_a_send_before_filling_its_cell() {
     let region = HeapRegion::new(Channel::<()>::required_size(N, SIZE));
-    let ch = Channel::create(&region, N, SIZE, RingOptions::new()).unwrap();
+    let ch = Channel::create(&region, N, SIZE, ChannelOptions::new()).unwrap();
+    let pool_region = SubRegion::new(
+        &region,
+        common::CHANNEL_POOL,
+        Channel::<()>::required_size(N, SIZE) - common::CHANNEL_POOL,
+    )
+    .unwrap();
     ch.send_bytes(b"first").unwrap();
-    ch.send_bytes(b"second").unwrap();
-    // A receiver that took the first id out of the ring and died before
-    // taking the block over: the block is queued in no ring.
-    let ring_at =
-        common::CHANNEL_POOL + MemPool::<()>::required_size(N, SIZE).next_multiple_of(PAGE);
-    let ring_len = MpmcRing::<BlockId, ()>::required_size(N.next_power_of_two() as usize);
-    let ring = MpmcRing::<BlockId, _>::attach(SubRegion::new(&region, ring_at, ring_len).unwrap())
-        .unwrap();
-    let lost = ring.pop().unwrap();
-    assert_eq!(ch.pool().stats().in_transit, 2);
-    // Only the second is still in the ring.
-    let got = ch.pool().recover_orphans(&[BlockId(1)]).unwrap();
-    assert_eq!(got, vec![lost]);
+    let lost = ch.alloc().unwrap();
+    lost.write_at(0, b"second").unwrap();
+    lost.set_used(6);
+    let id = lost.into_id().unwrap();
+    // A sender marked it queued at position 1 and was killed before
+    // filling the cell: the message is sent, only not yet in its cell.
+    let w = common::raw_word(&pool_region, id.0);
+    set_raw_word(
+        &pool_region,
+        id.0,
+        (1 << 32) | (common::generation(w) + 1) << 2 | common::QUEUED,
+    );
+    assert_eq!(ch.pool().stats().queued, 2);
+    assert!(is_corrupted(&ch.pool().check()));
+    assert_eq!(ch.recv().unwrap().used(), 5);
+    assert!(ch.pool().reclaim_dead().unwrap().is_empty());
     let second = ch.recv().unwrap();
-    assert_eq!(second.used(), 6);
+    assert_eq!((second.id(), second.used()), (id, 6), "delivered, in order");
     drop(second);
     assert_eq!(ch.pool().check().unwrap(), N);
+}
+
+#[test]
+fn recover_orphans_frees_ids_only_the_dead_knew_and_nothing_queued() {
+    let region = HeapRegion::new(Channel::<()>::required_size(N, SIZE));
+    let ch = Channel::create(&region, N, SIZE, ChannelOptions::new()).unwrap();
+    let pool = ch.pool();
+    ch.send_bytes(b"queued").unwrap();
+    let kept = pool.get().unwrap().into_id().unwrap();
+    let lost = pool.get().unwrap().into_id().unwrap(); // only a dead process knew it
+    assert!(pool.reclaim_dead().unwrap().is_empty(), "nobody owns ids");
+    assert_eq!(pool.recover_orphans(&[kept]).unwrap(), vec![lost]);
+    let s = pool.stats();
+    assert_eq!((s.in_transit, s.queued), (1, 1));
+    assert!(matches!(
+        pool.recover_orphans(&[BlockId(N)]),
+        Err(PoolError::OutOfRange { .. })
+    ));
+    assert_eq!(pool.check().unwrap(), N - 2);
+    assert_eq!(ch.recv().unwrap().used(), 6);
 }

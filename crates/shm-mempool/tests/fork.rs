@@ -20,6 +20,10 @@
 //!    The `MemPool` handle works in the child, which takes its own blocks.
 //! 3. A `Channel` made before the fork: the child sends, the parent
 //!    receives, in order.
+//! 4. A child takes an owner slot of its own (its copy of the handle's
+//!    cached slot is the parent's, and must not be used): killed with
+//!    blocks in hand, `stats` counts them as the dead's, and the parent's
+//!    `reclaim_dead` gives back exactly those, never the parent's.
 //!
 //! `cargo test -p shm-mempool --test fork [-- FILTER]`.
 
@@ -29,8 +33,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use shm_mempool::ChannelOptions;
 use shm_mempool::{Channel, FreeOrder, MemPool, PoolError, PoolOptions};
-use shm_ring::RingOptions;
 use shm_segment::{AnonShared, ProcessId, Region};
 
 /// The longest a child may take.
@@ -228,7 +232,7 @@ fn a_block_inherited_across_fork_is_inert_in_the_child() {
 fn a_channel_made_before_fork_carries_messages_from_the_child() {
     let n = 4;
     let shm = AnonShared::new(Channel::<()>::required_size(n, 64)).unwrap();
-    let ch = Channel::create(&shm, n, 64, RingOptions::new()).unwrap();
+    let ch = Channel::create(&shm, n, 64, ChannelOptions::new()).unwrap();
     let status = in_child(|| {
         for i in 0..n {
             let block = ch.alloc().unwrap();
@@ -246,8 +250,50 @@ fn a_channel_made_before_fork_carries_messages_from_the_child() {
     assert_eq!(ch.pool().check().unwrap(), n);
 }
 
+fn a_killed_child_s_blocks_come_back_and_the_parent_s_stay() {
+    let shm = AnonShared::new(MemPool::<()>::required_size(4, 64)).unwrap();
+    let pool = MemPool::create(&shm, 4, 64).unwrap();
+    let parent = ProcessId::current().pid;
+    let mine = pool.get().unwrap(); // the parent's slot is claimed and cached
+    io::stdout().flush().unwrap();
+    io::stderr().flush().unwrap();
+    // SAFETY: single-threaded process (see `in_child`).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+    if pid == 0 {
+        let taken: Vec<_> = (0..2).map(|_| pool.get().unwrap()).collect();
+        std::mem::forget(taken);
+        // SAFETY: kill(2) of this very process: it dies here, holding them.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        // SAFETY: not reached; `_exit` if the signal were somehow ignored.
+        unsafe { libc::_exit(7) };
+    }
+    let mut status = 0;
+    // SAFETY: our own child, not yet reaped; `status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "the child was to die of SIGKILL (wait status {status:#x})"
+    );
+    let s = pool.stats();
+    let mut owners = vec![(parent, 1), (pid as u32, 2)];
+    owners.sort_unstable();
+    assert_eq!(
+        (s.held, s.dead, s.by_owner),
+        (3, 2, owners),
+        "the child used the parent's slot"
+    );
+    let back = pool.reclaim_dead().unwrap();
+    assert_eq!(back.len(), 2);
+    assert!(!back.contains(&mine.id()), "reclaimed the parent's block");
+    assert_eq!(pool.stats().held, 1);
+    assert_eq!(pool.check().unwrap(), 3);
+    drop(mine);
+    assert_eq!(pool.check().unwrap(), 4);
+}
+
 fn main() -> ExitCode {
-    let cases: [(&str, fn()); 3] = [
+    let cases: [(&str, fn()); 4] = [
         (
             "seed_001_pyshm_mempool_example_as_written",
             seed_001_pyshm_mempool_example_as_written,
@@ -259,6 +305,10 @@ fn main() -> ExitCode {
         (
             "a_channel_made_before_fork_carries_messages_from_the_child",
             a_channel_made_before_fork_carries_messages_from_the_child,
+        ),
+        (
+            "a_killed_child_s_blocks_come_back_and_the_parent_s_stay",
+            a_killed_child_s_blocks_come_back_and_the_parent_s_stay,
         ),
     ];
     // Like the harness: the first argument that is not a flag filters.

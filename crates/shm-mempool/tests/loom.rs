@@ -1,7 +1,11 @@
 //! loom models of the pool: both free lists (the FIFO queue whose cells
-//! change by one CAS each, and the LIFO Treiber stack with a tagged head)
-//! and the ownership protocol (exactly-once claim of an id, release only
-//! from the exact word a handle wrote).
+//! change by one CAS each, and the LIFO Treiber stack with a tagged and
+//! marked head), the ownership protocol (exactly-once claim of an id,
+//! release only from the exact word a handle wrote), and kills at every
+//! step: a handle standing in for another process is killed before each
+//! of its writes in turn, in the middle of get, give-back, send and
+//! receive, while live threads work; `reclaim_dead` then runs while another
+//! live thread works, and nothing may be lost (see the end of the file).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p shm-mempool --test loom --release`
 //! (`cargo xtask loom` runs these with the rings' models).
@@ -15,6 +19,22 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(3);
     builder.check(f);
+}
+
+/// The kill models: more steps, so fewer preemptions.
+fn kill_model(f: impl Fn() + Sync + Send + 'static) {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    let before = RUNS.load(std::sync::atomic::Ordering::Relaxed);
+    builder.check(move || {
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
+    });
+    eprintln!(
+        "kill model: {} interleavings",
+        RUNS.load(std::sync::atomic::Ordering::Relaxed) - before
+    );
 }
 
 const ORDERS: [FreeOrder; 2] = [FreeOrder::Fifo, FreeOrder::Lifo];
@@ -213,6 +233,158 @@ fn a_stale_handle_gives_back_nothing() {
             assert_eq!((s.in_transit, s.free), (1, 0), "the stale drop freed it");
             pool.put(id).unwrap();
             assert_eq!(pool.check().unwrap(), 1);
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Kills at every step. A second handle stands in for another process (its
+// owner word is one the liveness check calls dead); it is "killed" just
+// before its k-th write to shared memory, for every k, while a live handle
+// works; then a live thread calls `reclaim_dead` while another keeps
+// working. Nothing may be lost: every block ends up free and listed
+// (`check` walks them all), or queued for a receiver.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use shm_mempool::{Channel, ChannelOptions, LoomKilled};
+
+/// Writes enough to cover every step of the dying handle's operations.
+const MAX_STEPS: u32 = 12;
+
+fn quiet_kills() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<LoomKilled>().is_none() {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `op` as the dying process: killed before its `k`-th write (a
+/// killed handle's drop writes nothing: a killed process runs no
+/// destructor). Returns whether the kill happened (false: `op` ran to the
+/// end).
+fn die_at<T>(handle: T, k: u32, set: impl Fn(&T, u32), op: impl FnOnce(&T)) -> bool {
+    set(&handle, k);
+    let killed = match catch_unwind(AssertUnwindSafe(|| op(&handle))) {
+        Ok(()) => false,
+        Err(payload) => {
+            assert!(
+                payload.is::<LoomKilled>(),
+                "a real panic in the dying handle"
+            );
+            true
+        }
+    };
+    drop(handle);
+    killed
+}
+
+#[test]
+fn a_process_killed_at_any_step_of_get_or_give_back_loses_nothing() {
+    quiet_kills();
+    for order in ORDERS {
+        for k in 1..=MAX_STEPS {
+            kill_model(move || {
+                let region = Arc::new(HeapRegion::new(MemPool::<()>::required_size(2, 64)));
+                let opts = PoolOptions::new().order(order);
+                let live = MemPool::create_with(Arc::clone(&region), 2, 64, opts).unwrap();
+                let dying = MemPool::attach(Arc::clone(&region)).unwrap();
+                dying.loom_as_other_process();
+                let worker = live.clone();
+                let t = thread::spawn(move || {
+                    if let Ok(b) = worker.get() {
+                        b.write_pod(0, &1u64).unwrap();
+                    }
+                });
+                let killed = die_at(
+                    dying,
+                    k,
+                    |p, k| p.loom_kill_after(k),
+                    |p| {
+                        if let Ok(b) = p.get() {
+                            b.write_pod(0, &2u64).unwrap();
+                            drop(b); // a give-back: killed at any of its steps too
+                        }
+                    },
+                );
+                t.join().unwrap();
+                if !killed {
+                    return; // k is past the last step: nothing to see
+                }
+                // Reclaim while another live thread takes and gives back.
+                let worker = live.clone();
+                let t = thread::spawn(move || {
+                    if let Ok(b) = worker.get() {
+                        b.write_pod(0, &3u64).unwrap();
+                    }
+                });
+                live.reclaim_dead().unwrap();
+                t.join().unwrap();
+                let s = live.stats();
+                assert_eq!((s.free, s.held, s.dead), (2, 0, 0), "k = {k}: {s:?}");
+                assert_eq!(live.check().unwrap(), 2, "k = {k}");
+            });
+        }
+    }
+}
+
+#[test]
+fn a_process_killed_at_any_step_of_send_or_recv_loses_no_message() {
+    quiet_kills();
+    for (order, k) in ORDERS
+        .into_iter()
+        .flat_map(|o| (1..=MAX_STEPS).map(move |k| (o, k)))
+    {
+        kill_model(move || {
+            let region = Arc::new(HeapRegion::new(Channel::<()>::required_size(2, 64)));
+            let opts = ChannelOptions::new().order(order);
+            let live = Channel::create(Arc::clone(&region), 2, 64, opts).unwrap();
+            let dying = Channel::attach(Arc::clone(&region)).unwrap();
+            dying.pool().loom_as_other_process();
+            live.send_bytes(&[7]).unwrap();
+            let worker = live.clone();
+            let t = thread::spawn(move || {
+                // A live sender and receiver at the same time.
+                let _ = worker.send_bytes(&[8]);
+                if let Ok(b) = worker.recv() {
+                    let v = b.read_pod::<u8>(0).unwrap();
+                    assert!((7..=9).contains(&v), "a message {v}");
+                }
+            });
+            let killed = die_at(
+                dying,
+                k,
+                |c, k| c.pool().loom_kill_after(k),
+                |c| {
+                    if let Ok(b) = c.alloc() {
+                        b.write_pod(0, &9u8).unwrap();
+                        c.send(b).unwrap();
+                    }
+                    if let Ok(b) = c.recv() {
+                        std::mem::forget(b); // held when the process dies
+                    }
+                },
+            );
+            t.join().unwrap();
+            live.pool().reclaim_dead().unwrap();
+            let s = live.pool().stats();
+            assert_eq!(s.free + s.queued, 2, "k = {k}, killed {killed}: {s:?}");
+            assert_eq!((s.held, s.in_transit), (0, 0), "k = {k}: {s:?}");
+            assert_eq!(live.pool().check().unwrap(), s.free, "k = {k}");
+            assert_eq!(live.len() as u32, s.queued, "k = {k}");
+            // Whatever is queued is a whole message, delivered once.
+            for _ in 0..s.queued {
+                let b = live.recv().unwrap();
+                let v = b.read_pod::<u8>(0).unwrap();
+                assert!((7..=9).contains(&v), "k = {k}: a message {v}");
+            }
+            assert!(live.recv().is_err());
         });
     }
 }

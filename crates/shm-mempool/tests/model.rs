@@ -25,8 +25,8 @@
 //! and change nothing. `Steal` writes a guard's record as another process
 //! would hold it (a dead process that had our pid, as after a peer's
 //! mistaken `reclaim_dead` and a new `get`): that guard is stale, its drop
-//! and `into_id` change nothing, and `reclaim_dead` frees exactly the stolen
-//! blocks.
+//! and `into_id` change nothing, `stats` counts them as held by the dead,
+//! and `reclaim_dead` frees exactly the stolen blocks.
 
 mod common;
 
@@ -34,12 +34,12 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{generation, held_word, raw_word, set_raw_word};
+use common::steal_for_the_dead;
 use proptest::prelude::*;
 use shm_mempool::{
-    Block, BlockId, Channel, FreeOrder, MemPool, PoolError, PoolOptions, RecvError, SendError,
+    Block, BlockId, Channel, ChannelOptions, FreeOrder, MemPool, PoolError, PoolOptions, RecvError,
+    SendError,
 };
-use shm_ring::{PopError, RingOptions};
 use shm_segment::{HeapRegion, ProcessId, Region, SubRegion};
 
 /// How a test picks an id for `put` and `from_id`.
@@ -176,11 +176,9 @@ impl<X: Region> Chan<SubRegion<Arc<X>>> for Channel<X> {
         block: Block<'c, SubRegion<Arc<X>>>,
         blocking: bool,
     ) -> Result<(), SendError<Block<'c, SubRegion<Arc<X>>>>> {
-        if blocking {
-            self.send_blocking(block, Duration::from_millis(1))
-        } else {
-            self.send(block)
-        }
+        // The queue has a cell for every block: a send never waits.
+        let _ = blocking;
+        self.send(block)
     }
     fn send_data(&self, data: &[u8]) -> Result<(), PoolError> {
         self.send_bytes(data)
@@ -214,6 +212,10 @@ impl<P: Region> Chan<P> for NoChan {
         0
     }
 }
+
+/// The owner slot the stolen blocks are forged under (the test's two
+/// handles take slots 0 and 1).
+const DEAD_SLOT: u32 = 100;
 
 // ---------------------------------------------------------------------------
 // The model.
@@ -508,7 +510,7 @@ fn run<P: Region, C: Chan<P>>(
                         check_bytes(&block, &model)?;
                         guards.push((h, block));
                     }
-                    (Err(RecvError::Ring(PopError::Empty)), None) => {}
+                    (Err(RecvError::Empty), None) => {}
                     (got, want) => prop_assert!(false, "recv gave {got:?}, the model {want:?}"),
                 }
             }
@@ -539,10 +541,9 @@ fn run<P: Region, C: Chan<P>>(
                 if !guards.is_empty() {
                     let (_, block) = guards.swap_remove(g % guards.len());
                     let i = block.id().0;
-                    let w = raw_word(raw, i);
-                    // Freed and taken again by a process that had our pid.
-                    let theirs = held_word(me.pid, me.start_time + 1, generation(w) + 2);
-                    set_raw_word(raw, i, theirs);
+                    // Freed and taken again by a process that had our pid,
+                    // and is gone.
+                    steal_for_the_dead(raw, DEAD_SLOT, i);
                     model.stolen.insert(i);
                     stale.push(block);
                 }
@@ -577,11 +578,20 @@ fn run<P: Region, C: Chan<P>>(
         for pool in pools {
             let stats = pool.stats();
             prop_assert_eq!(
-                (stats.free, stats.held, stats.in_transit, stats.unknown),
+                (
+                    stats.free,
+                    stats.held,
+                    stats.in_transit,
+                    stats.queued,
+                    stats.dead,
+                    stats.unknown
+                ),
                 (
                     model.free.len() as u32,
                     held,
-                    (model.ids.len() + model.queue.len()) as u32,
+                    model.ids.len() as u32,
+                    model.queue.len() as u32,
+                    model.stolen.len() as u32,
                     0
                 ),
                 "step {}: {:?}",
@@ -635,7 +645,7 @@ proptest! {
     #[test]
     fn channel_matches_model((blocks, size, ops) in case(true), blocking in any::<bool>()) {
         let region = HeapRegion::new(Channel::<()>::required_size(blocks, size));
-        let opts = RingOptions::new().blocking(blocking);
+        let opts = ChannelOptions::new().blocking(blocking);
         let created = Channel::create(&region, blocks, size, opts).unwrap();
         let attached = Channel::attach(&region).unwrap();
         run(
@@ -728,9 +738,9 @@ fn wrong_ids_are_typed_errors_that_change_nothing() {
 }
 
 #[test]
-fn exhausted_pools_are_typed_errors_and_queued_blocks_are_in_transit() {
+fn exhausted_pools_are_typed_errors_and_queued_blocks_are_queued() {
     let region = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let ch = Channel::create(&region, 2, 64, RingOptions::new()).unwrap();
+    let ch = Channel::create(&region, 2, 64, ChannelOptions::new()).unwrap();
     ch.send_bytes(b"one").unwrap();
     let held = ch.alloc().unwrap();
     let err = ch.alloc().unwrap_err();
@@ -747,35 +757,46 @@ fn exhausted_pools_are_typed_errors_and_queued_blocks_are_in_transit() {
         ch.send_bytes(b"two"),
         Err(PoolError::Exhausted { blocks: 2, .. })
     ));
-    // Block 0 is queued: in transit, owned by nobody; reclaim_dead leaves it.
+    // Block 0 is queued, owned by nobody; reclaim_dead leaves it.
     let stats = ch.pool().stats();
-    assert_eq!((stats.free, stats.held, stats.in_transit), (0, 1, 1));
+    assert_eq!(
+        (stats.free, stats.held, stats.in_transit, stats.queued),
+        (0, 1, 0, 1)
+    );
     assert!(ch.pool().reclaim_dead().unwrap().is_empty());
     drop(held);
     let got = ch.recv().unwrap();
     assert_eq!((got.id(), got.used()), (BlockId(0), 3));
 }
 
-/// The channel uses the pool's claim: an id queued in the ring is in
-/// transit, so whoever claims it first owns it. A `from_id` that claims a
-/// queued id leaves the receiver that pops it a typed error, never a second
-/// owner of the block.
+/// A queued block is not in transit: nobody claims it by id (`from_id` and
+/// `put` are refused and change nothing), only a receiver gets it. (It used
+/// to be in transit, so a `from_id` of a queued id took it and the receiver
+/// that popped the id got an error instead of the message.)
 #[test]
-fn a_queued_id_claimed_elsewhere_is_an_error_for_the_receiver() {
+fn a_queued_block_cannot_be_claimed_by_id() {
     let region = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let ch = Channel::create(&region, 2, 64, RingOptions::new()).unwrap();
+    let ch = Channel::create(&region, 2, 64, ChannelOptions::new()).unwrap();
     ch.send_bytes(b"mine").unwrap();
-    let thief = ch.pool().from_id(BlockId(0)).unwrap();
-    match ch.recv() {
-        Err(RecvError::Pool(PoolError::WrongState {
-            op: "recv",
-            found: "held",
-            ..
-        })) => {}
-        other => panic!("recv of a claimed id gave {other:?}"),
+    for err in [
+        ch.pool().from_id(BlockId(0)).map(drop).unwrap_err(),
+        ch.pool().put(BlockId(0)).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                PoolError::WrongState {
+                    expected: "in transit",
+                    found: "queued",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
-    assert_eq!(ch.pool().stats().held, 1);
-    drop(thief);
+    let got = ch.recv().unwrap();
+    assert_eq!((got.id(), got.used()), (BlockId(0), 4));
+    drop(got);
     assert_eq!(ch.pool().check().unwrap(), 2);
 }
 
@@ -786,8 +807,8 @@ fn a_queued_id_claimed_elsewhere_is_an_error_for_the_receiver() {
 fn send_refuses_a_block_of_another_channel() {
     let r1 = HeapRegion::new(Channel::<()>::required_size(2, 64));
     let r2 = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let ch1 = Channel::create(&r1, 2, 64, RingOptions::new()).unwrap();
-    let ch2 = Channel::create(&r2, 2, 64, RingOptions::new()).unwrap();
+    let ch1 = Channel::create(&r1, 2, 64, ChannelOptions::new()).unwrap();
+    let ch2 = Channel::create(&r2, 2, 64, ChannelOptions::new()).unwrap();
     let foreign = ch1.alloc().unwrap();
     let mine = ch2.alloc().unwrap(); // block 0 of ch2, held here
     assert_eq!(foreign.id(), mine.id());

@@ -21,7 +21,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 
-use common::{generation, held_word, raw_word, set_raw_word, state, HELD};
+use common::{generation, held_word, place, raw_word, set_owner, set_raw_word, state, HELD};
 use shm_mempool::{BlockId, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_segment::{HeapRegion, ProcessId, Region};
 
@@ -104,7 +104,6 @@ fn from_id_and_put_of_a_block_a_guard_holds_are_refused() {
 
 #[test]
 fn a_stale_handle_does_not_free_a_block_someone_else_holds() {
-    let me = ProcessId::current();
     for order in [FreeOrder::Fifo, FreeOrder::Lifo] {
         let r = region();
         let pool = pool_in(&r, order);
@@ -114,8 +113,11 @@ fn a_stale_handle_does_not_free_a_block_someone_else_holds() {
         assert_eq!(state(w), HELD);
         // Another process holds the block now (a peer reclaimed it, thinking
         // us dead, and someone took it): pid 1 never runs our tests, but
-        // exists, so `reclaim_dead` leaves it alone.
-        let theirs = held_word(1, 0, generation(w) + 2);
+        // exists, so `reclaim_dead` leaves it alone. It holds it through
+        // owner slot 101.
+        let init = ProcessId::of(1).expect("pid 1 exists");
+        set_owner(&r, 101, init.to_word());
+        let theirs = held_word(101, generation(w) + 2);
         set_raw_word(&r, id.0, theirs);
         drop(stale);
         assert_eq!(
@@ -131,7 +133,7 @@ fn a_stale_handle_does_not_free_a_block_someone_else_holds() {
         let stale = pool.get().unwrap();
         let id2 = stale.id();
         let w = raw_word(&r, id2.0);
-        let again = held_word(me.pid, me.start_time, generation(w) + 2);
+        let again = held_word(place(w), generation(w) + 2);
         set_raw_word(&r, id2.0, again);
         drop(stale);
         assert_eq!(raw_word(&r, id2.0), again, "{order:?}");
@@ -139,7 +141,7 @@ fn a_stale_handle_does_not_free_a_block_someone_else_holds() {
         let stale = pool.get().unwrap();
         let id3 = stale.id();
         let w = raw_word(&r, id3.0);
-        let moved = held_word(me.pid, me.start_time, generation(w) + 4);
+        let moved = held_word(place(w), generation(w) + 4);
         set_raw_word(&r, id3.0, moved);
         match stale.into_id() {
             Err(PoolError::WrongState {

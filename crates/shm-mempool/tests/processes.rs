@@ -5,13 +5,13 @@
 //!    `(pid, seq, checksum)` at both ends of the block and send them; one
 //!    child (at most half of them) and the parent receive, check and drop
 //!    them. The parent samples
-//!    the pool all along: free + held + in transit is always N, no record is in
-//!    an unknown state, every held block belongs to one of the processes,
-//!    and `reclaim_dead` finds nothing (everyone is alive). At the end
-//!    every message arrived exactly once with a valid checksum, and the pool
-//!    is whole (N free, `check()` walks N, nothing to recover). A sender
-//!    that finds the ring full (possible although the ring has a slot per
-//!    block: see `sender`) waits with `send_blocking`; the count is printed.
+//!    the pool all along: free + held + queued is always N, nothing is in
+//!    transit (a send queues the block directly), no record is in an
+//!    unknown state, every held block belongs to one of the processes, and
+//!    `reclaim_dead` finds nothing (everyone is alive). At the end every
+//!    message arrived exactly once with a valid checksum, and the pool is
+//!    whole (N free, `check()` walks N, nothing to recover). The queue has a
+//!    cell for every block, so a send never finds it full.
 //! 2. A bare pool in a POSIX segment: three children take and give back
 //!    blocks at random (guards, `into_id` + `put`, `into_id` + `from_id`),
 //!    stamping each block they take and checking the stamp is still theirs
@@ -27,8 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{check_stamp, stamp, Patience, Rng, Running, Stamp, HANG};
-use shm_mempool::{Block, Channel, MemPool, PoolError, RecvError, SendError};
-use shm_ring::{PopError, RingOptions};
+use shm_mempool::{Block, Channel, ChannelOptions, MemPool, PoolError, RecvError};
 use shm_segment::{PosixOptions, PosixShm, ProcessId, Region};
 
 const BLOCKS: u32 = 32;
@@ -60,11 +59,15 @@ fn read_message<R: Region>(block: &Block<'_, R>) -> (u32, u64) {
 fn sample<R: Region>(pool: &MemPool<R>, pids: &[u32]) -> u32 {
     let s = pool.stats();
     assert_eq!(
-        s.free + s.held + s.in_transit,
+        s.free + s.held + s.queued,
         BLOCKS,
         "counts do not add up: {s:?}"
     );
-    assert_eq!(s.unknown, 0, "a record in no known state: {s:?}");
+    assert_eq!(
+        (s.unknown, s.in_transit, s.dead),
+        (0, 0, 0),
+        "a record in no known state, in transit or held by the dead: {s:?}"
+    );
     let by_owner: u32 = s.by_owner.iter().map(|&(_, n)| n).sum();
     assert_eq!(by_owner, s.held, "{s:?}");
     for (pid, _) in &s.by_owner {
@@ -73,7 +76,7 @@ fn sample<R: Region>(pool: &MemPool<R>, pids: &[u32]) -> u32 {
             "a block held by pid {pid}, no process of this test: {s:?}"
         );
     }
-    s.held + s.in_transit
+    s.held + s.queued
 }
 
 const CHANNEL_TEST: &str = "channel_messages_arrive_exactly_once_across_processes";
@@ -84,7 +87,6 @@ fn sender(name: &str) {
     let ch = Channel::attach(&map).unwrap();
     let pid = std::process::id();
     let mut patience = Patience::new("sender: a free block", HANG);
-    let mut full = 0u64;
     for seq in 0..MESSAGES {
         let block = loop {
             match ch.alloc() {
@@ -98,22 +100,12 @@ fn sender(name: &str) {
         block.write_pod(0, &s).unwrap();
         block.write_pod(BLOCK_SIZE - 24, &s).unwrap();
         block.set_used(BLOCK_SIZE);
-        // The ring has a slot per block, yet `send` can find it full: a
-        // receiver preempted between claiming a ring position and releasing
-        // its slot keeps that slot from producers one lap later (the MPMC
-        // ring's documented behaviour). The block comes back; wait for room.
-        match ch.send(block) {
-            Ok(()) => {}
-            Err(SendError::Full(block)) => {
-                full += 1;
-                if let Err(e) = ch.send_blocking(block, HANG) {
-                    panic!("no room in the ring for {HANG:?}: {e}");
-                }
-            }
-            Err(e) => panic!("send: {e}"),
+        // The queue has a cell for every block: a send never finds it full.
+        if let Err(e) = ch.send(block) {
+            panic!("send: {e}");
         }
     }
-    println!("found the ring full {full} times");
+    println!("sent {MESSAGES}");
 }
 
 fn receiver(name: &str, total: u64) {
@@ -135,7 +127,7 @@ fn receiver(name: &str, total: u64) {
                 received.fetch_add(1, Ordering::AcqRel);
                 mine += 1;
             }
-            Err(RecvError::Ring(PopError::Empty)) => {}
+            Err(RecvError::Empty) => {}
             Err(e) => panic!("recv: {e}"),
         }
     }
@@ -166,7 +158,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
         .create(&name, size as u64)
         .unwrap();
     let map = shm.map().unwrap();
-    let opts = RingOptions::new().blocking(true);
+    let opts = ChannelOptions::new().blocking(true);
     let ch = Channel::create(&map, BLOCKS, BLOCK_SIZE, opts).unwrap();
     let received = map.atomic_u64(counter_offset()).unwrap();
 
@@ -204,10 +196,10 @@ fn channel_messages_arrive_exactly_once_across_processes() {
                 received.fetch_add(1, Ordering::AcqRel);
                 last_progress = Instant::now();
             }
-            Err(RecvError::Ring(PopError::Empty)) => {
+            Err(RecvError::Empty) => {
                 if last_progress.elapsed() > HANG {
                     let state = format!(
-                        "received {} of {total}, ring holds {}, pool {:?}, check {:?}",
+                        "received {} of {total}, the queue holds {}, pool {:?}, check {:?}",
                         received.load(Ordering::Acquire),
                         ch.len(),
                         ch.pool().stats(),
@@ -232,16 +224,9 @@ fn channel_messages_arrive_exactly_once_across_processes() {
     }
 
     let mut per_receiver = vec![got.len()];
-    let mut full = Vec::new();
     for (i, child) in children.into_iter().enumerate() {
         let out = child.wait(HANG);
         out.assert_child_passed(CHANNEL_TEST);
-        let lines = common::child_lines(&out.stdout);
-        full.extend(
-            lines
-                .filter_map(|l| l.strip_prefix("found the ring full "))
-                .map(str::to_owned),
-        );
         if i == SENDERS {
             let mut n = 0;
             for line in common::child_lines(&out.stdout) {
@@ -277,8 +262,8 @@ fn channel_messages_arrive_exactly_once_across_processes() {
     // The pool is whole.
     let s = ch.pool().stats();
     assert_eq!(
-        (s.free, s.held, s.in_transit, s.unknown),
-        (BLOCKS, 0, 0, 0),
+        (s.free, s.held, s.in_transit, s.queued, s.unknown),
+        (BLOCKS, 0, 0, 0, 0),
         "{s:?}"
     );
     assert_eq!(ch.pool().check().unwrap(), BLOCKS);
@@ -287,7 +272,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
     assert!(ch.pool().recover_orphans(&[]).unwrap().is_empty());
     eprintln!(
         "{total} messages in {:?}; parent and child received {per_receiver:?}; \
-         {samples} samples, {in_flight} with blocks in flight; senders found the ring full {full:?}",
+         {samples} samples, {in_flight} with blocks in flight",
         t0.elapsed()
     );
     assert!(
@@ -408,7 +393,7 @@ fn pool_counts_add_up_while_processes_churn() {
         );
         let s = pool.stats();
         assert_eq!(
-            s.free + s.held + s.in_transit + s.unknown,
+            s.free + s.held + s.in_transit + s.queued + s.unknown,
             POOL_BLOCKS,
             "{s:?}"
         );

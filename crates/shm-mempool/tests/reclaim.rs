@@ -2,24 +2,30 @@
 //! `recover_orphans` give back.
 //!
 //! 1. Rounds of: a child (this test binary run again) attaches a channel by
-//!    name, takes K blocks and keeps them, sends S more into the channel's
-//!    ring, turns I more into ids it keeps (`into_id`: in transit, in no
-//!    ring), reports all their ids on stdout, and waits to be killed. While
-//!    it lives, `reclaim_dead` gives back nothing. The parent kills it with
-//!    `SIGKILL`; then `reclaim_dead` returns exactly the K ids (as a set;
+//!    name, takes K blocks and keeps them, sends S more into the channel,
+//!    turns I more into ids it keeps (`into_id`: in transit), reports all
+//!    their ids on stdout, and waits to be killed. While it lives,
+//!    `reclaim_dead` gives back nothing and `stats` counts nothing dead. The
+//!    parent kills it with `SIGKILL`; then `stats` counts K blocks held by
+//!    the dead, and `reclaim_dead` returns exactly the K ids (as a set;
 //!    every other round before the child is reaped, as a zombie), never the
-//!    parent's own blocks and never a block in transit; the S sent blocks
-//!    stay queued and the parent receives them, in order, with the child's
-//!    stamps; the I ids stay in transit until `recover_orphans`, told which
-//!    ids are still in the ring, frees exactly them; then all N blocks can be
-//!    taken again.
+//!    parent's own blocks and never a block in transit or queued; the S sent
+//!    blocks stay queued and the parent receives them, in order, with the
+//!    child's stamps; the I ids stay in transit (only the dead child knew
+//!    them) until `recover_orphans` frees exactly them; then all N blocks
+//!    can be taken again, and the child's owner slot is free.
 //! 2. A child that holds blocks and lives: `reclaim_dead` leaves them alone
 //!    until it gives them back itself.
 //! 3. Children killed at random moments while they churn through a bare
-//!    pool: `reclaim_dead` plus `recover_orphans` (for a kill in the middle
-//!    of a `get` or `put`) make the pool whole, every time.
-//! 4. A pid that was reused: a block recorded with our pid but another start
+//!    pool: `reclaim_dead` alone makes every block free, held or in transit
+//!    again, with every free block on the free list (a kill in the middle
+//!    of a `get` or a give-back leaves nothing for `recover_orphans`); then
+//!    `recover_orphans` frees exactly the ids the dead held.
+//! 4. A pid that was reused: a slot recorded with our pid but another start
 //!    time belongs to a dead process.
+//! 5. A receiver killed after taking a block, before emptying its queue
+//!    cell: the next receiver empties the cell and gets the next message,
+//!    and sends go on (no ring slot stays busy).
 //!
 //! Rounds: `SHM_RECLAIM_ROUNDS` (default 6; test 3 runs 4x as many).
 //! Seed: `SHM_RECLAIM_SEED`.
@@ -32,8 +38,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{check_stamp, stamp, Rng, Running, Stamp, HANG};
-use shm_mempool::{BlockId, Channel, MemPool, PoolError, SendError};
-use shm_ring::RingOptions;
+use shm_mempool::{BlockId, Channel, ChannelOptions, MemPool, PoolError};
 use shm_segment::{HeapRegion, PosixOptions, PosixShm, ProcessId, Region};
 
 const BLOCKS: u32 = 16;
@@ -111,7 +116,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         .create(&name, Channel::<()>::required_size(BLOCKS, SIZE) as u64)
         .unwrap();
     let map = shm.map().unwrap();
-    let ch = Channel::create(&map, BLOCKS, SIZE, RingOptions::new()).unwrap();
+    let ch = Channel::create(&map, BLOCKS, SIZE, ChannelOptions::new()).unwrap();
     let pool = ch.pool();
     let me = ProcessId::current().pid;
     let (mut total_reclaimed, mut zombies) = (0, 0);
@@ -142,7 +147,8 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         owners.retain(|&(_, n)| n > 0);
         owners.sort_unstable();
         assert_eq!(s.by_owner, owners, "round {round}");
-        assert_eq!(s.in_transit as usize, sent.len() + kept.len());
+        assert_eq!((s.in_transit, s.queued), (keep as u32, send as u32));
+        assert_eq!(s.dead, 0, "round {round}: {s:?}");
 
         // kill -9; every other round, reclaim while it is still a zombie.
         let zombie = round % 2 == 1;
@@ -161,6 +167,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
             Some(child.kill9().status)
         };
 
+        assert_eq!(pool.stats().dead, hold as u32, "round {round}");
         let reclaimed: Vec<u32> = pool.reclaim_dead().unwrap().iter().map(|b| b.0).collect();
         let reclaimed_set: BTreeSet<u32> = reclaimed.iter().copied().collect();
         assert_eq!(
@@ -178,22 +185,24 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         assert_eq!(status.signal(), Some(libc::SIGKILL), "round {round}");
 
         // The sent blocks are the channel's: still queued, delivered in
-        // order. The kept ids are in transit too, and stay so.
+        // order. The kept ids are in transit, and stay so.
         let s = pool.stats();
         assert_eq!(
-            (s.held, s.in_transit, s.free),
+            (s.held, s.in_transit, s.queued, s.free, s.dead),
             (
                 mine.len() as u32,
-                (send + keep) as u32,
-                BLOCKS - mine.len() as u32 - (send + keep) as u32
+                keep as u32,
+                send as u32,
+                BLOCKS - mine.len() as u32 - (send + keep) as u32,
+                0
             ),
             "round {round}: {s:?}"
         );
-        // Nothing refers to the kept ids any more: recover_orphans, told
-        // which ids are still in the ring, frees exactly them.
-        let in_ring: Vec<BlockId> = sent.iter().map(|&i| BlockId(i)).collect();
+        assert_eq!(pool.check().unwrap(), s.free, "round {round}");
+        // Nothing refers to the kept ids any more: recover_orphans frees
+        // exactly them (queued blocks are not in transit: never touched).
         let recovered: BTreeSet<u32> = pool
-            .recover_orphans(&in_ring)
+            .recover_orphans(&[])
             .unwrap()
             .iter()
             .map(|b| b.0)
@@ -349,7 +358,17 @@ fn killed_at_random_moments_the_pool_comes_back_whole() {
             assert_eq!(status.signal(), Some(libc::SIGKILL), "round {round}");
         }
         let back = pool.reclaim_dead().unwrap();
+        // No orphan of a kill mid-operation is left: every block is free
+        // (and listed) or a bare id only the dead knew.
+        let s = pool.stats();
+        assert_eq!(
+            (s.free + s.in_transit, s.held, s.queued, s.unknown),
+            (BLOCKS, 0, 0, 0),
+            "round {round}: {s:?}"
+        );
+        assert_eq!(pool.check().unwrap(), s.free, "round {round}: {s:?}");
         let found = pool.recover_orphans(&[]).unwrap();
+        assert_eq!(found.len() as u32, s.in_transit, "round {round}");
         let a: BTreeSet<BlockId> = back.iter().copied().collect();
         let b: BTreeSet<BlockId> = found.iter().copied().collect();
         assert!(
@@ -368,7 +387,8 @@ fn killed_at_random_moments_the_pool_comes_back_whole() {
         assert_eq!(pool.check().unwrap(), BLOCKS, "round {round}");
     }
     eprintln!(
-        "{rounds} rounds of 2 kills in {:?}: {reclaimed} blocks reclaimed, {orphans} orphans recovered",
+        "{rounds} rounds of 2 kills in {:?}: {reclaimed} blocks reclaimed, {orphans} ids the \
+         dead held recovered",
         t0.elapsed()
     );
 }
@@ -380,57 +400,73 @@ fn a_block_of_a_reused_pid_is_reclaimed() {
     let me = ProcessId::current();
     let stolen = pool.get().unwrap().into_id().unwrap();
     let mine = pool.get().unwrap();
-    // Same pid, other start time: the process that had our pid before us.
-    common::set_raw_word(
-        &region,
-        stolen.0,
-        common::held_word(me.pid, me.start_time + 1, 0),
-    );
+    // Same pid, other start time: the process that had our pid before us,
+    // holding the block through owner slot 9.
+    common::steal_for_the_dead(&region, 9, stolen.0);
     assert_eq!(pool.stats().by_owner, vec![(me.pid, 2)]);
+    assert_eq!(pool.stats().dead, 1);
     assert_eq!(pool.reclaim_dead().unwrap(), vec![stolen]);
+    assert_eq!(
+        common::owner(&region, 9),
+        0,
+        "the dead owner's slot is free again"
+    );
     assert_eq!(pool.stats().held, 1);
     assert_eq!(pool.check().unwrap(), 3);
     drop(mine);
     assert_eq!(pool.check().unwrap(), 4);
 }
 
-/// A receiver that dies (or stalls) after claiming a ring position but
-/// before releasing its slot keeps that slot from producers one lap later:
-/// the MPMC ring's documented behaviour. The channel then refuses sends
-/// although the pool has free blocks. `send` says so (`SendError::Full`,
-/// the block back); `send_bytes` must not claim that every block is in use.
+/// A receiver killed after it took a block (the block's word says held by
+/// it) but before it emptied the queue cell, or after it emptied the cell
+/// but before moving the head on: the next receiver finishes that and gets
+/// the next message; sends never find the queue full; `reclaim_dead` gives
+/// the dead receiver's block back. (With the ring of ids the channel had
+/// before, such a receiver kept its ring slot busy for good, and sends
+/// failed one lap later.)
 #[test]
-fn a_receiver_stalled_in_the_ring_makes_sends_fail_but_not_exhausted() {
+fn a_receiver_killed_mid_recv_wedges_nothing() {
     const N: u32 = 4;
     let region = HeapRegion::new(Channel::<()>::required_size(N, 64));
-    let ch = Channel::create(&region, N, 64, RingOptions::new()).unwrap();
-    // The ring's head position: the ring starts after the pool (rounded to
-    // a page), its control block at 128, the head side after the tail's
-    // cache-padded line (crates/shm-ring/src/shared.rs).
-    let ring = common::CHANNEL_POOL + MemPool::<()>::required_size(N, 64).next_multiple_of(4096);
-    let head = region.atomic_u64(ring + 128 + 128).unwrap();
-    ch.send_bytes(b"lost").unwrap();
-    // A receiver claims position 0 and dies before releasing the slot.
-    assert_eq!(head.fetch_add(1, Ordering::AcqRel), 0);
-    for _ in 1..N {
-        ch.send_bytes(b"ok").unwrap();
-        drop(ch.recv().unwrap());
+    let ch = Channel::create(&region, N, 64, ChannelOptions::new()).unwrap();
+    let pool_region = shm_segment::SubRegion::new(
+        &region,
+        common::CHANNEL_POOL,
+        Channel::<()>::required_size(N, 64) - common::CHANNEL_POOL,
+    )
+    .unwrap();
+    for round in 0..3 * N {
+        ch.send_bytes(&[round as u8; 8]).unwrap();
+        ch.send_bytes(&[round as u8 + 100; 8]).unwrap();
+        // A receiver in a dead process took the first block: its word says
+        // held through the dead's slot, its cell still names it.
+        let head = pool_region
+            .load_u64(common::SENT_HEAD, Ordering::Acquire)
+            .unwrap();
+        let cell = pool_region
+            .load_u64(common::sent_cell_off(N, head % 4), Ordering::Acquire)
+            .unwrap();
+        let taken = cell as u32;
+        assert_eq!(
+            common::state(common::raw_word(&pool_region, taken)),
+            common::QUEUED
+        );
+        common::steal_for_the_dead(&pool_region, 50, taken);
+        let next = ch.recv().unwrap();
+        assert_eq!(next.read_pod::<u8>(0).unwrap(), round as u8 + 100);
+        assert_ne!(next.id().0, taken);
+        drop(next);
+        assert!(ch.is_empty());
+        assert_eq!(ch.pool().reclaim_dead().unwrap(), vec![BlockId(taken)]);
+        assert_eq!(ch.pool().check().unwrap(), N, "round {round}");
     }
-    let before = ch.pool().stats();
-    assert_eq!((before.free, before.in_transit), (N - 1, 1));
-    // One lap later: slot 0 is still the dead receiver's.
-    let block = ch.alloc().unwrap();
-    match ch.send(block) {
-        Err(SendError::Full(block)) => drop(block),
-        other => panic!("send into a stalled slot gave {other:?}"),
+    // Every block can be sent at once: the queue has a cell for each.
+    for i in 0..N {
+        ch.send_bytes(&[i as u8]).unwrap();
     }
-    assert_eq!(ch.pool().stats(), before, "a refused send changed the pool");
-    let err = ch.send_bytes(b"x").unwrap_err();
-    assert_eq!(ch.pool().stats(), before);
-    assert!(
-        !matches!(err, PoolError::Exhausted { .. }),
-        "send_bytes says \"{err}\" while {} of {N} blocks are free: the ring is full, \
-         not the pool",
-        before.free
-    );
+    assert_eq!(ch.len(), N as usize);
+    assert!(matches!(
+        ch.send_bytes(b"x"),
+        Err(PoolError::Exhausted { .. })
+    ));
 }

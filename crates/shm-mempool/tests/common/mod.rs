@@ -13,25 +13,34 @@ use shm_segment::Region;
 pub(crate) use shm_testkit::*;
 
 // ---------------------------------------------------------------------------
-// The pool's shared layout (version 2), read from
-// crates/shm-mempool/src/pool.rs. Only tests that simulate a dead or hostile
-// peer use these.
+// The pool's shared layout (version 3), read from
+// crates/shm-mempool/src/pool.rs (x86-64: `CachePadded` is 128 bytes). Only
+// tests that simulate a dead or hostile peer use these.
 
 /// The control block: the free-order word (`u32`: 1 FIFO, 2 LIFO).
 pub(crate) const ORDER: usize = 128;
-/// The LIFO stack's head (`u64`: tag << 32 | index + 1, 0 = empty).
+/// The LIFO stack's head (`u64`: tag << 40 | mark << 32 | index + 1, 0 =
+/// empty; mark 0 none, 1 pushed, 2 + s popped by slot s).
 pub(crate) const HEAD: usize = 256;
-/// The FIFO queue's head and tail positions (`u64` each).
+/// The FIFO free queue's head and tail positions (`u64` each).
 pub(crate) const FIFO_HEAD: usize = 384;
 pub(crate) const FIFO_TAIL: usize = 512;
+/// The channel queue's head and tail positions.
+pub(crate) const SENT_HEAD: usize = 640;
+pub(crate) const SENT_TAIL: usize = 768;
+/// The owner table: `SLOTS` words, each a `ProcessId` word (0 = free).
+pub(crate) const OWNERS: usize = 1152;
+pub(crate) const SLOTS: u32 = 128;
 /// The first block record.
-pub(crate) const RECORDS: usize = 640;
+pub(crate) const RECORDS: usize = 2176;
 /// Bytes per record: `next: u32, used: u32, word: u64`.
 pub(crate) const RECORD: usize = 16;
-/// The `word` states (low 2 bits); the generation is the next 10 bits.
+/// The `word` states (bits 0-1); the generation is bits 2-31, the place
+/// (owner slot, or queue position) bits 32-63.
 pub(crate) const FREE: u64 = 0;
 pub(crate) const HELD: u64 = 1;
 pub(crate) const IN_TRANSIT: u64 = 2;
+pub(crate) const QUEUED: u64 = 3;
 /// Where a channel's pool starts in the channel's region.
 pub(crate) const CHANNEL_POOL: usize = 4096;
 
@@ -45,20 +54,30 @@ pub(crate) fn word_off(i: u32) -> usize {
     RECORDS + i as usize * RECORD + 8
 }
 
-/// Offset of FIFO cell `c` (`u64`: stamp << 32 | block index) in a pool of
-/// `blocks` blocks: the cells follow the records.
+/// The queues' capacity for `blocks` blocks.
+pub(crate) fn queue_cap(blocks: u32) -> u64 {
+    u64::from(blocks.next_power_of_two().max(2))
+}
+
+/// Offset of free-queue cell `c` (`u64`: stamp << 32 | block index) in a
+/// pool of `blocks` blocks: the cells follow the records.
 pub(crate) fn cell_off(blocks: u32, c: u64) -> usize {
     RECORDS + blocks as usize * RECORD + c as usize * 8
 }
 
-/// The word a block held by `pid` with start time `start` carries, at
-/// generation `gen`: state in bits 0-1 (1 = held), the generation in bits
-/// 2-11, pid in bits 12-33, start time (30 bits) above.
-pub(crate) fn held_word(pid: u32, start: u64, gen: u64) -> u64 {
-    ((start & ((1 << 30) - 1)) << 34)
-        | (u64::from(pid & ((1 << 22) - 1)) << 12)
-        | ((gen & 1023) << 2)
-        | HELD
+/// Offset of channel-queue cell `c`: after the free queue's cells.
+pub(crate) fn sent_cell_off(blocks: u32, c: u64) -> usize {
+    cell_off(blocks, queue_cap(blocks)) + c as usize * 8
+}
+
+/// Offset of owner slot `s`'s word.
+pub(crate) fn owner_off(s: u32) -> usize {
+    OWNERS + s as usize * 8
+}
+
+/// The word of a block held through owner slot `slot`, at generation `gen`.
+pub(crate) fn held_word(slot: u32, gen: u64) -> u64 {
+    (u64::from(slot) << 32) | ((gen & ((1 << 30) - 1)) << 2) | HELD
 }
 
 /// The state bits of a word.
@@ -68,7 +87,12 @@ pub(crate) fn state(word: u64) -> u64 {
 
 /// The generation bits of a word.
 pub(crate) fn generation(word: u64) -> u64 {
-    (word >> 2) & 1023
+    (word >> 2) & ((1 << 30) - 1)
+}
+
+/// The place bits of a word (owner slot, or queue position).
+pub(crate) fn place(word: u64) -> u32 {
+    (word >> 32) as u32
 }
 
 /// Reads block `i`'s word straight from the pool's region.
@@ -82,6 +106,36 @@ pub(crate) fn set_raw_word(region: &impl Region, i: u32, word: u64) {
         .atomic_u64(word_off(i))
         .unwrap()
         .store(word, Ordering::Release);
+}
+
+/// Writes owner slot `s`'s word straight into the pool's region.
+pub(crate) fn set_owner(region: &impl Region, s: u32, word: u64) {
+    region
+        .atomic_u64(owner_off(s))
+        .unwrap()
+        .store(word, Ordering::Release);
+}
+
+/// Reads owner slot `s`'s word.
+pub(crate) fn owner(region: &impl Region, s: u32) -> u64 {
+    region.load_u64(owner_off(s), Ordering::Acquire).unwrap()
+}
+
+/// A `ProcessId` word of a process that is gone: this process's pid with
+/// another start time (the process that had our pid before us).
+pub(crate) fn dead_owner() -> u64 {
+    let mut id = shm_segment::ProcessId::current();
+    id.start_time += 1;
+    id.to_word()
+}
+
+/// Makes block `i` held through slot `slot` by a dead process (as if that
+/// process took it after a peer wrongly freed it from under a guard here,
+/// and then died), two generations on.
+pub(crate) fn steal_for_the_dead(region: &impl Region, slot: u32, i: u32) {
+    set_owner(region, slot, dead_owner());
+    let w = raw_word(region, i);
+    set_raw_word(region, i, held_word(slot, generation(w) + 2));
 }
 
 // ---------------------------------------------------------------------------
