@@ -62,7 +62,7 @@ impl Kind {
     pub const MPMC_RING: Kind = Kind(2);
     /// A block pool (`shm-mempool`).
     pub const MEMPOOL: Kind = Kind(3);
-    /// A pool plus a ring of block ids (`shm-mempool`).
+    /// A pool plus a queue of the block ids sent through it (`shm-mempool`).
     pub const CHANNEL: Kind = Kind(4);
     /// Free for users' own structures: kinds from here up are never ours.
     pub const USER_BASE: Kind = Kind(0x1000);
