@@ -8,8 +8,8 @@
 //!   were skipped.
 //! - `fuzz [--time S]`: every cargo-fuzz target for S seconds (default 60)
 //!   on the nightly toolchain, installing cargo-fuzz if it is missing.
-//! - `kill [--rounds N]`: the ring's kill -9 test with N rounds (default 2000;
-//!   CI runs 200).
+//! - `kill [--rounds N]`: the kill -9 tests of the rings (SPSC and MPMC) and the
+//!   pool with N rounds each (default 2000; CI runs 300).
 //! - `bench [--quick] [--no-run]`: the benches against their peers, then the
 //!   generated section of docs/benchmarks.md and docs/benchmarks.svg.
 
@@ -309,21 +309,24 @@ fn fuzz(seconds: u64) -> Result {
     Ok(())
 }
 
-/// The kill -9 test of the SPSC ring with more rounds than CI runs.
+/// The kill -9 tests of the rings and the pool with more rounds than CI runs.
 fn kill(rounds: u64) -> Result {
     let rounds = rounds.to_string();
-    run(
-        "cargo",
-        &[
-            "test",
-            "-p",
-            "shm-ring",
-            "--release",
-            "--test",
-            "kill",
-            "--",
-            "--nocapture",
-        ],
-        &[("SHM_KILL_ROUNDS", &rounds)],
-    )
+    for package in ["shm-ring", "shm-mempool"] {
+        run(
+            "cargo",
+            &[
+                "test",
+                "-p",
+                package,
+                "--release",
+                "--test",
+                "kill",
+                "--",
+                "--nocapture",
+            ],
+            &[("SHM_KILL_ROUNDS", &rounds)],
+        )?;
+    }
+    Ok(())
 }
