@@ -29,19 +29,8 @@ fn a_holder_in_another_pid_namespace_keeps_its_blocks() {
         return;
     }
     let args = ["-p", "-f", "--kill-child", "--mount-proc"];
-    match common::probe("unshare", &[&args[..], &["true"]].concat()) {
-        Some(out) if out.status.success() => {}
-        Some(out) => {
-            return common::skip(
-                TEST,
-                &format!(
-                    "`unshare {}` refused: {}",
-                    args.join(" "),
-                    out.stderr.trim()
-                ),
-            )
-        }
-        None => return common::skip(TEST, "`unshare` is not installed"),
+    if !common::unshare_or_skip(TEST, &args) {
+        return;
     }
     let name = common::posix_name("pool-ns");
     let shm = PosixOptions::new()

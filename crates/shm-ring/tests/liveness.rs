@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    check, child_env, posix_name, probe, run_cases, skip, test_exe, Case, CaseResult, Running,
+    check, child_env, posix_name, run_cases, test_exe, unshare_or_skip, Case, CaseResult, Running,
     UnlinkGuard, ARG_VAR, HANG, ROLE_VAR,
 };
 use shm_ring::{RingError, RingOptions, SpscRing};
@@ -95,29 +95,10 @@ fn role_is_taken_over_after_kill(
     Ok(())
 }
 
-fn unshare_works(case: &str, args: &[&str]) -> bool {
-    let mut all: Vec<&str> = args.to_vec();
-    all.push("true");
-    match probe("unshare", &all) {
-        Some(out) if out.status.success() => true,
-        Some(out) => {
-            skip(
-                case,
-                &format!("`unshare {}` refused: {}", all.join(" "), out.stderr.trim()),
-            );
-            false
-        }
-        None => {
-            skip(case, "`unshare` is not installed");
-            false
-        }
-    }
-}
-
 fn a_producer_in_another_pid_namespace_keeps_its_role() -> CaseResult {
     let case = "a_producer_in_another_pid_namespace_keeps_its_role";
     let args = ["-p", "-f", "--kill-child", "--mount-proc"];
-    if !unshare_works(case, &args) {
+    if !unshare_or_skip(case, &args) {
         return Ok(());
     }
     let (name, _guard, ring) = make_ring("live-ns")?;

@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{
-    check, child_env, probe, run_cases, skip, test_exe, Case, CaseResult, Running, ARG_VAR, HANG,
-    ROLE_VAR,
+    check, child_env, run_cases, test_exe, unshare_or_skip, Case, CaseResult, Running, ARG_VAR,
+    HANG, ROLE_VAR,
 };
 use shm_segment::ProcessId;
 
@@ -43,33 +43,13 @@ fn holder_id(holder: &mut Running) -> ProcessId {
     ProcessId::from_word(word.parse().expect("a word"))
 }
 
-/// Whether `unshare ARGS true` works here; prints why not when it does not.
-fn unshare_works(case: &str, args: &[&str]) -> bool {
-    let mut all: Vec<&str> = args.to_vec();
-    all.push("true");
-    match probe("unshare", &all) {
-        Some(out) if out.status.success() => true,
-        Some(out) => {
-            skip(
-                case,
-                &format!("`unshare {}` refused: {}", all.join(" "), out.stderr.trim()),
-            );
-            false
-        }
-        None => {
-            skip(case, "`unshare` is not installed");
-            false
-        }
-    }
-}
-
 /// Under `unshare -p -f --mount-proc` the holder is pid 1 of its own
 /// namespace: `/proc/1` here is another process, so the `/proc` check said
 /// "dead". The kernel's lock says alive, and dead after the kill.
 fn a_holder_in_another_pid_namespace_is_alive() -> CaseResult {
     let case = "a_holder_in_another_pid_namespace_is_alive";
     let args = ["-p", "-f", "--kill-child", "--mount-proc"];
-    if !unshare_works(case, &args) {
+    if !unshare_or_skip(case, &args) {
         return Ok(());
     }
     let mut cmd = Command::new("unshare");
@@ -200,7 +180,7 @@ fn a_forked_child_does_not_keep_a_dead_parent_alive() -> CaseResult {
 /// still tells a live process from a dead one.
 fn a_checker_without_proc_still_knows() -> CaseResult {
     let case = "a_checker_without_proc_still_knows";
-    if !unshare_works(case, &["-m"]) {
+    if !unshare_or_skip(case, &["-m"]) {
         return Ok(());
     }
     let me = ProcessId::current();

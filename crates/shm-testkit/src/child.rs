@@ -298,6 +298,27 @@ pub fn probe(program: &str, args: &[&str]) -> Option<Finished> {
     Running::spawn(&mut cmd).ok().map(|r| r.wait(HANG))
 }
 
+/// Whether `unshare ARGS true` works on this machine; when it does not,
+/// prints a skip notice for `case` that says why, and returns false.
+pub fn unshare_or_skip(case: &str, args: &[&str]) -> bool {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("true");
+    match probe("unshare", &all) {
+        Some(out) if out.status.success() => true,
+        Some(out) => {
+            skip(
+                case,
+                &format!("`unshare {}` refused: {}", all.join(" "), out.stderr.trim()),
+            );
+            false
+        }
+        None => {
+            skip(case, "`unshare` is not installed");
+            false
+        }
+    }
+}
+
 /// Prints a skip notice that stands out in `--nocapture` and in CI logs.
 pub fn skip(test: &str, reason: &str) {
     eprintln!("SKIPPED {test}: {reason}");
