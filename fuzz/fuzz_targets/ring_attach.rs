@@ -209,8 +209,9 @@ fuzz_target!(|data: &[u8]| {
     if !img.is_empty() {
         fresh.write_at(0, &img).unwrap();
     }
+    // The `;` drops the `Result` (and the ring in it) before `fresh`.
     if let Ok(ring) = MpmcRing::<u64, _>::create(&fresh, 1, RingOptions::new()) {
         ring.push(5).unwrap();
         assert_eq!(ring.pop(), Ok(5));
-    }
+    };
 });
