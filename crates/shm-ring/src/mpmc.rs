@@ -516,6 +516,16 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// the head; returns the first position and the count. Announces the
     /// claim in `lane` first.
     #[inline]
+    /// What a pop says when it found no lane to announce its claim in:
+    /// stalled at the head (every lane held by a stuck peer, or a corrupted
+    /// header).
+    #[cold]
+    fn no_lane(&self) -> PopError {
+        PopError::Stalled {
+            position: self.shared.control().head.pos.load(Ordering::Relaxed),
+        }
+    }
+
     fn claim_pop(&self, lane: &LaneRef<'_>, max: u64) -> Result<(u64, u64), PopError> {
         let head = &self.shared.control().head.pos;
         let mut pos = head.load(Ordering::Relaxed);
@@ -746,7 +756,9 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// ```
     #[inline]
     pub fn push(&self, value: T) -> Result<(), PushError<T>> {
-        let lane = self.shared.home.lane();
+        let Some(lane) = self.shared.home.lane() else {
+            return Err(PushError::Full(value));
+        };
         match self.claim_push(&lane, 1, 1) {
             Ok((pos, _)) => {
                 #[cfg(feature = "fault-injection")]
@@ -778,7 +790,9 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// ```
     #[inline]
     pub fn pop(&self) -> Result<T, PopError> {
-        let lane = self.shared.home.lane();
+        let Some(lane) = self.shared.home.lane() else {
+            return Err(self.no_lane());
+        };
         let (pos, _) = self.claim_pop(&lane, 1)?;
         #[cfg(feature = "fault-injection")]
         let Some(_lane) = self.dies_at(crate::fault::Point::PopClaimed, lane) else {
@@ -804,7 +818,9 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if max == 0 {
             return 0;
         }
-        let lane = self.shared.home.lane();
+        let Some(lane) = self.shared.home.lane() else {
+            return 0;
+        };
         let Ok((first, k)) = self.claim_push(&lane, max, 1) else {
             return 0;
         };
@@ -835,7 +851,12 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if n == 0 {
             return Ok(());
         }
-        let lane = self.shared.home.lane();
+        let Some(lane) = self.shared.home.lane() else {
+            return Err(BulkError::TooFew {
+                requested: values.len(),
+                available: 0,
+            });
+        };
         // More than the capacity never fits: the claim then only counts.
         let (first, _) = self
             .claim_push(&lane, n.min(self.shared.capacity), n)
@@ -873,7 +894,9 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if max == 0 {
             return 0;
         }
-        let lane = self.shared.home.lane();
+        let Some(lane) = self.shared.home.lane() else {
+            return 0;
+        };
         let Ok((first, k)) = self.claim_pop(&lane, max) else {
             return 0;
         };

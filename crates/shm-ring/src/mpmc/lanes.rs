@@ -47,6 +47,11 @@ pub(crate) const LANES: usize = 3;
 /// Lanes `0 .. BOUND_LANES` are bound to a thread; the rest are taken per operation.
 pub(crate) const BOUND_LANES: usize = LANES * 3 / 4;
 
+/// How long an operation waits for a per-operation lane before it gives up
+/// (lanes are held for one push or pop each, microseconds).
+#[cfg(not(loom))]
+const PER_OP_PATIENCE: Duration = Duration::from_millis(100);
+
 /// In [`Lane::len`]: the claim is a consumer's (of the head), not a producer's.
 pub(crate) const POP: u64 = 1 << 63;
 
@@ -434,16 +439,18 @@ impl Home {
 
     /// This thread's lane for one operation: its bound lane (the fast path:
     /// a thread-local read and two compares), else a new binding, else a
-    /// lane for this operation only.
+    /// lane for this operation only; `None` when no lane came free within
+    /// [`PER_OP_PATIENCE`] (every lane held by a stuck peer, or a corrupted
+    /// header), which the operation reports as `Full` or `Stalled`.
     #[inline]
-    pub(crate) fn lane(self: &Arc<Self>) -> LaneRef<'_> {
+    pub(crate) fn lane(self: &Arc<Self>) -> Option<LaneRef<'_>> {
         if let Some((uid, index, epoch)) = FAST.with(Cell::get) {
             if uid == self.uid && epoch.is_current() {
-                return LaneRef {
+                return Some(LaneRef {
                     lane: self.lane_at(index),
                     index,
                     per_op: false,
-                };
+                });
             }
         }
         self.lane_slow()
@@ -451,7 +458,7 @@ impl Home {
 
     #[cold]
     #[inline(never)]
-    fn lane_slow(self: &Arc<Self>) -> LaneRef<'_> {
+    fn lane_slow(self: &Arc<Self>) -> Option<LaneRef<'_>> {
         let epoch = ForkEpoch::now();
         let bound = |index| {
             FAST.with(|f| f.set(Some((self.uid, index, epoch))));
@@ -472,7 +479,7 @@ impl Home {
             .ok()
             .flatten();
         if let Some(index) = known {
-            return bound(index);
+            return Some(bound(index));
         }
         // While this thread's locals are torn down (a ring used from a
         // thread-local destructor), nothing can be bound to it.
@@ -490,7 +497,7 @@ impl Home {
                     b.0.retain(|x| x.home.strong_count() > 0);
                     b.0.push(binding);
                 });
-                return bound(index);
+                return Some(bound(index));
             }
         }
         self.per_op_lane()
@@ -513,17 +520,25 @@ impl Home {
     }
 
     /// A lane for one operation, waiting until one is free (they are held
-    /// for one push or pop each, or belong to a dead process).
-    fn per_op_lane(&self) -> LaneRef<'_> {
+    /// for one push or pop each, or belong to a dead process), for at most
+    /// [`PER_OP_PATIENCE`]: a hostile or corrupted header can fill every
+    /// lane with owners that never let go, and must not hang the caller.
+    fn per_op_lane(&self) -> Option<LaneRef<'_>> {
         let me = ProcessId::current().to_word();
         let mut round = 0u32;
+        #[cfg(not(loom))]
+        let start = std::time::Instant::now();
         loop {
             if let Some(index) = self.take(BOUND_LANES..LANES, me) {
-                return LaneRef {
+                return Some(LaneRef {
                     lane: self.lane_at(index),
                     index,
                     per_op: true,
-                };
+                });
+            }
+            #[cfg(not(loom))]
+            if start.elapsed() > PER_OP_PATIENCE {
+                return None;
             }
             round = round.saturating_add(1);
             #[cfg(loom)]
