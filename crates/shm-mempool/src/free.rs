@@ -967,25 +967,7 @@ impl<R: Region> MemPool<R> {
                 if !popped_this {
                     self.meta(i).next.store(top, Ordering::Relaxed);
                 }
-                let tag = (h >> TAG_SHIFT).wrapping_add(1);
-                self.crash_point();
-                // SYNC POINT: as in `lifo_push_slow`.
-                if head
-                    .compare_exchange(
-                        h,
-                        head_word(tag, MARK_PUSHED, i + 1),
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    )
-                    .is_ok()
-                {
-                    self.crash_point();
-                    let _ = word.compare_exchange(
-                        from,
-                        next_word(from, FREE, 0),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
+                if self.lifo_link(i, from, h) {
                     return Ok(Ok(()));
                 }
             }
@@ -1011,29 +993,44 @@ impl<R: Region> MemPool<R> {
                 return Err(self.corrupted(format!("the free list points at block {}", top - 1)));
             }
             self.meta(i).next.store(top, Ordering::Relaxed);
-            let tag = (h >> TAG_SHIFT).wrapping_add(1);
-            self.crash_point();
-            // The decisive step. SYNC POINT: Release publishes the link, and
-            // the bytes written while the block was held, to the next taker.
-            if head
-                .compare_exchange(
-                    h,
-                    head_word(tag, MARK_PUSHED, i + 1),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-            {
-                self.crash_point();
-                let _ = word.compare_exchange(
-                    from,
-                    next_word(from, FREE, 0),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
+            if self.lifo_link(i, from, h) {
                 return Ok(Ok(()));
             }
         }
+    }
+
+    /// The decisive step of a LIFO give-back of block `i` (held through
+    /// `from`, its `next` already set): swing the head from `h` to the block,
+    /// marked "pushed", then settle the block's word to free (which the next
+    /// operation also does if this process dies in between). False when the
+    /// head moved on.
+    #[inline(always)]
+    fn lifo_link(&self, i: u32, from: u64, h: u64) -> bool {
+        let tag = (h >> TAG_SHIFT).wrapping_add(1);
+        self.crash_point();
+        // SYNC POINT: Release publishes the link, and the bytes written
+        // while the block was held, to the next taker.
+        if self
+            .control()
+            .stack
+            .compare_exchange(
+                h,
+                head_word(tag, MARK_PUSHED, i + 1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        self.crash_point();
+        let _ = self.meta(i).word.compare_exchange(
+            from,
+            next_word(from, FREE, 0),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        true
     }
 
     fn lifo_walk(&self) -> Result<Vec<u32>, PoolError> {
