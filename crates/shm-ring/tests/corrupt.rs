@@ -1047,3 +1047,40 @@ fn scribbled_mpmc_never_panics_or_hangs() {
         }
     });
 }
+
+/// Every claim lane held by a live process that never lets go (a stuck or
+/// hostile peer, or a corrupted header): an MPMC push or pop must give up
+/// (`Full`, `Stalled`, nothing moved) instead of waiting for a lane forever.
+#[test]
+fn mpmc_operations_give_up_when_every_lane_is_held() {
+    let mut peer = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn sleep");
+    let holder = shm_segment::ProcessId::of(peer.id()).expect("the peer's id");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+        for lane in 0..common::LANES {
+            let at = common::LANES_OFFSET + lane * common::LANE_SIZE;
+            ring.region().write_pod(at, &holder.to_word()).unwrap();
+        }
+        let push = ring.push(7);
+        let pushed = ring.push_slice(&[1, 2]);
+        let pop = ring.pop();
+        let popped = ring.pop_into(&mut [0; 2]);
+        let _ = done_tx.send((push, pushed, pop, popped, ring.len()));
+    });
+    let outcome = done_rx.recv_timeout(Duration::from_secs(20));
+    let _ = peer.kill();
+    let _ = peer.wait();
+    let (push, pushed, pop, popped, len) =
+        outcome.expect("push/pop still waiting for a lane after 20 s");
+    assert_eq!(push, Err(shm_ring::PushError::Full(7)));
+    assert_eq!(pushed, 0);
+    assert!(
+        matches!(pop, Err(shm_ring::PopError::Stalled { .. })),
+        "{pop:?}"
+    );
+    assert_eq!((popped, len), (0, 0));
+}
