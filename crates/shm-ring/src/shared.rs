@@ -277,7 +277,7 @@ fn size_from_header(kind: Kind, elem_size: u32, elem_align: u32, capacity: u64) 
 fn validate_header<R: Region>(
     region: &R,
     expect: &Expect,
-    layout: impl FnOnce(u64) -> Option<u64>,
+    layout: impl FnOnce(&HeaderInfo) -> Option<u64>,
 ) -> Result<HeaderInfo, RingError> {
     let info = Header::validate(region, expect, layout)?;
     if !info.capacity.is_power_of_two() {
@@ -323,12 +323,7 @@ impl<R: Region> Mapped<R> {
         }
         region.check_writable("create ring")?;
         // Refuse to overwrite a live structure before touching any byte.
-        if let Ok(existing) = Header::read(&region) {
-            let source = HeaderError::AlreadyInitialised {
-                kind: existing.kind,
-            };
-            return Err(shm_segment::Error::Header { target, source }.into());
-        }
+        Header::check_vacant(&region)?;
         region.fill(HEADER_SIZE, needed as usize - HEADER_SIZE, 0)?;
         let mapped = Self::wire::<S>(region, capacity)?;
         let flags = if opts.blocking { FLAG_BLOCKING } else { 0 };
@@ -369,7 +364,7 @@ impl<R: Region> Mapped<R> {
             });
         }
         let expect = Expect::of::<T>(layout.kind, layout.version);
-        let info = validate_header(&region, &expect, Layout::<S>::size)?;
+        let info = validate_header(&region, &expect, |info| Layout::<S>::size(info.capacity))?;
         let mapped = Self::wire::<S>(region, info.capacity)?;
         let blocking = mapped.control().flags.load(Ordering::Relaxed) & FLAG_BLOCKING != 0;
         Ok(Mapped { blocking, ..mapped })
@@ -605,11 +600,7 @@ pub fn inspect<R: Region>(region: &R) -> Result<RingInfo, RingError> {
                 expected: Kind::SPSC_RING,
                 found,
             };
-            return Err(shm_segment::Error::Header {
-                target: region.target(),
-                source,
-            }
-            .into());
+            return Err(shm_segment::Error::header(region.target(), source).into());
         }
     };
     if !found.elem_align.is_power_of_two() {
@@ -619,13 +610,11 @@ pub fn inspect<R: Region>(region: &R) -> Result<RingInfo, RingError> {
         });
     }
     let expect = Expect {
-        kind: found.kind,
-        version,
-        elem_size: found.elem_size,
-        elem_align: found.elem_align,
+        elem_size: Some(found.elem_size),
+        ..Expect::sized_by_header(found.kind, version, found.elem_align)
     };
-    let info = validate_header(region, &expect, |capacity| {
-        size_from_header(found.kind, found.elem_size, found.elem_align, capacity)
+    let info = validate_header(region, &expect, |info| {
+        size_from_header(info.kind, info.elem_size, info.elem_align, info.capacity)
     })?;
     let side = std::mem::size_of::<CachePadded<Side>>();
     let (tail_at, head_at) = (CONTROL_OFFSET, CONTROL_OFFSET + side);

@@ -197,6 +197,20 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A header error on `target`: what the layers above report when a
+    /// structure's header is missing, corrupted or of another kind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Error, HeaderError, Target};
+    /// let err = Error::header(Target::Heap, HeaderError::NotInitialised);
+    /// assert!(err.to_string().starts_with("heap region: "));
+    /// ```
+    pub fn header(target: Target, source: HeaderError) -> Self {
+        Error::Header { target, source }
+    }
+
     pub(crate) fn os(op: &'static str, target: Target, source: io::Error) -> Self {
         Error::Os { op, target, source }
     }

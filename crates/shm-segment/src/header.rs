@@ -256,7 +256,7 @@ impl HeaderInfo {
 /// ```
 /// use shm_segment::{Expect, Kind};
 /// let e = Expect::of::<u64>(Kind::SPSC_RING, 1);
-/// assert_eq!((e.elem_size, e.elem_align), (8, 8));
+/// assert_eq!((e.elem_size, e.elem_align), (Some(8), 8));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expect {
@@ -264,10 +264,13 @@ pub struct Expect {
     pub kind: Kind,
     /// The layout version this code speaks.
     pub version: u32,
-    /// Bytes per element.
-    pub elem_size: u32,
+    /// Bytes per element; `None` takes it from the header (a pool's block
+    /// size), which must then be a non-zero multiple of `elem_align`.
+    pub elem_size: Option<u32>,
     /// Alignment of an element.
     pub elem_align: u32,
+    /// The largest capacity the caller's code supports.
+    pub max_capacity: u64,
 }
 
 impl Expect {
@@ -277,15 +280,49 @@ impl Expect {
     ///
     /// ```
     /// let e = shm_segment::Expect::of::<[u8; 3]>(shm_segment::Kind::MPMC_RING, 2);
-    /// assert_eq!((e.elem_size, e.elem_align, e.version), (3, 1, 2));
+    /// assert_eq!((e.elem_size, e.elem_align, e.version), (Some(3), 1, 2));
     /// ```
     pub fn of<T>(kind: Kind, version: u32) -> Self {
         Expect {
             kind,
             version,
-            elem_size: std::mem::size_of::<T>() as u32,
+            elem_size: Some(std::mem::size_of::<T>() as u32),
             elem_align: std::mem::align_of::<T>() as u32,
+            max_capacity: u64::MAX,
         }
+    }
+
+    /// Expects elements whose size the header gives (a multiple of `align`),
+    /// as a pool of blocks of any size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = shm_segment::Expect::sized_by_header(shm_segment::Kind::MEMPOOL, 3, 64);
+    /// assert_eq!((e.elem_size, e.elem_align), (None, 64));
+    /// ```
+    pub fn sized_by_header(kind: Kind, version: u32, align: u32) -> Self {
+        Expect {
+            kind,
+            version,
+            elem_size: None,
+            elem_align: align,
+            max_capacity: u64::MAX,
+        }
+    }
+
+    /// Refuses capacities above `max`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::{Expect, Kind};
+    /// let e = Expect::of::<u64>(Kind::SPSC_RING, 1).max_capacity(1 << 20);
+    /// assert_eq!(e.max_capacity, 1 << 20);
+    /// ```
+    pub fn max_capacity(mut self, max: u64) -> Self {
+        self.max_capacity = max;
+        self
     }
 }
 
@@ -297,8 +334,11 @@ impl Expect {
 /// use shm_segment::{Expect, Header, HeaderError, HeaderInfo, HeapRegion, Kind, Region, Error};
 ///
 /// let region = HeapRegion::new(4096);
-/// let layout = |capacity: u64| Some(64 + capacity.checked_mul(8)?);
-/// Header::init(&region, &HeaderInfo::new(Kind::SPSC_RING, 1, 8, 8, 32, layout(32).unwrap()))?;
+/// let layout = |info: &HeaderInfo| Some(64 + info.capacity.checked_mul(8)?);
+/// let info = HeaderInfo::new(Kind::SPSC_RING, 1, 8, 8, 32, 64 + 32 * 8);
+/// Header::check_vacant(&region)?;
+/// Header::init(&region, &info)?;
+/// assert!(Header::check_vacant(&region).is_err()); // a live structure is there
 ///
 /// // Attaching checks everything against the caller's type and the region.
 /// let info = Header::validate(&region, &Expect::of::<u64>(Kind::SPSC_RING, 1), layout)?;
@@ -379,6 +419,25 @@ impl Header {
         Ok(())
     }
 
+    /// Fails with [`HeaderError::AlreadyInitialised`] if a published header
+    /// is there: what a constructor checks before it writes a single byte, so
+    /// that creating over a live structure never destroys it.
+    ///
+    /// # Examples
+    ///
+    /// See [`Header`].
+    pub fn check_vacant<R: Region>(region: &R) -> Result<()> {
+        match Self::read(region) {
+            Ok(existing) => Err(header_err(
+                region,
+                HeaderError::AlreadyInitialised {
+                    kind: existing.kind,
+                },
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Reads a published header without expectations (for inspection tools),
     /// checking the magic, the state, and that `total_size` fits the region.
     ///
@@ -432,9 +491,10 @@ impl Header {
     }
 
     /// Reads the header and checks it against what the caller expects: kind,
-    /// version, element size and alignment, a non-zero capacity, and that
-    /// `layout(capacity)` (the bytes the caller's code needs for that
-    /// capacity; `None` on overflow) equals `total_size` and fits the region.
+    /// version, element size and alignment, a capacity from 1 to
+    /// `expect.max_capacity`, and that `layout(&info)` (the bytes the
+    /// caller's code needs for that capacity and element size; `None` on
+    /// overflow) equals `total_size` and fits the region.
     /// Copy what you need from the result into the process-local handle and
     /// never read these fields from shared memory again.
     ///
@@ -444,7 +504,7 @@ impl Header {
     pub fn validate<R: Region>(
         region: &R,
         expect: &Expect,
-        layout: impl FnOnce(u64) -> Option<u64>,
+        layout: impl FnOnce(&HeaderInfo) -> Option<u64>,
     ) -> Result<HeaderInfo> {
         let info = Self::read(region)?;
         let err = if info.kind != expect.kind {
@@ -457,9 +517,19 @@ impl Header {
                 expected: expect.version,
                 found: info.version,
             })
-        } else if info.elem_size != expect.elem_size {
+        } else if let Some(expected) = expect.elem_size.filter(|&e| e != info.elem_size) {
             Some(HeaderError::ElemSize {
-                expected: expect.elem_size,
+                expected,
+                found: info.elem_size,
+            })
+        } else if expect.elem_size.is_none()
+            && (info.elem_size == 0 || info.elem_size % expect.elem_align.max(1) != 0)
+        {
+            Some(HeaderError::ElemSize {
+                expected: info
+                    .elem_size
+                    .max(1)
+                    .next_multiple_of(expect.elem_align.max(1)),
                 found: info.elem_size,
             })
         } else if info.elem_align != expect.elem_align {
@@ -472,8 +542,13 @@ impl Header {
                 capacity: 0,
                 reason: "it is zero",
             })
+        } else if info.capacity > expect.max_capacity {
+            Some(HeaderError::Capacity {
+                capacity: info.capacity,
+                reason: "it is larger than this code supports",
+            })
         } else {
-            match layout(info.capacity) {
+            match layout(&info) {
                 None => Some(HeaderError::Capacity {
                     capacity: info.capacity,
                     reason: "its layout overflows",
@@ -517,15 +592,19 @@ mod tests {
     use super::*;
     use crate::HeapRegion;
 
-    fn layout(cap: u64) -> Option<u64> {
+    fn size_for(cap: u64) -> Option<u64> {
         cap.checked_mul(8)?.checked_add(HEADER_SIZE as u64)
+    }
+
+    fn layout(info: &HeaderInfo) -> Option<u64> {
+        size_for(info.capacity)
     }
 
     fn published(cap: u64) -> HeapRegion {
         let r = HeapRegion::new(4096);
         Header::init(
             &r,
-            &HeaderInfo::new(Kind::SPSC_RING, 1, 8, 8, cap, layout(cap).unwrap()),
+            &HeaderInfo::new(Kind::SPSC_RING, 1, 8, 8, cap, size_for(cap).unwrap()),
         )
         .unwrap();
         r
@@ -541,7 +620,8 @@ mod tests {
     const EXPECT: Expect = Expect {
         kind: Kind::SPSC_RING,
         version: 1,
-        elem_size: 8,
+        elem_size: Some(8),
+        max_capacity: u64::MAX,
         elem_align: 8,
     };
 
@@ -565,7 +645,7 @@ mod tests {
         ));
         assert!(matches!(
             v(Expect {
-                elem_size: 4,
+                elem_size: Some(4),
                 ..EXPECT
             }),
             HeaderError::ElemSize { .. }

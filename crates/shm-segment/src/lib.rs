@@ -87,6 +87,7 @@ mod perms;
 mod posix;
 mod process;
 mod region;
+mod segment;
 mod sub;
 mod sysv;
 
@@ -101,5 +102,6 @@ pub use perms::PermChange;
 pub use posix::{list as posix_list, PosixOptions, PosixShm, PosixStat, ShmName, SHM_DIR};
 pub use process::{ForkEpoch, ProcessId};
 pub use region::{Access, HeapRegion, Region, RegionChecks};
+pub use segment::Segment;
 pub use sub::SubRegion;
 pub use sysv::{list as sysv_list, SysvKey, SysvMapping, SysvOptions, SysvSegment, SysvStat};

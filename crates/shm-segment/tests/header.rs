@@ -26,8 +26,12 @@ const SEGMENT: u64 = 4096;
 const CAPACITY: u64 = 16;
 
 /// Bytes a ring of `u64`s with this capacity needs, header included.
-fn layout(capacity: u64) -> Option<u64> {
+fn size_for(capacity: u64) -> Option<u64> {
     capacity.checked_mul(8)?.checked_add(HEADER_SIZE as u64)
+}
+
+fn layout(info: &HeaderInfo) -> Option<u64> {
+    size_for(info.capacity)
 }
 
 fn expect() -> Expect {
@@ -41,7 +45,7 @@ fn valid_info() -> HeaderInfo {
         8,
         8,
         CAPACITY,
-        layout(CAPACITY).unwrap(),
+        size_for(CAPACITY).unwrap(),
     )
 }
 
@@ -182,8 +186,8 @@ const CASES: [(&str, Check); 14] = [
         assert_eq!(
             r,
             Err(HeaderError::Layout {
-                expected: layout(CAPACITY + 1).unwrap(),
-                found: layout(CAPACITY).unwrap()
+                expected: size_for(CAPACITY + 1).unwrap(),
+                found: size_for(CAPACITY).unwrap()
             })
         );
     }),
@@ -305,7 +309,8 @@ fn header_scribbled_on_concurrently_never_panics() {
                 map.write_pod(OFF_VERSION, &[1u32, Kind::SPSC_RING.0, 8, 8])
                     .unwrap();
                 map.write_pod(OFF_CAPACITY, &(x % 600)).unwrap();
-                map.write_pod(OFF_TOTAL, &layout(x % 600).unwrap()).unwrap();
+                map.write_pod(OFF_TOTAL, &size_for(x % 600).unwrap())
+                    .unwrap();
             }
             rounds += 1;
             started.store(1, Ordering::Release);
@@ -342,7 +347,7 @@ fn header_scribbled_on_concurrently_never_panics() {
         match Header::validate(&map, &expect(), layout) {
             Ok(info) => {
                 // Whatever it says, it is self-consistent and inside the region.
-                assert_eq!(layout(info.capacity), Some(info.total_size), "{info:?}");
+                assert_eq!(size_for(info.capacity), Some(info.total_size), "{info:?}");
                 assert!(info.total_size <= SEGMENT, "{info:?}");
                 assert!(info.capacity > 0);
                 ok += 1;
