@@ -664,6 +664,63 @@ mod tests {
     }
 
     #[test]
+    fn an_element_size_taken_from_the_header_must_be_a_multiple_of_the_alignment() {
+        let r = HeapRegion::new(4096);
+        let info = HeaderInfo::new(Kind::MEMPOOL, 3, 96, 64, 4, 64 + 4 * 96);
+        Header::init(&r, &info).unwrap();
+        let blocks = |info: &HeaderInfo| Some(64 + info.capacity * u64::from(info.elem_size));
+        let by_header = Expect::sized_by_header(Kind::MEMPOOL, 3, 64);
+        // 96 is not a multiple of 64: the error says what a valid size would be.
+        assert_eq!(
+            source(Header::validate(&r, &by_header, blocks).unwrap_err()),
+            HeaderError::ElemSize {
+                expected: 128,
+                found: 96
+            }
+        );
+        let by_32 = Expect::sized_by_header(Kind::MEMPOOL, 3, 32);
+        assert!(matches!(
+            source(Header::validate(&r, &by_32, blocks).unwrap_err()),
+            HeaderError::ElemAlign { .. }
+        ));
+        r.write_pod(OFF_ELEM_ALIGN, &32u32).unwrap();
+        assert_eq!(Header::validate(&r, &by_32, blocks).unwrap().elem_size, 96);
+        r.write_pod(OFF_ELEM_SIZE, &0u32).unwrap();
+        assert!(matches!(
+            source(Header::validate(&r, &by_32, blocks).unwrap_err()),
+            HeaderError::ElemSize { found: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn a_capacity_above_the_callers_maximum_is_refused() {
+        let r = published(16);
+        assert!(Header::validate(&r, &EXPECT.max_capacity(16), layout).is_ok());
+        assert_eq!(
+            source(Header::validate(&r, &EXPECT.max_capacity(15), layout).unwrap_err()),
+            HeaderError::Capacity {
+                capacity: 16,
+                reason: "it is larger than this code supports"
+            }
+        );
+    }
+
+    #[test]
+    fn check_vacant_refuses_a_published_header_and_accepts_anything_else() {
+        let r = HeapRegion::new(4096);
+        Header::check_vacant(&r).unwrap();
+        r.write_pod(OFF_MAGIC, &7u64).unwrap(); // garbage is not a live structure
+        Header::check_vacant(&r).unwrap();
+        let r = published(16);
+        assert_eq!(
+            source(Header::check_vacant(&r).unwrap_err()),
+            HeaderError::AlreadyInitialised {
+                kind: Kind::SPSC_RING
+            }
+        );
+    }
+
+    #[test]
     fn corrupted_fields_are_caught() {
         let r = published(16);
         r.write_pod(OFF_CAPACITY, &1_000_000u64).unwrap();
