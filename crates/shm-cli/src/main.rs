@@ -57,7 +57,7 @@ enum Command {
         target: Target,
         /// Size: 4096, 64K, 16M, 1G.
         #[arg(long, value_parser = parse_size)]
-        size: u64,
+        size: usize,
         /// Permission bits, octal as with chmod.
         #[arg(long, value_parser = parse_mode, default_value = "600")]
         mode: u32,

@@ -33,7 +33,7 @@ pub(crate) struct Created {
     /// POSIX: the name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,
-    pub(crate) size: u64,
+    pub(crate) size: usize,
     pub(crate) mode: u32,
 }
 
@@ -205,12 +205,7 @@ impl Segment {
                 .map(Opened::Sysv)
                 .map_err(|e| self.hint(e)),
             Segment::Posix(shm) => {
-                let size = shm.size()?;
-                let len = usize::try_from(size).map_err(|_| Error::InvalidArgument {
-                    op: "map",
-                    target: shm_segment::Target::Posix(shm.name().to_string()),
-                    reason: format!("size {size} does not fit in the address space"),
-                })?;
+                let len = shm.size()?;
                 Ok(Opened::Posix { shm, len })
             }
         }
@@ -257,7 +252,7 @@ impl Owner {
     /// permission on the segment (`SHM_STAT_ANY`, `stat` of `/dev/shm/NAME`).
     fn look_up(&self) -> Option<(u32, u32)> {
         match self {
-            Owner::SysvKey(_) | Owner::SysvId(_) => shm_segment::sysv_list()
+            Owner::SysvKey(_) | Owner::SysvId(_) => shm_segment::sysv::list()
                 .ok()?
                 .into_iter()
                 .find(|st| match self {
@@ -304,15 +299,14 @@ fn owner_hint(err: Error, owner: &Owner) -> Error {
 }
 
 /// Creates a segment, exclusively.
-pub(crate) fn create(target: &Target, size: u64, mode: u32) -> Result<Created> {
+pub(crate) fn create(target: &Target, size: usize, mode: u32) -> Result<Created> {
     match target {
         Target::Key(_) | Target::Private => {
             let key = match target {
                 Target::Key(k) => *k,
                 _ => shm_segment::SysvKey::PRIVATE,
             };
-            let len = usize::try_from(size).unwrap_or(usize::MAX);
-            let seg = SysvOptions::new().mode(mode).create(key, len)?;
+            let seg = SysvOptions::new().mode(mode).create(key, size)?;
             Ok(Created {
                 target: if key.is_private() {
                     format!("id:{}", seg.id())
@@ -355,12 +349,12 @@ pub(crate) fn list(sysv_too: bool, posix_too: bool) -> Result<Vec<Stat>> {
     let seen = procmaps::attached();
     let mut out = Vec::new();
     if sysv_too {
-        for stat in shm_segment::sysv_list()? {
+        for stat in shm_segment::sysv::list()? {
             out.push(Stat::sysv(stat, &seen));
         }
     }
     if posix_too {
-        for stat in shm_segment::posix_list()? {
+        for stat in shm_segment::posix::list()? {
             out.push(Stat::posix(stat, &seen));
         }
     }
@@ -450,7 +444,7 @@ fn shrunk_since_open(err: Error, opened_len: usize) -> Error {
             target,
             offset,
             len,
-            size: size as u64,
+            size,
         },
         other => other,
     }

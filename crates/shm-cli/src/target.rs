@@ -74,11 +74,11 @@ pub(crate) fn parse_int(s: &str) -> Option<i64> {
 }
 
 /// `4096`, `64K`, `16M`, `1G` (binary multiples; `KiB`, `k`, … also accepted).
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
+    let n: usize = digits
         .parse()
         .map_err(|_| format!("{s:?}: a size is a number like 4096, 64K, 16M or 1G"))?;
     let shift = match unit.to_ascii_lowercase().as_str() {

@@ -86,7 +86,7 @@ impl Segment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn create_posix(name: &str, size: usize) -> Result<Self> {
-        Self::from_posix(PosixOptions::new().create(name, size as u64)?)
+        Self::from_posix(PosixOptions::new().create(name, size)?)
     }
 
     /// Opens the existing POSIX segment `name` read-write and maps all of it.
@@ -135,7 +135,7 @@ impl Segment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn create_memfd(name: &str, size: usize) -> Result<Self> {
-        Self::from_memfd(Memfd::create(name, size as u64)?)
+        Self::from_memfd(Memfd::create(name, size)?)
     }
 
     /// Maps a memfd, for example one received with [`recv_fd`](crate::recv_fd)

@@ -1,4 +1,8 @@
 //! System V shared memory: `shmget(2)`, `shmat(2)`, `shmdt(2)`, `shmctl(2)`.
+//!
+//! The handles ([`SysvSegment`], [`SysvOptions`], [`SysvMapping`],
+//! [`SysvKey`], [`SysvStat`]) are also at the crate root; [`list`] lists
+//! every segment on the host, as `ipcs -m` does.
 
 use std::ffi::CString;
 use std::fmt;
@@ -231,7 +235,7 @@ impl SysvOptions {
                     return Err(Error::TooSmall {
                         target,
                         actual,
-                        needed: size as u64,
+                        needed: size,
                     });
                 }
             }
@@ -447,7 +451,7 @@ impl SysvSegment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn attach(&self, access: Access) -> Result<SysvMapping> {
-        let size = self.stat()?.size as usize;
+        let size = self.stat()?.size;
         let flags = match access {
             Access::ReadWrite => 0,
             Access::ReadOnly => libc::SHM_RDONLY,
@@ -642,7 +646,7 @@ pub struct SysvStat {
     /// The shmid.
     pub id: i32,
     /// Size in bytes (`shm_segsz`).
-    pub size: u64,
+    pub size: usize,
     /// Owner uid.
     pub uid: u32,
     /// Owner gid.
@@ -672,7 +676,7 @@ impl SysvStat {
         SysvStat {
             key: SysvKey(ds.shm_perm.__key),
             id,
-            size: ds.shm_segsz as u64,
+            size: ds.shm_segsz,
             uid: ds.shm_perm.uid,
             gid: ds.shm_perm.gid,
             cuid: ds.shm_perm.cuid,
@@ -712,7 +716,7 @@ impl SysvStat {
     /// let map = seg.attach(Access::ReadWrite)?;
     /// let id = seg.id();
     /// seg.remove()?;
-    /// let st = shm_segment::sysv_list()?.into_iter().find(|s| s.id == id).unwrap();
+    /// let st = shm_segment::sysv::list()?.into_iter().find(|s| s.id == id).unwrap();
     /// assert!(st.is_marked_for_removal());
     /// drop(map); // last detach: now it is gone
     /// # Ok::<(), shm_segment::Error>(())
@@ -744,7 +748,7 @@ impl SysvStat {
 /// ```
 /// use shm_segment::{SysvKey, SysvOptions};
 /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::random(), 8)?;
-/// let all = shm_segment::sysv_list()?;
+/// let all = shm_segment::sysv::list()?;
 /// assert!(all.iter().any(|s| s.id == seg.id() && s.key == seg.key()));
 /// # Ok::<(), shm_segment::Error>(())
 /// ```

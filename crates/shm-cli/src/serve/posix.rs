@@ -55,7 +55,8 @@ pub(super) async fn create(body: Result<Bytes, BytesRejection>) -> ApiResult {
     let name = posix_name("POST /posix/create", &req.name)?;
     let label = format!("POSIX segment {name}");
     let mode = mode_from_digits(&label, req.mode.unwrap_or(600))?;
-    let size = req.size;
+    // The wire type is u64; every size in this workspace is a usize (64-bit).
+    let size = usize::try_from(req.size).unwrap_or(usize::MAX);
     let what = label.clone();
     let created = blocking(&label, move || {
         ops::create(&Target::Posix(name), size, mode).map_err(|e| ApiError::segment(e, &what))

@@ -102,7 +102,8 @@ pub(super) async fn create(body: Result<Bytes, BytesRejection>) -> ApiResult {
     } else {
         Target::Key(SysvKey(key))
     };
-    let size = req.shm_segsz;
+    // The wire type is u64; every size in this workspace is a usize (64-bit).
+    let size = usize::try_from(req.shm_segsz).unwrap_or(usize::MAX);
     let what = label.clone();
     let created = blocking(&label, move || {
         ops::create(&target, size, mode).map_err(|e| ApiError::segment(e, &what))
