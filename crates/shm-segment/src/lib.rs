@@ -82,6 +82,7 @@ mod fd;
 mod fd_passing;
 mod header;
 pub mod liveness;
+mod map_core;
 mod mapping;
 mod memfd;
 mod perms;

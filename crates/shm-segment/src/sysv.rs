@@ -8,15 +8,15 @@ use std::ffi::CString;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use shm_sys::{SHM_DEST, SHM_LOCKED};
 
 use crate::error::{Error, Result, Target};
+use crate::map_core::{forward_region, MapCore};
 use crate::perms::{check_mode, PermChange};
 use crate::process::ForkEpoch;
-use crate::region::{Access, Region};
+use crate::region::Access;
 
 /// A System V IPC key (`key_t`). Displays as `0x%08x`, as `ipcs` shows it.
 ///
@@ -452,20 +452,8 @@ impl SysvSegment {
     /// ```
     pub fn attach(&self, access: Access) -> Result<SysvMapping> {
         let size = self.stat()?.size;
-        let flags = match access {
-            Access::ReadWrite => 0,
-            Access::ReadOnly => libc::SHM_RDONLY,
-        };
-        // SAFETY: the kernel picks the address (null), so the new mapping
-        // aliases nothing in this process.
-        let ptr = unsafe { libc::shmat(self.id, std::ptr::null(), flags) };
-        if ptr as isize == -1 {
-            return Err(Error::last_os("attach", self.target()));
-        }
         Ok(SysvMapping {
-            ptr: NonNull::new(ptr.cast()).expect("shmat never returns null on success"),
-            len: size,
-            read_only: access == Access::ReadOnly,
+            core: MapCore::shmat(self.id, size, access)?,
             id: self.id,
         })
     }
@@ -571,17 +559,9 @@ impl Drop for SysvSegment {
 /// ```
 #[derive(Debug)]
 pub struct SysvMapping {
-    ptr: NonNull<u8>,
-    len: usize,
-    read_only: bool,
+    core: MapCore,
     id: i32,
 }
-
-// SAFETY: the attachment is owned; all access through `&self` is by copies or
-// atomics, as another process would access it.
-unsafe impl Send for SysvMapping {}
-// SAFETY: as above.
-unsafe impl Sync for SysvMapping {}
 
 impl SysvMapping {
     /// The shmid of the attached segment.
@@ -597,31 +577,14 @@ impl SysvMapping {
     pub fn id(&self) -> i32 {
         self.id
     }
-}
 
-impl Drop for SysvMapping {
-    fn drop(&mut self) {
-        // SAFETY: the address shmat returned; no borrow of the memory outlives `&self`.
-        unsafe { libc::shmdt(self.ptr.as_ptr().cast()) };
+    /// The attached memory, for a [`Segment`](crate::Segment).
+    pub(crate) fn into_core(self) -> MapCore {
+        self.core
     }
 }
 
-// SAFETY: shmat mapped at least `shm_segsz` bytes at `ptr`, writable unless
-// attached SHM_RDONLY (then `read_only`), detached only on drop.
-unsafe impl Region for SysvMapping {
-    fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-    fn target(&self) -> Target {
-        Target::SysvId(self.id)
-    }
-}
+forward_region!(SysvMapping, core);
 
 /// Everything the kernel keeps about a System V segment (`struct shmid_ds`).
 /// Times are seconds since the epoch, 0 for never.
