@@ -8,7 +8,7 @@ use shm_segment::{Access, Header, PosixShm, ProcessId, ShmName, SysvSegment, HEA
 use crate::ops;
 use crate::output::Render;
 use crate::procmaps::{self, Mapped};
-use crate::target::Target;
+use crate::spec::Spec;
 
 /// One orphan found.
 #[derive(Debug, Serialize)]
@@ -73,7 +73,7 @@ pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Report, shm_segment::Er
         let Ok(name) = ShmName::new(&st.name) else {
             continue;
         };
-        let Ok(opened) = ops::open(&Target::Posix(name), Access::ReadOnly, "gc") else {
+        let Ok(opened) = ops::open(&Spec::Posix(name), Access::ReadOnly, "gc") else {
             continue;
         };
         let Ok(header) = opened.region(Some(HEADER_SIZE)) else {

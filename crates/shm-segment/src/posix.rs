@@ -338,12 +338,12 @@ impl PosixOptions {
         let mut last = None;
         for _ in 0..16 {
             match self.create(name, size) {
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) if e.is_exists() => {}
                 other => return other,
             }
             match self.open(name) {
                 // Unlinked between our create and open: try again.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => last = Some(e),
+                Err(e) if e.is_not_found() => last = Some(e),
                 other => return other,
             }
         }
