@@ -2,6 +2,17 @@
 //!
 //! The handles ([`PosixShm`], [`PosixOptions`], [`ShmName`], [`PosixStat`])
 //! are also at the crate root; [`list`] lists every segment on the host.
+//!
+//! # Examples
+//!
+//! ```
+//! use shm_segment::posix;
+//! let name = format!("/shm-test-doc-posix-mod-{}", std::process::id());
+//! let shm = posix::PosixOptions::new().unlink_on_drop(true).create(&name, 64)?;
+//! let listed = posix::list()?.into_iter().find(|s| s.name == name).unwrap();
+//! assert_eq!((listed.size, listed.inode), (64, shm.stat()?.inode));
+//! # Ok::<(), shm_segment::Error>(())
+//! ```
 
 use std::ffi::CString;
 use std::fmt;
@@ -158,7 +169,16 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new();
+    /// use shm_segment::{PosixOptions, PosixShm, Region};
+    /// let name = format!("/shm-test-doc-opts-new-{}", std::process::id());
+    /// let shm = PosixOptions::new().create(&name, 64)?;
+    /// assert_eq!(shm.stat()?.mode, 0o600); // whatever the umask
+    /// assert!(!shm.map()?.is_read_only());
+    /// drop(shm);
+    /// // Not unlinked on drop: the name is still there.
+    /// assert_eq!(PosixOptions::new().open(&name)?.size()?, 64);
+    /// PosixShm::unlink_name(&name)?;
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -169,7 +189,11 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().mode(0o644);
+    /// use shm_segment::PosixOptions;
+    /// let name = format!("/shm-test-doc-opts-mode-{}", std::process::id());
+    /// let shm = PosixOptions::new().mode(0o644).unlink_on_drop(true).create(&name, 1)?;
+    /// assert_eq!(shm.stat()?.mode, 0o644);
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
@@ -181,7 +205,13 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().access(shm_segment::Access::ReadOnly);
+    /// use shm_segment::{Access, Error, PosixOptions, Region};
+    /// let name = format!("/shm-test-doc-opts-access-{}", std::process::id());
+    /// let _made = PosixOptions::new().unlink_on_drop(true).create(&name, 64)?;
+    /// let ro = PosixOptions::new().access(Access::ReadOnly).open(&name)?;
+    /// assert!(ro.map()?.is_read_only());
+    /// assert!(matches!(ro.write_at(0, b"x"), Err(Error::ReadOnly { .. })));
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn access(mut self, access: Access) -> Self {
         self.access = access;
@@ -195,7 +225,11 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().unlink_on_drop(true);
+    /// use shm_segment::{PosixOptions, PosixShm};
+    /// let name = format!("/shm-test-doc-opts-unlink-{}", std::process::id());
+    /// drop(PosixOptions::new().unlink_on_drop(true).create(&name, 1)?);
+    /// assert!(PosixShm::open(&name).unwrap_err().is_not_found());
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn unlink_on_drop(mut self, unlink: bool) -> Self {
         self.unlink_on_drop = unlink;
@@ -209,7 +243,16 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().reserve(false);
+    /// use shm_segment::PosixOptions;
+    /// use std::os::unix::fs::MetadataExt;
+    /// let name = format!("/shm-test-doc-opts-reserve-{}", std::process::id());
+    /// let sparse = PosixOptions::new().reserve(false).unlink_on_drop(true).create(&name, 1 << 20)?;
+    /// // No page is allocated yet (tmpfs counts 512-byte blocks).
+    /// assert_eq!(std::fs::metadata(sparse.name().path())?.blocks(), 0);
+    /// drop(sparse);
+    /// let reserved = PosixOptions::new().unlink_on_drop(true).create(&name, 1 << 20)?;
+    /// assert!(std::fs::metadata(reserved.name().path())?.blocks() >= 2048);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reserve(mut self, reserve: bool) -> Self {
         self.reserve = reserve;
@@ -221,7 +264,13 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().min_size(64);
+    /// use shm_segment::{Error, PosixOptions};
+    /// let name = format!("/shm-test-doc-opts-min-{}", std::process::id());
+    /// let _made = PosixOptions::new().unlink_on_drop(true).create(&name, 32)?;
+    /// let err = PosixOptions::new().min_size(64).open(&name).unwrap_err();
+    /// assert!(matches!(err, Error::TooSmall { actual: 32, needed: 64, .. }));
+    /// assert_eq!(PosixOptions::new().min_size(32).open(&name)?.size()?, 32);
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn min_size(mut self, bytes: usize) -> Self {
         self.min_size = bytes;

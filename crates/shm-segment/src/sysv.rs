@@ -3,6 +3,16 @@
 //! The handles ([`SysvSegment`], [`SysvOptions`], [`SysvMapping`],
 //! [`SysvKey`], [`SysvStat`]) are also at the crate root; [`list`] lists
 //! every segment on the host, as `ipcs -m` does.
+//!
+//! # Examples
+//!
+//! ```
+//! use shm_segment::sysv;
+//! let seg = sysv::SysvOptions::new().remove_on_drop(true).create(sysv::SysvKey::random(), 64)?;
+//! let listed = sysv::list()?.into_iter().find(|s| s.id == seg.id()).unwrap();
+//! assert_eq!((listed.key, listed.size), (seg.key(), 64));
+//! # Ok::<(), shm_segment::Error>(())
+//! ```
 
 use std::ffi::CString;
 use std::fmt;
@@ -135,7 +145,15 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new();
+    /// use shm_segment::{SysvKey, SysvOptions, SysvSegment};
+    /// let seg = SysvOptions::new().create(SysvKey::PRIVATE, 64)?;
+    /// assert_eq!(seg.stat()?.perms(), 0o600);
+    /// let id = seg.id();
+    /// drop(seg);
+    /// // Kept after drop, as System V segments are: remove it by hand.
+    /// let again = SysvSegment::open_id(id)?;
+    /// again.remove()?;
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -146,7 +164,10 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new().mode(0o666);
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().mode(0o604).remove_on_drop(true).create(SysvKey::PRIVATE, 1)?;
+    /// assert_eq!(seg.stat()?.perms(), 0o604);
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
@@ -158,7 +179,12 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new().exclusive(false);
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let key = SysvKey::random();
+    /// let made = SysvOptions::new().remove_on_drop(true).create(key, 64)?;
+    /// let same = SysvOptions::new().exclusive(false).create(key, 64)?;
+    /// assert_eq!(same.id(), made.id());
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn exclusive(mut self, exclusive: bool) -> Self {
         self.exclusive = exclusive;
@@ -172,7 +198,12 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new().remove_on_drop(true);
+    /// use shm_segment::{SysvKey, SysvOptions, SysvSegment};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 1)?;
+    /// let id = seg.id();
+    /// drop(seg);
+    /// assert!(SysvSegment::open_id(id).unwrap_err().is_not_found());
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn remove_on_drop(mut self, remove: bool) -> Self {
         self.remove_on_drop = remove;
@@ -184,7 +215,14 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new().huge_pages(true);
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let opts = SysvOptions::new().huge_pages(true).remove_on_drop(true);
+    /// match opts.create(SysvKey::PRIVATE, 2 << 20) {
+    ///     Ok(seg) => assert_eq!(seg.stat()?.size, 2 << 20),
+    ///     // No huge pages reserved (ENOMEM), or not allowed to use them (EPERM).
+    ///     Err(e) => assert!(e.is_no_space() || e.is_permission_denied(), "{e}"),
+    /// }
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn huge_pages(mut self, huge: bool) -> Self {
         self.huge_pages = huge;
