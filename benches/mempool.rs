@@ -459,7 +459,7 @@ impl ChannelLink {
         );
         let shm = PosixOptions::new()
             .unlink_on_drop(true)
-            .create(&name, (ack_offset(size) + 128) as u64)
+            .create(&name, ack_offset(size) + 128)
             .expect("create the segment");
         let map = Arc::new(shm.map().expect("map"));
         let opts = ChannelOptions::new().blocking(true);

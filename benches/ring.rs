@@ -652,7 +652,7 @@ impl SpscSegment {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let size = SpscRing::<u64, ()>::required_size(CAPACITY) as u64;
+        let size = SpscRing::<u64, ()>::required_size(CAPACITY);
         let shm = PosixOptions::new()
             .unlink_on_drop(true)
             .create(&name, size)

@@ -63,7 +63,7 @@ fn check(ok: bool, call: &str) {
 fn posix_ours(name: &str, size: usize, reserve: bool) {
     let shm = PosixOptions::new()
         .reserve(reserve)
-        .create(name, size as u64)
+        .create(name, size)
         .expect("create");
     let map = shm.map().expect("map");
     black_box(map.as_ptr());
@@ -221,7 +221,7 @@ fn sysv_lifecycle(c: &mut Criterion) {
 /// in /dev/shm even if a benchmark panics.
 fn copy_mapping(what: &str) -> Mapping {
     let max = COPY_SIZES[COPY_SIZES.len() - 1];
-    let shm = PosixShm::create(&bench_name(what, max), max as u64).expect("create");
+    let shm = PosixShm::create(&bench_name(what, max), max).expect("create");
     let map = shm.map().expect("map");
     shm.unlink().expect("unlink");
     map.fill(0, max, 1).expect("fault every page in");

@@ -88,7 +88,7 @@ fn sender(name: &str, count: u64, spawn: bool) -> Res {
     // unlink_on_drop: however this function ends, the name is removed.
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(name, Channel::<()>::required_size(BLOCKS, SIZE) as u64)?;
+        .create(name, Channel::<()>::required_size(BLOCKS, SIZE))?;
     let map = shm.map()?;
     let ch = Channel::create(&map, BLOCKS, SIZE, ChannelOptions::new().blocking(true))?;
     println!("[sender]   created {name}: {BLOCKS} blocks of {SIZE} bytes");

@@ -31,7 +31,7 @@ use std::process::{Command, ExitCode};
 
 use shm::segment::{PosixOptions, Region};
 
-const SIZE: u64 = 1024;
+const SIZE: usize = 1024;
 
 type Res<T = ()> = Result<T, Box<dyn Error>>;
 

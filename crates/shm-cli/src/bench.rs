@@ -751,7 +751,7 @@ impl Segment {
         let name = format!("/shm-bench-{}-{what}", std::process::id());
         let shm = PosixOptions::new()
             .unlink_on_drop(true)
-            .create(&name, size as u64)
+            .create(&name, size)
             .ctx("create segment")?;
         Ok(Segment { shm })
     }

@@ -40,7 +40,7 @@ pub(crate) fn run() -> Result<()> {
     let name = format!("/shm-demo-{pid}");
     let posix = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, SIZE as u64)?;
+        .create(&name, SIZE)?;
     let posix_map = posix.map()?;
     writeln!(posix_map.cursor(), "hello over POSIX from process {pid}")?;
     say!("created  POSIX {name} ({SIZE} bytes, mode 600)\n");

@@ -8,13 +8,13 @@ use shm_segment::{Access, Header, PosixShm, ProcessId, ShmName, SysvSegment, HEA
 use crate::ops;
 use crate::output::Render;
 use crate::procmaps::{self, Mapped};
-use crate::target::Target;
+use crate::spec::Spec;
 
 /// One orphan found.
 #[derive(Debug, Serialize)]
 pub(crate) struct Orphan {
     pub(crate) target: String,
-    pub(crate) size: u64,
+    pub(crate) size: usize,
     pub(crate) why: String,
     /// Whether it was removed (false on a dry run or when removal failed).
     pub(crate) removed: bool,
@@ -35,7 +35,7 @@ pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Report, shm_segment::Er
     // Changed too recently to judge: its creator may hand it over any moment.
     let young = |ctime: i64| now.saturating_sub(ctime) < min_age as i64;
     let mut found = Vec::new();
-    for st in shm_segment::sysv_list()? {
+    for st in shm_segment::sysv::list()? {
         if st.nattch != 0
             || st.is_marked_for_removal()
             || young(st.ctime)
@@ -60,7 +60,7 @@ pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Report, shm_segment::Er
             result,
         ));
     }
-    for st in shm_segment::posix_list()? {
+    for st in shm_segment::posix::list()? {
         if young(st.ctime)
             || attached
                 .by_segment
@@ -73,7 +73,7 @@ pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Report, shm_segment::Er
         let Ok(name) = ShmName::new(&st.name) else {
             continue;
         };
-        let Ok(opened) = ops::open(&Target::Posix(name), Access::ReadOnly, "gc") else {
+        let Ok(opened) = ops::open(&Spec::Posix(name), Access::ReadOnly, "gc") else {
             continue;
         };
         let Ok(header) = opened.region(Some(HEADER_SIZE)) else {
@@ -106,7 +106,7 @@ pub(crate) fn run(dry_run: bool, min_age: u64) -> Result<Report, shm_segment::Er
 
 fn orphan(
     target: String,
-    size: u64,
+    size: usize,
     why: String,
     result: Option<Result<(), shm_segment::Error>>,
 ) -> Orphan {

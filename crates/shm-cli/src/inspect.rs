@@ -7,7 +7,7 @@ use shm_segment::{Access, Header, Kind, Region};
 
 use crate::ops;
 use crate::output::Render;
-use crate::target::Target;
+use crate::spec::Spec;
 
 /// What a segment holds.
 #[derive(Debug, Serialize)]
@@ -122,7 +122,7 @@ pub(crate) enum Error {
 
 /// Opens the target read-only and decodes its header and state: in the
 /// mapping of a System V segment, in a copy of a POSIX one (see `ops::Opened`).
-pub(crate) fn run(target: &Target) -> Result<Report, Error> {
+pub(crate) fn run(target: &Spec) -> Result<Report, Error> {
     let opened = ops::open(target, Access::ReadOnly, "inspect")?;
     let copy = opened.region(None)?;
     let region: &dyn Region = &*copy;

@@ -19,10 +19,10 @@ mod ops;
 mod output;
 mod procmaps;
 mod serve;
-mod target;
+mod spec;
 
 use output::{emit, Render};
-use target::{parse_mode, parse_size, Target};
+use spec::{parse_mode, parse_size, Spec};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,20 +54,20 @@ enum Command {
     },
     /// Create a segment (exclusive); prints its shmid or name.
     Create {
-        target: Target,
+        target: Spec,
         /// Size: 4096, 64K, 16M, 1G.
         #[arg(long, value_parser = parse_size)]
-        size: u64,
+        size: usize,
         /// Permission bits, octal as with chmod.
         #[arg(long, value_parser = parse_mode, default_value = "600")]
         mode: u32,
     },
     /// Everything the kernel keeps about a segment.
-    Stat { target: Target },
+    Stat { target: Spec },
     /// Write DATA, or standard input, into a segment; refused before writing
     /// anything if it would pass the end.
     Write {
-        target: Target,
+        target: Spec,
         /// Where to start.
         #[arg(long, default_value_t = 0)]
         offset: usize,
@@ -76,7 +76,7 @@ enum Command {
     },
     /// Copy a segment's bytes to standard output.
     Read {
-        target: Target,
+        target: Spec,
         /// Where to start.
         #[arg(long, default_value_t = 0)]
         offset: usize,
@@ -92,7 +92,7 @@ enum Command {
     },
     /// Change owner and mode (IPC_SET for System V, fchown/fchmod for POSIX).
     Set {
-        target: Target,
+        target: Spec,
         #[arg(long)]
         uid: Option<u32>,
         #[arg(long)]
@@ -103,7 +103,7 @@ enum Command {
     },
     /// Remove a segment (IPC_RMID: gone after the last detach; or shm_unlink).
     #[command(alias = "remove")]
-    Rm { target: Target },
+    Rm { target: Spec },
     /// Remove orphans: System V segments nobody attaches whose creator and
     /// last user are dead; POSIX segments of this project whose creator is
     /// dead and that nobody maps.
@@ -119,7 +119,7 @@ enum Command {
     /// Check the host's limits and settings for shared memory.
     Doctor,
     /// Decode a ring's, pool's or channel's header and live state.
-    Inspect { target: Target },
+    Inspect { target: Spec },
     /// Create a SysV and a POSIX segment, let a second process read and answer, show stat, clean up.
     Demo,
     /// Measure rings, pool and channel against a pipe on this machine

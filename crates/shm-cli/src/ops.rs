@@ -15,7 +15,7 @@ use shm_segment::{
 };
 
 use crate::procmaps::{self, Attached, Mapped};
-use crate::target::Target;
+use crate::spec::Spec;
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
 
@@ -33,7 +33,7 @@ pub(crate) struct Created {
     /// POSIX: the name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,
-    pub(crate) size: u64,
+    pub(crate) size: usize,
     pub(crate) mode: u32,
 }
 
@@ -155,12 +155,12 @@ pub(crate) enum Segment {
 impl Segment {
     /// Resolves `target`: by key or shmid for System V, `shm_open` with
     /// `access` for POSIX. `key:private` names nothing that exists.
-    pub(crate) fn open(target: &Target, access: Access, op: &'static str) -> Result<Segment> {
+    pub(crate) fn open(target: &Spec, access: Access, op: &'static str) -> Result<Segment> {
         let opened = match target {
-            Target::Key(key) => SysvSegment::open(*key).map(Segment::Sysv),
-            Target::Id(id) => SysvSegment::open_id(*id).map(Segment::Sysv),
-            Target::Private => Err(private_only_creates(op)),
-            Target::Posix(name) => PosixOptions::new()
+            Spec::Key(key) => SysvSegment::open(*key).map(Segment::Sysv),
+            Spec::Id(id) => SysvSegment::open_id(*id).map(Segment::Sysv),
+            Spec::Private => Err(private_only_creates(op)),
+            Spec::Posix(name) => PosixOptions::new()
                 .access(access)
                 .open(name.as_str())
                 .map(Segment::Posix),
@@ -205,12 +205,7 @@ impl Segment {
                 .map(Opened::Sysv)
                 .map_err(|e| self.hint(e)),
             Segment::Posix(shm) => {
-                let size = shm.size()?;
-                let len = usize::try_from(size).map_err(|_| Error::InvalidArgument {
-                    op: "map",
-                    target: shm_segment::Target::Posix(shm.name().to_string()),
-                    reason: format!("size {size} does not fit in the address space"),
-                })?;
+                let len = shm.size()?;
                 Ok(Opened::Posix { shm, len })
             }
         }
@@ -244,12 +239,12 @@ enum Owner {
 }
 
 impl Owner {
-    fn of_target(target: &Target) -> Owner {
+    fn of_target(target: &Spec) -> Owner {
         match target {
-            Target::Key(key) => Owner::SysvKey(*key),
-            Target::Id(id) => Owner::SysvId(*id),
-            Target::Posix(name) => Owner::Posix(name.to_string()),
-            Target::Private => Owner::Unknown,
+            Spec::Key(key) => Owner::SysvKey(*key),
+            Spec::Id(id) => Owner::SysvId(*id),
+            Spec::Posix(name) => Owner::Posix(name.to_string()),
+            Spec::Private => Owner::Unknown,
         }
     }
 
@@ -257,7 +252,7 @@ impl Owner {
     /// permission on the segment (`SHM_STAT_ANY`, `stat` of `/dev/shm/NAME`).
     fn look_up(&self) -> Option<(u32, u32)> {
         match self {
-            Owner::SysvKey(_) | Owner::SysvId(_) => shm_segment::sysv_list()
+            Owner::SysvKey(_) | Owner::SysvId(_) => shm_segment::sysv::list()
                 .ok()?
                 .into_iter()
                 .find(|st| match self {
@@ -304,15 +299,14 @@ fn owner_hint(err: Error, owner: &Owner) -> Error {
 }
 
 /// Creates a segment, exclusively.
-pub(crate) fn create(target: &Target, size: u64, mode: u32) -> Result<Created> {
+pub(crate) fn create(target: &Spec, size: usize, mode: u32) -> Result<Created> {
     match target {
-        Target::Key(_) | Target::Private => {
+        Spec::Key(_) | Spec::Private => {
             let key = match target {
-                Target::Key(k) => *k,
+                Spec::Key(k) => *k,
                 _ => shm_segment::SysvKey::PRIVATE,
             };
-            let len = usize::try_from(size).unwrap_or(usize::MAX);
-            let seg = SysvOptions::new().mode(mode).create(key, len)?;
+            let seg = SysvOptions::new().mode(mode).create(key, size)?;
             Ok(Created {
                 target: if key.is_private() {
                     format!("id:{}", seg.id())
@@ -326,12 +320,12 @@ pub(crate) fn create(target: &Target, size: u64, mode: u32) -> Result<Created> {
                 mode,
             })
         }
-        Target::Id(id) => Err(Error::InvalidArgument {
+        Spec::Id(id) => Err(Error::InvalidArgument {
             op: "create",
             target: shm_segment::Target::SysvId(*id),
             reason: "the kernel picks shmids; create with key:N or key:private".into(),
         }),
-        Target::Posix(name) => {
+        Spec::Posix(name) => {
             let shm = PosixOptions::new().mode(mode).create(name.as_str(), size)?;
             Ok(Created {
                 target: name.to_string(),
@@ -346,7 +340,7 @@ pub(crate) fn create(target: &Target, size: u64, mode: u32) -> Result<Created> {
 }
 
 /// Stat, with the pids that map it.
-pub(crate) fn stat(target: &Target) -> Result<Stat> {
+pub(crate) fn stat(target: &Spec) -> Result<Stat> {
     Segment::open(target, Access::ReadOnly, "stat")?.stat(&procmaps::attached())
 }
 
@@ -355,12 +349,12 @@ pub(crate) fn list(sysv_too: bool, posix_too: bool) -> Result<Vec<Stat>> {
     let seen = procmaps::attached();
     let mut out = Vec::new();
     if sysv_too {
-        for stat in shm_segment::sysv_list()? {
+        for stat in shm_segment::sysv::list()? {
             out.push(Stat::sysv(stat, &seen));
         }
     }
     if posix_too {
-        for stat in shm_segment::posix_list()? {
+        for stat in shm_segment::posix::list()? {
             out.push(Stat::posix(stat, &seen));
         }
     }
@@ -450,7 +444,7 @@ fn shrunk_since_open(err: Error, opened_len: usize) -> Error {
             target,
             offset,
             len,
-            size: size as u64,
+            size,
         },
         other => other,
     }
@@ -512,12 +506,12 @@ unsafe impl Region for Snapshot {
 
 /// Opens the target ready to read and write: System V mapped, POSIX by
 /// descriptor (see [`Opened`]).
-pub(crate) fn open(target: &Target, access: Access, op: &'static str) -> Result<Opened> {
+pub(crate) fn open(target: &Spec, access: Access, op: &'static str) -> Result<Opened> {
     Segment::open(target, access, op)?.map(access)
 }
 
 /// `len` bytes from `offset` (to the end when `None`).
-pub(crate) fn read(target: &Target, offset: usize, len: Option<usize>) -> Result<Vec<u8>> {
+pub(crate) fn read(target: &Spec, offset: usize, len: Option<usize>) -> Result<Vec<u8>> {
     let opened = open(target, Access::ReadOnly, "read")?;
     let size = opened.len();
     let out_of_bounds = |len| Error::OutOfBounds {
@@ -541,18 +535,18 @@ pub(crate) fn read(target: &Target, offset: usize, len: Option<usize>) -> Result
 }
 
 /// Writes `data` at `offset`: all of it, or nothing when it would pass the end.
-pub(crate) fn write(target: &Target, offset: usize, data: &[u8]) -> Result<()> {
+pub(crate) fn write(target: &Spec, offset: usize, data: &[u8]) -> Result<()> {
     open(target, Access::ReadWrite, "write")?.write_at(offset, data)
 }
 
 /// Changes owner and mode. POSIX segments are opened read-only:
 /// `fchown`/`fchmod` need ownership, not write access.
-pub(crate) fn set(target: &Target, change: PermChange) -> Result<()> {
+pub(crate) fn set(target: &Spec, change: PermChange) -> Result<()> {
     Segment::open(target, Access::ReadOnly, "set")?.set_perms(change)
 }
 
 /// `IPC_RMID` or `shm_unlink`.
-pub(crate) fn remove(target: &Target) -> Result<()> {
+pub(crate) fn remove(target: &Spec) -> Result<()> {
     Segment::open(target, Access::ReadOnly, "remove")?.remove()
 }
 

@@ -322,7 +322,7 @@ fn child_role() {
         // Create a POSIX SPSC ring with three items and exit without cleaning up.
         "posix-ring" => {
             let size = shm_ring::SpscRing::<u64, ()>::required_size(16);
-            let shm = PosixOptions::new().create(arg, size as u64).unwrap();
+            let shm = PosixOptions::new().create(arg, size).unwrap();
             let ring = shm_ring::SpscRing::<u64, _>::create(
                 shm.map().unwrap(),
                 16,
@@ -965,7 +965,7 @@ fn gc_finds_real_orphans_and_spares_live_segments() {
         .unlink_on_drop(true)
         .create(
             &live_ring_name,
-            shm_ring::SpscRing::<u64, ()>::required_size(16) as u64,
+            shm_ring::SpscRing::<u64, ()>::required_size(16),
         )
         .unwrap();
     shm_ring::SpscRing::<u64, _>::create(live_ring.map().unwrap(), 16, Default::default()).unwrap();
@@ -1092,7 +1092,7 @@ fn posix_region(what: &str, size: usize) -> (String, PosixShm) {
     let name = posix_name(what);
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, size as u64)
+        .create(&name, size)
         .unwrap();
     (name, shm)
 }

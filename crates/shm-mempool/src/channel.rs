@@ -130,7 +130,7 @@ impl ChannelOptions {
 ///
 /// let name = format!("/shm-test-doc-chan-{}", std::process::id());
 /// let size = Channel::<()>::required_size(8, 4096);
-/// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, size as u64)?;
+/// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, size)?;
 /// let tx = Channel::create(shm.map()?, 8, 4096, Default::default())?;
 ///
 /// // Another process attaches by name.

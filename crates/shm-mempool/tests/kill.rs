@@ -208,7 +208,7 @@ fn kill_rounds(test: &str, order: FreeOrder) {
     let name = common::posix_name("kill");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, (words_at() + WORDS) as u64)
+        .create(&name, words_at() + WORDS)
         .unwrap();
     let map = shm.map().unwrap();
     let opts = ChannelOptions::new().order(order);

@@ -35,7 +35,7 @@ fn a_holder_in_another_pid_namespace_keeps_its_blocks() {
     let name = common::posix_name("pool-ns");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, MemPool::<()>::required_size(8, 64) as u64)
+        .create(&name, MemPool::<()>::required_size(8, 64))
         .unwrap();
     let map = shm.map().unwrap();
     let pool = MemPool::create(&map, 8, 64).unwrap();

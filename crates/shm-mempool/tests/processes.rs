@@ -155,7 +155,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
     let size = counter_offset() + 64;
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, size as u64)
+        .create(&name, size)
         .unwrap();
     let map = shm.map().unwrap();
     let opts = ChannelOptions::new().blocking(true);
@@ -374,7 +374,7 @@ fn pool_counts_add_up_while_processes_churn() {
     let name = common::posix_name("pool-churn");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, MemPool::<()>::required_size(POOL_BLOCKS, 128) as u64)
+        .create(&name, MemPool::<()>::required_size(POOL_BLOCKS, 128))
         .unwrap();
     let map = shm.map().unwrap();
     let pool = MemPool::create(&map, POOL_BLOCKS, 128).unwrap();

@@ -113,7 +113,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
     let name = common::posix_name("reclaim");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, Channel::<()>::required_size(BLOCKS, SIZE) as u64)
+        .create(&name, Channel::<()>::required_size(BLOCKS, SIZE))
         .unwrap();
     let map = shm.map().unwrap();
     let ch = Channel::create(&map, BLOCKS, SIZE, ChannelOptions::new()).unwrap();
@@ -280,7 +280,7 @@ fn reclaim_leaves_blocks_of_live_processes_alone() {
     let name = common::posix_name("reclaim-live");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, (offset + 64) as u64)
+        .create(&name, offset + 64)
         .unwrap();
     let map = shm.map().unwrap();
     let pool = MemPool::create(&map, BLOCKS, SIZE).unwrap();
@@ -345,7 +345,7 @@ fn killed_at_random_moments_the_pool_comes_back_whole() {
     let name = common::posix_name("reclaim-churn");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, MemPool::<()>::required_size(BLOCKS, SIZE) as u64)
+        .create(&name, MemPool::<()>::required_size(BLOCKS, SIZE))
         .unwrap();
     let map = shm.map().unwrap();
     let pool = MemPool::create(&map, BLOCKS, SIZE).unwrap();

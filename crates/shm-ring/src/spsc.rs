@@ -86,7 +86,7 @@ fn layout<T>() -> Layout<ValueCell<T>> {
 ///
 /// let name = format!("/shm-test-doc-spsc-{}", std::process::id());
 /// let size = SpscRing::<u64, ()>::required_size(1024);
-/// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, size as u64)?;
+/// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, size)?;
 /// let ring = SpscRing::<u64, _>::create(shm.map()?, 1024, RingOptions::new())?;
 /// let mut tx = ring.producer()?;
 ///

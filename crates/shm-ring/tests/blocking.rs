@@ -207,7 +207,7 @@ const CAP: usize = 4;
 /// A blocking SPSC ring of `u64` in a fresh POSIX segment (unlinked on drop).
 fn posix_ring(what: &str) -> (String, PosixShm, Mapping) {
     let name = common::posix_name(what);
-    let size = SpscRing::<u64, ()>::required_size(CAP) as u64;
+    let size = SpscRing::<u64, ()>::required_size(CAP);
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
         .create(&name, size)

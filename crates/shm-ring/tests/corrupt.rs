@@ -486,7 +486,7 @@ fn read_only_mapping_is_refused() {
     let size = MpmcRing::<u64, ()>::required_size(CAP);
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, size as u64)
+        .create(&name, size)
         .unwrap();
     let ro = shm.map_read_only().unwrap();
     let err = MpmcRing::<u64, _>::create(&ro, CAP as u64, RingOptions::new()).unwrap_err();
@@ -507,7 +507,7 @@ fn read_only_mapping_is_refused() {
     let spsc_name = common::posix_name("ring-ro");
     let spsc_shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&spsc_name, SpscRing::<u64, ()>::required_size(CAP) as u64)
+        .create(&spsc_name, SpscRing::<u64, ()>::required_size(CAP))
         .unwrap();
     SpscRing::<u64, _>::create(spsc_shm.map().unwrap(), CAP as u64, RingOptions::new()).unwrap();
     let spsc = SpscRing::<u64, _>::attach(spsc_shm.map_read_only().unwrap()).map(|_| ());

@@ -142,7 +142,7 @@ fn killed_producer_leaves_a_clean_prefix() {
     let name = common::posix_name("ring-kill");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, SpscRing::<Record, ()>::required_size(CAP) as u64)
+        .create(&name, SpscRing::<Record, ()>::required_size(CAP))
         .unwrap();
     let map = shm.map().unwrap();
     let ring = SpscRing::<Record, _>::create(&map, CAP as u64, RingOptions::new()).unwrap();
@@ -298,7 +298,7 @@ impl Parent {
         let name = common::posix_name(what);
         let shm = PosixOptions::new()
             .unlink_on_drop(true)
-            .create(&name, MpmcRing::<Rec, ()>::required_size(MPMC_CAP) as u64)
+            .create(&name, MpmcRing::<Rec, ()>::required_size(MPMC_CAP))
             .unwrap();
         let ring =
             MpmcRing::<Rec, _>::create(shm.map().unwrap(), MPMC_CAP as u64, RingOptions::new())

@@ -86,7 +86,7 @@ fn posix(blocking: bool) {
             let size = MpmcRing::<u64, ()>::required_size(THREADS);
             let shm = PosixOptions::new()
                 .unlink_on_drop(true)
-                .create(&name, size as u64)
+                .create(&name, size)
                 .unwrap();
             let opts = RingOptions::new().blocking(blocking);
             let ring =

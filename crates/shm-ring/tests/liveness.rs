@@ -35,7 +35,7 @@ fn make_ring(
 ) -> Result<(String, UnlinkGuard, SpscRing<u64, shm_segment::Mapping>), String> {
     let name = posix_name(what);
     let shm = PosixOptions::new()
-        .create(&name, SpscRing::<u64, ()>::required_size(CAP) as u64)
+        .create(&name, SpscRing::<u64, ()>::required_size(CAP))
         .map_err(|e| e.to_string())?;
     let guard = UnlinkGuard(name.clone());
     let map = shm.map().map_err(|e| e.to_string())?;

@@ -399,7 +399,7 @@ fn spsc_process_conserves_items() {
     let cap = 64;
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, SpscRing::<u64, ()>::required_size(cap) as u64)
+        .create(&name, SpscRing::<u64, ()>::required_size(cap))
         .unwrap();
     let ring = SpscRing::<u64, _>::create(
         shm.map().unwrap(),
@@ -454,7 +454,7 @@ fn mpmc_processes_conserve_items() {
     let cap = 128;
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, MpmcRing::<u64, ()>::required_size(cap) as u64)
+        .create(&name, MpmcRing::<u64, ()>::required_size(cap))
         .unwrap();
     let ring =
         MpmcRing::<u64, _>::create(shm.map().unwrap(), cap as u64, RingOptions::new()).unwrap();

@@ -1,8 +1,8 @@
 //! [`AnonShared`]: anonymous shared memory inherited across `fork`.
 
-use crate::error::{Result, Target};
+use crate::error::Result;
+use crate::map_core::forward_region;
 use crate::mapping::Mapping;
-use crate::region::Region;
 
 /// Anonymous shared memory (`MAP_SHARED|MAP_ANONYMOUS`), what pyshm's
 /// `ShareMem` is: it has no name, and a child made by `fork(2)` after it was
@@ -40,18 +40,4 @@ impl AnonShared {
     }
 }
 
-// SAFETY: forwards to the owned mapping.
-unsafe impl Region for AnonShared {
-    fn as_ptr(&self) -> *mut u8 {
-        self.map.as_ptr()
-    }
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-    fn is_read_only(&self) -> bool {
-        false
-    }
-    fn target(&self) -> Target {
-        Target::Anonymous
-    }
-}
+forward_region!(AnonShared, map);

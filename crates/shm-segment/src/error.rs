@@ -131,9 +131,9 @@ pub enum Error {
         /// The segment.
         target: Target,
         /// Its real size.
-        actual: u64,
+        actual: usize,
         /// The size asked for.
-        needed: u64,
+        needed: usize,
     },
     /// A descriptor that [`Memfd::from_fd`](crate::Memfd::from_fd) refuses to
     /// adopt: it is not a memfd, or it is a memfd whose size may still shrink
@@ -157,9 +157,9 @@ pub enum Error {
         /// The segment.
         target: Target,
         /// Its size now.
-        size: u64,
+        size: usize,
         /// The size asked for.
-        new_size: u64,
+        new_size: usize,
         /// Why it is refused.
         reason: String,
     },
@@ -180,7 +180,7 @@ pub enum Error {
         /// How many bytes it covers.
         len: usize,
         /// The segment's size afterwards.
-        size: u64,
+        size: usize,
     },
     /// A shared header that is missing, corrupted or of another kind.
     #[error("{target}: {source}")]

@@ -1,26 +1,26 @@
 //! [`Mapping`]: an `mmap(2)` of a file descriptor or of anonymous shared memory.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr::NonNull;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::error::{Error, Result, Target};
-use crate::region::{Access, Region};
+use crate::error::{Result, Target};
+use crate::map_core::{forward_region, MapCore};
+use crate::region::Access;
 
 /// A shared memory mapping (`MAP_SHARED`), unmapped on drop. Returned by
 /// [`PosixShm::map`](crate::PosixShm::map) and [`Memfd::map`](crate::Memfd::map);
 /// [`AnonShared`](crate::AnonShared) wraps one.
 ///
 /// The mapping stays valid after the descriptor it came from is closed, as
-/// with `mmap(2)`. It is a [`Region`]: safe access copies; see there.
+/// with `mmap(2)`. It is a [`Region`](crate::Region): safe access copies; see there.
 ///
 /// # Shrinking and `SIGBUS`
 ///
 /// A mapping keeps the length it was made with. If the file behind it is
 /// later truncated below that length, touching a page past the new end
 /// raises `SIGBUS`, which kills the process: the bounds checks of the safe
-/// accessors ([`Region::read_at`], …) are against the mapping's length and
+/// accessors ([`Region::read_at`](crate::Region::read_at), …) are against the mapping's length and
 /// cannot see it. What stands between a mapping and that signal:
 ///
 /// - of a [`Memfd`](crate::Memfd): nothing is needed, every `Memfd` is sealed
@@ -46,10 +46,9 @@ use crate::region::{Access, Region};
 /// ```
 #[derive(Debug)]
 pub struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-    read_only: bool,
-    target: Target,
+    /// Declared first, so dropped first: the memory is unmapped before the
+    /// ticket below lets the handle shrink the file.
+    core: MapCore,
     /// Counts this mapping among its handle's live ones, when the handle keeps
     /// count (a `PosixShm`); released on drop.
     _live: Option<MapTicket>,
@@ -131,50 +130,7 @@ impl Drop for ShrinkLock<'_> {
     }
 }
 
-// SAFETY: the mapping is owned; all access through `&self` is by copies or
-// atomics, exactly as another process would access it.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
-
 impl Mapping {
-    fn new(
-        fd: Option<BorrowedFd<'_>>,
-        len: usize,
-        access: Access,
-        target: Target,
-        live: Option<MapTicket>,
-    ) -> Result<Self> {
-        if len == 0 {
-            return Err(Error::InvalidArgument {
-                op: "map",
-                target,
-                reason: "the segment is empty (0 bytes); nothing to map".into(),
-            });
-        }
-        let prot = match access {
-            Access::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
-            Access::ReadOnly => libc::PROT_READ,
-        };
-        let (flags, raw_fd) = match fd {
-            Some(fd) => (libc::MAP_SHARED, fd.as_raw_fd()),
-            None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
-        };
-        // SAFETY: a fresh mapping chosen by the kernel (addr null); it aliases
-        // nothing in this process. `raw_fd` is a live descriptor or -1.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, raw_fd, 0) };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::last_os("map", target));
-        }
-        Ok(Mapping {
-            ptr: NonNull::new(ptr.cast()).expect("mmap never returns null on success"),
-            len,
-            read_only: access == Access::ReadOnly,
-            target,
-            _live: live,
-        })
-    }
-
     /// Maps the first `len` bytes of `fd` shared, counted in `live`'s
     /// [`MapCount`] for as long as the mapping lives.
     pub(crate) fn of_fd(
@@ -184,36 +140,25 @@ impl Mapping {
         target: Target,
         live: Option<MapTicket>,
     ) -> Result<Self> {
-        Self::new(Some(fd), len, access, target, live)
+        Ok(Mapping {
+            core: MapCore::mmap(Some(fd), len, access, target)?,
+            _live: live,
+        })
     }
 
     /// A fresh anonymous shared mapping of `len` zeroed bytes.
     pub(crate) fn anonymous(len: usize) -> Result<Self> {
-        Self::new(None, len, Access::ReadWrite, Target::Anonymous, None)
+        Ok(Mapping {
+            core: MapCore::mmap(None, len, Access::ReadWrite, Target::Anonymous)?,
+            _live: None,
+        })
+    }
+
+    /// The mapped memory and the ticket that counts it, for a
+    /// [`Segment`](crate::Segment), which keeps both.
+    pub(crate) fn into_parts(self) -> (MapCore, Option<MapTicket>) {
+        (self.core, self._live)
     }
 }
 
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the pointer and length are the ones mmap returned; nothing
-        // borrows the mapping any more (every borrow is tied to `&self`).
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-// SAFETY: `len` bytes mapped at `ptr`, readable, writable unless mapped
-// PROT_READ (then `read_only` is true), unmapped only on drop.
-unsafe impl Region for Mapping {
-    fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-    fn target(&self) -> Target {
-        self.target.clone()
-    }
-}
+forward_region!(Mapping, core);

@@ -1,11 +1,12 @@
 //! [`Memfd`]: anonymous, sealable shared memory named by a file descriptor.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use bitflags::bitflags;
 
 use crate::error::{Error, Result, Target};
+use crate::fd;
 use crate::mapping::Mapping;
 use crate::perms::PermChange;
 use crate::region::Access;
@@ -97,7 +98,7 @@ impl Memfd {
     /// assert_eq!(fd.seals()?, Seals::SHRINK);
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn create(name: &str, size: u64) -> Result<Self> {
+    pub fn create(name: &str, size: usize) -> Result<Self> {
         let target = Target::Memfd(name.to_owned());
         // The kernel limit is 249 bytes for the name ("memfd:" + name < NAME_MAX).
         if name.len() > 249 || name.contains('\0') {
@@ -106,23 +107,13 @@ impl Memfd {
                 reason: "a memfd name has at most 249 bytes and no NUL",
             });
         }
-        let len = libc::off_t::try_from(size)
-            .ok()
-            .filter(|&l| l > 0)
-            .ok_or_else(|| Error::InvalidArgument {
-                op: "create",
-                target: target.clone(),
-                reason: format!("size {size} must be between 1 and {}", libc::off_t::MAX),
-            })?;
+        let len = fd::to_off(&target, "create", size)?;
         let c = CString::new(name).expect("checked: no NUL");
-        // SAFETY: valid C string and flags.
-        let fd =
-            unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-        if fd == -1 {
-            return Err(Error::last_os("create", target));
-        }
-        // SAFETY: a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        // SAFETY: valid C string and flags; memfd_create returns -1 or a
+        // fresh descriptor that we own.
+        let fd = unsafe { shm_sys::cvt_fd(libc::memfd_create(c.as_ptr(), flags)) }
+            .map_err(|e| Error::os("create", target, e))?;
         let memfd = Memfd {
             fd,
             name: name.to_owned(),
@@ -179,8 +170,7 @@ impl Memfd {
         };
         let memfd = Memfd { fd, name };
         let target = memfd.target();
-        let st = crate::posix::fstat(memfd.fd.as_fd())
-            .map_err(|e| Error::os("open", target.clone(), e))?;
+        let st = fd::fstat(memfd.fd.as_fd()).map_err(|e| Error::os("open", target.clone(), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::NotRegularFile { target });
         }
@@ -269,10 +259,8 @@ impl Memfd {
     /// assert_eq!(shm_segment::Memfd::create("s", 7)?.size()?, 7);
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn size(&self) -> Result<u64> {
-        let st = crate::posix::fstat(self.fd.as_fd())
-            .map_err(|e| Error::os("stat", self.target(), e))?;
-        Ok(st.st_size as u64)
+    pub fn size(&self) -> Result<usize> {
+        fd::size(self.fd.as_fd(), "stat", &self.target())
     }
 
     /// Grows the memfd to `size` bytes, reserving the new memory; refused
@@ -290,15 +278,8 @@ impl Memfd {
     /// assert!(matches!(fd.resize(10), Err(Error::ShrinkRefused { .. })));
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn resize(&self, size: u64) -> Result<()> {
-        let len = libc::off_t::try_from(size)
-            .ok()
-            .filter(|&l| l > 0)
-            .ok_or_else(|| Error::InvalidArgument {
-                op: "resize",
-                target: self.target(),
-                reason: format!("size {size} must be between 1 and {}", libc::off_t::MAX),
-            })?;
+    pub fn resize(&self, size: usize) -> Result<()> {
+        let len = fd::to_off(&self.target(), "resize", size)?;
         let old = self.size()?;
         if size < old {
             return Err(Error::ShrinkRefused {
@@ -314,7 +295,7 @@ impl Memfd {
     }
 
     fn set_len(&self, len: libc::off_t, from: libc::off_t, op: &'static str) -> Result<()> {
-        crate::posix::set_fd_len(self.fd.as_fd(), &self.target(), len, from, true, op)
+        fd::set_len(self.fd.as_fd(), &self.target(), len, from, true, op)
     }
 
     /// Maps the whole memfd read-write (refused once sealed with [`Seals::WRITE`]
@@ -348,7 +329,7 @@ impl Memfd {
     }
 
     fn map_with(&self, access: Access) -> Result<Mapping> {
-        let len = usize::try_from(self.size()?).expect("64-bit target");
+        let len = self.size()?;
         // No count of live mappings: the memfd cannot shrink (sealed).
         Mapping::of_fd(self.fd.as_fd(), len, access, self.target(), None)
     }
@@ -409,7 +390,7 @@ impl Memfd {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn set_perms(&self, change: PermChange) -> Result<()> {
-        crate::posix::set_fd_perms(self.fd.as_fd(), &self.target(), change)
+        fd::set_perms(self.fd.as_fd(), &self.target(), change)
     }
 }
 

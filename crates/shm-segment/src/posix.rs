@@ -1,4 +1,18 @@
 //! POSIX named shared memory: `shm_open(3)`, `shm_unlink(3)`, in `/dev/shm`.
+//!
+//! The handles ([`PosixShm`], [`PosixOptions`], [`ShmName`], [`PosixStat`])
+//! are also at the crate root; [`list`] lists every segment on the host.
+//!
+//! # Examples
+//!
+//! ```
+//! use shm_segment::posix;
+//! let name = format!("/shm-test-doc-posix-mod-{}", std::process::id());
+//! let shm = posix::PosixOptions::new().unlink_on_drop(true).create(&name, 64)?;
+//! let listed = posix::list()?.into_iter().find(|s| s.name == name).unwrap();
+//! assert_eq!((listed.size, listed.inode), (64, shm.stat()?.inode));
+//! # Ok::<(), shm_segment::Error>(())
+//! ```
 
 use std::ffi::CString;
 use std::fmt;
@@ -9,6 +23,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result, Target};
+use crate::fd;
 use crate::mapping::{MapCount, Mapping};
 use crate::perms::{check_mode, PermChange};
 use crate::process::ForkEpoch;
@@ -133,7 +148,7 @@ pub struct PosixOptions {
     access: Access,
     unlink_on_drop: bool,
     reserve: bool,
-    min_size: u64,
+    min_size: usize,
 }
 
 impl Default for PosixOptions {
@@ -154,7 +169,16 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new();
+    /// use shm_segment::{PosixOptions, PosixShm, Region};
+    /// let name = format!("/shm-test-doc-opts-new-{}", std::process::id());
+    /// let shm = PosixOptions::new().create(&name, 64)?;
+    /// assert_eq!(shm.stat()?.mode, 0o600); // whatever the umask
+    /// assert!(!shm.map()?.is_read_only());
+    /// drop(shm);
+    /// // Not unlinked on drop: the name is still there.
+    /// assert_eq!(PosixOptions::new().open(&name)?.size()?, 64);
+    /// PosixShm::unlink_name(&name)?;
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -165,7 +189,11 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().mode(0o644);
+    /// use shm_segment::PosixOptions;
+    /// let name = format!("/shm-test-doc-opts-mode-{}", std::process::id());
+    /// let shm = PosixOptions::new().mode(0o644).unlink_on_drop(true).create(&name, 1)?;
+    /// assert_eq!(shm.stat()?.mode, 0o644);
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
@@ -177,7 +205,13 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().access(shm_segment::Access::ReadOnly);
+    /// use shm_segment::{Access, Error, PosixOptions, Region};
+    /// let name = format!("/shm-test-doc-opts-access-{}", std::process::id());
+    /// let _made = PosixOptions::new().unlink_on_drop(true).create(&name, 64)?;
+    /// let ro = PosixOptions::new().access(Access::ReadOnly).open(&name)?;
+    /// assert!(ro.map()?.is_read_only());
+    /// assert!(matches!(ro.write_at(0, b"x"), Err(Error::ReadOnly { .. })));
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn access(mut self, access: Access) -> Self {
         self.access = access;
@@ -191,7 +225,11 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().unlink_on_drop(true);
+    /// use shm_segment::{PosixOptions, PosixShm};
+    /// let name = format!("/shm-test-doc-opts-unlink-{}", std::process::id());
+    /// drop(PosixOptions::new().unlink_on_drop(true).create(&name, 1)?);
+    /// assert!(PosixShm::open(&name).unwrap_err().is_not_found());
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn unlink_on_drop(mut self, unlink: bool) -> Self {
         self.unlink_on_drop = unlink;
@@ -205,7 +243,16 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().reserve(false);
+    /// use shm_segment::PosixOptions;
+    /// use std::os::unix::fs::MetadataExt;
+    /// let name = format!("/shm-test-doc-opts-reserve-{}", std::process::id());
+    /// let sparse = PosixOptions::new().reserve(false).unlink_on_drop(true).create(&name, 1 << 20)?;
+    /// // No page is allocated yet (tmpfs counts 512-byte blocks).
+    /// assert_eq!(std::fs::metadata(sparse.name().path())?.blocks(), 0);
+    /// drop(sparse);
+    /// let reserved = PosixOptions::new().unlink_on_drop(true).create(&name, 1 << 20)?;
+    /// assert!(std::fs::metadata(reserved.name().path())?.blocks() >= 2048);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reserve(mut self, reserve: bool) -> Self {
         self.reserve = reserve;
@@ -217,9 +264,15 @@ impl PosixOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::PosixOptions::new().min_size(64);
+    /// use shm_segment::{Error, PosixOptions};
+    /// let name = format!("/shm-test-doc-opts-min-{}", std::process::id());
+    /// let _made = PosixOptions::new().unlink_on_drop(true).create(&name, 32)?;
+    /// let err = PosixOptions::new().min_size(64).open(&name).unwrap_err();
+    /// assert!(matches!(err, Error::TooSmall { actual: 32, needed: 64, .. }));
+    /// assert_eq!(PosixOptions::new().min_size(32).open(&name)?.size()?, 32);
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn min_size(mut self, bytes: u64) -> Self {
+    pub fn min_size(mut self, bytes: usize) -> Self {
         self.min_size = bytes;
         self
     }
@@ -238,27 +291,17 @@ impl PosixOptions {
     /// assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn create(&self, name: &str, size: u64) -> Result<PosixShm> {
+    pub fn create(&self, name: &str, size: usize) -> Result<PosixShm> {
         let name = ShmName::new(name)?;
         let target = name.target();
         check_mode("create", &target, self.mode)?;
-        let len = size_to_off(&target, "create", size)?;
-        if size == 0 {
-            return Err(Error::InvalidArgument {
-                op: "create",
-                target,
-                reason: "size must be at least 1 byte".into(),
-            });
-        }
+        let len = fd::to_off(&target, "create", size)?;
         let flags =
             libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        // SAFETY: valid C string; the mode is a plain integer (0: fchmod sets it below).
-        let fd = unsafe { libc::shm_open(name.c_name().as_ptr(), flags, 0) };
-        if fd == -1 {
-            return Err(Error::last_os("create", target));
-        }
-        // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: valid C string; the mode is a plain integer (0: fchmod sets
+        // it below); shm_open returns -1 or a fresh descriptor that we own.
+        let fd = unsafe { shm_sys::cvt_fd(libc::shm_open(name.c_name().as_ptr(), flags, 0)) }
+            .map_err(|e| Error::os("create", target, e))?;
         let shm = PosixShm {
             fd,
             name,
@@ -295,19 +338,11 @@ impl PosixOptions {
             Access::ReadWrite => libc::O_RDWR,
             Access::ReadOnly => libc::O_RDONLY,
         };
-        // SAFETY: valid C string; no O_CREAT, so the mode is unused.
-        let fd = unsafe {
-            libc::shm_open(
-                name.c_name().as_ptr(),
-                rw | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0,
-            )
-        };
-        if fd == -1 {
-            return Err(Error::last_os("open", target));
-        }
-        // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let flags = rw | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: valid C string; no O_CREAT, so the mode is unused; shm_open
+        // returns -1 or a fresh descriptor that we own.
+        let fd = unsafe { shm_sys::cvt_fd(libc::shm_open(name.c_name().as_ptr(), flags, 0)) }
+            .map_err(|e| Error::os("open", target.clone(), e))?;
         let shm = PosixShm {
             fd,
             name,
@@ -317,14 +352,15 @@ impl PosixOptions {
             maps: MapCount::default(),
             epoch: ForkEpoch::now(),
         };
-        let st = fstat(shm.fd.as_fd()).map_err(|e| Error::os("open", target.clone(), e))?;
+        let st = fd::fstat(shm.fd.as_fd()).map_err(|e| Error::os("open", target.clone(), e))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(Error::NotRegularFile { target });
         }
-        if (st.st_size as u64) < self.min_size {
+        let size = fd::st_size(&st);
+        if size < self.min_size {
             return Err(Error::TooSmall {
                 target,
-                actual: st.st_size as u64,
+                actual: size,
                 needed: self.min_size,
             });
         }
@@ -347,59 +383,21 @@ impl PosixOptions {
     /// assert!(a.created() && !b.created());
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn open_or_create(&self, name: &str, size: u64) -> Result<PosixShm> {
+    pub fn open_or_create(&self, name: &str, size: usize) -> Result<PosixShm> {
         let mut last = None;
         for _ in 0..16 {
             match self.create(name, size) {
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) if e.is_exists() => {}
                 other => return other,
             }
             match self.open(name) {
                 // Unlinked between our create and open: try again.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => last = Some(e),
+                Err(e) if e.is_not_found() => last = Some(e),
                 other => return other,
             }
         }
         Err(last.expect("the loop ran"))
     }
-}
-
-fn size_to_off(target: &Target, op: &'static str, size: u64) -> Result<libc::off_t> {
-    libc::off_t::try_from(size).map_err(|_| Error::InvalidArgument {
-        op,
-        target: target.clone(),
-        reason: format!("size {size} does not fit in off_t"),
-    })
-}
-
-/// `ftruncate` to `len`, then reserve `from .. len` if asked (shared with memfd).
-pub(crate) fn set_fd_len(
-    fd: BorrowedFd<'_>,
-    target: &Target,
-    len: libc::off_t,
-    from: libc::off_t,
-    reserve: bool,
-    op: &'static str,
-) -> Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: plain syscall on a live descriptor.
-    if unsafe { libc::ftruncate(raw, len) } == -1 {
-        return Err(Error::last_os(op, target.clone()));
-    }
-    if reserve && len > from {
-        // SAFETY: plain call on a live descriptor.
-        shm_sys::cvt_errno(unsafe { libc::posix_fallocate(raw, from, len - from) })
-            .map_err(|e| Error::os(op, target.clone(), e))?;
-    }
-    Ok(())
-}
-
-pub(crate) fn fstat(fd: BorrowedFd<'_>) -> std::io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: fstat fills the buffer, which is a `struct stat`.
-    shm_sys::cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: zeroed is a valid stat (plain integers) and fstat filled it.
-    Ok(unsafe { st.assume_init() })
 }
 
 /// A POSIX named shared memory object (an open `shm_open` descriptor).
@@ -487,7 +485,7 @@ impl PosixShm {
     /// shm.unlink()?;
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn create(name: &str, size: u64) -> Result<Self> {
+    pub fn create(name: &str, size: usize) -> Result<Self> {
         PosixOptions::new().create(name, size)
     }
 
@@ -513,7 +511,7 @@ impl PosixShm {
     /// shm.unlink()?;
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn open_or_create(name: &str, size: u64) -> Result<Self> {
+    pub fn open_or_create(name: &str, size: usize) -> Result<Self> {
         PosixOptions::new().open_or_create(name, size)
     }
 
@@ -588,8 +586,8 @@ impl PosixShm {
     /// assert_eq!(shm.size()?, 100);
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn size(&self) -> Result<u64> {
-        Ok(self.stat()?.size)
+    pub fn size(&self) -> Result<usize> {
+        fd::size(self.fd.as_fd(), "stat", &self.name.target())
     }
 
     /// Maps the whole segment, read-write (or read-only when opened so), at
@@ -630,12 +628,7 @@ impl PosixShm {
         // Counted before the size is read, so that no shrink of this handle
         // can come between the size and the mapping.
         let live = self.maps.ticket();
-        let size = self.size()?;
-        let len = usize::try_from(size).map_err(|_| Error::InvalidArgument {
-            op: "map",
-            target: self.name.target(),
-            reason: format!("size {size} does not fit in the address space"),
-        })?;
+        let len = self.size()?;
         Mapping::of_fd(self.fd.as_fd(), len, access, self.name.target(), Some(live))
     }
 
@@ -663,16 +656,9 @@ impl PosixShm {
     /// shm.resize(10)?;
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn resize(&self, size: u64) -> Result<()> {
+    pub fn resize(&self, size: usize) -> Result<()> {
         let target = self.name.target();
-        if size == 0 {
-            return Err(Error::InvalidArgument {
-                op: "resize",
-                target,
-                reason: "size must be at least 1 byte".into(),
-            });
-        }
-        let len = size_to_off(&target, "resize", size)?;
+        let len = fd::to_off(&target, "resize", size)?;
         match self.maps.shrink_lock() {
             // No mapping of this handle lives, and none can be made until the
             // lock drops: any size is fine.
@@ -712,17 +698,15 @@ impl PosixShm {
 
     /// Checks `offset .. offset + len` against the size the file has now.
     fn check_now(&self, op: &'static str, offset: usize, len: usize) -> Result<()> {
-        let size = fstat(self.fd.as_fd())
-            .map_err(|e| Error::os(op, self.name.target(), e))?
-            .st_size as u64;
+        let size = fd::size(self.fd.as_fd(), op, &self.name.target())?;
         match offset.checked_add(len) {
-            Some(end) if end as u64 <= size => Ok(()),
+            Some(end) if end <= size => Ok(()),
             _ => Err(Error::OutOfBounds {
                 op,
                 target: self.name.target(),
                 offset,
                 len,
-                size: usize::try_from(size).unwrap_or(usize::MAX),
+                size,
             }),
         }
     }
@@ -811,7 +795,7 @@ impl PosixShm {
         reserve: bool,
         op: &'static str,
     ) -> Result<()> {
-        set_fd_len(self.fd.as_fd(), &self.name.target(), len, from, reserve, op)
+        fd::set_len(self.fd.as_fd(), &self.name.target(), len, from, reserve, op)
     }
 
     /// `fchown`/`fchmod`: changes owner and permission bits.
@@ -827,7 +811,7 @@ impl PosixShm {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn set_perms(&self, change: PermChange) -> Result<()> {
-        set_fd_perms(self.fd.as_fd(), &self.name.target(), change)
+        fd::set_perms(self.fd.as_fd(), &self.name.target(), change)
     }
 
     /// `fstat`: size, mode, owner and times.
@@ -842,10 +826,11 @@ impl PosixShm {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn stat(&self) -> Result<PosixStat> {
-        let st = fstat(self.fd.as_fd()).map_err(|e| Error::os("stat", self.name.target(), e))?;
+        let st =
+            fd::fstat(self.fd.as_fd()).map_err(|e| Error::os("stat", self.name.target(), e))?;
         Ok(PosixStat {
             name: self.name.to_string(),
-            size: st.st_size as u64,
+            size: fd::st_size(&st),
             mode: st.st_mode & 0o7777,
             uid: st.st_uid,
             gid: st.st_gid,
@@ -875,29 +860,6 @@ impl PosixShm {
         self.unlink_on_drop.store(false, Ordering::Relaxed);
         Ok(())
     }
-}
-
-pub(crate) fn set_fd_perms(fd: BorrowedFd<'_>, target: &Target, change: PermChange) -> Result<()> {
-    let raw = fd.as_raw_fd();
-    if change.uid.is_some() || change.gid.is_some() {
-        // u32::MAX is (uid_t)-1: "leave unchanged".
-        let (uid, gid) = (
-            change.uid.unwrap_or(u32::MAX),
-            change.gid.unwrap_or(u32::MAX),
-        );
-        // SAFETY: plain syscall on a live descriptor.
-        if unsafe { libc::fchown(raw, uid, gid) } == -1 {
-            return Err(Error::last_os("chown", target.clone()));
-        }
-    }
-    if let Some(mode) = change.mode {
-        check_mode("chmod", target, mode)?;
-        // SAFETY: plain syscall on a live descriptor.
-        if unsafe { libc::fchmod(raw, mode) } == -1 {
-            return Err(Error::last_os("chmod", target.clone()));
-        }
-    }
-    Ok(())
 }
 
 impl AsFd for PosixShm {
@@ -930,7 +892,7 @@ pub struct PosixStat {
     /// The name, with its leading `/`.
     pub name: String,
     /// Size in bytes.
-    pub size: u64,
+    pub size: usize,
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
     /// Owner uid.
@@ -955,7 +917,7 @@ pub struct PosixStat {
 /// ```
 /// let name = format!("/shm-test-doc-list-{}", std::process::id());
 /// let _shm = shm_segment::PosixOptions::new().unlink_on_drop(true).create(&name, 10)?;
-/// assert!(shm_segment::posix_list()?.iter().any(|s| s.name == name && s.size == 10));
+/// assert!(shm_segment::posix::list()?.iter().any(|s| s.name == name && s.size == 10));
 /// # Ok::<(), shm_segment::Error>(())
 /// ```
 pub fn list() -> Result<Vec<PosixStat>> {
@@ -978,7 +940,7 @@ pub fn list() -> Result<Vec<PosixStat>> {
         }
         out.push(PosixStat {
             name: format!("/{file}"),
-            size: meta.size(),
+            size: usize::try_from(meta.size()).unwrap_or(usize::MAX),
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
             gid: meta.gid(),

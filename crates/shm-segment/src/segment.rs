@@ -3,16 +3,17 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{Result, Target};
-use crate::mapping::Mapping;
+use crate::error::Result;
+use crate::map_core::{forward_region, MapCore};
+use crate::mapping::MapTicket;
 use crate::memfd::Memfd;
 use crate::posix::{PosixOptions, PosixShm};
 use crate::process::ForkEpoch;
-use crate::region::{Access, Region};
-use crate::sysv::{SysvKey, SysvMapping, SysvOptions, SysvSegment};
+use crate::region::Access;
+use crate::sysv::{SysvKey, SysvOptions, SysvSegment};
 
 /// A shared-memory segment and its read-write mapping in one value: a POSIX
-/// name, a System V key or a memfd. It is a [`Region`], and the handle that
+/// name, a System V key or a memfd. It is a [`Region`](crate::Region), and the handle that
 /// keeps the segment alive.
 ///
 /// A segment this value *created* is removed when it is dropped (the POSIX
@@ -43,17 +44,14 @@ use crate::sysv::{SysvKey, SysvMapping, SysvOptions, SysvSegment};
 /// ```
 #[derive(Debug)]
 pub struct Segment {
-    // Declared before `owner`: unmapped before the name is removed.
-    map: Map,
+    // Declared first: unmapped before the ticket is released (a `PosixShm`
+    // may shrink only with no mapping of its) and before the name is removed.
+    map: MapCore,
+    /// Counts `map` among the POSIX handle's live mappings.
+    _ticket: Option<MapTicket>,
     owner: Owner,
     remove_on_drop: AtomicBool,
     epoch: ForkEpoch,
-}
-
-#[derive(Debug)]
-enum Map {
-    Fd(Mapping),
-    Sysv(SysvMapping),
 }
 
 #[derive(Debug)]
@@ -64,9 +62,10 @@ enum Owner {
 }
 
 impl Segment {
-    fn new(map: Map, owner: Owner, remove_on_drop: bool) -> Self {
+    fn new(map: MapCore, ticket: Option<MapTicket>, owner: Owner, remove_on_drop: bool) -> Self {
         Segment {
             map,
+            _ticket: ticket,
             owner,
             remove_on_drop: AtomicBool::new(remove_on_drop),
             epoch: ForkEpoch::now(),
@@ -86,14 +85,20 @@ impl Segment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn create_posix(name: &str, size: usize) -> Result<Self> {
-        Self::from_posix(PosixOptions::new().create(name, size as u64)?)
+        // Unlinked on drop until the segment is mapped: a failed map leaves
+        // no name behind.
+        Self::from_posix(
+            PosixOptions::new()
+                .unlink_on_drop(true)
+                .create(name, size)?,
+        )
     }
 
     /// Opens the existing POSIX segment `name` read-write and maps all of it.
     /// Never unlinks it.
     ///
     /// Map only segments whose writers you trust not to shrink them: see
-    /// "Shrinking and `SIGBUS`" at [`Mapping`].
+    /// "Shrinking and `SIGBUS`" at [`Mapping`](crate::Mapping).
     ///
     /// # Examples
     ///
@@ -108,6 +113,12 @@ impl Segment {
     /// Maps a POSIX segment opened with options of your choosing (mode,
     /// access, reservation). Removes the name on drop if `shm` created it.
     ///
+    /// From then on the `Segment` decides whether the name is removed
+    /// ([`set_remove_on_drop`](Self::set_remove_on_drop)): the handle's own
+    /// [`unlink_on_drop`](PosixOptions::unlink_on_drop) is turned off. If
+    /// mapping fails, `shm` is dropped as it was (and unlinks the name if it
+    /// was told to).
+    ///
     /// # Examples
     ///
     /// ```
@@ -117,10 +128,11 @@ impl Segment {
     /// assert_eq!(seg.posix().unwrap().stat()?.mode & 0o777, 0o640);
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
-    pub fn from_posix(shm: PosixShm) -> Result<Self> {
-        let map = shm.map()?;
+    pub fn from_posix(mut shm: PosixShm) -> Result<Self> {
+        let (map, ticket) = shm.map()?.into_parts();
+        shm.set_unlink_on_drop(false);
         let created = shm.created();
-        Ok(Self::new(Map::Fd(map), Owner::Posix(shm), created))
+        Ok(Self::new(map, ticket, Owner::Posix(shm), created))
     }
 
     /// Creates a memfd of `size` bytes (sealed against shrinking) and maps it.
@@ -135,7 +147,7 @@ impl Segment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn create_memfd(name: &str, size: usize) -> Result<Self> {
-        Self::from_memfd(Memfd::create(name, size as u64)?)
+        Self::from_memfd(Memfd::create(name, size)?)
     }
 
     /// Maps a memfd, for example one received with [`recv_fd`](crate::recv_fd)
@@ -150,8 +162,8 @@ impl Segment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn from_memfd(fd: Memfd) -> Result<Self> {
-        let map = fd.map()?;
-        Ok(Self::new(Map::Fd(map), Owner::Memfd(fd), false))
+        let (map, ticket) = fd.map()?.into_parts();
+        Ok(Self::new(map, ticket, Owner::Memfd(fd), false))
     }
 
     /// Creates the System V segment `key` of `size` bytes (exclusively, mode
@@ -166,9 +178,9 @@ impl Segment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn create_sysv(key: SysvKey, size: usize) -> Result<Self> {
-        let seg = SysvOptions::new().create(key, size)?;
-        let map = seg.attach(Access::ReadWrite)?;
-        Ok(Self::new(Map::Sysv(map), Owner::Sysv(seg), true))
+        // Removed on drop until attached: a failed attach leaves nothing behind.
+        let seg = SysvOptions::new().remove_on_drop(true).create(key, size)?;
+        Self::from_sysv(seg, true)
     }
 
     /// Attaches the existing System V segment `key` read-write. Never
@@ -190,7 +202,9 @@ impl Segment {
     }
 
     /// Attaches a System V segment opened with options of your choosing;
-    /// `remove_on_drop` says whether this value removes it.
+    /// `remove_on_drop` says whether this value removes it (the handle's own
+    /// [`remove_on_drop`](SysvOptions::remove_on_drop) is turned off once
+    /// attached; if attaching fails, `seg` is dropped as it was).
     ///
     /// # Examples
     ///
@@ -202,8 +216,10 @@ impl Segment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn from_sysv(seg: SysvSegment, remove_on_drop: bool) -> Result<Self> {
-        let map = seg.attach(Access::ReadWrite)?;
-        Ok(Self::new(Map::Sysv(map), Owner::Sysv(seg), remove_on_drop))
+        let map = seg.attach(Access::ReadWrite)?.into_core();
+        let mut seg = seg;
+        seg.set_remove_on_drop(false);
+        Ok(Self::new(map, None, Owner::Sysv(seg), remove_on_drop))
     }
 
     /// Whether this value removes the segment when dropped.
@@ -288,28 +304,4 @@ impl Drop for Segment {
     }
 }
 
-/// Forwards one `Region` method to whichever mapping a `Segment` holds.
-macro_rules! forward {
-    ($self:ident.$method:ident()) => {
-        match &$self.map {
-            Map::Fd(m) => m.$method(),
-            Map::Sysv(m) => m.$method(),
-        }
-    };
-}
-
-// SAFETY: forwards to the owned mapping, which lives as long as `self`.
-unsafe impl Region for Segment {
-    fn as_ptr(&self) -> *mut u8 {
-        forward!(self.as_ptr())
-    }
-    fn len(&self) -> usize {
-        forward!(self.len())
-    }
-    fn is_read_only(&self) -> bool {
-        forward!(self.is_read_only())
-    }
-    fn target(&self) -> Target {
-        forward!(self.target())
-    }
-}
+forward_region!(Segment, map);

@@ -1,18 +1,32 @@
 //! System V shared memory: `shmget(2)`, `shmat(2)`, `shmdt(2)`, `shmctl(2)`.
+//!
+//! The handles ([`SysvSegment`], [`SysvOptions`], [`SysvMapping`],
+//! [`SysvKey`], [`SysvStat`]) are also at the crate root; [`list`] lists
+//! every segment on the host, as `ipcs -m` does.
+//!
+//! # Examples
+//!
+//! ```
+//! use shm_segment::sysv;
+//! let seg = sysv::SysvOptions::new().remove_on_drop(true).create(sysv::SysvKey::random(), 64)?;
+//! let listed = sysv::list()?.into_iter().find(|s| s.id == seg.id()).unwrap();
+//! assert_eq!((listed.key, listed.size), (seg.key(), 64));
+//! # Ok::<(), shm_segment::Error>(())
+//! ```
 
 use std::ffi::CString;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use shm_sys::{SHM_DEST, SHM_LOCKED};
 
 use crate::error::{Error, Result, Target};
+use crate::map_core::{forward_region, MapCore};
 use crate::perms::{check_mode, PermChange};
 use crate::process::ForkEpoch;
-use crate::region::{Access, Region};
+use crate::region::Access;
 
 /// A System V IPC key (`key_t`). Displays as `0x%08x`, as `ipcs` shows it.
 ///
@@ -131,7 +145,15 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new();
+    /// use shm_segment::{SysvKey, SysvOptions, SysvSegment};
+    /// let seg = SysvOptions::new().create(SysvKey::PRIVATE, 64)?;
+    /// assert_eq!(seg.stat()?.perms(), 0o600);
+    /// let id = seg.id();
+    /// drop(seg);
+    /// // Kept after drop, as System V segments are: remove it by hand.
+    /// let again = SysvSegment::open_id(id)?;
+    /// again.remove()?;
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -142,7 +164,10 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new().mode(0o666);
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let seg = SysvOptions::new().mode(0o604).remove_on_drop(true).create(SysvKey::PRIVATE, 1)?;
+    /// assert_eq!(seg.stat()?.perms(), 0o604);
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
@@ -154,7 +179,12 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new().exclusive(false);
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let key = SysvKey::random();
+    /// let made = SysvOptions::new().remove_on_drop(true).create(key, 64)?;
+    /// let same = SysvOptions::new().exclusive(false).create(key, 64)?;
+    /// assert_eq!(same.id(), made.id());
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn exclusive(mut self, exclusive: bool) -> Self {
         self.exclusive = exclusive;
@@ -168,7 +198,12 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new().remove_on_drop(true);
+    /// use shm_segment::{SysvKey, SysvOptions, SysvSegment};
+    /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::PRIVATE, 1)?;
+    /// let id = seg.id();
+    /// drop(seg);
+    /// assert!(SysvSegment::open_id(id).unwrap_err().is_not_found());
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn remove_on_drop(mut self, remove: bool) -> Self {
         self.remove_on_drop = remove;
@@ -180,7 +215,14 @@ impl SysvOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_segment::SysvOptions::new().huge_pages(true);
+    /// use shm_segment::{SysvKey, SysvOptions};
+    /// let opts = SysvOptions::new().huge_pages(true).remove_on_drop(true);
+    /// match opts.create(SysvKey::PRIVATE, 2 << 20) {
+    ///     Ok(seg) => assert_eq!(seg.stat()?.size, 2 << 20),
+    ///     // No huge pages reserved (ENOMEM), or not allowed to use them (EPERM).
+    ///     Err(e) => assert!(e.is_no_space() || e.is_permission_denied(), "{e}"),
+    /// }
+    /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn huge_pages(mut self, huge: bool) -> Self {
         self.huge_pages = huge;
@@ -231,7 +273,7 @@ impl SysvOptions {
                     return Err(Error::TooSmall {
                         target,
                         actual,
-                        needed: size as u64,
+                        needed: size,
                     });
                 }
             }
@@ -447,21 +489,9 @@ impl SysvSegment {
     /// # Ok::<(), shm_segment::Error>(())
     /// ```
     pub fn attach(&self, access: Access) -> Result<SysvMapping> {
-        let size = self.stat()?.size as usize;
-        let flags = match access {
-            Access::ReadWrite => 0,
-            Access::ReadOnly => libc::SHM_RDONLY,
-        };
-        // SAFETY: the kernel picks the address (null), so the new mapping
-        // aliases nothing in this process.
-        let ptr = unsafe { libc::shmat(self.id, std::ptr::null(), flags) };
-        if ptr as isize == -1 {
-            return Err(Error::last_os("attach", self.target()));
-        }
+        let size = self.stat()?.size;
         Ok(SysvMapping {
-            ptr: NonNull::new(ptr.cast()).expect("shmat never returns null on success"),
-            len: size,
-            read_only: access == Access::ReadOnly,
+            core: MapCore::shmat(self.id, size, access)?,
             id: self.id,
         })
     }
@@ -567,17 +597,9 @@ impl Drop for SysvSegment {
 /// ```
 #[derive(Debug)]
 pub struct SysvMapping {
-    ptr: NonNull<u8>,
-    len: usize,
-    read_only: bool,
+    core: MapCore,
     id: i32,
 }
-
-// SAFETY: the attachment is owned; all access through `&self` is by copies or
-// atomics, as another process would access it.
-unsafe impl Send for SysvMapping {}
-// SAFETY: as above.
-unsafe impl Sync for SysvMapping {}
 
 impl SysvMapping {
     /// The shmid of the attached segment.
@@ -593,31 +615,14 @@ impl SysvMapping {
     pub fn id(&self) -> i32 {
         self.id
     }
-}
 
-impl Drop for SysvMapping {
-    fn drop(&mut self) {
-        // SAFETY: the address shmat returned; no borrow of the memory outlives `&self`.
-        unsafe { libc::shmdt(self.ptr.as_ptr().cast()) };
+    /// The attached memory, for a [`Segment`](crate::Segment).
+    pub(crate) fn into_core(self) -> MapCore {
+        self.core
     }
 }
 
-// SAFETY: shmat mapped at least `shm_segsz` bytes at `ptr`, writable unless
-// attached SHM_RDONLY (then `read_only`), detached only on drop.
-unsafe impl Region for SysvMapping {
-    fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-    fn target(&self) -> Target {
-        Target::SysvId(self.id)
-    }
-}
+forward_region!(SysvMapping, core);
 
 /// Everything the kernel keeps about a System V segment (`struct shmid_ds`).
 /// Times are seconds since the epoch, 0 for never.
@@ -642,7 +647,7 @@ pub struct SysvStat {
     /// The shmid.
     pub id: i32,
     /// Size in bytes (`shm_segsz`).
-    pub size: u64,
+    pub size: usize,
     /// Owner uid.
     pub uid: u32,
     /// Owner gid.
@@ -672,7 +677,7 @@ impl SysvStat {
         SysvStat {
             key: SysvKey(ds.shm_perm.__key),
             id,
-            size: ds.shm_segsz as u64,
+            size: ds.shm_segsz,
             uid: ds.shm_perm.uid,
             gid: ds.shm_perm.gid,
             cuid: ds.shm_perm.cuid,
@@ -712,7 +717,7 @@ impl SysvStat {
     /// let map = seg.attach(Access::ReadWrite)?;
     /// let id = seg.id();
     /// seg.remove()?;
-    /// let st = shm_segment::sysv_list()?.into_iter().find(|s| s.id == id).unwrap();
+    /// let st = shm_segment::sysv::list()?.into_iter().find(|s| s.id == id).unwrap();
     /// assert!(st.is_marked_for_removal());
     /// drop(map); // last detach: now it is gone
     /// # Ok::<(), shm_segment::Error>(())
@@ -744,7 +749,7 @@ impl SysvStat {
 /// ```
 /// use shm_segment::{SysvKey, SysvOptions};
 /// let seg = SysvOptions::new().remove_on_drop(true).create(SysvKey::random(), 8)?;
-/// let all = shm_segment::sysv_list()?;
+/// let all = shm_segment::sysv::list()?;
 /// assert!(all.iter().any(|s| s.id == seg.id() && s.key == seg.key()));
 /// # Ok::<(), shm_segment::Error>(())
 /// ```

@@ -22,7 +22,7 @@ const OFF_CAPACITY: usize = 24;
 const OFF_TOTAL: usize = 32;
 const OFF_STATE: usize = 44;
 
-const SEGMENT: u64 = 4096;
+const SEGMENT: usize = 4096;
 const CAPACITY: u64 = 16;
 
 /// Bytes a ring of `u64`s with this capacity needs, header included.
@@ -196,7 +196,7 @@ const CASES: [(&str, Check); 14] = [
             r,
             Err(HeaderError::Truncated {
                 needed: 1 << 40,
-                actual: SEGMENT
+                actual: SEGMENT as u64
             })
         );
     }),
@@ -348,7 +348,7 @@ fn header_scribbled_on_concurrently_never_panics() {
             Ok(info) => {
                 // Whatever it says, it is self-consistent and inside the region.
                 assert_eq!(size_for(info.capacity), Some(info.total_size), "{info:?}");
-                assert!(info.total_size <= SEGMENT, "{info:?}");
+                assert!(info.total_size <= SEGMENT as u64, "{info:?}");
                 assert!(info.capacity > 0);
                 ok += 1;
             }

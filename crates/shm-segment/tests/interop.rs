@@ -148,12 +148,9 @@ fn we_attach_to_a_python_segment() {
     let out = python(PY_CREATE, &[bare, &SIZE.to_string()]);
     assert_eq!(out.trim(), format!("created {name}"));
 
-    let shm = PosixOptions::new()
-        .min_size(SIZE as u64)
-        .open(&name)
-        .unwrap();
+    let shm = PosixOptions::new().min_size(SIZE).open(&name).unwrap();
     let st = shm.stat().unwrap();
-    assert_eq!(st.size, SIZE as u64);
+    assert_eq!(st.size, SIZE);
     assert_eq!(st.mode, 0o600, "Python creates with mode 0600");
     let map = shm.map().unwrap();
     let expected: Vec<u8> = (0..SIZE).map(|i| ((i * 7 + 3) % 256) as u8).collect();
@@ -253,7 +250,10 @@ fn ipcrm_removes_our_sysv_segment() {
     let err = SysvSegment::open_id(id).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
     assert!(err.to_string().contains(&format!("shmid {id}")), "{err}");
-    assert!(shm_segment::sysv_list().unwrap().iter().all(|s| s.id != id));
+    assert!(shm_segment::sysv::list()
+        .unwrap()
+        .iter()
+        .all(|s| s.id != id));
     // Our handle's own operations now report the OS error, no panic.
     assert_eq!(seg.stat().unwrap_err().raw_os_error(), Some(libc::EINVAL));
     assert_eq!(

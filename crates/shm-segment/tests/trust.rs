@@ -14,7 +14,7 @@
 mod common;
 
 use std::io::Write as _;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 
@@ -26,11 +26,10 @@ use shm_segment::{recv_fd, Access, Error, Memfd, PosixOptions, PosixShm, Region,
 /// `memfd_create(name, flags)` sized to `size`, as another program would make it.
 fn raw_memfd(name: &str, flags: libc::c_uint, size: i64) -> OwnedFd {
     let c = std::ffi::CString::new(name).unwrap();
-    // SAFETY: a valid C string and plain flags.
-    let fd = unsafe { libc::memfd_create(c.as_ptr(), flags | libc::MFD_CLOEXEC) };
-    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: a valid C string and plain flags; memfd_create returns -1 or a
+    // fresh descriptor that nothing else owns.
+    let fd = unsafe { shm_sys::cvt_fd(libc::memfd_create(c.as_ptr(), flags | libc::MFD_CLOEXEC)) }
+        .expect("memfd_create");
     set_len(fd.as_fd(), size).unwrap();
     fd
 }

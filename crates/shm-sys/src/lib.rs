@@ -3,8 +3,9 @@
 //! Everything libc already has is reached through the re-export [`libc`]. This
 //! crate adds the System V `shmctl` commands and structs that libc does not
 //! define, a `futex` wait/wake pair on [`AtomicU32`] words (the blocking
-//! primitive of the rings), and [`cvt`], the one helper that turns a libc
-//! return value into an [`io::Result`].
+//! primitive of the rings), and the helpers that turn a libc return value
+//! into an [`io::Result`]: [`cvt`], [`cvt_errno`], and [`cvt_fd`] for calls
+//! that return a new descriptor.
 //!
 //! # Examples
 //!
@@ -18,6 +19,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
@@ -105,6 +107,41 @@ pub fn cvt<T: IsMinusOne>(ret: T) -> io::Result<T> {
     } else {
         Ok(ret)
     }
+}
+
+/// Turns the return value of a call that makes a new descriptor
+/// (`shm_open`, `memfd_create`, `socket`, `open`, …) into an owned one:
+/// `-1` becomes the current `errno`, anything else an [`OwnedFd`] that
+/// closes the descriptor on drop. Call it right after the call, before
+/// anything else can change `errno`.
+///
+/// # Safety
+///
+/// `ret` is `-1` or a descriptor that the call just opened in this process
+/// and that nothing else owns or will close: the returned [`OwnedFd`] takes
+/// it over. Passing any other number (a borrowed descriptor, one already
+/// owned elsewhere) lets two owners close it, which may close an unrelated
+/// file opened meanwhile.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+///
+/// // SAFETY: memfd_create returns -1 or a fresh descriptor that we own.
+/// let fd = unsafe { shm_sys::cvt_fd(libc::memfd_create(c"doc".as_ptr(), libc::MFD_CLOEXEC)) }?;
+/// assert!(fd.as_raw_fd() >= 0);
+///
+/// // SAFETY: -1 is never taken over.
+/// let err = unsafe { shm_sys::cvt_fd(libc::dup(-1)) }.unwrap_err();
+/// assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub unsafe fn cvt_fd(ret: RawFd) -> io::Result<OwnedFd> {
+    let fd = cvt(ret)?;
+    // SAFETY: not -1, so by the caller's promise a fresh descriptor that
+    // nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Turns a function that returns an error *number* (0 on success), like

@@ -15,7 +15,7 @@ use shm_segment::{PermChange, ShmName};
 
 use super::{log, CHUNK, READ_LIMIT};
 use crate::ops;
-use crate::target::parse_mode;
+use crate::spec::parse_mode;
 
 /// The HTTP status that fits a segment error (the command line prints it in
 /// `--json` errors too): 404 missing, 403 not allowed, 409 exists or in the

@@ -18,7 +18,7 @@ use super::api::{
     read_trimmed, ApiError, ApiResult, SetBody,
 };
 use crate::ops;
-use crate::target::Target;
+use crate::spec::Spec;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,10 +55,11 @@ pub(super) async fn create(body: Result<Bytes, BytesRejection>) -> ApiResult {
     let name = posix_name("POST /posix/create", &req.name)?;
     let label = format!("POSIX segment {name}");
     let mode = mode_from_digits(&label, req.mode.unwrap_or(600))?;
-    let size = req.size;
+    // The wire type is u64; every size in this workspace is a usize (64-bit).
+    let size = usize::try_from(req.size).unwrap_or(usize::MAX);
     let what = label.clone();
     let created = blocking(&label, move || {
-        ops::create(&Target::Posix(name), size, mode).map_err(|e| ApiError::segment(e, &what))
+        ops::create(&Spec::Posix(name), size, mode).map_err(|e| ApiError::segment(e, &what))
     })
     .await?;
     Ok(Json(json!({
@@ -73,7 +74,7 @@ pub(super) async fn stat(path: Result<Path<String>, PathRejection>) -> ApiResult
     let label = format!("POSIX segment {name}");
     let what = label.clone();
     let stat = blocking(&label, move || {
-        ops::stat(&Target::Posix(name)).map_err(|e| ApiError::segment(e, &what))
+        ops::stat(&Spec::Posix(name)).map_err(|e| ApiError::segment(e, &what))
     })
     .await?;
     match stat {
@@ -106,7 +107,7 @@ pub(super) async fn write(
     let req: PosixWrite = parse_body(&label, body)?;
     let what = label.clone();
     blocking(&label, move || {
-        ops::write(&Target::Posix(name), req.offset, req.data.as_bytes())
+        ops::write(&Spec::Posix(name), req.offset, req.data.as_bytes())
             .map_err(|e| ApiError::segment(e, &what))
     })
     .await?;
@@ -118,7 +119,7 @@ pub(super) async fn read(path: Result<Path<String>, PathRejection>) -> ApiResult
     let label = format!("POSIX segment {name}");
     let what = label.clone();
     let bytes = blocking(&label, move || {
-        let opened = ops::open(&Target::Posix(name), Access::ReadOnly, "read")
+        let opened = ops::open(&Spec::Posix(name), Access::ReadOnly, "read")
             .map_err(|e| ApiError::segment(e, &what))?;
         read_trimmed(&opened, &what)
     })
@@ -135,7 +136,7 @@ pub(super) async fn set(
     let change = parse_body::<SetBody>(&label, body)?.change(&label)?;
     let what = label.clone();
     blocking(&label, move || {
-        ops::set(&Target::Posix(name), change).map_err(|e| ApiError::segment(e, &what))
+        ops::set(&Spec::Posix(name), change).map_err(|e| ApiError::segment(e, &what))
     })
     .await?;
     done()
@@ -146,7 +147,7 @@ pub(super) async fn remove(path: Result<Path<String>, PathRejection>) -> ApiResu
     let label = format!("POSIX segment {name}");
     let what = label.clone();
     blocking(&label, move || {
-        ops::remove(&Target::Posix(name)).map_err(|e| ApiError::segment(e, &what))
+        ops::remove(&Spec::Posix(name)).map_err(|e| ApiError::segment(e, &what))
     })
     .await?;
     done()

@@ -19,7 +19,7 @@ use super::api::{
 };
 use crate::ops::{self, Segment};
 use crate::procmaps::Attached;
-use crate::target::{parse_int, Target};
+use crate::spec::{parse_int, Spec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +66,7 @@ fn sysv_path(
 /// handle the request then acts through (no second lookup by id, which
 /// could find another segment).
 fn open_checked(key: i32, shmid: i32, label: &str) -> Result<Segment, ApiError> {
-    let seg = Segment::open(&Target::Id(shmid), Access::ReadOnly, "open")
+    let seg = Segment::open(&Spec::Id(shmid), Access::ReadOnly, "open")
         .map_err(|e| ApiError::segment(e, label))?;
     // A shmid names a System V segment, which has a key.
     let actual = seg.sysv_key().map_or(0, |k| k.0);
@@ -98,11 +98,12 @@ pub(super) async fn create(body: Result<Bytes, BytesRejection>) -> ApiResult {
     let label = key_label(key);
     let mode = mode_from_digits(&label, req.mode.unwrap_or(600))?;
     let target = if key == 0 {
-        Target::Private
+        Spec::Private
     } else {
-        Target::Key(SysvKey(key))
+        Spec::Key(SysvKey(key))
     };
-    let size = req.shm_segsz;
+    // The wire type is u64; every size in this workspace is a usize (64-bit).
+    let size = usize::try_from(req.shm_segsz).unwrap_or(usize::MAX);
     let what = label.clone();
     let created = blocking(&label, move || {
         ops::create(&target, size, mode).map_err(|e| ApiError::segment(e, &what))

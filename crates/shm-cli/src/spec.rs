@@ -5,9 +5,11 @@ use std::str::FromStr;
 
 use shm_segment::{ShmName, SysvKey};
 
-/// `key:N` (decimal or `0x` hex), `key:private`, `id:N`, or `/name`.
+/// How the user names a segment: `key:N` (decimal or `0x` hex),
+/// `key:private`, `id:N`, or `/name`. (Not [`shm_segment::Target`], which
+/// names a segment in error messages.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Target {
+pub(crate) enum Spec {
     /// A System V segment by key.
     Key(SysvKey),
     /// A new System V segment with `IPC_PRIVATE` (create only).
@@ -18,13 +20,13 @@ pub(crate) enum Target {
     Posix(ShmName),
 }
 
-impl FromStr for Target {
+impl FromStr for Spec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(key) = s.strip_prefix("key:") {
             if key == "private" {
-                return Ok(Target::Private);
+                return Ok(Spec::Private);
             }
             let key = parse_int(key)
                 .ok_or_else(|| format!("{s:?}: a key is a number, decimal or 0x hex"))?;
@@ -32,21 +34,19 @@ impl FromStr for Target {
                 .or_else(|_| u32::try_from(key).map(|k| k as i32))
                 .map_err(|_| format!("{s:?}: a key fits in 32 bits"))?;
             if key == 0 {
-                return Ok(Target::Private);
+                return Ok(Spec::Private);
             }
-            return Ok(Target::Key(SysvKey(key)));
+            return Ok(Spec::Key(SysvKey(key)));
         }
         if let Some(id) = s.strip_prefix("id:") {
             let id = parse_int(id)
                 .and_then(|n| i32::try_from(n).ok())
                 .filter(|n| *n >= 0)
                 .ok_or_else(|| format!("{s:?}: a shmid is a non-negative number"))?;
-            return Ok(Target::Id(id));
+            return Ok(Spec::Id(id));
         }
         if s.starts_with('/') {
-            return ShmName::new(s)
-                .map(Target::Posix)
-                .map_err(|e| e.to_string());
+            return ShmName::new(s).map(Spec::Posix).map_err(|e| e.to_string());
         }
         Err(format!(
             "{s:?}: name a segment as key:N, key:private, id:N or /name"
@@ -54,13 +54,13 @@ impl FromStr for Target {
     }
 }
 
-impl fmt::Display for Target {
+impl fmt::Display for Spec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Key(k) => write!(f, "key:{k}"),
-            Target::Private => f.write_str("key:private"),
-            Target::Id(id) => write!(f, "id:{id}"),
-            Target::Posix(name) => write!(f, "{name}"),
+            Spec::Key(k) => write!(f, "key:{k}"),
+            Spec::Private => f.write_str("key:private"),
+            Spec::Id(id) => write!(f, "id:{id}"),
+            Spec::Posix(name) => write!(f, "{name}"),
         }
     }
 }
@@ -74,11 +74,11 @@ pub(crate) fn parse_int(s: &str) -> Option<i64> {
 }
 
 /// `4096`, `64K`, `16M`, `1G` (binary multiples; `KiB`, `k`, … also accepted).
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
+    let n: usize = digits
         .parse()
         .map_err(|_| format!("{s:?}: a size is a number like 4096, 64K, 16M or 1G"))?;
     let shift = match unit.to_ascii_lowercase().as_str() {
@@ -108,14 +108,14 @@ mod tests {
 
     #[test]
     fn targets_parse_and_print_back() {
-        assert_eq!("key:123456".parse(), Ok(Target::Key(SysvKey(123456))));
-        assert_eq!("key:0x1e240".parse(), Ok(Target::Key(SysvKey(123456))));
-        assert_eq!("key:0xffffffff".parse(), Ok(Target::Key(SysvKey(-1))));
-        assert_eq!("key:private".parse(), Ok(Target::Private));
-        assert_eq!("id:7".parse(), Ok(Target::Id(7)));
-        assert_eq!("/x".parse::<Target>().unwrap().to_string(), "/x");
+        assert_eq!("key:123456".parse(), Ok(Spec::Key(SysvKey(123456))));
+        assert_eq!("key:0x1e240".parse(), Ok(Spec::Key(SysvKey(123456))));
+        assert_eq!("key:0xffffffff".parse(), Ok(Spec::Key(SysvKey(-1))));
+        assert_eq!("key:private".parse(), Ok(Spec::Private));
+        assert_eq!("id:7".parse(), Ok(Spec::Id(7)));
+        assert_eq!("/x".parse::<Spec>().unwrap().to_string(), "/x");
         assert_eq!(
-            "key:123456".parse::<Target>().unwrap().to_string(),
+            "key:123456".parse::<Spec>().unwrap().to_string(),
             "key:0x0001e240"
         );
         for bad in [
@@ -127,7 +127,7 @@ mod tests {
             "/a/b",
             "key:0x1ffffffff",
         ] {
-            assert!(bad.parse::<Target>().is_err(), "{bad}");
+            assert!(bad.parse::<Spec>().is_err(), "{bad}");
         }
     }
 
