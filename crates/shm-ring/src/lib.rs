@@ -53,6 +53,9 @@ mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod layout;
 pub mod mpmc;
 mod shared;
 pub mod spsc;

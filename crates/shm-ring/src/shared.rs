@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use crossbeam_utils::CachePadded;
 use shm_segment::{
     Expect, Header, HeaderError, HeaderInfo, HeapRegion, Kind, ProcessId, Region, RegionChecks,
-    HEADER_SIZE,
+    Segment, SysvKey, Target, HEADER_SIZE,
 };
 
 use crate::error::RingError;
@@ -78,6 +78,7 @@ impl Control {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RingOptions {
     blocking: bool,
+    round_up: bool,
     wait: WaitStrategy,
 }
 
@@ -119,7 +120,7 @@ impl RingOptions {
     ///
     /// ```
     /// use shm_ring::{MpmcRing, RingOptions, WaitStrategy};
-    /// let region = shm_segment::HeapRegion::new(MpmcRing::<u8, ()>::required_size(4));
+    /// let region = shm_segment::HeapRegion::new(MpmcRing::<u8>::required_size(4));
     /// let opts = RingOptions::new().wait_strategy(WaitStrategy::Spin);
     /// let ring = MpmcRing::<u8, _>::create(region, 4, opts)?;
     /// assert_eq!(ring.wait_strategy(), WaitStrategy::Spin);
@@ -130,15 +131,73 @@ impl RingOptions {
         self
     }
 
+    /// Round a capacity that is not a power of two up to the next one
+    /// instead of refusing it: `create` (and every constructor taking
+    /// options) then makes a ring of at least the capacity asked for, and
+    /// [`capacity`](crate::SpscRing::capacity) tells how many slots it has.
+    /// Off by default: a capacity that is not a power of two is then a
+    /// [`RingError::Capacity`]. Either way the slot index is `pos & (capacity - 1)`.
+    /// `required_size` always counts the rounded capacity, so a region
+    /// sized with it fits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::{RingError, RingOptions, SpscRing};
+    /// let region = shm_segment::HeapRegion::new(SpscRing::<u32>::required_size(1000));
+    /// let exact = SpscRing::<u32, _>::create(&region, 1000, RingOptions::new());
+    /// assert!(matches!(exact, Err(RingError::Capacity { capacity: 1000, .. })));
+    /// let ring = SpscRing::<u32, _>::create(&region, 1000, RingOptions::new().round_up(true))?;
+    /// assert_eq!(ring.capacity(), 1024);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn round_up(mut self, round_up: bool) -> Self {
+        self.round_up = round_up;
+        self
+    }
+
     /// The wait strategy these options set.
     pub(crate) fn wait(&self) -> WaitStrategy {
         self.wait
     }
+
+    /// The capacity a ring created with these options gets when `capacity`
+    /// is asked for, and the bytes it needs; the capacity error `create`
+    /// gives otherwise (checked before anything is allocated or touched).
+    pub(crate) fn sized<S: RingSlot>(
+        &self,
+        capacity: usize,
+        target: impl Fn() -> shm_segment::Target,
+    ) -> Result<(u64, u64), RingError> {
+        let bad = |reason| RingError::Capacity {
+            target: target(),
+            capacity: capacity as u64,
+            reason,
+        };
+        let capacity = if self.round_up {
+            capacity
+                .checked_next_power_of_two()
+                .ok_or_else(|| bad("it has no power of two above it"))?
+        } else {
+            capacity
+        };
+        if capacity == 0 || !capacity.is_power_of_two() {
+            return Err(bad(
+                "it must be a power of two, at least 1 (or see RingOptions::round_up)",
+            ));
+        }
+        let capacity = capacity as u64;
+        let size = Layout::<S>::size(capacity)
+            .filter(|&size| size <= isize::MAX as u64)
+            .ok_or_else(|| bad("the ring would not fit in memory"))?;
+        Ok((capacity, size))
+    }
 }
 
-/// The process-local view of a ring: the region, and everything read from
+/// The process-local view of a ring (its `Shared` state: every handle of one
+/// mapping holds it, as the field `shared`): the region, and everything read from
 /// the header once at create or attach time (never re-read).
-pub(crate) struct Mapped<R> {
+pub(crate) struct Shared<R> {
     region: R,
     control: *const Control,
     /// First slot; slot `i` is at `slots + i * stride`.
@@ -152,12 +211,12 @@ pub(crate) struct Mapped<R> {
     pub(crate) blocking: bool,
 }
 
-// SAFETY: the pointers point into `region`, which the Mapped owns; all shared
+// SAFETY: the pointers point into `region`, which the Shared owns; all shared
 // access through them is by atomics or by the ring protocol's exclusive
 // ownership of a slot, which is what makes the ring usable across threads.
-unsafe impl<R: Send> Send for Mapped<R> {}
+unsafe impl<R: Send> Send for Shared<R> {}
 // SAFETY: as above.
-unsafe impl<R: Sync> Sync for Mapped<R> {}
+unsafe impl<R: Sync> Sync for Shared<R> {}
 
 /// What a flavour's slot type says about the layout: the block it keeps
 /// between the control block and the slots (`()` for none).
@@ -290,13 +349,13 @@ fn validate_header<R: Region>(
     Ok(info)
 }
 
-impl<R: Region> Mapped<R> {
+impl<R: Region> Shared<R> {
     /// Lays out a new ring in `region` and publishes its header last.
     /// `init_slot` prepares slot `i` (MPMC writes sequence numbers).
     pub(crate) fn create<T, S: RingSlot>(
         region: R,
         layout: &Layout<S>,
-        capacity: u64,
+        capacity: usize,
         opts: RingOptions,
         init_slot: impl Fn(*mut S, u64),
     ) -> Result<Self, RingError> {
@@ -304,16 +363,7 @@ impl<R: Region> Mapped<R> {
         if std::mem::size_of::<T>() == 0 {
             return Err(RingError::ZeroSized { target });
         }
-        let bad = |reason| RingError::Capacity {
-            target: region.target(),
-            capacity,
-            reason,
-        };
-        if capacity == 0 || !capacity.is_power_of_two() {
-            return Err(bad("it must be a power of two, at least 1"));
-        }
-        let needed =
-            Layout::<S>::size(capacity).ok_or_else(|| bad("the ring would not fit in memory"))?;
+        let (capacity, needed) = opts.sized::<S>(capacity, || region.target())?;
         if needed > region.len() as u64 {
             return Err(RingError::RegionTooSmall {
                 target,
@@ -325,18 +375,18 @@ impl<R: Region> Mapped<R> {
         // Refuse to overwrite a live structure before touching any byte.
         Header::check_vacant(&region)?;
         region.fill(HEADER_SIZE, needed as usize - HEADER_SIZE, 0)?;
-        let mapped = Self::wire::<S>(region, capacity)?;
+        let shared = Self::wire::<S>(region, capacity)?;
         let flags = if opts.blocking { FLAG_BLOCKING } else { 0 };
         // SAFETY: `wire` checked the control block is in bounds and aligned;
         // nobody else uses it before the header is published below.
-        unsafe { mapped.control.cast_mut().write(Control::new(flags)) };
-        if !mapped.extra.is_null() {
+        unsafe { shared.control.cast_mut().write(Control::new(flags)) };
+        if !shared.extra.is_null() {
             // SAFETY: `wire` checked the extra block is in bounds and aligned;
             // nobody else uses it before the header is published below.
-            unsafe { S::init_extra(mapped.extra.cast_mut().cast()) };
+            unsafe { S::init_extra(shared.extra.cast_mut().cast()) };
         }
         for i in 0..capacity {
-            init_slot(mapped.slot_ptr::<S>(i), i);
+            init_slot(shared.slot_ptr::<S>(i), i);
         }
         let info = HeaderInfo::new(
             layout.kind,
@@ -347,10 +397,10 @@ impl<R: Region> Mapped<R> {
             needed,
         );
         // SYNC POINT: the header's Release publish covers the slots and flags above.
-        Header::init(&mapped.region, &info)?;
-        Ok(Mapped {
+        Header::init(&shared.region, &info)?;
+        Ok(Shared {
             blocking: opts.blocking,
-            ..mapped
+            ..shared
         })
     }
 
@@ -365,9 +415,9 @@ impl<R: Region> Mapped<R> {
         }
         let expect = Expect::of::<T>(layout.kind, layout.version);
         let info = validate_header(&region, &expect, |info| Layout::<S>::size(info.capacity))?;
-        let mapped = Self::wire::<S>(region, info.capacity)?;
-        let blocking = mapped.control().flags.load(Ordering::Relaxed) & FLAG_BLOCKING != 0;
-        Ok(Mapped { blocking, ..mapped })
+        let shared = Self::wire::<S>(region, info.capacity)?;
+        let blocking = shared.control().flags.load(Ordering::Relaxed) & FLAG_BLOCKING != 0;
+        Ok(Shared { blocking, ..shared })
     }
 
     /// Checks bounds and alignment of the control block and the slots once;
@@ -387,7 +437,7 @@ impl<R: Region> Mapped<R> {
             Layout::<S>::slots_offset(),
             capacity as usize,
         )?;
-        Ok(Mapped {
+        Ok(Shared {
             region,
             control,
             extra,
@@ -403,7 +453,7 @@ impl<R: Region> Mapped<R> {
     }
 }
 
-impl<R> Mapped<R> {
+impl<R> Shared<R> {
     pub(crate) fn control(&self) -> &Control {
         // SAFETY: checked in bounds and aligned in `wire`; the region lives as
         // long as `self`; Control holds only atomics, valid for any bits and
@@ -476,23 +526,261 @@ pub(crate) fn role_abandoned(word: &AtomicU64) -> bool {
     owner_gone(word.load(Ordering::Acquire))
 }
 
-/// A zeroed heap region for a ring of `capacity` slots of `S`, or the
-/// capacity error `create` would give (checked before allocating anything).
-pub(crate) fn heap_region<S: RingSlot>(capacity: usize) -> Result<HeapRegion, RingError> {
-    let capacity = capacity as u64;
-    let bad = |reason| RingError::Capacity {
-        target: shm_segment::Target::Heap,
-        capacity,
-        reason,
-    };
-    if capacity == 0 || !capacity.is_power_of_two() {
-        return Err(bad("it must be a power of two, at least 1"));
-    }
-    let size = Layout::<S>::size(capacity)
-        .filter(|&size| size <= isize::MAX as u64)
-        .ok_or_else(|| bad("the ring would not fit in memory"))?;
+/// A zeroed heap region for a ring of `capacity` slots of `S` (rounded up
+/// as `opts` says), or the capacity error `create` would give (checked
+/// before allocating anything).
+pub(crate) fn heap_region<S: RingSlot>(
+    capacity: usize,
+    opts: &RingOptions,
+) -> Result<HeapRegion, RingError> {
+    let (_, size) = opts.sized::<S>(capacity, || shm_segment::Target::Heap)?;
     Ok(HeapRegion::try_new(size as usize)?)
 }
+
+/// The bytes `required_size` gives: the layout of `capacity` slots rounded
+/// up to a power of two.
+///
+/// # Panics
+///
+/// If the size does not fit in memory.
+pub(crate) fn required_size<S: RingSlot>(capacity: usize) -> usize {
+    capacity
+        .checked_next_power_of_two()
+        .and_then(|c| Layout::<S>::size(c.max(1) as u64))
+        .filter(|&size| size <= isize::MAX as u64)
+        .expect("capacity too large") as usize
+}
+
+/// Where a one-call constructor (`create_posix` and the like) makes the
+/// segment its ring lives in.
+pub(crate) enum Place<'a> {
+    Posix(&'a str),
+    Memfd(&'a str),
+    Sysv(SysvKey),
+}
+
+impl Place<'_> {
+    fn target(&self) -> Target {
+        match *self {
+            Place::Posix(name) => Target::Posix(name.to_owned()),
+            Place::Memfd(name) => Target::Memfd(name.to_owned()),
+            Place::Sysv(key) => Target::SysvKey(key.0),
+        }
+    }
+
+    /// A new segment of the size a ring of `capacity` slots of `S` needs
+    /// under `opts`; the capacity error `create` would give before any
+    /// segment is made.
+    pub(crate) fn create<S: RingSlot>(
+        &self,
+        capacity: usize,
+        opts: &RingOptions,
+    ) -> Result<Segment, RingError> {
+        let (_, size) = opts.sized::<S>(capacity, || self.target())?;
+        let size = size as usize;
+        Ok(match *self {
+            Place::Posix(name) => Segment::create_posix(name, size)?,
+            Place::Memfd(name) => Segment::create_memfd(name, size)?,
+            Place::Sysv(key) => Segment::create_sysv(key, size)?,
+        })
+    }
+}
+
+/// The constructors of a ring type whose region is a [`Segment`] (its
+/// default): `required_size`, and one call that makes the segment, maps it
+/// and lays the ring out (`create_posix`, `create_memfd`, `create_sysv`,
+/// each with a `_with` form taking [`RingOptions`]) or opens and attaches
+/// (`open_posix`, `open_sysv`). `$slot` is the ring's slot type over `T`.
+macro_rules! segment_constructors {
+    ($ring:ident, $slot:ty) => {
+        impl<T: bytemuck::Pod> $ring<T> {
+            /// Bytes a ring of `capacity` elements needs (header included):
+            /// size a region with this. A capacity that is not a power of
+            /// two counts as the next one (what
+            /// [`RingOptions::round_up`] creates), so the region always fits.
+            ///
+            /// # Panics
+            ///
+            /// If the size does not fit in memory (a capacity near 2^60 or more).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("use shm_ring::", stringify!($ring), ";")]
+            #[doc = concat!("let n = ", stringify!($ring), "::<u64>::required_size(1024);")]
+            /// assert!(n >= 1024 * 8);
+            #[doc = concat!("assert_eq!(", stringify!($ring), "::<u64>::required_size(1000), n);")]
+            /// ```
+            pub fn required_size(capacity: usize) -> usize {
+                crate::shared::required_size::<$slot>(capacity)
+            }
+
+            /// Creates the POSIX segment `name` (`/name`, as for
+            /// `shm_open`), sized for `capacity` elements, maps it and lays
+            /// out a new ring with default options. The ring keeps the
+            /// segment: it is unlinked when the last handle (ring or role)
+            /// drops, unless `ring.region().set_remove_on_drop(false)`.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("use shm_ring::", stringify!($ring), ";")]
+            #[doc = concat!("let name = format!(\"/shm-test-doc-", stringify!($ring), "-posix-{}\", std::process::id());")]
+            #[doc = concat!("let ring = ", stringify!($ring), "::<u64>::create_posix(&name, 1024)?;")]
+            /// assert_eq!(ring.capacity(), 1024);
+            /// assert!(ring.region().created());
+            /// drop(ring); // the creator unlinks the name
+            /// assert!(shm_segment::Segment::open_posix(&name).unwrap_err().is_not_found());
+            /// # Ok::<(), shm_ring::RingError>(())
+            /// ```
+            pub fn create_posix(name: &str, capacity: usize) -> Result<Self, RingError> {
+                Self::create_posix_with(name, capacity, RingOptions::new())
+            }
+
+            /// [`create_posix`](Self::create_posix) with options.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use shm_ring::{RingOptions, WaitStrategy};
+            #[doc = concat!("use shm_ring::", stringify!($ring), ";")]
+            #[doc = concat!("let name = format!(\"/shm-test-doc-", stringify!($ring), "-posix-with-{}\", std::process::id());")]
+            /// let opts = RingOptions::new().blocking(true).round_up(true);
+            #[doc = concat!("let ring = ", stringify!($ring), "::<u64>::create_posix_with(&name, 100, opts)?;")]
+            /// assert_eq!(ring.capacity(), 128);
+            /// # Ok::<(), shm_ring::RingError>(())
+            /// ```
+            pub fn create_posix_with(
+                name: &str,
+                capacity: usize,
+                opts: RingOptions,
+            ) -> Result<Self, RingError> {
+                let segment = crate::shared::Place::Posix(name).create::<$slot>(capacity, &opts)?;
+                Self::create(segment, capacity, opts)
+            }
+
+            /// Opens the POSIX segment `name`, maps it and attaches to the
+            /// ring in it, validating its header as [`attach`](Self::attach)
+            /// does. The segment is not unlinked when this handle drops.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("use shm_ring::", stringify!($ring), ";")]
+            #[doc = concat!("let name = format!(\"/shm-test-doc-", stringify!($ring), "-open-{}\", std::process::id());")]
+            #[doc = concat!("let ring = ", stringify!($ring), "::<u32>::create_posix(&name, 64)?;")]
+            #[doc = concat!("let other = ", stringify!($ring), "::<u32>::open_posix(&name)?; // in another process")]
+            /// assert_eq!(other.capacity(), 64);
+            /// assert!(!other.region().created());
+            #[doc = concat!("assert!(", stringify!($ring), "::<u64>::open_posix(&name).is_err()); // another element type")]
+            /// # drop(ring);
+            /// # Ok::<(), shm_ring::RingError>(())
+            /// ```
+            pub fn open_posix(name: &str) -> Result<Self, RingError> {
+                Self::attach(Segment::open_posix(name)?)
+            }
+
+            /// Creates a memfd named `name` (a label, not a path; no name
+            /// to remove), sized for `capacity` elements, maps it and lays
+            /// out a new ring with default options. Share it with another
+            /// process by passing the fd (`ring.region().memfd()`).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("use shm_ring::", stringify!($ring), ";")]
+            #[doc = concat!("let ring = ", stringify!($ring), "::<u64>::create_memfd(\"shm-test-doc\", 16)?;")]
+            /// assert!(ring.region().memfd().is_some());
+            /// assert_eq!(ring.capacity(), 16);
+            /// # Ok::<(), shm_ring::RingError>(())
+            /// ```
+            pub fn create_memfd(name: &str, capacity: usize) -> Result<Self, RingError> {
+                Self::create_memfd_with(name, capacity, RingOptions::new())
+            }
+
+            /// [`create_memfd`](Self::create_memfd) with options.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use shm_ring::RingOptions;
+            #[doc = concat!("use shm_ring::", stringify!($ring), ";")]
+            /// let opts = RingOptions::new().round_up(true);
+            #[doc = concat!("let ring = ", stringify!($ring), "::<u64>::create_memfd_with(\"shm-test-doc\", 5, opts)?;")]
+            /// assert_eq!(ring.capacity(), 8);
+            /// # Ok::<(), shm_ring::RingError>(())
+            /// ```
+            pub fn create_memfd_with(
+                name: &str,
+                capacity: usize,
+                opts: RingOptions,
+            ) -> Result<Self, RingError> {
+                let segment = crate::shared::Place::Memfd(name).create::<$slot>(capacity, &opts)?;
+                Self::create(segment, capacity, opts)
+            }
+
+            /// Creates the System V segment `key` (exclusively), sized for
+            /// `capacity` elements, maps it and lays out a new ring with
+            /// default options. The segment is marked for removal when the
+            /// last handle drops, unless
+            /// `ring.region().set_remove_on_drop(false)`.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("use shm_ring::", stringify!($ring), ";")]
+            /// let key = shm_segment::SysvKey::random();
+            #[doc = concat!("let ring = ", stringify!($ring), "::<u64>::create_sysv(key, 32)?;")]
+            /// assert_eq!(ring.capacity(), 32);
+            /// # Ok::<(), shm_ring::RingError>(())
+            /// ```
+            pub fn create_sysv(key: SysvKey, capacity: usize) -> Result<Self, RingError> {
+                Self::create_sysv_with(key, capacity, RingOptions::new())
+            }
+
+            /// [`create_sysv`](Self::create_sysv) with options.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// use shm_ring::RingOptions;
+            #[doc = concat!("use shm_ring::", stringify!($ring), ";")]
+            /// let key = shm_segment::SysvKey::random();
+            #[doc = concat!("let ring = ", stringify!($ring), "::<u64>::create_sysv_with(key, 32, RingOptions::new().blocking(true))?;")]
+            /// assert_eq!(shm_ring::inspect(ring.region())?.blocking, true);
+            /// # Ok::<(), shm_ring::RingError>(())
+            /// ```
+            pub fn create_sysv_with(
+                key: SysvKey,
+                capacity: usize,
+                opts: RingOptions,
+            ) -> Result<Self, RingError> {
+                let segment = crate::shared::Place::Sysv(key).create::<$slot>(capacity, &opts)?;
+                Self::create(segment, capacity, opts)
+            }
+
+            /// Opens the System V segment `key`, maps it and attaches to
+            /// the ring in it, validating its header as
+            /// [`attach`](Self::attach) does.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("use shm_ring::", stringify!($ring), ";")]
+            /// let key = shm_segment::SysvKey::random();
+            #[doc = concat!("let ring = ", stringify!($ring), "::<u64>::create_sysv(key, 32)?;")]
+            #[doc = concat!("let other = ", stringify!($ring), "::<u64>::open_sysv(key)?;")]
+            /// assert_eq!(other.capacity(), 32);
+            /// # drop(ring);
+            /// # Ok::<(), shm_ring::RingError>(())
+            /// ```
+            pub fn open_sysv(key: SysvKey) -> Result<Self, RingError> {
+                Self::attach(Segment::open_sysv(key)?)
+            }
+        }
+    };
+}
+pub(crate) use segment_constructors;
 
 /// What [`inspect`] reads of a ring: its header and live positions.
 ///
@@ -582,7 +870,7 @@ impl RingInfo {
 ///
 /// ```
 /// use shm_ring::{inspect, SpscRing};
-/// let region = shm_segment::HeapRegion::new(SpscRing::<u64, ()>::required_size(8));
+/// let region = shm_segment::HeapRegion::new(SpscRing::<u64>::required_size(8));
 /// let ring = SpscRing::<u64, _>::create(&region, 8, Default::default())?;
 /// let mut tx = ring.producer()?;
 /// tx.push_slice(&[1, 2, 3]);

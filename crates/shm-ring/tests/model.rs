@@ -217,9 +217,9 @@ fn run_spsc<T: Elem>(
     blocking: bool,
     ops: &[SpscOp],
 ) -> Result<(), TestCaseError> {
-    let region = HeapRegion::new(SpscRing::<T, ()>::required_size(cap));
+    let region = HeapRegion::new(SpscRing::<T>::required_size(cap));
     let opts = RingOptions::new().blocking(blocking);
-    let mut ring = SpscRing::<T, _>::create(&region, cap as u64, opts).map_err(ring_err)?;
+    let mut ring = SpscRing::<T, _>::create(&region, cap, opts).map_err(ring_err)?;
     // Before the roles are taken: both ends read their position then.
     region
         .atomic_u64(common::TAIL_POS)
@@ -485,15 +485,15 @@ fn run_mpmc<T: Elem>(
     blocking: bool,
     ops: &[MpmcOp],
 ) -> Result<(), TestCaseError> {
-    let size = MpmcRing::<T, ()>::required_size(cap);
+    let size = MpmcRing::<T>::required_size(cap);
     let region = HeapRegion::new(size);
     let opts = RingOptions::new().blocking(blocking);
-    let ring = MpmcRing::<T, _>::create(&region, cap as u64, opts).map_err(ring_err)?;
+    let ring = MpmcRing::<T, _>::create(&region, cap, opts).map_err(ring_err)?;
     if start != 0 {
         // Move the whole ring to `start`: both positions, and every slot's
         // sequence to "free for position p" (2p) for the next lap.
         let slot = common::mpmc_slot_size::<T>();
-        let slots = common::slots_offset(size, cap, slot);
+        let slots = common::mpmc_slots_offset::<T>();
         for i in 0..cap as u64 {
             let p = start.wrapping_add(i);
             let at = slots + (p % cap as u64) as usize * slot;

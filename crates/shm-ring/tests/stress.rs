@@ -399,14 +399,11 @@ fn spsc_process_conserves_items() {
     let cap = 64;
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, SpscRing::<u64, ()>::required_size(cap) as u64)
+        .create(&name, SpscRing::<u64>::required_size(cap) as u64)
         .unwrap();
-    let ring = SpscRing::<u64, _>::create(
-        shm.map().unwrap(),
-        cap as u64,
-        RingOptions::new().blocking(true),
-    )
-    .unwrap();
+    let ring =
+        SpscRing::<u64, _>::create(shm.map().unwrap(), cap, RingOptions::new().blocking(true))
+            .unwrap();
     let mut rx = ring.consumer().unwrap();
     let mut child = Running::child(TEST, &name);
     let mut rng = Rng::from_env("SHM_STRESS_SEED");
@@ -454,10 +451,9 @@ fn mpmc_processes_conserve_items() {
     let cap = 128;
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, MpmcRing::<u64, ()>::required_size(cap) as u64)
+        .create(&name, MpmcRing::<u64>::required_size(cap) as u64)
         .unwrap();
-    let ring =
-        MpmcRing::<u64, _>::create(shm.map().unwrap(), cap as u64, RingOptions::new()).unwrap();
+    let ring = MpmcRing::<u64, _>::create(shm.map().unwrap(), cap, RingOptions::new()).unwrap();
     let children: Vec<Running> = (0..PRODUCERS)
         .map(|id| Running::child(TEST, &format!("{name}:{id}")))
         .collect();

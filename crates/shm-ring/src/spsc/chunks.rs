@@ -1,0 +1,363 @@
+//! [`WriteChunk`] and [`ReadChunk`]: slots of an [`SpscRing`](super::SpscRing)
+//! filled or read in place.
+
+use bytemuck::Pod;
+use shm_segment::Segment;
+
+use super::{forked_bulk, Consumer, Producer};
+use crate::error::BulkError;
+use crate::sync::ValueCell;
+
+/// Slots reserved by [`Producer::write_chunk`], filled in place.
+///
+/// A chunk that lives across a `fork` is inert in the child, like its
+/// producer: [`write`](WriteChunk::write) and [`commit`](WriteChunk::commit)
+/// do nothing there, [`write_bytes`](WriteChunk::write_bytes) fails with
+/// [`BulkError::ForkedHandle`], and
+/// [`as_mut_slices`](WriteChunk::as_mut_slices) gives empty slices.
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+/// let mut chunk = tx.write_chunk(1)?;
+/// chunk.write(0, &1);
+/// chunk.commit_all();
+/// assert_eq!(rx.pop(), Ok(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct WriteChunk<'a, T, R = Segment> {
+    pub(super) producer: &'a mut Producer<T, R>,
+    pub(super) len: usize,
+}
+
+impl<T: Pod, R> WriteChunk<'_, T, R> {
+    /// Reserved slots.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// assert_eq!(tx.write_chunk(3)?.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no slot is reserved.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// assert!(tx.write_chunk(0)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn slot(&self, i: usize) -> *mut ValueCell<T> {
+        assert!(
+            i < self.len,
+            "slot {i} is outside the {}-slot chunk",
+            self.len
+        );
+        self.producer
+            .cell(self.producer.tail.wrapping_add(i as u64))
+    }
+
+    /// Writes the whole element `i` of the chunk. Panics if `i >= len()`.
+    ///
+    /// # Examples
+    ///
+    /// See [`Producer::write_chunk`].
+    pub fn write(&mut self, i: usize, value: &T) {
+        if !self.producer.epoch.is_current() {
+            return; // the parent's reserved slot: not ours to write
+        }
+        // SAFETY: a reserved slot (bounds asserted, pointer masked) that only
+        // the producer touches until commit; T is Pod.
+        unsafe { ValueCell::write(self.slot(i), *value) }
+    }
+
+    /// Writes `bytes` into element `i` at byte `offset`, straight into the
+    /// slot (no intermediate `T`): how large elements are filled without an
+    /// extra copy.
+    ///
+    /// # Examples
+    ///
+    /// See [`Producer::write_chunk`].
+    pub fn write_bytes(&mut self, i: usize, offset: usize, bytes: &[u8]) -> Result<(), BulkError> {
+        if !self.producer.epoch.is_current() {
+            return Err(forked_bulk());
+        }
+        let size = std::mem::size_of::<T>();
+        if offset.checked_add(bytes.len()).is_none_or(|end| end > size) {
+            return Err(BulkError::TooFew {
+                requested: offset.saturating_add(bytes.len()),
+                available: size,
+            });
+        }
+        // SAFETY: as in `write`, and `offset + len <= size_of::<T>()`.
+        unsafe {
+            ValueCell::with_mut(self.slot(i), |p| {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    p.cast::<u8>().add(offset),
+                    bytes.len(),
+                )
+            })
+        };
+        Ok(())
+    }
+
+    /// The reserved slots as two mutable slices (the second is non-empty
+    /// when the chunk wraps around), for filling in place.
+    ///
+    /// # Safety
+    ///
+    /// No other process may read or write these slots while the slices
+    /// live. Under the ring protocol nobody does; a peer that breaks the
+    /// protocol (or writes the memory directly) would make this a data race.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u32, _>::new_heap(4)?;
+    /// let mut chunk = tx.write_chunk(4)?;
+    /// // SAFETY: only this process uses the ring.
+    /// let (a, b) = unsafe { chunk.as_mut_slices() };
+    /// a.iter_mut().chain(b).enumerate().for_each(|(i, x)| *x = i as u32);
+    /// chunk.commit_all();
+    /// assert_eq!(rx.pop(), Ok(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub unsafe fn as_mut_slices(&mut self) -> (&mut [T], &mut [T]) {
+        if !self.producer.epoch.is_current() {
+            return (&mut [], &mut []);
+        }
+        let cap = self.producer.shared.capacity as usize;
+        let start = (self.producer.tail & self.producer.shared.mask) as usize;
+        let first = self.len.min(cap - start);
+        let base = self.producer.cell(0).cast::<T>();
+        // SAFETY: both ranges lie in the slot array and are reserved for the
+        // producer; exclusivity against other processes is the caller's
+        // promise; T is Pod so any bytes are valid.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(base.add(start), first),
+                std::slice::from_raw_parts_mut(base, self.len - first),
+            )
+        }
+    }
+
+    /// Publishes the first `n` reserved elements (at most `len()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let mut c = tx.write_chunk(3)?;
+    /// c.write(0, &9);
+    /// c.commit(1);
+    /// assert_eq!(rx.slots(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit(self, n: usize) {
+        if !self.producer.epoch.is_current() {
+            return;
+        }
+        let n = n.min(self.len);
+        self.producer.publish(n as u64);
+    }
+
+    /// Publishes every reserved element.
+    ///
+    /// # Examples
+    ///
+    /// See [`Producer::write_chunk`].
+    pub fn commit_all(self) {
+        let n = self.len;
+        self.commit(n);
+    }
+}
+
+/// Ready elements borrowed by [`Consumer::read_chunk`].
+///
+/// A chunk that lives across a `fork` is inert in the child, like its
+/// consumer: [`commit`](ReadChunk::commit) releases nothing there,
+/// [`read_bytes`](ReadChunk::read_bytes) fails with
+/// [`BulkError::ForkedHandle`], and [`as_slices`](ReadChunk::as_slices)
+/// gives empty slices. ([`read`](ReadChunk::read), which cannot fail, still
+/// copies the slot: reading changes nothing the parent relies on.)
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+/// tx.push(6).unwrap();
+/// let chunk = rx.read_chunk(1)?;
+/// assert_eq!(chunk.read(0), 6);
+/// chunk.commit_all();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ReadChunk<'a, T, R = Segment> {
+    pub(super) consumer: &'a mut Consumer<T, R>,
+    pub(super) len: usize,
+}
+
+impl<T: Pod, R> ReadChunk<'_, T, R> {
+    /// Elements in the chunk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// tx.push_slice(&[1, 2]);
+    /// assert_eq!(rx.read_chunk(2)?.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the chunk is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (_tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// assert!(rx.read_chunk(0)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn slot(&self, i: usize) -> *const ValueCell<T> {
+        assert!(
+            i < self.len,
+            "element {i} is outside the {}-element chunk",
+            self.len
+        );
+        self.consumer
+            .cell(self.consumer.head.wrapping_add(i as u64))
+    }
+
+    /// A copy of element `i`. Panics if `i >= len()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// tx.push(4).unwrap();
+    /// assert_eq!(rx.read_chunk(1)?.read(0), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read(&self, i: usize) -> T {
+        // SAFETY: a ready slot (bounds asserted, pointer masked) the producer
+        // does not touch until we commit; T is Pod.
+        unsafe { ValueCell::read(self.slot(i)) }
+    }
+
+    /// Copies bytes of element `i` from byte `offset` into `out`.
+    ///
+    /// # Examples
+    ///
+    /// See [`Consumer::read_chunk`].
+    pub fn read_bytes(&self, i: usize, offset: usize, out: &mut [u8]) -> Result<(), BulkError> {
+        if !self.consumer.epoch.is_current() {
+            return Err(forked_bulk());
+        }
+        let size = std::mem::size_of::<T>();
+        if offset.checked_add(out.len()).is_none_or(|end| end > size) {
+            return Err(BulkError::TooFew {
+                requested: offset.saturating_add(out.len()),
+                available: size,
+            });
+        }
+        // SAFETY: as in `read`, and `offset + len <= size_of::<T>()`.
+        unsafe {
+            ValueCell::with(self.slot(i), |p| {
+                std::ptr::copy_nonoverlapping(
+                    p.cast::<u8>().add(offset),
+                    out.as_mut_ptr(),
+                    out.len(),
+                )
+            })
+        };
+        Ok(())
+    }
+
+    /// The ready elements as two slices (the second non-empty when the chunk wraps).
+    ///
+    /// # Safety
+    ///
+    /// No other process may write these slots while the slices live. Under
+    /// the ring protocol nobody does; a peer that breaks it would make this
+    /// a data race.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// tx.push_slice(&[1, 2, 3]);
+    /// let chunk = rx.read_chunk(3)?;
+    /// // SAFETY: only this process uses the ring.
+    /// let (a, b) = unsafe { chunk.as_slices() };
+    /// assert_eq!([a, b].concat(), [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub unsafe fn as_slices(&self) -> (&[T], &[T]) {
+        if !self.consumer.epoch.is_current() {
+            return (&[], &[]);
+        }
+        let cap = self.consumer.shared.capacity as usize;
+        let start = (self.consumer.head & self.consumer.shared.mask) as usize;
+        let first = self.len.min(cap - start);
+        let base = self.consumer.cell(0).cast::<T>();
+        // SAFETY: both ranges lie in the slot array and hold complete
+        // elements; no writer while they live is the caller's promise.
+        unsafe {
+            (
+                std::slice::from_raw_parts(base.add(start), first),
+                std::slice::from_raw_parts(base, self.len - first),
+            )
+        }
+    }
+
+    /// Releases the first `n` elements (at most `len()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// tx.push_slice(&[1, 2]);
+    /// rx.read_chunk(2)?.commit(1);
+    /// assert_eq!(rx.pop(), Ok(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit(self, n: usize) {
+        if !self.consumer.epoch.is_current() {
+            return;
+        }
+        let n = n.min(self.len);
+        self.consumer.release(n as u64);
+    }
+
+    /// Releases every element of the chunk.
+    ///
+    /// # Examples
+    ///
+    /// See [`Consumer::read_chunk`].
+    pub fn commit_all(self) {
+        let n = self.len;
+        self.commit(n);
+    }
+}
