@@ -136,7 +136,7 @@ fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
                             let first = a.len();
                             b.copy_from_slice(&vals[first..]);
                         }
-                        chunk.commit(commit >> 1);
+                        chunk.commit(n.min(commit >> 1));
                         model.extend(&vals[..n.min(commit >> 1)]);
                     }
                     Err(e) => assert_eq!(
@@ -194,7 +194,7 @@ fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
                             assert_eq!((a.len(), b.len()), split(head, n, cap));
                             assert!(a.iter().chain(b).eq(model.iter().take(n)));
                         }
-                        chunk.commit(commit >> 1);
+                        chunk.commit(n.min(commit >> 1));
                         model.drain(..n.min(commit >> 1));
                     }
                     Err(e) => assert_eq!(

@@ -908,7 +908,7 @@ fn spsc_ops<R: Region>(
                     assert_eq!(a.len() + b.len(), n);
                     a.fill(3);
                     b.fill(4);
-                    chunk.commit(rng.below(n as u64 + 2) as usize);
+                    chunk.commit(rng.below(n as u64 + 1) as usize);
                 }
             }
             5 => drop(rx.pop()),
@@ -925,7 +925,7 @@ fn spsc_ops<R: Region>(
                     // SAFETY: this thread is the only user of the ring.
                     let (a, b) = unsafe { chunk.as_slices() };
                     assert_eq!(a.len() + b.len(), n);
-                    chunk.commit(rng.below(n as u64 + 2) as usize);
+                    chunk.commit(rng.below(n as u64 + 1) as usize);
                 }
             }
             10 => {

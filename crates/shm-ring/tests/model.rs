@@ -16,6 +16,7 @@ mod common;
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -328,8 +329,20 @@ fn run_spsc<T: Elem>(
                             b.copy_from_slice(&vals[rest..]);
                         }
                     }
-                    chunk.commit(commit);
-                    model.extend(&vals[..commit.min(n)]);
+                    if commit > n {
+                        // Past the chunk: a panic, and nothing published.
+                        let r = catch_unwind(AssertUnwindSafe(move || chunk.commit(commit)));
+                        prop_assert!(
+                            r.is_err(),
+                            "write commit({}) of {} did not panic",
+                            commit,
+                            n
+                        );
+                    } else {
+                        prop_assert_eq!(chunk.written(), n);
+                        chunk.commit(commit);
+                        model.extend(&vals[..commit]);
+                    }
                 }
                 Err(e) => {
                     prop_assert!(n > free, "write_chunk({}) refused with {} free", n, free);
@@ -430,8 +443,19 @@ fn run_spsc<T: Elem>(
                                 prop_assert_eq!([a, b].concat(), want);
                             }
                         }
-                        chunk.commit(commit);
-                        model.drain(..commit.min(n));
+                        if commit > n {
+                            // Past the chunk: a panic, and nothing released.
+                            let r = catch_unwind(AssertUnwindSafe(move || chunk.commit(commit)));
+                            prop_assert!(
+                                r.is_err(),
+                                "read commit({}) of {} did not panic",
+                                commit,
+                                n
+                            );
+                        } else {
+                            chunk.commit(commit);
+                            model.drain(..commit);
+                        }
                     }
                     Err(e) => {
                         prop_assert!(n > len);

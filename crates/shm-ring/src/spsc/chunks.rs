@@ -10,6 +10,14 @@ use crate::sync::ValueCell;
 
 /// Slots reserved by [`Producer::write_chunk`], filled in place.
 ///
+/// Elements are written in order: [`write`](WriteChunk::write) or
+/// [`write_bytes`](WriteChunk::write_bytes) of element `i` needs elements
+/// `0..i` written first (rewriting one already written is fine), and a
+/// commit publishes only the written prefix. So a slot reserved but never
+/// written is never published: it would hold whatever an earlier lap left
+/// there. [`as_mut_slices`](WriteChunk::as_mut_slices) zeroes the unwritten
+/// slots and counts them all as written.
+///
 /// A chunk that lives across a `fork` is inert in the child, like its
 /// producer: [`write`](WriteChunk::write) and [`commit`](WriteChunk::commit)
 /// do nothing there, [`write_bytes`](WriteChunk::write_bytes) fails with
@@ -30,6 +38,8 @@ use crate::sync::ValueCell;
 pub struct WriteChunk<'a, T, R = Segment> {
     pub(super) producer: &'a mut Producer<T, R>,
     pub(super) len: usize,
+    /// Elements `0..written` were written and may be published.
+    pub(super) written: usize,
 }
 
 impl<T: Pod, R> WriteChunk<'_, T, R> {
@@ -69,7 +79,41 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
             .cell(self.producer.tail.wrapping_add(i as u64))
     }
 
-    /// Writes the whole element `i` of the chunk. Panics if `i >= len()`.
+    /// Checks that element `i` may be written now (its predecessors are)
+    /// and returns whether it is new to the written prefix.
+    fn in_order(&self, i: usize) -> bool {
+        assert!(
+            i <= self.written,
+            "element {i} of the chunk written before element {}: fill a WriteChunk in order",
+            self.written
+        );
+        i == self.written
+    }
+
+    /// How many elements, from the first, were written and will be
+    /// published by [`commit_all`](WriteChunk::commit_all).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let mut chunk = tx.write_chunk(3)?;
+    /// chunk.write(0, &1);
+    /// chunk.write(1, &2);
+    /// chunk.write(0, &3); // rewriting counts once
+    /// assert_eq!(chunk.written(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Writes the whole element `i` of the chunk.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= len()`, or if element `i - 1` was not written yet (elements
+    /// are written in order; see [`WriteChunk`]).
     ///
     /// # Examples
     ///
@@ -78,14 +122,24 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
         if !self.producer.epoch.is_current() {
             return; // the parent's reserved slot: not ours to write
         }
+        let slot = self.slot(i);
+        let new = self.in_order(i);
         // SAFETY: a reserved slot (bounds asserted, pointer masked) that only
         // the producer touches until commit; T is Pod.
-        unsafe { ValueCell::write(self.slot(i), *value) }
+        unsafe { ValueCell::write(slot, *value) }
+        self.written += usize::from(new);
     }
 
     /// Writes `bytes` into element `i` at byte `offset`, straight into the
     /// slot (no intermediate `T`): how large elements are filled without an
-    /// extra copy.
+    /// extra copy. The first write to an element zeroes the rest of it, so
+    /// no byte of an earlier lap is published; later writes to the same
+    /// element leave its other bytes alone.
+    ///
+    /// # Panics
+    ///
+    /// As [`write`](WriteChunk::write): `i >= len()`, or element `i - 1`
+    /// not written yet.
     ///
     /// # Examples
     ///
@@ -101,21 +155,29 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
                 available: size,
             });
         }
-        // SAFETY: as in `write`, and `offset + len <= size_of::<T>()`.
+        let slot = self.slot(i);
+        let new = self.in_order(i);
+        let end = offset + bytes.len();
+        // SAFETY: as in `write`, and `offset + len <= size_of::<T>()`, so
+        // every range written lies inside the element.
         unsafe {
-            ValueCell::with_mut(self.slot(i), |p| {
-                std::ptr::copy_nonoverlapping(
-                    bytes.as_ptr(),
-                    p.cast::<u8>().add(offset),
-                    bytes.len(),
-                )
+            ValueCell::with_mut(slot, |p| {
+                let p = p.cast::<u8>();
+                if new {
+                    std::ptr::write_bytes(p, 0, offset);
+                    std::ptr::write_bytes(p.add(end), 0, size - end);
+                }
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.add(offset), bytes.len())
             })
         };
+        self.written += usize::from(new);
         Ok(())
     }
 
     /// The reserved slots as two mutable slices (the second is non-empty
-    /// when the chunk wraps around), for filling in place.
+    /// when the chunk wraps around), for filling in place. The slots not
+    /// written yet are zeroed first (never an earlier lap's data), and
+    /// every slot of the chunk counts as written from then on.
     ///
     /// # Safety
     ///
@@ -140,6 +202,11 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
         if !self.producer.epoch.is_current() {
             return (&mut [], &mut []);
         }
+        for i in self.written..self.len {
+            // SAFETY: as in `write`.
+            unsafe { ValueCell::write(self.slot(i), T::zeroed()) }
+        }
+        self.written = self.len;
         let cap = self.producer.shared.capacity as usize;
         let start = (self.producer.tail & self.producer.shared.mask) as usize;
         let first = self.len.min(cap - start);
@@ -155,7 +222,15 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
         }
     }
 
-    /// Publishes the first `n` reserved elements (at most `len()`).
+    /// Publishes the first `n` elements, which must have been written. The
+    /// rest of the reservation is given back unpublished.
+    ///
+    /// # Panics
+    ///
+    /// If `n > len()`, or if `n` is more than the elements written
+    /// ([`written`](WriteChunk::written)): publishing an unwritten slot
+    /// would show the consumer an earlier lap's data. Nothing is published
+    /// then.
     ///
     /// # Examples
     ///
@@ -168,21 +243,45 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(self, n: usize) {
+        assert!(
+            n <= self.len,
+            "WriteChunk::commit({n}) on a chunk of {} slots",
+            self.len
+        );
         if !self.producer.epoch.is_current() {
             return;
         }
-        let n = n.min(self.len);
+        assert!(
+            n <= self.written,
+            "WriteChunk::commit({n}) with only {} of the chunk's {} slots written",
+            self.written,
+            self.len
+        );
         self.producer.publish(n as u64);
     }
 
-    /// Publishes every reserved element.
+    /// Publishes every element written (the prefix
+    /// [`written`](WriteChunk::written) counts) and returns how many; a
+    /// slot reserved but never written is given back unpublished. 0 from a
+    /// chunk inherited across `fork`.
     ///
     /// # Examples
     ///
-    /// See [`Producer::write_chunk`].
-    pub fn commit_all(self) {
-        let n = self.len;
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let mut chunk = tx.write_chunk(3)?;
+    /// chunk.write(0, &7);
+    /// assert_eq!(chunk.commit_all(), 1); // slots 1 and 2 were never written
+    /// assert_eq!((rx.pop(), rx.slots()), (Ok(7), 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit_all(self) -> usize {
+        if !self.producer.epoch.is_current() {
+            return 0;
+        }
+        let n = self.written;
         self.commit(n);
+        n
     }
 }
 
@@ -332,7 +431,12 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
         }
     }
 
-    /// Releases the first `n` elements (at most `len()`).
+    /// Releases the first `n` elements; the rest stay in the ring, first
+    /// in line for the next read.
+    ///
+    /// # Panics
+    ///
+    /// If `n > len()` (nothing is released then).
     ///
     /// # Examples
     ///
@@ -344,10 +448,14 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit(self, n: usize) {
+        assert!(
+            n <= self.len,
+            "ReadChunk::commit({n}) on a chunk of {} elements",
+            self.len
+        );
         if !self.consumer.epoch.is_current() {
             return;
         }
-        let n = n.min(self.len);
         self.consumer.release(n as u64);
     }
 

@@ -270,6 +270,7 @@ impl<T: Pod, R> Producer<T, R> {
         Ok(WriteChunk {
             producer: self,
             len: n,
+            written: 0,
         })
     }
 
