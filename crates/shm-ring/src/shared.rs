@@ -136,7 +136,8 @@ impl RingOptions {
     /// options) then makes a ring of at least the capacity asked for, and
     /// [`capacity`](crate::SpscRing::capacity) tells how many slots it has.
     /// Off by default: a capacity that is not a power of two is then a
-    /// [`RingError::Capacity`]. Either way the slot index is `pos & (capacity - 1)`.
+    /// [`RingError::Capacity`], as 0 is either way. The slot index is
+    /// `pos & (capacity - 1)`, hence the powers of two.
     /// `required_size` always counts the rounded capacity, so a region
     /// sized with it fits.
     ///
@@ -174,6 +175,9 @@ impl RingOptions {
             capacity: capacity as u64,
             reason,
         };
+        if capacity == 0 {
+            return Err(bad("it must be at least 1"));
+        }
         let capacity = if self.round_up {
             capacity
                 .checked_next_power_of_two()
@@ -181,9 +185,9 @@ impl RingOptions {
         } else {
             capacity
         };
-        if capacity == 0 || !capacity.is_power_of_two() {
+        if !capacity.is_power_of_two() {
             return Err(bad(
-                "it must be a power of two, at least 1 (or see RingOptions::round_up)",
+                "it must be a power of two (or see RingOptions::round_up)",
             ));
         }
         let capacity = capacity as u64;

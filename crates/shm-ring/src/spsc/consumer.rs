@@ -228,6 +228,21 @@ impl<T: Pod, R> Consumer<T, R> {
         if !self.epoch.is_current() {
             return Err(forked_pop());
         }
+        match self.wait_for(timeout, |c| c.pop().ok()) {
+            Waited::Ready(v) => Ok(v),
+            Waited::TimedOut => Err(PopError::Empty),
+            Waited::PeerGone => Err(PopError::PeerGone),
+        }
+    }
+
+    /// Retries `attempt` for up to `timeout` until it succeeds (`Ready`),
+    /// or fails with the producer gone (`PeerGone`, after one last try), as
+    /// `pop_blocking` does.
+    pub(super) fn wait_for<V>(
+        &mut self,
+        timeout: Duration,
+        mut attempt: impl FnMut(&mut Self) -> Option<V>,
+    ) -> Waited<V> {
         let shared = Arc::clone(&self.shared);
         let ctl = shared.control();
         let mut dead = self.dead_peer;
@@ -236,13 +251,9 @@ impl<T: Pod, R> Consumer<T, R> {
             dead: &mut dead,
         };
         let waited =
-            wait_of(&shared, self.wait).until(&ctl.items, timeout, Some(peer), || self.pop().ok());
+            wait_of(&shared, self.wait).until(&ctl.items, timeout, Some(peer), || attempt(self));
         self.dead_peer = dead;
-        match waited {
-            Waited::Ready(v) => Ok(v),
-            Waited::TimedOut => Err(PopError::Empty),
-            Waited::PeerGone => Err(PopError::PeerGone),
-        }
+        waited
     }
 
     /// Borrows up to `n` ready elements in place; nothing is released until

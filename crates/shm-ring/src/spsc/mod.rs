@@ -60,6 +60,7 @@ use crate::wait::{Wait, WaitStrategy};
 
 mod chunks;
 mod consumer;
+mod io;
 mod producer;
 
 pub use chunks::{ReadChunk, WriteChunk};

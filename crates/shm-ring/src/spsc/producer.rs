@@ -224,6 +224,16 @@ impl<T: Pod, R> Producer<T, R> {
         if !self.epoch.is_current() {
             return Err(forked_push(value));
         }
+        match self.wait_for_room(timeout) {
+            Waited::Ready(()) => self.push(value),
+            Waited::TimedOut => Err(PushError::Full(value)),
+            Waited::PeerGone => Err(PushError::PeerGone(value)),
+        }
+    }
+
+    /// Waits up to `timeout` until a slot is free (`Ready`), or the ring is
+    /// full and the consumer gone (`PeerGone`), as `push_blocking` does.
+    pub(super) fn wait_for_room(&mut self, timeout: Duration) -> Waited<()> {
         let shared = Arc::clone(&self.shared);
         let ctl = shared.control();
         let mut dead = self.dead_peer;
@@ -235,11 +245,7 @@ impl<T: Pod, R> Producer<T, R> {
             (self.free(1) > 0).then_some(())
         });
         self.dead_peer = dead;
-        match waited {
-            Waited::Ready(()) => self.push(value),
-            Waited::TimedOut => Err(PushError::Full(value)),
-            Waited::PeerGone => Err(PushError::PeerGone(value)),
-        }
+        waited
     }
 
     /// Reserves up to `n` free slots to fill in place; nothing is published
