@@ -126,6 +126,21 @@
 //! and a sleeper count that heals itself when a sleeper is killed. An MPMC
 //! ring has no roles, so no side can be "gone": there is no `PeerGone`
 //! here, and a wait ends with what it waited for or at its deadline.
+//!
+//! # Examples
+//!
+//! ```
+//! use shm_ring::MpmcRing;
+//!
+//! let name = format!("/shm-test-doc-mpmc-mod-{}", std::process::id());
+//! let ring = MpmcRing::<u32>::create_posix(&name, 64)?;
+//! // Any number of processes open it by name; every handle pushes and pops.
+//! let other = MpmcRing::<u32>::open_posix(&name)?;
+//! ring.push_slice(&[1, 2, 3]);
+//! assert_eq!(other.pop(), Ok(1));
+//! assert_eq!(ring.len(), 2);
+//! # Ok::<(), shm_ring::RingError>(())
+//! ```
 
 pub(crate) mod lanes;
 
@@ -223,11 +238,11 @@ impl<R> Drop for Inner<R> {
 /// # Examples
 ///
 /// ```
-/// use shm_ring::{MpmcRing, RingOptions};
-/// use shm_segment::AnonShared;
+/// use shm_ring::MpmcRing;
 ///
-/// let region = AnonShared::new(MpmcRing::<u64>::required_size(256))?;
-/// let ring = MpmcRing::<u64, _>::create(region, 256, RingOptions::new())?;
+/// let name = format!("/shm-test-doc-mpmc-{}", std::process::id());
+/// let ring = MpmcRing::<u64>::create_posix(&name, 256)?;
+/// // Other processes: `MpmcRing::<u64>::open_posix(&name)?`.
 /// let producers: Vec<_> = (0..2)
 ///     .map(|p| {
 ///         let ring = ring.clone();

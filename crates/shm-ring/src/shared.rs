@@ -71,9 +71,12 @@ impl Control {
 /// # Examples
 ///
 /// ```
-/// use shm_ring::{RingOptions, WaitStrategy};
+/// use shm_ring::{inspect, MpmcRing, RingOptions, WaitStrategy};
 /// let opts = RingOptions::new().blocking(true).wait_strategy(WaitStrategy::SpinThenYield);
-/// # let _ = opts;
+/// let ring = MpmcRing::<u64, _>::new_heap_with(8, opts)?;
+/// assert!(inspect(ring.region())?.blocking); // stored in the ring
+/// assert_eq!(ring.wait_strategy(), WaitStrategy::SpinThenYield); // this handle's
+/// # Ok::<(), shm_ring::RingError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RingOptions {
@@ -88,7 +91,11 @@ impl RingOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_ring::RingOptions::new();
+    /// use shm_ring::{inspect, RingOptions, SpscRing, WaitStrategy};
+    /// let (tx, _rx) = SpscRing::<u64, _>::new_heap_with(8, RingOptions::new())?;
+    /// assert!(!inspect(tx.region())?.blocking);
+    /// assert_eq!(tx.wait_strategy(), WaitStrategy::DEFAULT);
+    /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -104,7 +111,11 @@ impl RingOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_ring::RingOptions::new().blocking(true);
+    /// use shm_ring::{inspect, MpmcRing, RingOptions};
+    /// let ring = MpmcRing::<u64, _>::new_heap_with(8, RingOptions::new().blocking(true))?;
+    /// let other = MpmcRing::<u64, _>::attach(ring.region())?; // as another process would
+    /// assert!(inspect(other.region())?.blocking);
+    /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn blocking(mut self, blocking: bool) -> Self {
         self.blocking = blocking;

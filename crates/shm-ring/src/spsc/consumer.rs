@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use shm_segment::{ForkEpoch, Segment};
+use shm_segment::{ForkEpoch, Region, Segment};
 
 use super::{forked_bulk, forked_count, forked_pop, wait_of, ReadChunk};
 use crate::error::{BulkError, PopError};
@@ -14,7 +14,7 @@ use crate::shared::{release_role, role_abandoned, Shared};
 use crate::sync::ValueCell;
 use crate::wait::{Peer, WaitStrategy, Waited};
 
-/// The consuming end of an [`SpscRing`]. Gives the role back on drop.
+/// The consuming end of an [`SpscRing`](crate::SpscRing). Gives the role back on drop.
 ///
 /// Inherited by a `fork`ed child, it is inert there: pops fail with
 /// [`PopError::ForkedHandle`] or [`BulkError::ForkedHandle`],
@@ -208,7 +208,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// holder died; checked between sleep slices of at most 10 ms), after
     /// everything it published was taken. How it waits is the handle's
     /// [`WaitStrategy`]; it parks on a futex on a ring created with
-    /// [`RingOptions::blocking`], with a polling back-off otherwise.
+    /// [`RingOptions::blocking`](crate::RingOptions::blocking), with a polling back-off otherwise.
     /// `Duration::MAX` waits as long as it takes.
     ///
     /// # Examples
@@ -364,10 +364,30 @@ impl<T: Pod, R> Consumer<T, R> {
         self.shared.capacity as usize
     }
 
+    /// The region the ring lives in: with a ring made by a one-call
+    /// constructor, the [`Segment`] this handle keeps alive (so
+    /// `region().set_remove_on_drop(false)` works from any handle).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::SpscRing;
+    /// let name = format!("/shm-test-doc-consumer-region-{}", std::process::id());
+    /// let rx = SpscRing::<u8>::create_posix(&name, 4)?.consumer()?;
+    /// assert!(rx.region().created()); // the ring handle is gone, the segment is not
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn region(&self) -> &R
+    where
+        R: Region,
+    {
+        self.shared.region()
+    }
+
     /// Whether this handle was inherited across `fork(2)` and is therefore
     /// inert in this process: every pop fails or takes nothing, and its drop
     /// keeps the role of the process that took it. Take the role here with
-    /// [`SpscRing::consumer`] instead.
+    /// [`SpscRing::consumer`](crate::SpscRing::consumer) instead.
     ///
     /// # Examples
     ///

@@ -45,6 +45,33 @@
 //! is not a role and works in the child: the pattern of pyshm (create the
 //! ring, `fork`, then each process takes its own role) is the way to share
 //! one ring between a parent and its child.
+//!
+//! **As a pipe.** A ring of bytes is a pipe between processes:
+//! `Producer<u8, _>` implements [`std::io::Write`] (it waits for room, and
+//! fails with `BrokenPipe` once the ring is full and the consumer gone) and
+//! `Consumer<u8, _>` implements [`std::io::Read`] (it waits for bytes, and
+//! reads end of file once the ring is empty and the producer gone), so
+//! `std::io::copy` works at both ends.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use shm_ring::SpscRing;
+//!
+//! let name = format!("/shm-test-doc-spsc-pipe-{}", std::process::id());
+//! let ring = SpscRing::<u8>::create_posix(&name, 4096)?;
+//! let mut tx = ring.producer()?;
+//! // Another process: open by name and read.
+//! let mut rx = SpscRing::<u8>::open_posix(&name)?.consumer()?;
+//!
+//! tx.write_all(b"over shared memory")?;
+//! drop(tx); // the reader gets end of file after the data
+//! let mut text = String::new();
+//! rx.read_to_string(&mut text)?;
+//! assert_eq!(text, "over shared memory");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
@@ -78,26 +105,26 @@ fn layout<T>() -> Layout<ValueCell<T>> {
 /// A single-producer single-consumer ring of `T` in a [`Region`], shared by
 /// any number of processes of which one produces and one consumes.
 ///
-/// Create it in one process ([`create`](SpscRing::create)), attach in
-/// others ([`attach`](SpscRing::attach)), then take the
+/// Create it in one process, open it in others, then take the
 /// [`producer`](SpscRing::producer) or [`consumer`](SpscRing::consumer)
 /// role; each role is held by one process at a time (a second claim gets
 /// [`RingError::RoleTaken`] while the holder lives, and succeeds once it died).
+/// [`create_posix`](SpscRing::create_posix) and
+/// [`open_posix`](SpscRing::open_posix) (and the memfd and System V forms)
+/// make or open the segment too; [`create`](SpscRing::create) and
+/// [`attach`](SpscRing::attach) take a region you mapped yourself.
 ///
 /// # Examples
 ///
 /// ```
-/// use shm_ring::{RingOptions, SpscRing};
-/// use shm_segment::PosixOptions;
+/// use shm_ring::SpscRing;
 ///
 /// let name = format!("/shm-test-doc-spsc-{}", std::process::id());
-/// let size = SpscRing::<u64>::required_size(1024);
-/// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, size as u64)?;
-/// let ring = SpscRing::<u64, _>::create(shm.map()?, 1024, RingOptions::new())?;
+/// let ring = SpscRing::<u64>::create_posix(&name, 1024)?;
 /// let mut tx = ring.producer()?;
 ///
-/// // Another process: attach by name and consume.
-/// let other = SpscRing::<u64, _>::attach(shm_segment::PosixShm::open(&name)?.map()?)?;
+/// // Another process: open by name and consume.
+/// let other = SpscRing::<u64>::open_posix(&name)?;
 /// let mut rx = other.consumer()?;
 ///
 /// tx.push(42).unwrap();
@@ -105,6 +132,16 @@ fn layout<T>() -> Layout<ValueCell<T>> {
 /// assert_eq!(rx.pop(), Ok(42));
 /// let mut buf = [0; 8];
 /// assert_eq!(rx.pop_into(&mut buf), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// In a region mapped by hand:
+///
+/// ```
+/// use shm_ring::{RingOptions, SpscRing};
+/// let region = shm_segment::AnonShared::new(SpscRing::<u64>::required_size(64))?;
+/// let ring = SpscRing::<u64, _>::create(region, 64, RingOptions::new())?;
+/// assert_eq!(ring.capacity(), 64);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SpscRing<T, R = Segment> {
@@ -371,9 +408,11 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
     /// # Examples
     ///
     /// ```
+    /// use shm_ring::SpscRing;
     /// use shm_segment::Region;
-    /// let (tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
-    /// let _ = tx;
+    /// let region = shm_segment::HeapRegion::new(SpscRing::<u8>::required_size(4));
+    /// let ring = SpscRing::<u8, _>::create(region, 4, Default::default())?;
+    /// assert_eq!(ring.region().len(), SpscRing::<u8>::required_size(4));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn region(&self) -> &R {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use shm_segment::{ForkEpoch, Segment};
+use shm_segment::{ForkEpoch, Region, Segment};
 
 use super::{forked_bulk, forked_count, forked_push, wait_of, WriteChunk};
 use crate::error::{BulkError, PushError};
@@ -14,7 +14,7 @@ use crate::shared::{release_role, role_abandoned, Shared};
 use crate::sync::{AtomicU64, ValueCell};
 use crate::wait::{Peer, WaitStrategy, Waited};
 
-/// The producing end of an [`SpscRing`]. Gives the role back on drop.
+/// The producing end of an [`SpscRing`](crate::SpscRing). Gives the role back on drop.
 ///
 /// Inherited by a `fork`ed child, it is inert there: pushes fail with
 /// [`PushError::ForkedHandle`] or [`BulkError::ForkedHandle`],
@@ -203,7 +203,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// gone ([`PushError::PeerGone`]: the role was given back or its holder
     /// died; checked between sleep slices of at most 10 ms). How it waits is
     /// the handle's [`WaitStrategy`]; it parks on a futex on a ring created
-    /// with [`RingOptions::blocking`], with a polling back-off otherwise.
+    /// with [`RingOptions::blocking`](crate::RingOptions::blocking), with a polling back-off otherwise.
     /// `Duration::MAX` waits as long as it takes.
     ///
     /// # Examples
@@ -345,7 +345,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// Whether this handle was inherited across `fork(2)` and is therefore
     /// inert in this process: every push fails or moves nothing, and its
     /// drop keeps the role of the process that took it. Take the role here
-    /// with [`SpscRing::producer`] instead.
+    /// with [`SpscRing::producer`](crate::SpscRing::producer) instead.
     ///
     /// # Examples
     ///
@@ -424,5 +424,25 @@ impl<T: Pod, R> Producer<T, R> {
     /// ```
     pub fn capacity(&self) -> usize {
         self.shared.capacity as usize
+    }
+
+    /// The region the ring lives in: with a ring made by a one-call
+    /// constructor, the [`Segment`] this handle keeps alive (so
+    /// `region().set_remove_on_drop(false)` works from any handle).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::SpscRing;
+    /// let name = format!("/shm-test-doc-producer-region-{}", std::process::id());
+    /// let tx = SpscRing::<u8>::create_posix(&name, 4)?.producer()?;
+    /// assert!(tx.region().created()); // the ring handle is gone, the segment is not
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn region(&self) -> &R
+    where
+        R: Region,
+    {
+        self.shared.region()
     }
 }
