@@ -197,8 +197,10 @@ pub(crate) struct WaitWords {
 }
 
 /// Where the futex word is in [`WaitWords`] (for `layout`).
+#[cfg(not(loom))]
 pub(crate) const SEQ_AT: usize = std::mem::offset_of!(WaitWords, seq);
 /// Where the sleeper count is in [`WaitWords`] (for `layout`).
+#[cfg(not(loom))]
 pub(crate) const WAITERS_AT: usize = std::mem::offset_of!(WaitWords, waiters);
 
 /// What the blocking machinery did on the calling thread, for tests of it

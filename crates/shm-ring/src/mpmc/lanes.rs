@@ -92,6 +92,7 @@ pub(crate) struct Records {
 pub(crate) const RECORDS_SIZE: usize = std::mem::size_of::<Records>();
 
 /// Where the lanes are in [`Records`] (for `layout`).
+#[cfg(not(loom))]
 pub(crate) const LANES_AT: usize = std::mem::offset_of!(Records, lanes);
 
 impl Records {
