@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use shm_ring::{layout, SpscRing};
-//! let (mut tx, _rx) = SpscRing::<u64, _>::new_heap(8)?;
+//! let (mut tx, _rx) = SpscRing::<u64>::new_heap(8)?;
 //! tx.push_slice(&[1, 2, 3]);
 //! // The tail is the first word of the control block.
 //! assert_eq!(layout::TAIL_POS, layout::CONTROL_OFFSET);

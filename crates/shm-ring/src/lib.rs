@@ -75,7 +75,7 @@
 //!
 //! ```
 //! use shm_ring::SpscRing;
-//! let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(1024)?;
+//! let (mut tx, mut rx) = SpscRing::<u64>::new_heap(1024)?;
 //! std::thread::spawn(move || tx.push(7).unwrap()).join().unwrap();
 //! assert_eq!(rx.pop(), Ok(7));
 //! # Ok::<(), shm_ring::RingError>(())

@@ -197,7 +197,7 @@ fn layout<T>() -> Layout<Slot<T>> {
 /// # Examples
 ///
 /// ```
-/// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+/// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
 /// assert_eq!(ring.recovered(), shm_ring::mpmc::Recovered::default());
 /// # Ok::<(), shm_ring::RingError>(())
 /// ```
@@ -287,19 +287,22 @@ impl<T, R> std::fmt::Debug for MpmcRing<T, R> {
 
 segment_constructors!(MpmcRing, Slot<T>);
 
-impl<T: Pod> MpmcRing<T, HeapRegion> {
+/// Heap rings, called as `MpmcRing::<T>::new_heap` like the other
+/// constructors that choose their own region (the ring's region is then a
+/// [`HeapRegion`], not the default [`Segment`]).
+impl<T: Pod> MpmcRing<T> {
     /// A ring on the heap, for use between threads.
     ///
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u32, _>::new_heap(8)?;
+    /// let ring = shm_ring::MpmcRing::<u32>::new_heap(8)?;
     /// ring.push(1).unwrap();
     /// assert_eq!(ring.pop(), Ok(1));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
-    pub fn new_heap(capacity: usize) -> Result<Self, RingError> {
-        Self::new_heap_with(capacity, RingOptions::new())
+    pub fn new_heap(capacity: usize) -> Result<MpmcRing<T, HeapRegion>, RingError> {
+        MpmcRing::<T>::new_heap_with(capacity, RingOptions::new())
     }
 
     /// [`new_heap`](Self::new_heap) with options (round the capacity up, a
@@ -309,12 +312,16 @@ impl<T: Pod> MpmcRing<T, HeapRegion> {
     ///
     /// ```
     /// use shm_ring::{MpmcRing, RingOptions};
-    /// let ring = MpmcRing::<u32, _>::new_heap_with(3, RingOptions::new().round_up(true))?;
+    /// let ring = MpmcRing::<u32>::new_heap_with(3, RingOptions::new().round_up(true))?;
     /// assert_eq!(ring.capacity(), 4);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
-    pub fn new_heap_with(capacity: usize, opts: RingOptions) -> Result<Self, RingError> {
-        Self::create(heap_region::<Slot<T>>(capacity, &opts)?, capacity, opts)
+    pub fn new_heap_with(
+        capacity: usize,
+        opts: RingOptions,
+    ) -> Result<MpmcRing<T, HeapRegion>, RingError> {
+        let region = heap_region::<Slot<T>>(capacity, &opts)?;
+        MpmcRing::<T, HeapRegion>::create(region, capacity, opts)
     }
 }
 
@@ -381,7 +388,7 @@ impl<T: Pod, R: Region> MpmcRing<T, R> {
     ///
     /// ```
     /// use shm_segment::Region;
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// assert!(ring.region().len() >= 4);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -759,7 +766,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(1)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(1)?;
     /// ring.push(1).unwrap();
     /// assert_eq!(ring.push(2), Err(shm_ring::PushError::Full(2)));
     /// # Ok::<(), shm_ring::RingError>(())
@@ -792,7 +799,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(1)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(1)?;
     /// assert!(ring.pop().is_err());
     /// ring.push(5).unwrap();
     /// assert_eq!(ring.pop(), Ok(5));
@@ -819,7 +826,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// assert_eq!(ring.push_slice(&[1, 2, 3, 4, 5]), 4);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -850,7 +857,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// ring.push_exact(&[1, 2, 3])?;
     /// assert!(ring.push_exact(&[4, 5]).is_err());
     /// assert_eq!(ring.len(), 3);
@@ -893,7 +900,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// ring.push_slice(&[1, 2]);
     /// let mut out = [0; 4];
     /// assert_eq!(ring.pop_into(&mut out), 2);
@@ -929,7 +936,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(1)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(1)?;
     /// ring.push(1).unwrap();
     /// assert!(ring.push_blocking(2, Duration::from_millis(5)).is_err());
     /// # Ok::<(), shm_ring::RingError>(())
@@ -956,7 +963,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// assert_eq!(ring.pop_blocking(Duration::from_millis(5)), Err(shm_ring::PopError::Empty));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -986,7 +993,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     ///
     /// ```
     /// use shm_ring::{MpmcRing, WaitStrategy};
-    /// let ring = MpmcRing::<u8, _>::new_heap(4)?.with_wait_strategy(WaitStrategy::SpinThenYield);
+    /// let ring = MpmcRing::<u8>::new_heap(4)?.with_wait_strategy(WaitStrategy::SpinThenYield);
     /// assert_eq!(ring.clone().wait_strategy(), WaitStrategy::SpinThenYield);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -1000,7 +1007,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// assert_eq!(ring.wait_strategy(), shm_ring::WaitStrategy::DEFAULT);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -1029,7 +1036,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// ring.push(1).unwrap();
     /// assert_eq!(ring.pop(), Ok(1));
     /// assert_eq!(ring.recovered().skipped + ring.recovered().reclaimed, 0);
@@ -1048,7 +1055,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(shm_ring::MpmcRing::<u8, _>::new_heap(8)?.capacity(), 8);
+    /// assert_eq!(shm_ring::MpmcRing::<u8>::new_heap(8)?.capacity(), 8);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn capacity(&self) -> usize {
@@ -1060,7 +1067,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(8)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(8)?;
     /// ring.push(1).unwrap();
     /// assert_eq!(ring.len(), 1);
     /// # Ok::<(), shm_ring::RingError>(())
@@ -1077,7 +1084,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// assert!(shm_ring::MpmcRing::<u8, _>::new_heap(8)?.is_empty());
+    /// assert!(shm_ring::MpmcRing::<u8>::new_heap(8)?.is_empty());
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -1090,7 +1097,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(2)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(2)?;
     /// ring.push_slice(&[1, 2]);
     /// assert!(ring.is_full());
     /// ring.pop().unwrap();

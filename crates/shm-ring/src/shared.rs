@@ -73,7 +73,7 @@ impl Control {
 /// ```
 /// use shm_ring::{inspect, MpmcRing, RingOptions, WaitStrategy};
 /// let opts = RingOptions::new().blocking(true).wait_strategy(WaitStrategy::SpinThenYield);
-/// let ring = MpmcRing::<u64, _>::new_heap_with(8, opts)?;
+/// let ring = MpmcRing::<u64>::new_heap_with(8, opts)?;
 /// assert!(inspect(ring.region())?.blocking); // stored in the ring
 /// assert_eq!(ring.wait_strategy(), WaitStrategy::SpinThenYield); // this handle's
 /// # Ok::<(), shm_ring::RingError>(())
@@ -92,7 +92,7 @@ impl RingOptions {
     ///
     /// ```
     /// use shm_ring::{inspect, RingOptions, SpscRing, WaitStrategy};
-    /// let (tx, _rx) = SpscRing::<u64, _>::new_heap_with(8, RingOptions::new())?;
+    /// let (tx, _rx) = SpscRing::<u64>::new_heap_with(8, RingOptions::new())?;
     /// assert!(!inspect(tx.region())?.blocking);
     /// assert_eq!(tx.wait_strategy(), WaitStrategy::DEFAULT);
     /// # Ok::<(), shm_ring::RingError>(())
@@ -112,7 +112,7 @@ impl RingOptions {
     ///
     /// ```
     /// use shm_ring::{inspect, MpmcRing, RingOptions};
-    /// let ring = MpmcRing::<u64, _>::new_heap_with(8, RingOptions::new().blocking(true))?;
+    /// let ring = MpmcRing::<u64>::new_heap_with(8, RingOptions::new().blocking(true))?;
     /// let other = MpmcRing::<u64, _>::attach(ring.region())?; // as another process would
     /// assert!(inspect(other.region())?.blocking);
     /// # Ok::<(), shm_ring::RingError>(())

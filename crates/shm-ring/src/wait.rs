@@ -210,7 +210,7 @@ pub(crate) const WAITERS_AT: usize = std::mem::offset_of!(WaitWords, waiters);
 ///
 /// ```
 /// let before = shm_ring::thread_counts();
-/// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(1)?;
+/// let ring = shm_ring::MpmcRing::<u8>::new_heap(1)?;
 /// ring.push(1).unwrap(); // nobody sleeps: no syscall
 /// assert_eq!(shm_ring::thread_counts().futex_wakes, before.futex_wakes);
 /// # Ok::<(), shm_ring::RingError>(())

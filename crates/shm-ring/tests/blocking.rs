@@ -144,16 +144,16 @@ fn longest_timeout_does_not_panic() {
 fn impossible_heap_capacities_are_errors() {
     // Not a power of two: refused by `create`.
     assert!(matches!(
-        SpscRing::<u64, _>::new_heap(3),
+        SpscRing::<u64>::new_heap(3),
         Err(RingError::Capacity { capacity: 3, .. })
     ));
     assert!(matches!(
-        MpmcRing::<u64, _>::new_heap(0),
+        MpmcRing::<u64>::new_heap(0),
         Err(RingError::Capacity { capacity: 0, .. })
     ));
     // So large that the byte size overflows.
-    let spsc = catch_unwind(|| SpscRing::<u64, _>::new_heap(1 << 62).map(|_| ()));
-    let mpmc = catch_unwind(|| MpmcRing::<u64, _>::new_heap(1 << 62).map(|_| ()));
+    let spsc = catch_unwind(|| SpscRing::<u64>::new_heap(1 << 62).map(|_| ()));
+    let mpmc = catch_unwind(|| MpmcRing::<u64>::new_heap(1 << 62).map(|_| ()));
     assert!(
         matches!(spsc, Ok(Err(RingError::Capacity { .. }))),
         "SpscRing::new_heap(1 << 62) panicked instead of returning RingError::Capacity"

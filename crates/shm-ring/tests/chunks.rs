@@ -13,7 +13,7 @@ fn lapped_ring() -> (
     shm_ring::Producer<u64, shm_segment::HeapRegion>,
     shm_ring::Consumer<u64, shm_segment::HeapRegion>,
 ) {
-    let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(4).unwrap();
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(4).unwrap();
     assert_eq!(tx.push_slice(&[0xDEAD; 4]), 4);
     let mut out = [0; 4];
     assert_eq!(rx.pop_into(&mut out), 4);
@@ -47,7 +47,7 @@ fn an_unwritten_chunk_publishes_nothing() {
 
 #[test]
 fn write_bytes_zeroes_the_rest_of_a_new_element() {
-    let (mut tx, mut rx) = SpscRing::<[u8; 8], _>::new_heap(2).unwrap();
+    let (mut tx, mut rx) = SpscRing::<[u8; 8]>::new_heap(2).unwrap();
     tx.push_slice(&[[0xEE; 8]; 2]);
     let mut out = [[0; 8]; 2];
     assert_eq!(rx.pop_into(&mut out), 2);
@@ -90,7 +90,7 @@ fn write_commit_past_the_written_prefix_panics() {
 
 #[test]
 fn read_commit_past_the_chunk_panics() {
-    let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(4).unwrap();
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(4).unwrap();
     tx.push_slice(&[1, 2, 3]);
     let err = catch_unwind(AssertUnwindSafe(|| rx.read_chunk(2).unwrap().commit(3))).unwrap_err();
     let msg = err.downcast_ref::<String>().unwrap();

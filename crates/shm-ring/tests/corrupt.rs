@@ -1051,7 +1051,7 @@ fn mpmc_operations_give_up_when_every_lane_is_held() {
     let holder = shm_segment::ProcessId::of(peer.id()).expect("the peer's id");
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+        let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
         for lane in 0..common::LANES {
             let at = common::LANES_OFFSET + lane * common::LANE_SIZE;
             ring.region().write_pod(at, &holder.to_word()).unwrap();

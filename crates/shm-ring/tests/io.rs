@@ -18,7 +18,7 @@ fn data(len: usize) -> Vec<u8> {
 #[test]
 fn io_copy_through_a_small_ring() {
     let src = data(1 << 20);
-    let (tx, mut rx) = SpscRing::<u8, _>::new_heap(64).unwrap();
+    let (tx, mut rx) = SpscRing::<u8>::new_heap(64).unwrap();
     let copy = src.clone();
     let writer = thread::spawn(move || {
         let mut tx = tx;
@@ -55,7 +55,7 @@ fn io_copy_through_a_posix_segment_with_futex_wakeups() {
 
 #[test]
 fn read_gives_eof_after_the_producer_drops_and_the_ring_drains() {
-    let (mut tx, mut rx) = SpscRing::<u8, _>::new_heap(8).unwrap();
+    let (mut tx, mut rx) = SpscRing::<u8>::new_heap(8).unwrap();
     assert_eq!(tx.write(b"abcdefghijk").unwrap(), 8, "only what fits");
     tx.flush().unwrap();
     drop(tx);
@@ -70,7 +70,7 @@ fn read_gives_eof_after_the_producer_drops_and_the_ring_drains() {
 
 #[test]
 fn read_waits_for_a_slow_writer() {
-    let (mut tx, mut rx) = SpscRing::<u8, _>::new_heap(8).unwrap();
+    let (mut tx, mut rx) = SpscRing::<u8>::new_heap(8).unwrap();
     let writer = thread::spawn(move || {
         thread::sleep(std::time::Duration::from_millis(30));
         tx.write_all(b"late").unwrap();
@@ -84,7 +84,7 @@ fn read_waits_for_a_slow_writer() {
 
 #[test]
 fn write_fails_with_broken_pipe_once_the_consumer_is_gone() {
-    let (mut tx, rx) = SpscRing::<u8, _>::new_heap(8).unwrap();
+    let (mut tx, rx) = SpscRing::<u8>::new_heap(8).unwrap();
     drop(rx);
     let err = tx.write_all(&[1; 20]).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
@@ -92,7 +92,7 @@ fn write_fails_with_broken_pipe_once_the_consumer_is_gone() {
 
 #[test]
 fn empty_buffers_move_nothing() {
-    let (mut tx, mut rx) = SpscRing::<u8, _>::new_heap(8).unwrap();
+    let (mut tx, mut rx) = SpscRing::<u8>::new_heap(8).unwrap();
     assert_eq!(tx.write(&[]).unwrap(), 0);
     assert_eq!(rx.read(&mut []).unwrap(), 0);
     assert!(rx.is_empty());

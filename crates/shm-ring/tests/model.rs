@@ -661,13 +661,13 @@ proptest! {
 /// The heap constructors give working ends, as the docs promise.
 #[test]
 fn new_heap_rings_work() {
-    let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(4).unwrap();
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(4).unwrap();
     assert_eq!(tx.push_slice(&[1, 2, 3, 4, 5]), 4);
     let mut out = [0; 8];
     assert_eq!(rx.pop_into(&mut out), 4);
     assert_eq!(out[..4], [1, 2, 3, 4]);
 
-    let ring = MpmcRing::<u64, _>::new_heap(4).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(4).unwrap();
     assert_eq!(ring.push_slice(&[1, 2, 3, 4, 5]), 4);
     assert_eq!(ring.pop_into(&mut out), 4);
     assert_eq!(out[..4], [1, 2, 3, 4]);

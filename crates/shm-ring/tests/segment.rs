@@ -118,10 +118,10 @@ fn round_up_makes_the_next_power_of_two() {
     assert!(tx.is_full());
     assert_eq!(SpscRing::<u64>::open_posix(&name).unwrap().capacity(), 1024);
     // Exact powers of two stay as they are; 0 is still refused.
-    let (tx, _rx) = SpscRing::<u8, _>::new_heap_with(64, opts).unwrap();
+    let (tx, _rx) = SpscRing::<u8>::new_heap_with(64, opts).unwrap();
     assert_eq!(tx.capacity(), 64);
     assert!(matches!(
-        MpmcRing::<u8, _>::new_heap_with(0, opts),
+        MpmcRing::<u8>::new_heap_with(0, opts),
         Err(RingError::Capacity { capacity: 0, .. })
     ));
     // `required_size` counts the rounded capacity.

@@ -102,7 +102,7 @@ fn dead_producers_hole_is_skipped_futex() {
 /// skipped, in one pop.
 #[test]
 fn dead_producers_batch_is_skipped() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     ring.push(1).unwrap();
     arm(Point::PushClaimed, Action::Die);
     assert_eq!(ring.push_slice(&[2, 3, 4]), 3);
@@ -145,7 +145,7 @@ fn sleeping_consumer_gets_the_item_behind_a_dead_hole() {
 /// is gone with it, and producers free the slot when they get back to it.
 #[test]
 fn dead_consumers_slot_is_reclaimed() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     assert_eq!(ring.push_slice(&[1, 2, 3]), 3);
     arm(Point::PopClaimed, Action::Die);
     assert_eq!(ring.pop(), Err(PopError::Empty)); // claimed 1 and "died"
@@ -187,7 +187,7 @@ fn park_producer() {
 /// order when it goes on.
 #[test]
 fn live_producer_between_claim_and_publish() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     ring.push(1).unwrap();
     std::thread::scope(|s| {
         let slow = s.spawn(|| {
@@ -236,7 +236,7 @@ fn park_consumer() {
 /// says `Full` once it held on for the stall limit, and goes on when it does.
 #[test]
 fn live_consumer_between_claim_and_release() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     assert_eq!(ring.push_slice(&[0, 1, 2, 3, 4, 5, 6, 7]), CAP);
     std::thread::scope(|s| {
         let slow = s.spawn(|| {
@@ -303,7 +303,7 @@ fn unrecorded_claim_is_reported_not_skipped() {
 /// An empty ring says `Empty`, never `Stalled`.
 #[test]
 fn empty_is_not_stalled() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     assert_eq!(ring.pop_blocking(TIMEOUT), Err(PopError::Empty));
     ring.push(1).unwrap();
     assert_eq!(ring.pop_blocking(TIMEOUT), Ok(1));

@@ -172,7 +172,7 @@ fn spsc_consume<R: Region>(
 #[test]
 fn spsc_threads_conserve_items() {
     let t0 = Instant::now();
-    let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(64).unwrap();
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(64).unwrap();
     let mut rng = Rng::from_env("SHM_STRESS_SEED");
     let (mut prng, mut crng) = (Rng::new(rng.next_u64()), Rng::new(rng.next_u64()));
     let abort = AtomicBool::new(false);
@@ -322,7 +322,7 @@ fn mpmc_consume<R: Region>(
 
 fn mpmc_threads(producers: u64, consumers: u64) {
     let t0 = Instant::now();
-    let ring = MpmcRing::<u64, _>::new_heap(64).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(64).unwrap();
     let per = ITEMS / producers;
     let tally = Tally::new(producers, per);
     let mut rng = Rng::from_env("SHM_STRESS_SEED");

@@ -27,7 +27,7 @@ use crate::sync::ValueCell;
 /// # Examples
 ///
 /// ```
-/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
 /// let mut chunk = tx.write_chunk(1)?;
 /// chunk.write(0, &1);
 /// chunk.commit_all();
@@ -48,7 +48,7 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert_eq!(tx.write_chunk(3)?.len(), 3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -61,7 +61,7 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert!(tx.write_chunk(0)?.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -96,7 +96,7 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// let mut chunk = tx.write_chunk(3)?;
     /// chunk.write(0, &1);
     /// chunk.write(1, &2);
@@ -188,7 +188,7 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u32, _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u32>::new_heap(4)?;
     /// let mut chunk = tx.write_chunk(4)?;
     /// // SAFETY: only this process uses the ring.
     /// let (a, b) = unsafe { chunk.as_mut_slices() };
@@ -235,7 +235,7 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// let mut c = tx.write_chunk(3)?;
     /// c.write(0, &9);
     /// c.commit(1);
@@ -268,7 +268,7 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// let mut chunk = tx.write_chunk(3)?;
     /// chunk.write(0, &7);
     /// assert_eq!(chunk.commit_all(), 1); // slots 1 and 2 were never written
@@ -297,7 +297,7 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
 /// # Examples
 ///
 /// ```
-/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
 /// tx.push(6).unwrap();
 /// let chunk = rx.read_chunk(1)?;
 /// assert_eq!(chunk.read(0), 6);
@@ -316,7 +316,7 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// tx.push_slice(&[1, 2]);
     /// assert_eq!(rx.read_chunk(2)?.len(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -330,7 +330,7 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (_tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (_tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert!(rx.read_chunk(0)?.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -353,7 +353,7 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// tx.push(4).unwrap();
     /// assert_eq!(rx.read_chunk(1)?.read(0), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -404,7 +404,7 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// tx.push_slice(&[1, 2, 3]);
     /// let chunk = rx.read_chunk(3)?;
     /// // SAFETY: only this process uses the ring.
@@ -441,7 +441,7 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// tx.push_slice(&[1, 2]);
     /// rx.read_chunk(2)?.commit(1);
     /// assert_eq!(rx.pop(), Ok(2));

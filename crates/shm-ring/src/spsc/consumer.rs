@@ -26,7 +26,7 @@ use crate::wait::{Peer, WaitStrategy, Waited};
 /// # Examples
 ///
 /// ```
-/// let (mut tx, mut rx) = shm_ring::SpscRing::<u16, _>::new_heap(4)?;
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u16>::new_heap(4)?;
 /// tx.push_slice(&[1, 2]);
 /// assert_eq!((rx.pop(), rx.pop()), (Ok(1), Ok(2)));
 /// # Ok::<(), shm_ring::RingError>(())
@@ -110,7 +110,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u64, _>::new_heap(2)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u64>::new_heap(2)?;
     /// tx.push(9).unwrap();
     /// assert_eq!(rx.pop(), Ok(9));
     /// assert!(rx.pop().is_err());
@@ -139,7 +139,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(8)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(8)?;
     /// tx.push_slice(&[1, 2, 3]);
     /// let mut out = [0; 8];
     /// assert_eq!(rx.pop_into(&mut out), 3);
@@ -160,7 +160,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(8)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(8)?;
     /// tx.push_slice(&[1, 2]);
     /// assert!(rx.pop_exact(&mut [0; 3]).is_err());
     /// let mut two = [0; 2];
@@ -216,7 +216,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// ```
     /// use std::time::Duration;
     /// use shm_ring::PopError;
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(2)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(2)?;
     /// assert_eq!(rx.pop_blocking(Duration::from_millis(5)), Err(PopError::Empty));
     /// let t = std::thread::spawn(move || tx.push(3).unwrap());
     /// assert_eq!(rx.pop_blocking(Duration::from_secs(10)), Ok(3));
@@ -262,7 +262,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<[u8; 16], _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<[u8; 16]>::new_heap(4)?;
     /// tx.push([5; 16]).unwrap();
     /// let chunk = rx.read_chunk(1)?;
     /// let mut head = [0u8; 4];
@@ -295,7 +295,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// tx.push(1).unwrap();
     /// assert_eq!(rx.slots(), 1);
     /// # Ok::<(), shm_ring::RingError>(())
@@ -321,7 +321,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, rx) = shm_ring::SpscRing::<u8, _>::new_heap(2)?;
+    /// let (mut tx, rx) = shm_ring::SpscRing::<u8>::new_heap(2)?;
     /// tx.push(1).unwrap();
     /// assert!(!rx.is_full());
     /// tx.push(2).unwrap();
@@ -340,7 +340,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// tx.push_slice(&[1, 2, 3]);
     /// rx.pop().unwrap();
     /// assert_eq!(rx.position(), 1);
@@ -356,7 +356,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (_tx, rx) = shm_ring::SpscRing::<u8, _>::new_heap(8)?;
+    /// let (_tx, rx) = shm_ring::SpscRing::<u8>::new_heap(8)?;
     /// assert_eq!(rx.capacity(), 8);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -392,7 +392,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (_tx, rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (_tx, rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert!(!rx.is_inert()); // made in this process
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -431,7 +431,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (_tx, rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (_tx, rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert_eq!(rx.wait_strategy(), shm_ring::WaitStrategy::DEFAULT);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -446,7 +446,7 @@ impl<T: Pod, R> Consumer<T, R> {
     ///
     /// ```
     /// use shm_ring::WaitStrategy;
-    /// let (_tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (_tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// rx.set_wait_strategy(WaitStrategy::Spin);
     /// assert_eq!(rx.wait_strategy(), WaitStrategy::Spin);
     /// # Ok::<(), shm_ring::RingError>(())
@@ -461,7 +461,7 @@ impl<T: Pod, R> Consumer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert!(rx.is_empty());
     /// tx.push(1).unwrap();
     /// assert!(!rx.is_empty());

@@ -33,7 +33,7 @@ fn forked_io() -> io::Error {
 ///
 /// ```
 /// use std::io::{Read, Write};
-/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(16)?;
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(16)?;
 /// let writer = std::thread::spawn(move || {
 ///     // 1000 bytes through a 16-byte ring: `write_all` waits for room.
 ///     tx.write_all(&[7; 1000]).unwrap();
@@ -90,7 +90,7 @@ impl<R> io::Write for Producer<u8, R> {
 ///
 /// ```
 /// use std::io::{Read, Write};
-/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(64)?;
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(64)?;
 /// tx.write_all(b"hello")?;
 /// let mut buf = [0; 3];
 /// assert_eq!(rx.read(&mut buf)?, 3);

@@ -171,14 +171,17 @@ impl<T, R> std::fmt::Debug for SpscRing<T, R> {
 
 segment_constructors!(SpscRing, ValueCell<T>);
 
-impl<T: Pod> SpscRing<T, HeapRegion> {
+/// Heap rings, called as `SpscRing::<T>::new_heap` like the other
+/// constructors that choose their own region (the ring's region is then a
+/// [`HeapRegion`], not the default [`Segment`]).
+impl<T: Pod> SpscRing<T> {
     /// A ring on the heap for use between threads, as `rtrb::RingBuffer::new`:
     /// returns both ends.
     ///
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u32, _>::new_heap(8)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u32>::new_heap(8)?;
     /// std::thread::spawn(move || tx.push(5).unwrap()).join().unwrap();
     /// assert_eq!(rx.pop(), Ok(5));
     /// # Ok::<(), shm_ring::RingError>(())
@@ -187,7 +190,7 @@ impl<T: Pod> SpscRing<T, HeapRegion> {
     pub fn new_heap(
         capacity: usize,
     ) -> Result<(Producer<T, HeapRegion>, Consumer<T, HeapRegion>), RingError> {
-        Self::new_heap_with(capacity, RingOptions::new())
+        SpscRing::<T>::new_heap_with(capacity, RingOptions::new())
     }
 
     /// [`new_heap`](Self::new_heap) with options (round the capacity up, a
@@ -197,7 +200,7 @@ impl<T: Pod> SpscRing<T, HeapRegion> {
     ///
     /// ```
     /// use shm_ring::{RingOptions, SpscRing};
-    /// let (tx, rx) = SpscRing::<u32, _>::new_heap_with(100, RingOptions::new().round_up(true))?;
+    /// let (tx, rx) = SpscRing::<u32>::new_heap_with(100, RingOptions::new().round_up(true))?;
     /// assert_eq!((tx.capacity(), rx.capacity()), (128, 128));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -207,7 +210,7 @@ impl<T: Pod> SpscRing<T, HeapRegion> {
         opts: RingOptions,
     ) -> Result<(Producer<T, HeapRegion>, Consumer<T, HeapRegion>), RingError> {
         let region = heap_region::<ValueCell<T>>(capacity, &opts)?;
-        let ring = Self::create(region, capacity, opts)?;
+        let ring = SpscRing::<T, HeapRegion>::create(region, capacity, opts)?;
         Ok((ring.producer()?, ring.consumer()?))
     }
 }
@@ -349,7 +352,7 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(32)?;
+    /// let (tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(32)?;
     /// assert_eq!(tx.capacity(), 32);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```

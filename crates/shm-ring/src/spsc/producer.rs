@@ -25,7 +25,7 @@ use crate::wait::{Peer, WaitStrategy, Waited};
 /// # Examples
 ///
 /// ```
-/// let (mut tx, mut rx) = shm_ring::SpscRing::<u16, _>::new_heap(4)?;
+/// let (mut tx, mut rx) = shm_ring::SpscRing::<u16>::new_heap(4)?;
 /// tx.push(3).unwrap();
 /// assert_eq!(rx.pop(), Ok(3));
 /// # Ok::<(), shm_ring::RingError>(())
@@ -113,7 +113,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u64, _>::new_heap(2)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u64>::new_heap(2)?;
     /// tx.push(1).unwrap();
     /// tx.push(2).unwrap();
     /// assert!(tx.push(3).is_err());
@@ -140,7 +140,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert_eq!(tx.push_slice(&[1, 2, 3, 4, 5, 6]), 4);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -158,7 +158,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// tx.push_exact(&[1, 2, 3])?;
     /// assert!(tx.push_exact(&[4, 5]).is_err());
     /// assert_eq!(tx.slots(), 1);
@@ -211,7 +211,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// ```
     /// use std::time::Duration;
     /// use shm_ring::PushError;
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(1)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(1)?;
     /// tx.push(1).unwrap();
     /// assert_eq!(tx.push_blocking(2, Duration::from_millis(5)), Err(PushError::Full(2)));
     /// rx.pop().unwrap();
@@ -254,7 +254,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<[u8; 64], _>::new_heap(4)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<[u8; 64]>::new_heap(4)?;
     /// let mut chunk = tx.write_chunk(2)?;
     /// chunk.write_bytes(0, 0, b"in place")?;
     /// chunk.write(1, &[7; 64]);
@@ -287,7 +287,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// tx.push(0).unwrap();
     /// assert_eq!(tx.slots(), 3);
     /// # Ok::<(), shm_ring::RingError>(())
@@ -311,7 +311,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(2)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(2)?;
     /// tx.push_slice(&[1, 2]);
     /// assert!(tx.is_full());
     /// rx.pop().unwrap();
@@ -330,7 +330,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8, _>::new_heap(2)?;
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(2)?;
     /// for i in 0..5 {
     ///     tx.push(i).unwrap();
     ///     rx.pop().unwrap();
@@ -350,7 +350,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert!(!tx.is_inert()); // made in this process
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -389,7 +389,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert_eq!(tx.wait_strategy(), shm_ring::WaitStrategy::DEFAULT);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -404,7 +404,7 @@ impl<T: Pod, R> Producer<T, R> {
     ///
     /// ```
     /// use shm_ring::WaitStrategy;
-    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (mut tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// tx.set_wait_strategy(WaitStrategy::Spin);
     /// assert_eq!(tx.wait_strategy(), WaitStrategy::Spin);
     /// # Ok::<(), shm_ring::RingError>(())
@@ -418,7 +418,7 @@ impl<T: Pod, R> Producer<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let (tx, _rx) = shm_ring::SpscRing::<u8, _>::new_heap(4)?;
+    /// let (tx, _rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
     /// assert_eq!(tx.capacity(), 4);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
