@@ -326,8 +326,11 @@ impl<T: Pod> MpmcRing<T> {
 }
 
 impl<T: Pod, R: Region> MpmcRing<T, R> {
-    /// Lays out a new, empty ring of `capacity` (a power of two) in `region`
-    /// and publishes its header. Fails if a structure is already there.
+    /// Lays out a new, empty ring of `capacity` in `region` and publishes
+    /// its header. Fails if a structure is already there. The capacity is a
+    /// power of two: any other is a [`RingError::Capacity`], unless `opts`
+    /// has [`RingOptions::round_up`], which makes it the next power of two
+    /// (size the region with `required_size`, which counts that one).
     ///
     /// # Examples
     ///
