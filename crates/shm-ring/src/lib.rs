@@ -82,6 +82,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod constructors;
 mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]

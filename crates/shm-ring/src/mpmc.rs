@@ -151,10 +151,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use shm_segment::{HeapRegion, Kind, Region, Segment, SysvKey};
+use shm_segment::{HeapRegion, Kind, Region, Segment};
 
+use crate::constructors::segment_constructors;
 use crate::error::{BulkError, PopError, PushError, RingError};
-use crate::shared::{heap_region, segment_constructors, Layout, RingOptions, RingSlot, Shared};
+use crate::shared::{heap_region, Layout, RingOptions, RingSlot, Shared};
 use crate::sync::{AtomicU64, ValueCell};
 use crate::wait::{Wait, WaitStrategy, Waited};
 pub(crate) use lanes::RECORDS_SIZE;

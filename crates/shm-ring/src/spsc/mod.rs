@@ -78,10 +78,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytemuck::Pod;
-use shm_segment::{ForkEpoch, HeapRegion, Kind, Region, Segment, SysvKey};
+use shm_segment::{ForkEpoch, HeapRegion, Kind, Region, Segment};
 
+use crate::constructors::segment_constructors;
 use crate::error::{BulkError, PopError, PushError, RingError};
-use crate::shared::{claim_role, heap_region, segment_constructors, Layout, RingOptions, Shared};
+use crate::shared::{claim_role, heap_region, Layout, RingOptions, Shared};
 use crate::sync::ValueCell;
 use crate::wait::{Wait, WaitStrategy};
 
