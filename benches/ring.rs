@@ -652,13 +652,12 @@ impl SpscSegment {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let size = SpscRing::<u64, ()>::required_size(CAPACITY);
+        let size = SpscRing::<u64>::required_size(CAPACITY);
         let shm = PosixOptions::new()
             .unlink_on_drop(true)
             .create(&name, size)
             .expect("create POSIX segment");
-        let ring =
-            SpscRing::create(shm.map().expect("map"), CAPACITY as u64, opts).expect("create ring");
+        let ring = SpscRing::create(shm.map().expect("map"), CAPACITY, opts).expect("create ring");
         SpscSegment { shm, ring }
     }
 }

@@ -67,14 +67,14 @@ fn run(count: u32) -> Res {
     // One mapping: the pool, then (page-aligned) the ring of ids.
     let pool_len = MemPool::<()>::required_size(count, 4).next_multiple_of(4096);
     let ring_cap = count.next_power_of_two() as usize;
-    let ring_len = MpmcRing::<BlockId, ()>::required_size(ring_cap);
+    let ring_len = MpmcRing::<BlockId>::required_size(ring_cap);
     let shared = AnonShared::new(pool_len + ring_len)?;
     // mp = mempool.Mempool(count, 4, shm=test_shm)
     let mp = MemPool::create(SubRegion::new(&shared, 0, pool_len)?, count, 4)?;
     assert_eq!(mp.order(), FreeOrder::Fifo);
     let ring = MpmcRing::<BlockId, _>::create(
         SubRegion::new(&shared, pool_len, ring_len)?,
-        ring_cap as u64,
+        ring_cap,
         RingOptions::new(),
     )?;
     println!(

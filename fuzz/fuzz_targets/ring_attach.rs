@@ -33,9 +33,9 @@ const OFF_STATE: usize = 44;
 /// Bytes a valid `u64` ring of `cap` slots needs, for either kind.
 fn size(mpmc: bool, cap: u64) -> Option<u64> {
     let (fixed, per) = if mpmc {
-        (MpmcRing::<u64, ()>::required_size(1) as u64 - 16, 16)
+        (MpmcRing::<u64>::required_size(1) as u64 - 16, 16)
     } else {
-        (SpscRing::<u64, ()>::required_size(1) as u64 - 8, 8)
+        (SpscRing::<u64>::required_size(1) as u64 - 8, 8)
     };
     cap.checked_mul(per)?.checked_add(fixed)
 }

@@ -63,9 +63,9 @@ fn split(pos: u64, n: usize, cap: usize) -> (usize, usize) {
 }
 
 fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
-    let region = HeapRegion::new(SpscRing::<u64, ()>::required_size(cap));
+    let region = HeapRegion::new(SpscRing::<u64>::required_size(cap));
     let opts = RingOptions::new().blocking(blocking);
-    let ring = SpscRing::<u64, _>::create(&region, cap as u64, opts).unwrap();
+    let ring = SpscRing::<u64, _>::create(&region, cap, opts).unwrap();
     region
         .atomic_u64(TAIL_POS)
         .unwrap()
@@ -136,7 +136,7 @@ fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
                             let first = a.len();
                             b.copy_from_slice(&vals[first..]);
                         }
-                        chunk.commit(commit >> 1);
+                        chunk.commit(n.min(commit >> 1));
                         model.extend(&vals[..n.min(commit >> 1)]);
                     }
                     Err(e) => assert_eq!(
@@ -194,7 +194,7 @@ fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
                             assert_eq!((a.len(), b.len()), split(head, n, cap));
                             assert!(a.iter().chain(b).eq(model.iter().take(n)));
                         }
-                        chunk.commit(commit >> 1);
+                        chunk.commit(n.min(commit >> 1));
                         model.drain(..n.min(commit >> 1));
                     }
                     Err(e) => assert_eq!(
@@ -241,10 +241,10 @@ fn spsc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
 }
 
 fn mpmc(input: &mut Input<'_>, cap: usize, blocking: bool, start: u64) {
-    let size = MpmcRing::<u64, ()>::required_size(cap);
+    let size = MpmcRing::<u64>::required_size(cap);
     let region = HeapRegion::new(size);
     let opts = RingOptions::new().blocking(blocking);
-    let ring = MpmcRing::<u64, _>::create(&region, cap as u64, opts).unwrap();
+    let ring = MpmcRing::<u64, _>::create(&region, cap, opts).unwrap();
     let slots = size - cap * MPMC_SLOT;
     for i in 0..cap as u64 {
         let p = start.wrapping_add(i);

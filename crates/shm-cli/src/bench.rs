@@ -983,9 +983,9 @@ fn pipe_case(dur: Duration, role: PeerRole, size: usize) -> Result<Measured> {
 }
 
 fn spsc_processes(dur: Duration) -> Result<Measured> {
-    let seg = Segment::create("spsc", SpscRing::<u64, ()>::required_size(RING_CAP))?;
-    let ring = SpscRing::<u64, _>::create(seg.map()?, RING_CAP as u64, RingOptions::new())
-        .ctx("create ring")?;
+    let seg = Segment::create("spsc", SpscRing::<u64>::required_size(RING_CAP))?;
+    let ring =
+        SpscRing::<u64, _>::create(seg.map()?, RING_CAP, RingOptions::new()).ctx("create ring")?;
     let mut tx = ring.producer().ctx("take the producer role")?;
     let mut peer = Peer::spawn(PeerRole::Spsc, Some(seg.name()), dur)?;
     peer.expect("ready", READY_TIMEOUT)?;

@@ -321,7 +321,7 @@ fn child_role() {
         }
         // Create a POSIX SPSC ring with three items and exit without cleaning up.
         "posix-ring" => {
-            let size = shm_ring::SpscRing::<u64, ()>::required_size(16);
+            let size = shm_ring::SpscRing::<u64>::required_size(16);
             let shm = PosixOptions::new().create(arg, size).unwrap();
             let ring = shm_ring::SpscRing::<u64, _>::create(
                 shm.map().unwrap(),
@@ -965,7 +965,7 @@ fn gc_finds_real_orphans_and_spares_live_segments() {
         .unlink_on_drop(true)
         .create(
             &live_ring_name,
-            shm_ring::SpscRing::<u64, ()>::required_size(16),
+            shm_ring::SpscRing::<u64>::required_size(16),
         )
         .unwrap();
     shm_ring::SpscRing::<u64, _>::create(live_ring.map().unwrap(), 16, Default::default()).unwrap();
@@ -1104,8 +1104,7 @@ fn inspect_decodes_rings_pools_and_channels() {
     let me = u64::from(std::process::id());
 
     // An SPSC ring with 5 items, this process the producer.
-    let (spsc_name, spsc_shm) =
-        posix_region("inspect-spsc", SpscRing::<u64, ()>::required_size(64));
+    let (spsc_name, spsc_shm) = posix_region("inspect-spsc", SpscRing::<u64>::required_size(64));
     let ring = SpscRing::<u64, _>::create(spsc_shm.map().unwrap(), 64, RingOptions::new()).unwrap();
     let mut tx = ring.producer().unwrap();
     assert_eq!(tx.push_slice(&[1, 2, 3, 4, 5]), 5);
@@ -1139,8 +1138,7 @@ fn inspect_decodes_rings_pools_and_channels() {
     );
 
     // An MPMC ring with 3 items.
-    let (mpmc_name, mpmc_shm) =
-        posix_region("inspect-mpmc", MpmcRing::<u32, ()>::required_size(32));
+    let (mpmc_name, mpmc_shm) = posix_region("inspect-mpmc", MpmcRing::<u32>::required_size(32));
     let mpmc = MpmcRing::<u32, _>::create(mpmc_shm.map().unwrap(), 32, RingOptions::new()).unwrap();
     assert_eq!(mpmc.push_slice(&[7, 8, 9]), 3);
     let v = run(&["--json", "inspect", &mpmc_name]).json();

@@ -10,7 +10,7 @@ use shm_segment::{ProcessId, Target};
 ///
 /// ```
 /// use shm_ring::{PushError, SpscRing};
-/// let (mut tx, _rx) = SpscRing::<u32, _>::new_heap(1)?;
+/// let (mut tx, _rx) = SpscRing::<u32>::new_heap(1)?;
 /// tx.push(1).unwrap();
 /// assert_eq!(tx.push(2), Err(PushError::Full(2)));
 /// # Ok::<(), shm_ring::RingError>(())
@@ -76,7 +76,7 @@ const FORKED_PRODUCER: &str = "push: this ring producer was inherited across for
 ///
 /// ```
 /// use shm_ring::{PopError, SpscRing};
-/// let (_tx, mut rx) = SpscRing::<u32, _>::new_heap(4)?;
+/// let (_tx, mut rx) = SpscRing::<u32>::new_heap(4)?;
 /// assert_eq!(rx.pop(), Err(PopError::Empty));
 /// # Ok::<(), shm_ring::RingError>(())
 /// ```
@@ -128,7 +128,7 @@ pub enum PopError {
 ///
 /// ```
 /// use shm_ring::{BulkError, SpscRing};
-/// let (mut tx, _rx) = SpscRing::<u8, _>::new_heap(4)?;
+/// let (mut tx, _rx) = SpscRing::<u8>::new_heap(4)?;
 /// let err = tx.push_exact(&[1, 2, 3, 4, 5]).unwrap_err();
 /// assert_eq!(err, BulkError::TooFew { requested: 5, available: 4 });
 /// # Ok::<(), shm_ring::RingError>(())

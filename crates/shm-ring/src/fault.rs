@@ -38,7 +38,7 @@ pub enum Point {
 /// fn claimed() {
 ///     eprintln!("claimed, not yet published");
 /// }
-/// let ring = shm_ring::MpmcRing::<u64, _>::new_heap(4)?;
+/// let ring = shm_ring::MpmcRing::<u64>::new_heap(4)?;
 /// arm(Point::PushClaimed, Action::Call(claimed));
 /// ring.push(1).unwrap(); // prints, then publishes as usual
 /// assert_eq!(ring.pop(), Ok(1));
@@ -67,7 +67,7 @@ loom::thread_local! {
 ///
 /// ```
 /// use shm_ring::fault::{arm, Action, Point};
-/// let ring = shm_ring::MpmcRing::<u64, _>::new_heap(4)?;
+/// let ring = shm_ring::MpmcRing::<u64>::new_heap(4)?;
 /// arm(Point::PushClaimed, Action::Die);
 /// ring.push(1).unwrap(); // claimed position 0, then "died" before publishing it
 /// ring.push(2).unwrap(); // position 1

@@ -35,11 +35,34 @@
 //! [`MpmcRing`] handle keep working in the child. Create the ring, fork,
 //! then take each role in the process that uses it.
 //!
+//! A ring made with one call owns its segment: `create_posix` (or
+//! `create_memfd`, `create_sysv`; each with a `_with` form taking
+//! [`RingOptions`]) makes the segment, maps it and lays out the ring, and
+//! `open_posix` / `open_sysv` attach from another process, validating the
+//! header. Its region is a [`Segment`](shm_segment::Segment) (the default
+//! type parameter), kept alive by every handle and removed when the
+//! creator's last handle drops (`ring.region().set_remove_on_drop(false)`
+//! keeps it). [`SpscRing::create`] and [`SpscRing::attach`] (and
+//! [`MpmcRing`]'s) take any region instead, and `new_heap` makes a ring on
+//! the heap for threads of one process.
+//!
+//! Capacities are powers of two (the slot is `position & (capacity - 1)`);
+//! [`RingOptions::round_up`] rounds any other capacity up instead of
+//! refusing it. A byte ring is a pipe: `Producer<u8, _>` implements
+//! [`std::io::Write`] and `Consumer<u8, _>` [`std::io::Read`], with end of
+//! file once the producer is gone (see the [`spsc`] module).
+//!
 //! # Examples
 //!
 //! ```
 //! use shm_ring::SpscRing;
-//! let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(1024)?;
+//! let name = format!("/shm-test-doc-crate-{}", std::process::id());
+//! let ring = SpscRing::<u64>::create_posix(&name, 1024)?;
+//! let mut tx = ring.producer()?;
+//!
+//! // Another process: open by name and take the other role.
+//! let mut rx = SpscRing::<u64>::open_posix(&name)?.consumer()?;
+//!
 //! tx.push(1).unwrap();
 //! assert_eq!(tx.push_slice(&[2, 3, 4]), 3);
 //! let mut out = [0; 4];
@@ -47,12 +70,26 @@
 //! assert_eq!(out, [1, 2, 3, 4]);
 //! # Ok::<(), shm_ring::RingError>(())
 //! ```
+//!
+//! Between threads of one process, on the heap:
+//!
+//! ```
+//! use shm_ring::SpscRing;
+//! let (mut tx, mut rx) = SpscRing::<u64>::new_heap(1024)?;
+//! std::thread::spawn(move || tx.push(7).unwrap()).join().unwrap();
+//! assert_eq!(rx.pop(), Ok(7));
+//! # Ok::<(), shm_ring::RingError>(())
+//! ```
 #![warn(missing_docs)]
 
+mod constructors;
 mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod layout;
 pub mod mpmc;
 mod shared;
 pub mod spsc;

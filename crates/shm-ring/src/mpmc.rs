@@ -126,8 +126,23 @@
 //! and a sleeper count that heals itself when a sleeper is killed. An MPMC
 //! ring has no roles, so no side can be "gone": there is no `PeerGone`
 //! here, and a wait ends with what it waited for or at its deadline.
+//!
+//! # Examples
+//!
+//! ```
+//! use shm_ring::MpmcRing;
+//!
+//! let name = format!("/shm-test-doc-mpmc-mod-{}", std::process::id());
+//! let ring = MpmcRing::<u32>::create_posix(&name, 64)?;
+//! // Any number of processes open it by name; every handle pushes and pops.
+//! let other = MpmcRing::<u32>::open_posix(&name)?;
+//! ring.push_slice(&[1, 2, 3]);
+//! assert_eq!(other.pop(), Ok(1));
+//! assert_eq!(ring.len(), 2);
+//! # Ok::<(), shm_ring::RingError>(())
+//! ```
 
-mod lanes;
+pub(crate) mod lanes;
 
 use std::marker::PhantomData;
 use std::ptr::{addr_of, addr_of_mut};
@@ -136,10 +151,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use shm_segment::{HeapRegion, Kind, Region};
+use shm_segment::{HeapRegion, Kind, Region, Segment};
 
+use crate::constructors::segment_constructors;
 use crate::error::{BulkError, PopError, PushError, RingError};
-use crate::shared::{heap_region, Layout, Mapped, RingOptions, RingSlot};
+use crate::shared::{heap_region, Layout, RingOptions, RingSlot, Shared};
 use crate::sync::{AtomicU64, ValueCell};
 use crate::wait::{Wait, WaitStrategy, Waited};
 pub(crate) use lanes::RECORDS_SIZE;
@@ -182,7 +198,7 @@ fn layout<T>() -> Layout<Slot<T>> {
 /// # Examples
 ///
 /// ```
-/// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+/// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
 /// assert_eq!(ring.recovered(), shm_ring::mpmc::Recovered::default());
 /// # Ok::<(), shm_ring::RingError>(())
 /// ```
@@ -196,18 +212,18 @@ pub struct Recovered {
     pub reclaimed: u64,
 }
 
-/// The shared part of every handle of one mapping: the mapping and this
+/// What every MPMC handle of one mapping holds: the ring's [`Shared`] state and this
 /// process's lanes in it (given back when the last handle drops).
 struct Inner<R> {
-    mapped: Mapped<R>,
+    shared: Shared<R>,
     home: Arc<Home>,
 }
 
 impl<R> std::ops::Deref for Inner<R> {
-    type Target = Mapped<R>;
+    type Target = Shared<R>;
 
-    fn deref(&self) -> &Mapped<R> {
-        &self.mapped
+    fn deref(&self) -> &Shared<R> {
+        &self.shared
     }
 }
 
@@ -223,11 +239,11 @@ impl<R> Drop for Inner<R> {
 /// # Examples
 ///
 /// ```
-/// use shm_ring::{MpmcRing, RingOptions};
-/// use shm_segment::AnonShared;
+/// use shm_ring::MpmcRing;
 ///
-/// let region = AnonShared::new(MpmcRing::<u64, ()>::required_size(256))?;
-/// let ring = MpmcRing::<u64, _>::create(region, 256, RingOptions::new())?;
+/// let name = format!("/shm-test-doc-mpmc-{}", std::process::id());
+/// let ring = MpmcRing::<u64>::create_posix(&name, 256)?;
+/// // Other processes: `MpmcRing::<u64>::open_posix(&name)?`.
 /// let producers: Vec<_> = (0..2)
 ///     .map(|p| {
 ///         let ring = ring.clone();
@@ -245,8 +261,8 @@ impl<R> Drop for Inner<R> {
 /// assert_eq!(ring.pop_into(&mut out), 200);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct MpmcRing<T, R> {
-    shared: Arc<Inner<R>>,
+pub struct MpmcRing<T, R = Segment> {
+    inner: Arc<Inner<R>>,
     /// How this handle's blocking calls wait (process-local).
     wait: WaitStrategy,
     _t: PhantomData<fn(T) -> T>,
@@ -255,7 +271,7 @@ pub struct MpmcRing<T, R> {
 impl<T, R> Clone for MpmcRing<T, R> {
     fn clone(&self) -> Self {
         MpmcRing {
-            shared: Arc::clone(&self.shared),
+            inner: Arc::clone(&self.inner),
             wait: self.wait,
             _t: PhantomData,
         }
@@ -265,65 +281,70 @@ impl<T, R> Clone for MpmcRing<T, R> {
 impl<T, R> std::fmt::Debug for MpmcRing<T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MpmcRing")
-            .field("capacity", &self.shared.capacity)
+            .field("capacity", &self.inner.capacity)
             .finish_non_exhaustive()
     }
 }
 
-impl<T: Pod, R> MpmcRing<T, R> {
-    /// Bytes a ring of `capacity` elements needs (header included).
-    ///
-    /// # Panics
-    ///
-    /// If the size does not fit in a `u64` (a capacity near 2^60 or more).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let n = shm_ring::MpmcRing::<u64, ()>::required_size(1024);
-    /// assert!(n >= 1024 * 16); // each slot: sequence + value
-    /// ```
-    pub fn required_size(capacity: usize) -> usize {
-        Layout::<Slot<T>>::size(capacity as u64).expect("capacity too large") as usize
-    }
-}
+segment_constructors!(MpmcRing, Slot<T>);
 
-impl<T: Pod> MpmcRing<T, HeapRegion> {
+/// Heap rings, called as `MpmcRing::<T>::new_heap` like the other
+/// constructors that choose their own region (the ring's region is then a
+/// [`HeapRegion`], not the default [`Segment`]).
+impl<T: Pod> MpmcRing<T> {
     /// A ring on the heap, for use between threads.
     ///
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u32, _>::new_heap(8)?;
+    /// let ring = shm_ring::MpmcRing::<u32>::new_heap(8)?;
     /// ring.push(1).unwrap();
     /// assert_eq!(ring.pop(), Ok(1));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
-    pub fn new_heap(capacity: usize) -> Result<Self, RingError> {
-        Self::create(
-            heap_region::<Slot<T>>(capacity)?,
-            capacity as u64,
-            RingOptions::new(),
-        )
+    pub fn new_heap(capacity: usize) -> Result<MpmcRing<T, HeapRegion>, RingError> {
+        MpmcRing::<T>::new_heap_with(capacity, RingOptions::new())
     }
-}
 
-impl<T: Pod, R: Region> MpmcRing<T, R> {
-    /// Lays out a new, empty ring of `capacity` (a power of two) in `region`
-    /// and publishes its header. Fails if a structure is already there.
+    /// [`new_heap`](Self::new_heap) with options (round the capacity up, a
+    /// wait strategy, futex wake-ups).
     ///
     /// # Examples
     ///
     /// ```
     /// use shm_ring::{MpmcRing, RingOptions};
-    /// let region = shm_segment::HeapRegion::new(MpmcRing::<u8, ()>::required_size(4));
+    /// let ring = MpmcRing::<u32>::new_heap_with(3, RingOptions::new().round_up(true))?;
+    /// assert_eq!(ring.capacity(), 4);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn new_heap_with(
+        capacity: usize,
+        opts: RingOptions,
+    ) -> Result<MpmcRing<T, HeapRegion>, RingError> {
+        let region = heap_region::<Slot<T>>(capacity, &opts)?;
+        MpmcRing::<T, HeapRegion>::create(region, capacity, opts)
+    }
+}
+
+impl<T: Pod, R: Region> MpmcRing<T, R> {
+    /// Lays out a new, empty ring of `capacity` in `region` and publishes
+    /// its header. Fails if a structure is already there. The capacity is a
+    /// power of two: any other is a [`RingError::Capacity`], unless `opts`
+    /// has [`RingOptions::round_up`], which makes it the next power of two
+    /// (size the region with `required_size`, which counts that one).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::{MpmcRing, RingOptions};
+    /// let region = shm_segment::HeapRegion::new(MpmcRing::<u8>::required_size(4));
     /// let ring = MpmcRing::<u8, _>::create(region, 4, RingOptions::new().blocking(true))?;
     /// assert_eq!(ring.capacity(), 4);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
-    pub fn create(region: R, capacity: u64, opts: RingOptions) -> Result<Self, RingError> {
+    pub fn create(region: R, capacity: usize, opts: RingOptions) -> Result<Self, RingError> {
         let shared =
-            Mapped::create::<T, Slot<T>>(region, &layout::<T>(), capacity, opts, |slot, i| {
+            Shared::create::<T, Slot<T>>(region, &layout::<T>(), capacity, opts, |slot, i| {
                 // SAFETY: `slot` points at a slot inside the region (masked index
                 // of a checked array), not yet shared: the header is unpublished.
                 unsafe {
@@ -340,7 +361,7 @@ impl<T: Pod, R: Region> MpmcRing<T, R> {
     ///
     /// ```
     /// use shm_ring::{MpmcRing, SpscRing};
-    /// let region = shm_segment::HeapRegion::new(MpmcRing::<u64, ()>::required_size(8));
+    /// let region = shm_segment::HeapRegion::new(MpmcRing::<u64>::required_size(8));
     /// let _spsc = SpscRing::<u64, _>::create(&region, 8, Default::default())?;
     /// let err = MpmcRing::<u64, _>::attach(&region).unwrap_err();
     /// assert!(err.to_string().contains("this is a spsc-ring, not a mpmc-ring"));
@@ -348,18 +369,18 @@ impl<T: Pod, R: Region> MpmcRing<T, R> {
     /// ```
     pub fn attach(region: R) -> Result<Self, RingError> {
         Ok(Self::wrap(
-            Mapped::attach::<T, Slot<T>>(region, &layout::<T>())?,
+            Shared::attach::<T, Slot<T>>(region, &layout::<T>())?,
             WaitStrategy::DEFAULT,
         ))
     }
 
-    fn wrap(mapped: Mapped<R>, wait: WaitStrategy) -> Self {
+    fn wrap(shared: Shared<R>, wait: WaitStrategy) -> Self {
         // SAFETY: wired for `Slot<T>`, whose extra block is `Records`.
-        let records = unsafe { mapped.extra::<Records>() };
-        let ctl = mapped.control();
-        let home = Home::new(records, &ctl.head.pos, &ctl.tail.pos, mapped.capacity);
+        let records = unsafe { shared.extra::<Records>() };
+        let ctl = shared.control();
+        let home = Home::new(records, &ctl.head.pos, &ctl.tail.pos, shared.capacity);
         MpmcRing {
-            shared: Arc::new(Inner { mapped, home }),
+            inner: Arc::new(Inner { shared, home }),
             wait,
             _t: PhantomData,
         }
@@ -371,19 +392,19 @@ impl<T: Pod, R: Region> MpmcRing<T, R> {
     ///
     /// ```
     /// use shm_segment::Region;
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// assert!(ring.region().len() >= 4);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn region(&self) -> &R {
-        self.shared.region()
+        self.inner.region()
     }
 }
 
 impl<T: Pod, R> MpmcRing<T, R> {
     #[inline]
     fn seq(&self, pos: u64) -> &AtomicU64 {
-        let slot = self.shared.slot_ptr::<Slot<T>>(pos);
+        let slot = self.inner.slot_ptr::<Slot<T>>(pos);
         // SAFETY: the slot pointer is masked into the checked slot array, and
         // the sequence is an atomic: any bits are valid, sharing is its purpose.
         unsafe { &*addr_of!((*slot).seq) }
@@ -391,7 +412,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
 
     #[inline]
     fn write_value(&self, pos: u64, value: T) {
-        let slot = self.shared.slot_ptr::<Slot<T>>(pos);
+        let slot = self.inner.slot_ptr::<Slot<T>>(pos);
         // SAFETY: in bounds (masked); the caller claimed position `pos`, so
         // no one else reads or writes this value until it is published.
         unsafe { ValueCell::write(addr_of_mut!((*slot).value), value) }
@@ -399,7 +420,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
 
     #[inline]
     fn read_value(&self, pos: u64) -> T {
-        let slot = self.shared.slot_ptr::<Slot<T>>(pos);
+        let slot = self.inner.slot_ptr::<Slot<T>>(pos);
         // SAFETY: in bounds (masked); the caller claimed position `pos`, whose
         // value was published; T is Pod, so any bytes are a valid T.
         unsafe { ValueCell::read(addr_of!((*slot).value)) }
@@ -412,7 +433,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// past the stall limit (with `min > max`, only that count comes back).
     #[inline]
     fn claim_push(&self, lane: &LaneRef<'_>, max: u64, min: u64) -> Result<(u64, u64), u64> {
-        let tail = &self.shared.control().tail.pos;
+        let tail = &self.inner.control().tail.pos;
         let mut pos = tail.load(Ordering::Relaxed);
         let mut announced = false;
         let mut stuck = None;
@@ -465,7 +486,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     #[cold]
     #[inline(never)]
     fn push_stuck(&self, pos: u64, k: u64, mine: usize, stuck: &mut Option<Stuck>) -> Option<u64> {
-        let ctl = self.shared.control();
+        let ctl = self.inner.control();
         let i = pos.wrapping_add(k);
         let s = self.seq(i).load(Ordering::Acquire);
         if s == free_for(i) {
@@ -478,7 +499,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
             return (now != pos).then_some(now);
         }
         // The slot still holds position `q`, a lap back.
-        let q = i.wrapping_sub(self.shared.capacity);
+        let q = i.wrapping_sub(self.inner.capacity);
         // SYNC POINT: as in `ArrayQueue`, this fence orders the load of the
         // sequence before the load of the head: "full" is decided on values
         // that held together. The head's Acquire pairs with the consumers'
@@ -501,7 +522,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if s != free_for(q) + 1 {
             return None; // a state no peer explains: corrupted
         }
-        match st.holder(&self.shared.home, q, true, mine) {
+        match st.holder(&self.inner.home, q, true, mine) {
             Holder::Live => st.wait_live().then_some(pos),
             Holder::Dead => {
                 self.reclaim(q);
@@ -522,12 +543,12 @@ impl<T: Pod, R> MpmcRing<T, R> {
     #[cold]
     fn no_lane(&self) -> PopError {
         PopError::Stalled {
-            position: self.shared.control().head.pos.load(Ordering::Relaxed),
+            position: self.inner.control().head.pos.load(Ordering::Relaxed),
         }
     }
 
     fn claim_pop(&self, lane: &LaneRef<'_>, max: u64) -> Result<(u64, u64), PopError> {
-        let head = &self.shared.control().head.pos;
+        let head = &self.inner.control().head.pos;
         let mut pos = head.load(Ordering::Relaxed);
         let mut announced = false;
         let mut stuck = None;
@@ -575,7 +596,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     #[cold]
     #[inline(never)]
     fn pop_stuck(&self, pos: u64, mine: usize, stuck: &mut Option<Stuck>) -> Result<u64, PopError> {
-        let ctl = self.shared.control();
+        let ctl = self.inner.control();
         let head = &ctl.head.pos;
         let s = self.seq(pos).load(Ordering::Acquire);
         if s == free_for(pos) + 1 {
@@ -620,7 +641,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if s != free_for(pos) {
             return Err(PopError::Empty); // a state no peer explains: corrupted
         }
-        match st.holder(&self.shared.home, pos, false, mine) {
+        match st.holder(&self.inner.home, pos, false, mine) {
             Holder::Live if st.wait_live() => Ok(pos),
             Holder::Dead => {
                 self.skip(pos);
@@ -635,7 +656,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// Whether sequence `s` of the slot of position `pos` says that `pos`
     /// was skipped (free for the next lap, or filled for it already).
     fn is_skipped(&self, pos: u64, s: u64) -> bool {
-        let next_lap = free_for(pos.wrapping_add(self.shared.capacity));
+        let next_lap = free_for(pos.wrapping_add(self.inner.capacity));
         s == next_lap || s == next_lap + 1
     }
 
@@ -643,8 +664,8 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// publishing it (`Home::holder` said so), then moves the head past it.
     #[cold]
     fn skip(&self, pos: u64) {
-        let ctl = self.shared.control();
-        let next_lap = free_for(pos.wrapping_add(self.shared.capacity));
+        let ctl = self.inner.control();
+        let next_lap = free_for(pos.wrapping_add(self.inner.capacity));
         // SYNC POINT: AcqRel; fails if the producer published after all.
         match self.seq(pos).compare_exchange(
             free_for(pos),
@@ -653,7 +674,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
             Ordering::Acquire,
         ) {
             Ok(_) => {
-                self.shared
+                self.inner
                     .home
                     .records()
                     .counts
@@ -669,7 +690,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
             Ordering::Release,
             Ordering::Relaxed,
         );
-        if self.shared.blocking {
+        if self.inner.blocking {
             ctl.room.notify();
         }
     }
@@ -678,7 +699,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// releasing it claimed (`Home::holder` said so), for the next lap.
     #[cold]
     fn reclaim(&self, q: u64) {
-        let next_lap = free_for(q.wrapping_add(self.shared.capacity));
+        let next_lap = free_for(q.wrapping_add(self.inner.capacity));
         // SYNC POINT: AcqRel; fails if the consumer released it after all.
         if self
             .seq(q)
@@ -690,14 +711,14 @@ impl<T: Pod, R> MpmcRing<T, R> {
             )
             .is_ok()
         {
-            self.shared
+            self.inner
                 .home
                 .records()
                 .counts
                 .reclaimed
                 .fetch_add(1, Ordering::Relaxed);
-            if self.shared.blocking {
-                self.shared.control().room.notify();
+            if self.inner.blocking {
+                self.inner.control().room.notify();
             }
         }
     }
@@ -709,8 +730,8 @@ impl<T: Pod, R> MpmcRing<T, R> {
             // SYNC POINT: Release pairs with the consumers' Acquire load in `claim_pop`.
             self.seq(pos).store(free_for(pos) + 1, Ordering::Release);
         }
-        if self.shared.blocking {
-            self.shared.control().items.notify();
+        if self.inner.blocking {
+            self.inner.control().items.notify();
         }
     }
 
@@ -720,12 +741,12 @@ impl<T: Pod, R> MpmcRing<T, R> {
             let pos = first.wrapping_add(i);
             // SYNC POINT: Release pairs with the producers' Acquire load in `claim_push`.
             self.seq(pos).store(
-                free_for(pos.wrapping_add(self.shared.capacity)),
+                free_for(pos.wrapping_add(self.inner.capacity)),
                 Ordering::Release,
             );
         }
-        if self.shared.blocking {
-            self.shared.control().room.notify();
+        if self.inner.blocking {
+            self.inner.control().room.notify();
         }
     }
 
@@ -735,7 +756,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     #[inline]
     fn dies_at<'a>(&self, point: crate::fault::Point, lane: LaneRef<'a>) -> Option<LaneRef<'a>> {
         if crate::fault::hit(point) {
-            self.shared.home.die(lane);
+            self.inner.home.die(lane);
             None
         } else {
             Some(lane)
@@ -749,14 +770,14 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(1)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(1)?;
     /// ring.push(1).unwrap();
     /// assert_eq!(ring.push(2), Err(shm_ring::PushError::Full(2)));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     #[inline]
     pub fn push(&self, value: T) -> Result<(), PushError<T>> {
-        let Some(lane) = self.shared.home.lane() else {
+        let Some(lane) = self.inner.home.lane() else {
             return Err(PushError::Full(value));
         };
         match self.claim_push(&lane, 1, 1) {
@@ -782,7 +803,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(1)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(1)?;
     /// assert!(ring.pop().is_err());
     /// ring.push(5).unwrap();
     /// assert_eq!(ring.pop(), Ok(5));
@@ -790,7 +811,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// ```
     #[inline]
     pub fn pop(&self) -> Result<T, PopError> {
-        let Some(lane) = self.shared.home.lane() else {
+        let Some(lane) = self.inner.home.lane() else {
             return Err(self.no_lane());
         };
         let (pos, _) = self.claim_pop(&lane, 1)?;
@@ -809,16 +830,16 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// assert_eq!(ring.push_slice(&[1, 2, 3, 4, 5]), 4);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn push_slice(&self, values: &[T]) -> usize {
-        let max = (values.len() as u64).min(self.shared.capacity);
+        let max = (values.len() as u64).min(self.inner.capacity);
         if max == 0 {
             return 0;
         }
-        let Some(lane) = self.shared.home.lane() else {
+        let Some(lane) = self.inner.home.lane() else {
             return 0;
         };
         let Ok((first, k)) = self.claim_push(&lane, max, 1) else {
@@ -840,7 +861,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// ring.push_exact(&[1, 2, 3])?;
     /// assert!(ring.push_exact(&[4, 5]).is_err());
     /// assert_eq!(ring.len(), 3);
@@ -851,7 +872,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if n == 0 {
             return Ok(());
         }
-        let Some(lane) = self.shared.home.lane() else {
+        let Some(lane) = self.inner.home.lane() else {
             return Err(BulkError::TooFew {
                 requested: values.len(),
                 available: 0,
@@ -859,7 +880,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         };
         // More than the capacity never fits: the claim then only counts.
         let (first, _) = self
-            .claim_push(&lane, n.min(self.shared.capacity), n)
+            .claim_push(&lane, n.min(self.inner.capacity), n)
             .map_err(|available| BulkError::TooFew {
                 requested: values.len(),
                 available: available as usize,
@@ -883,18 +904,18 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// ring.push_slice(&[1, 2]);
     /// let mut out = [0; 4];
     /// assert_eq!(ring.pop_into(&mut out), 2);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn pop_into(&self, out: &mut [T]) -> usize {
-        let max = (out.len() as u64).min(self.shared.capacity);
+        let max = (out.len() as u64).min(self.inner.capacity);
         if max == 0 {
             return 0;
         }
-        let Some(lane) = self.shared.home.lane() else {
+        let Some(lane) = self.inner.home.lane() else {
             return 0;
         };
         let Ok((first, k)) = self.claim_pop(&lane, max) else {
@@ -919,13 +940,13 @@ impl<T: Pod, R> MpmcRing<T, R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(1)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(1)?;
     /// ring.push(1).unwrap();
     /// assert!(ring.push_blocking(2, Duration::from_millis(5)).is_err());
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn push_blocking(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        let words = &self.shared.control().room;
+        let words = &self.inner.control().room;
         match self
             .waiting()
             .until(words, timeout, None, || self.push(value).ok())
@@ -946,12 +967,12 @@ impl<T: Pod, R> MpmcRing<T, R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// assert_eq!(ring.pop_blocking(Duration::from_millis(5)), Err(shm_ring::PopError::Empty));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn pop_blocking(&self, timeout: Duration) -> Result<T, PopError> {
-        let words = &self.shared.control().items;
+        let words = &self.inner.control().items;
         match self
             .waiting()
             .until(words, timeout, None, || self.pop().ok())
@@ -965,7 +986,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     fn waiting(&self) -> Wait {
         Wait {
             strategy: self.wait,
-            futex: self.shared.blocking,
+            futex: self.inner.blocking,
         }
     }
 
@@ -976,7 +997,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     ///
     /// ```
     /// use shm_ring::{MpmcRing, WaitStrategy};
-    /// let ring = MpmcRing::<u8, _>::new_heap(4)?.with_wait_strategy(WaitStrategy::SpinThenYield);
+    /// let ring = MpmcRing::<u8>::new_heap(4)?.with_wait_strategy(WaitStrategy::SpinThenYield);
     /// assert_eq!(ring.clone().wait_strategy(), WaitStrategy::SpinThenYield);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -990,7 +1011,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// assert_eq!(ring.wait_strategy(), shm_ring::WaitStrategy::DEFAULT);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
@@ -1000,7 +1021,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
 
     /// Empty, or stalled behind a claimed but unpublished position?
     fn why_empty(&self) -> PopError {
-        let ctl = self.shared.control();
+        let ctl = self.inner.control();
         let head = ctl.head.pos.load(Ordering::Acquire);
         let tail = ctl.tail.pos.load(Ordering::Acquire);
         let claimed_unpublished = self.seq(head).load(Ordering::Acquire) == free_for(head);
@@ -1019,14 +1040,14 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(4)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(4)?;
     /// ring.push(1).unwrap();
     /// assert_eq!(ring.pop(), Ok(1));
     /// assert_eq!(ring.recovered().skipped + ring.recovered().reclaimed, 0);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn recovered(&self) -> Recovered {
-        let counts = &self.shared.home.records().counts;
+        let counts = &self.inner.home.records().counts;
         Recovered {
             skipped: counts.skipped.load(Ordering::Relaxed),
             reclaimed: counts.reclaimed.load(Ordering::Relaxed),
@@ -1038,11 +1059,11 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(shm_ring::MpmcRing::<u8, _>::new_heap(8)?.capacity(), 8);
+    /// assert_eq!(shm_ring::MpmcRing::<u8>::new_heap(8)?.capacity(), 8);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn capacity(&self) -> usize {
-        self.shared.capacity as usize
+        self.inner.capacity as usize
     }
 
     /// Claimed positions not yet taken (a snapshot; clamped to the capacity).
@@ -1050,16 +1071,16 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(8)?;
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(8)?;
     /// ring.push(1).unwrap();
     /// assert_eq!(ring.len(), 1);
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn len(&self) -> usize {
-        let ctl = self.shared.control();
+        let ctl = self.inner.control();
         let head = ctl.head.pos.load(Ordering::Acquire);
         let tail = ctl.tail.pos.load(Ordering::Acquire);
-        (tail.wrapping_sub(head) as i64).clamp(0, self.shared.capacity as i64) as usize
+        (tail.wrapping_sub(head) as i64).clamp(0, self.inner.capacity as i64) as usize
     }
 
     /// Whether the ring looks empty now.
@@ -1067,10 +1088,27 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// # Examples
     ///
     /// ```
-    /// assert!(shm_ring::MpmcRing::<u8, _>::new_heap(8)?.is_empty());
+    /// assert!(shm_ring::MpmcRing::<u8>::new_heap(8)?.is_empty());
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether every slot holds an item now (a snapshot: other handles may
+    /// change it at any moment).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ring = shm_ring::MpmcRing::<u8>::new_heap(2)?;
+    /// ring.push_slice(&[1, 2]);
+    /// assert!(ring.is_full());
+    /// ring.pop().unwrap();
+    /// assert!(!ring.is_full());
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
     }
 }

@@ -71,13 +71,17 @@ impl Control {
 /// # Examples
 ///
 /// ```
-/// use shm_ring::{RingOptions, WaitStrategy};
+/// use shm_ring::{inspect, MpmcRing, RingOptions, WaitStrategy};
 /// let opts = RingOptions::new().blocking(true).wait_strategy(WaitStrategy::SpinThenYield);
-/// # let _ = opts;
+/// let ring = MpmcRing::<u64>::new_heap_with(8, opts)?;
+/// assert!(inspect(ring.region())?.blocking); // stored in the ring
+/// assert_eq!(ring.wait_strategy(), WaitStrategy::SpinThenYield); // this handle's
+/// # Ok::<(), shm_ring::RingError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RingOptions {
     blocking: bool,
+    round_up: bool,
     wait: WaitStrategy,
 }
 
@@ -87,7 +91,11 @@ impl RingOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_ring::RingOptions::new();
+    /// use shm_ring::{inspect, RingOptions, SpscRing, WaitStrategy};
+    /// let (tx, _rx) = SpscRing::<u64>::new_heap_with(8, RingOptions::new())?;
+    /// assert!(!inspect(tx.region())?.blocking);
+    /// assert_eq!(tx.wait_strategy(), WaitStrategy::DEFAULT);
+    /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -103,7 +111,11 @@ impl RingOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_ring::RingOptions::new().blocking(true);
+    /// use shm_ring::{inspect, MpmcRing, RingOptions};
+    /// let ring = MpmcRing::<u64>::new_heap_with(8, RingOptions::new().blocking(true))?;
+    /// let other = MpmcRing::<u64, _>::attach(ring.region())?; // as another process would
+    /// assert!(inspect(other.region())?.blocking);
+    /// # Ok::<(), shm_ring::RingError>(())
     /// ```
     pub fn blocking(mut self, blocking: bool) -> Self {
         self.blocking = blocking;
@@ -119,7 +131,7 @@ impl RingOptions {
     ///
     /// ```
     /// use shm_ring::{MpmcRing, RingOptions, WaitStrategy};
-    /// let region = shm_segment::HeapRegion::new(MpmcRing::<u8, ()>::required_size(4));
+    /// let region = shm_segment::HeapRegion::new(MpmcRing::<u8>::required_size(4));
     /// let opts = RingOptions::new().wait_strategy(WaitStrategy::Spin);
     /// let ring = MpmcRing::<u8, _>::create(region, 4, opts)?;
     /// assert_eq!(ring.wait_strategy(), WaitStrategy::Spin);
@@ -130,15 +142,77 @@ impl RingOptions {
         self
     }
 
+    /// Round a capacity that is not a power of two up to the next one
+    /// instead of refusing it: `create` (and every constructor taking
+    /// options) then makes a ring of at least the capacity asked for, and
+    /// [`capacity`](crate::SpscRing::capacity) tells how many slots it has.
+    /// Off by default: a capacity that is not a power of two is then a
+    /// [`RingError::Capacity`], as 0 is either way. The slot index is
+    /// `pos & (capacity - 1)`, hence the powers of two.
+    /// `required_size` always counts the rounded capacity, so a region
+    /// sized with it fits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_ring::{RingError, RingOptions, SpscRing};
+    /// let region = shm_segment::HeapRegion::new(SpscRing::<u32>::required_size(1000));
+    /// let exact = SpscRing::<u32, _>::create(&region, 1000, RingOptions::new());
+    /// assert!(matches!(exact, Err(RingError::Capacity { capacity: 1000, .. })));
+    /// let ring = SpscRing::<u32, _>::create(&region, 1000, RingOptions::new().round_up(true))?;
+    /// assert_eq!(ring.capacity(), 1024);
+    /// # Ok::<(), shm_ring::RingError>(())
+    /// ```
+    pub fn round_up(mut self, round_up: bool) -> Self {
+        self.round_up = round_up;
+        self
+    }
+
     /// The wait strategy these options set.
     pub(crate) fn wait(&self) -> WaitStrategy {
         self.wait
     }
+
+    /// The capacity a ring created with these options gets when `capacity`
+    /// is asked for, and the bytes it needs; the capacity error `create`
+    /// gives otherwise (checked before anything is allocated or touched).
+    pub(crate) fn sized<S: RingSlot>(
+        &self,
+        capacity: usize,
+        target: impl Fn() -> shm_segment::Target,
+    ) -> Result<(u64, u64), RingError> {
+        let bad = |reason| RingError::Capacity {
+            target: target(),
+            capacity: capacity as u64,
+            reason,
+        };
+        if capacity == 0 {
+            return Err(bad("it must be at least 1"));
+        }
+        let capacity = if self.round_up {
+            capacity
+                .checked_next_power_of_two()
+                .ok_or_else(|| bad("it has no power of two above it"))?
+        } else {
+            capacity
+        };
+        if !capacity.is_power_of_two() {
+            return Err(bad(
+                "it must be a power of two (or see RingOptions::round_up)",
+            ));
+        }
+        let capacity = capacity as u64;
+        let size = Layout::<S>::size(capacity)
+            .filter(|&size| size <= isize::MAX as u64)
+            .ok_or_else(|| bad("the ring would not fit in memory"))?;
+        Ok((capacity, size))
+    }
 }
 
-/// The process-local view of a ring: the region, and everything read from
+/// The process-local view of a ring (its `Shared` state: every handle of one
+/// mapping holds it, as the field `shared`): the region, and everything read from
 /// the header once at create or attach time (never re-read).
-pub(crate) struct Mapped<R> {
+pub(crate) struct Shared<R> {
     region: R,
     control: *const Control,
     /// First slot; slot `i` is at `slots + i * stride`.
@@ -152,12 +226,12 @@ pub(crate) struct Mapped<R> {
     pub(crate) blocking: bool,
 }
 
-// SAFETY: the pointers point into `region`, which the Mapped owns; all shared
+// SAFETY: the pointers point into `region`, which the Shared owns; all shared
 // access through them is by atomics or by the ring protocol's exclusive
 // ownership of a slot, which is what makes the ring usable across threads.
-unsafe impl<R: Send> Send for Mapped<R> {}
+unsafe impl<R: Send> Send for Shared<R> {}
 // SAFETY: as above.
-unsafe impl<R: Sync> Sync for Mapped<R> {}
+unsafe impl<R: Sync> Sync for Shared<R> {}
 
 /// What a flavour's slot type says about the layout: the block it keeps
 /// between the control block and the slots (`()` for none).
@@ -290,13 +364,13 @@ fn validate_header<R: Region>(
     Ok(info)
 }
 
-impl<R: Region> Mapped<R> {
+impl<R: Region> Shared<R> {
     /// Lays out a new ring in `region` and publishes its header last.
     /// `init_slot` prepares slot `i` (MPMC writes sequence numbers).
     pub(crate) fn create<T, S: RingSlot>(
         region: R,
         layout: &Layout<S>,
-        capacity: u64,
+        capacity: usize,
         opts: RingOptions,
         init_slot: impl Fn(*mut S, u64),
     ) -> Result<Self, RingError> {
@@ -304,16 +378,7 @@ impl<R: Region> Mapped<R> {
         if std::mem::size_of::<T>() == 0 {
             return Err(RingError::ZeroSized { target });
         }
-        let bad = |reason| RingError::Capacity {
-            target: region.target(),
-            capacity,
-            reason,
-        };
-        if capacity == 0 || !capacity.is_power_of_two() {
-            return Err(bad("it must be a power of two, at least 1"));
-        }
-        let needed =
-            Layout::<S>::size(capacity).ok_or_else(|| bad("the ring would not fit in memory"))?;
+        let (capacity, needed) = opts.sized::<S>(capacity, || region.target())?;
         if needed > region.len() as u64 {
             return Err(RingError::RegionTooSmall {
                 target,
@@ -325,18 +390,18 @@ impl<R: Region> Mapped<R> {
         // Refuse to overwrite a live structure before touching any byte.
         Header::check_vacant(&region)?;
         region.fill(HEADER_SIZE, needed as usize - HEADER_SIZE, 0)?;
-        let mapped = Self::wire::<S>(region, capacity)?;
+        let shared = Self::wire::<S>(region, capacity)?;
         let flags = if opts.blocking { FLAG_BLOCKING } else { 0 };
         // SAFETY: `wire` checked the control block is in bounds and aligned;
         // nobody else uses it before the header is published below.
-        unsafe { mapped.control.cast_mut().write(Control::new(flags)) };
-        if !mapped.extra.is_null() {
+        unsafe { shared.control.cast_mut().write(Control::new(flags)) };
+        if !shared.extra.is_null() {
             // SAFETY: `wire` checked the extra block is in bounds and aligned;
             // nobody else uses it before the header is published below.
-            unsafe { S::init_extra(mapped.extra.cast_mut().cast()) };
+            unsafe { S::init_extra(shared.extra.cast_mut().cast()) };
         }
         for i in 0..capacity {
-            init_slot(mapped.slot_ptr::<S>(i), i);
+            init_slot(shared.slot_ptr::<S>(i), i);
         }
         let info = HeaderInfo::new(
             layout.kind,
@@ -347,10 +412,10 @@ impl<R: Region> Mapped<R> {
             needed,
         );
         // SYNC POINT: the header's Release publish covers the slots and flags above.
-        Header::init(&mapped.region, &info)?;
-        Ok(Mapped {
+        Header::init(&shared.region, &info)?;
+        Ok(Shared {
             blocking: opts.blocking,
-            ..mapped
+            ..shared
         })
     }
 
@@ -365,9 +430,9 @@ impl<R: Region> Mapped<R> {
         }
         let expect = Expect::of::<T>(layout.kind, layout.version);
         let info = validate_header(&region, &expect, |info| Layout::<S>::size(info.capacity))?;
-        let mapped = Self::wire::<S>(region, info.capacity)?;
-        let blocking = mapped.control().flags.load(Ordering::Relaxed) & FLAG_BLOCKING != 0;
-        Ok(Mapped { blocking, ..mapped })
+        let shared = Self::wire::<S>(region, info.capacity)?;
+        let blocking = shared.control().flags.load(Ordering::Relaxed) & FLAG_BLOCKING != 0;
+        Ok(Shared { blocking, ..shared })
     }
 
     /// Checks bounds and alignment of the control block and the slots once;
@@ -387,7 +452,7 @@ impl<R: Region> Mapped<R> {
             Layout::<S>::slots_offset(),
             capacity as usize,
         )?;
-        Ok(Mapped {
+        Ok(Shared {
             region,
             control,
             extra,
@@ -403,7 +468,7 @@ impl<R: Region> Mapped<R> {
     }
 }
 
-impl<R> Mapped<R> {
+impl<R> Shared<R> {
     pub(crate) fn control(&self) -> &Control {
         // SAFETY: checked in bounds and aligned in `wire`; the region lives as
         // long as `self`; Control holds only atomics, valid for any bits and
@@ -476,22 +541,29 @@ pub(crate) fn role_abandoned(word: &AtomicU64) -> bool {
     owner_gone(word.load(Ordering::Acquire))
 }
 
-/// A zeroed heap region for a ring of `capacity` slots of `S`, or the
-/// capacity error `create` would give (checked before allocating anything).
-pub(crate) fn heap_region<S: RingSlot>(capacity: usize) -> Result<HeapRegion, RingError> {
-    let capacity = capacity as u64;
-    let bad = |reason| RingError::Capacity {
-        target: shm_segment::Target::Heap,
-        capacity,
-        reason,
-    };
-    if capacity == 0 || !capacity.is_power_of_two() {
-        return Err(bad("it must be a power of two, at least 1"));
-    }
-    let size = Layout::<S>::size(capacity)
-        .filter(|&size| size <= isize::MAX as u64)
-        .ok_or_else(|| bad("the ring would not fit in memory"))?;
+/// A zeroed heap region for a ring of `capacity` slots of `S` (rounded up
+/// as `opts` says), or the capacity error `create` would give (checked
+/// before allocating anything).
+pub(crate) fn heap_region<S: RingSlot>(
+    capacity: usize,
+    opts: &RingOptions,
+) -> Result<HeapRegion, RingError> {
+    let (_, size) = opts.sized::<S>(capacity, || shm_segment::Target::Heap)?;
     Ok(HeapRegion::try_new(size as usize)?)
+}
+
+/// The bytes `required_size` gives: the layout of `capacity` slots rounded
+/// up to a power of two.
+///
+/// # Panics
+///
+/// If the size does not fit in memory.
+pub(crate) fn required_size<S: RingSlot>(capacity: usize) -> usize {
+    capacity
+        .checked_next_power_of_two()
+        .and_then(|c| Layout::<S>::size(c.max(1) as u64))
+        .filter(|&size| size <= isize::MAX as u64)
+        .expect("capacity too large") as usize
 }
 
 /// What [`inspect`] reads of a ring: its header and live positions.
@@ -582,7 +654,7 @@ impl RingInfo {
 ///
 /// ```
 /// use shm_ring::{inspect, SpscRing};
-/// let region = shm_segment::HeapRegion::new(SpscRing::<u64, ()>::required_size(8));
+/// let region = shm_segment::HeapRegion::new(SpscRing::<u64>::required_size(8));
 /// let ring = SpscRing::<u64, _>::create(&region, 8, Default::default())?;
 /// let mut tx = ring.producer()?;
 /// tx.push_slice(&[1, 2, 3]);

@@ -83,7 +83,7 @@ pub(crate) const RELEASED: u64 = u64::MAX;
 /// let opts = RingOptions::new()
 ///     .blocking(true)
 ///     .wait_strategy(WaitStrategy::SpinYieldThenPark { spins: 0, yields: 4 });
-/// let region = shm_segment::HeapRegion::new(SpscRing::<u64, ()>::required_size(8));
+/// let region = shm_segment::HeapRegion::new(SpscRing::<u64>::required_size(8));
 /// let ring = SpscRing::<u64, _>::create(region, 8, opts)?;
 /// let rx = ring.consumer()?;
 /// assert_eq!(rx.wait_strategy(), WaitStrategy::SpinYieldThenPark { spins: 0, yields: 4 });
@@ -161,7 +161,7 @@ enum Step {
 // every registration, bits 44..64 the generation, bumped by every reset.
 const COUNT_BITS: u32 = 24;
 const TICKET_BITS: u32 = 20;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+pub(crate) const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 const TICKET_SHIFT: u32 = COUNT_BITS;
 const TICKET_MASK: u64 = ((1 << TICKET_BITS) - 1) << TICKET_SHIFT;
 const GEN_SHIFT: u32 = COUNT_BITS + TICKET_BITS;
@@ -196,6 +196,13 @@ pub(crate) struct WaitWords {
     waiters: StdAtomicU64,
 }
 
+/// Where the futex word is in [`WaitWords`] (for `layout`).
+#[cfg(not(loom))]
+pub(crate) const SEQ_AT: usize = std::mem::offset_of!(WaitWords, seq);
+/// Where the sleeper count is in [`WaitWords`] (for `layout`).
+#[cfg(not(loom))]
+pub(crate) const WAITERS_AT: usize = std::mem::offset_of!(WaitWords, waiters);
+
 /// What the blocking machinery did on the calling thread, for tests of it
 /// (see [`thread_counts`]). Not part of the stable API.
 ///
@@ -203,7 +210,7 @@ pub(crate) struct WaitWords {
 ///
 /// ```
 /// let before = shm_ring::thread_counts();
-/// let ring = shm_ring::MpmcRing::<u8, _>::new_heap(1)?;
+/// let ring = shm_ring::MpmcRing::<u8>::new_heap(1)?;
 /// ring.push(1).unwrap(); // nobody sleeps: no syscall
 /// assert_eq!(shm_ring::thread_counts().futex_wakes, before.futex_wakes);
 /// # Ok::<(), shm_ring::RingError>(())

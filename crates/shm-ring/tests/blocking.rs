@@ -43,13 +43,13 @@ fn assert_timed(t0: Instant, what: &str) {
 }
 
 fn spsc(cap: usize, blocking: bool) -> SpscRing<u64, HeapRegion> {
-    let region = HeapRegion::new(SpscRing::<u64, ()>::required_size(cap));
-    SpscRing::create(region, cap as u64, RingOptions::new().blocking(blocking)).unwrap()
+    let region = HeapRegion::new(SpscRing::<u64>::required_size(cap));
+    SpscRing::create(region, cap, RingOptions::new().blocking(blocking)).unwrap()
 }
 
 fn mpmc(cap: usize, blocking: bool) -> MpmcRing<u64, HeapRegion> {
-    let region = HeapRegion::new(MpmcRing::<u64, ()>::required_size(cap));
-    MpmcRing::create(region, cap as u64, RingOptions::new().blocking(blocking)).unwrap()
+    let region = HeapRegion::new(MpmcRing::<u64>::required_size(cap));
+    MpmcRing::create(region, cap, RingOptions::new().blocking(blocking)).unwrap()
 }
 
 #[test]
@@ -144,16 +144,16 @@ fn longest_timeout_does_not_panic() {
 fn impossible_heap_capacities_are_errors() {
     // Not a power of two: refused by `create`.
     assert!(matches!(
-        SpscRing::<u64, _>::new_heap(3),
+        SpscRing::<u64>::new_heap(3),
         Err(RingError::Capacity { capacity: 3, .. })
     ));
     assert!(matches!(
-        MpmcRing::<u64, _>::new_heap(0),
+        MpmcRing::<u64>::new_heap(0),
         Err(RingError::Capacity { capacity: 0, .. })
     ));
     // So large that the byte size overflows.
-    let spsc = catch_unwind(|| SpscRing::<u64, _>::new_heap(1 << 62).map(|_| ()));
-    let mpmc = catch_unwind(|| MpmcRing::<u64, _>::new_heap(1 << 62).map(|_| ()));
+    let spsc = catch_unwind(|| SpscRing::<u64>::new_heap(1 << 62).map(|_| ()));
+    let mpmc = catch_unwind(|| MpmcRing::<u64>::new_heap(1 << 62).map(|_| ()));
     assert!(
         matches!(spsc, Ok(Err(RingError::Capacity { .. }))),
         "SpscRing::new_heap(1 << 62) panicked instead of returning RingError::Capacity"
@@ -168,7 +168,7 @@ fn impossible_heap_capacities_are_errors() {
 /// position carries over.
 #[test]
 fn roles_are_given_back() {
-    let region = HeapRegion::new(SpscRing::<u64, ()>::required_size(4));
+    let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
     let ring = SpscRing::<u64, _>::create(&region, 4, RingOptions::new()).unwrap();
     let other = SpscRing::<u64, _>::attach(&region).unwrap();
     let mut tx = ring.producer().unwrap();
@@ -207,13 +207,13 @@ const CAP: usize = 4;
 /// A blocking SPSC ring of `u64` in a fresh POSIX segment (unlinked on drop).
 fn posix_ring(what: &str) -> (String, PosixShm, Mapping) {
     let name = common::posix_name(what);
-    let size = SpscRing::<u64, ()>::required_size(CAP);
+    let size = SpscRing::<u64>::required_size(CAP);
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
         .create(&name, size)
         .unwrap();
     let map = shm.map().unwrap();
-    SpscRing::<u64, _>::create(&map, CAP as u64, RingOptions::new().blocking(true)).unwrap();
+    SpscRing::<u64, _>::create(&map, CAP, RingOptions::new().blocking(true)).unwrap();
     (name, shm, map)
 }
 
@@ -440,7 +440,7 @@ fn a_sleeper_killed_in_the_futex_is_forgotten() {
 /// left by a dead sleeper (written as it would be left) costs one syscall.
 #[test]
 fn mpmc_sleeper_counts_heal() {
-    let region = HeapRegion::new(MpmcRing::<u64, ()>::required_size(2));
+    let region = HeapRegion::new(MpmcRing::<u64>::required_size(2));
     let ring = MpmcRing::<u64, _>::create(&region, 2, RingOptions::new().blocking(true)).unwrap();
     // One registration: count 1, ticket 1, generation 0.
     let dead_sleeper = 1 | (1 << 24);
@@ -474,8 +474,8 @@ fn a_publish_without_a_wake_up_is_found() {
     let limit = Duration::from_secs(10);
     let opts = RingOptions::new().blocking(true);
     // SPSC: the value in slot 0, then the tail.
-    let size = SpscRing::<u64, ()>::required_size(CAP);
-    let ring = SpscRing::<u64, _>::create(HeapRegion::new(size), CAP as u64, opts).unwrap();
+    let size = SpscRing::<u64>::required_size(CAP);
+    let ring = SpscRing::<u64, _>::create(HeapRegion::new(size), CAP, opts).unwrap();
     let _tx = ring.producer().unwrap();
     let mut rx = ring.consumer().unwrap();
     let region = ring.region();
@@ -485,7 +485,7 @@ fn a_publish_without_a_wake_up_is_found() {
         let _ = done.send((rx.pop_blocking(Duration::MAX), t0.elapsed()));
     });
     await_sleeper(region, common::ITEMS_SEQ + 8, "the SPSC consumer");
-    let slots = common::slots_offset(size, CAP, 8);
+    let slots = common::spsc_slots_offset::<u64>();
     region.write_pod(slots, &42u64).unwrap();
     region
         .atomic_u64(common::TAIL_POS)
@@ -499,8 +499,8 @@ fn a_publish_without_a_wake_up_is_found() {
 
     // MPMC: the claim (tail), the value, then the slot's sequence (2p + 1
     // for p = 0).
-    let size = MpmcRing::<u64, ()>::required_size(CAP);
-    let ring = MpmcRing::<u64, _>::create(HeapRegion::new(size), CAP as u64, opts).unwrap();
+    let size = MpmcRing::<u64>::required_size(CAP);
+    let ring = MpmcRing::<u64, _>::create(HeapRegion::new(size), CAP, opts).unwrap();
     let sleeper = ring.clone();
     let (done, woke) = mpsc::channel();
     std::thread::spawn(move || {
@@ -508,7 +508,7 @@ fn a_publish_without_a_wake_up_is_found() {
     });
     let region = ring.region();
     await_sleeper(region, common::ITEMS_SEQ + 8, "the MPMC consumer");
-    let slots = common::slots_offset(size, CAP, common::mpmc_slot_size::<u64>());
+    let slots = common::mpmc_slots_offset::<u64>();
     region
         .atomic_u64(common::TAIL_POS)
         .unwrap()

@@ -46,14 +46,14 @@ fn header_error(err: RingError) -> HeaderError {
 const CAP: usize = 16;
 
 fn spsc_bytes() -> Vec<u8> {
-    let region = HeapRegion::new(SpscRing::<u64, ()>::required_size(CAP));
-    SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap();
+    let region = HeapRegion::new(SpscRing::<u64>::required_size(CAP));
+    SpscRing::<u64, _>::create(&region, CAP, RingOptions::new()).unwrap();
     region.to_vec()
 }
 
 fn mpmc_bytes() -> Vec<u8> {
-    let region = HeapRegion::new(MpmcRing::<u64, ()>::required_size(CAP));
-    MpmcRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap();
+    let region = HeapRegion::new(MpmcRing::<u64>::required_size(CAP));
+    MpmcRing::<u64, _>::create(&region, CAP, RingOptions::new()).unwrap();
     region.to_vec()
 }
 
@@ -269,10 +269,10 @@ fn wrong_element_size_or_alignment() {
 
 /// Bytes a ring of `cap` u64 slots needs, from the ring's own arithmetic.
 fn spsc_size(cap: usize) -> u64 {
-    SpscRing::<u64, ()>::required_size(cap) as u64
+    common::spsc_size::<u64>(cap as u64).unwrap()
 }
 fn mpmc_size(cap: usize) -> u64 {
-    MpmcRing::<u64, ()>::required_size(cap) as u64
+    common::mpmc_size::<u64>(cap as u64).unwrap()
 }
 
 #[test]
@@ -411,41 +411,41 @@ fn bad_total_size_and_small_regions() {
 
 #[test]
 fn create_refuses_bad_arguments() {
-    let region = HeapRegion::new(SpscRing::<u64, ()>::required_size(CAP));
+    let region = HeapRegion::new(SpscRing::<u64>::required_size(CAP));
     for cap in [0, 3, 12, 1 << 63] {
         let err = SpscRing::<u64, _>::create(&region, cap, RingOptions::new()).unwrap_err();
         assert!(
-            matches!(err, RingError::Capacity { capacity, .. } if capacity == cap),
+            matches!(err, RingError::Capacity { capacity, .. } if capacity == cap as u64),
             "{err:?}"
         );
         let err = MpmcRing::<u64, _>::create(&region, cap, RingOptions::new()).unwrap_err();
         assert!(
-            matches!(err, RingError::Capacity { capacity, .. } if capacity == cap),
+            matches!(err, RingError::Capacity { capacity, .. } if capacity == cap as u64),
             "{err:?}"
         );
     }
-    let err = SpscRing::<u64, _>::create(&region, 2 * CAP as u64, RingOptions::new()).unwrap_err();
+    let err = SpscRing::<u64, _>::create(&region, 2 * CAP, RingOptions::new()).unwrap_err();
     assert!(
         matches!(err, RingError::RegionTooSmall { needed, actual, .. }
             if needed == spsc_size(2 * CAP) && actual == spsc_size(CAP)),
         "{err:?}"
     );
-    let err = MpmcRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err();
+    let err = MpmcRing::<u64, _>::create(&region, CAP, RingOptions::new()).unwrap_err();
     assert!(matches!(err, RingError::RegionTooSmall { .. }), "{err:?}");
-    let err = SpscRing::<(), _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err();
+    let err = SpscRing::<(), _>::create(&region, CAP, RingOptions::new()).unwrap_err();
     assert!(matches!(err, RingError::ZeroSized { .. }), "{err:?}");
-    let err = MpmcRing::<(), _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err();
+    let err = MpmcRing::<(), _>::create(&region, CAP, RingOptions::new()).unwrap_err();
     assert!(matches!(err, RingError::ZeroSized { .. }), "{err:?}");
 
     // Nothing was written by the refusals; a real create works once. (An
     // MPMC ring, with its claim records, needs more room than this SPSC
     // ring: it is refused on a region big enough for both.)
     assert!(region.to_vec().iter().all(|&b| b == 0));
-    SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap();
-    let big = HeapRegion::new(MpmcRing::<u8, ()>::required_size(4).max(spsc_size(CAP) as usize));
-    SpscRing::<u64, _>::create(&big, CAP as u64, RingOptions::new()).unwrap();
+    SpscRing::<u64, _>::create(&region, CAP, RingOptions::new()).unwrap();
+    let big = HeapRegion::new(MpmcRing::<u8>::required_size(4).max(spsc_size(CAP) as usize));
+    SpscRing::<u64, _>::create(&big, CAP, RingOptions::new()).unwrap();
     for err in [
-        SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap_err(),
+        SpscRing::<u64, _>::create(&region, CAP, RingOptions::new()).unwrap_err(),
         MpmcRing::<u8, _>::create(&big, 4, RingOptions::new()).unwrap_err(),
     ] {
         assert_eq!(
@@ -483,18 +483,18 @@ fn read_only_mapping_is_refused() {
 
     // Creating on a read-only mapping is refused.
     let name = common::posix_name("ring-ro");
-    let size = MpmcRing::<u64, ()>::required_size(CAP);
+    let size = MpmcRing::<u64>::required_size(CAP);
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
         .create(&name, size)
         .unwrap();
     let ro = shm.map_read_only().unwrap();
-    let err = MpmcRing::<u64, _>::create(&ro, CAP as u64, RingOptions::new()).unwrap_err();
+    let err = MpmcRing::<u64, _>::create(&ro, CAP, RingOptions::new()).unwrap_err();
     assert!(
         matches!(err, RingError::Segment(Error::ReadOnly { .. })),
         "{err:?}"
     );
-    let err = SpscRing::<u64, _>::create(&ro, CAP as u64, RingOptions::new()).unwrap_err();
+    let err = SpscRing::<u64, _>::create(&ro, CAP, RingOptions::new()).unwrap_err();
     assert!(
         matches!(err, RingError::Segment(Error::ReadOnly { .. })),
         "{err:?}"
@@ -502,14 +502,14 @@ fn read_only_mapping_is_refused() {
 
     // Attaching: an MPMC ring here, an SPSC ring in a second segment that a
     // child process maps read-only too.
-    MpmcRing::<u64, _>::create(shm.map().unwrap(), CAP as u64, RingOptions::new()).unwrap();
+    MpmcRing::<u64, _>::create(shm.map().unwrap(), CAP, RingOptions::new()).unwrap();
     let mpmc = MpmcRing::<u64, _>::attach(&ro).map(|_| ());
     let spsc_name = common::posix_name("ring-ro");
     let spsc_shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&spsc_name, SpscRing::<u64, ()>::required_size(CAP))
+        .create(&spsc_name, SpscRing::<u64>::required_size(CAP))
         .unwrap();
-    SpscRing::<u64, _>::create(spsc_shm.map().unwrap(), CAP as u64, RingOptions::new()).unwrap();
+    SpscRing::<u64, _>::create(spsc_shm.map().unwrap(), CAP, RingOptions::new()).unwrap();
     let spsc = SpscRing::<u64, _>::attach(spsc_shm.map_read_only().unwrap()).map(|_| ());
     let child = common::Running::child(TEST, &spsc_name).wait(common::HANG);
     assert!(
@@ -809,7 +809,7 @@ fn plausible_header(rng: &mut Rng, bytes: &mut [u8]) {
 // Scribbling over a live ring.
 
 /// Where the words worth scribbling over are, for a ring of `cap` slots.
-fn targets(region: &impl Region, mpmc: bool, cap: usize) -> Vec<usize> {
+fn targets(mpmc: bool, cap: usize) -> Vec<usize> {
     let mut words = vec![
         common::TAIL_POS,
         common::TAIL_OWNER,
@@ -817,16 +817,13 @@ fn targets(region: &impl Region, mpmc: bool, cap: usize) -> Vec<usize> {
         common::HEAD_OWNER,
     ];
     // The futex words and sleeper counts (items, room) and the flags.
-    let line = common::HEAD_POS - common::TAIL_POS;
-    for i in 2..common::CONTROL_LINES {
-        words.push(common::CONTROL_OFFSET + i * line);
-    }
+    words.extend([common::ITEMS_SEQ, common::ROOM_SEQ, common::FLAGS]);
     words.extend([common::ITEMS_WAITERS, common::ROOM_WAITERS]);
     // Header fields: read once at attach, so live handles must not care.
     words.extend([OFF_CAPACITY, OFF_TOTAL, OFF_VERSION]);
     if mpmc {
         let slot = common::mpmc_slot_size::<u64>();
-        let slots = common::slots_offset(region.len(), cap, slot);
+        let slots = common::mpmc_slots_offset::<u64>();
         words.extend((0..cap).map(|i| slots + i * slot));
         // The recovery counts and the claim records (owner, first
         // position, length) of the first lanes, which this thread binds.
@@ -884,7 +881,7 @@ fn spsc_ops<R: Region>(
     scribbling: bool,
 ) {
     let cap = ring.capacity();
-    let words = targets(region, false, cap);
+    let words = targets(false, cap);
     let (Ok(mut tx), Ok(mut rx)) = (ring.producer(), ring.consumer()) else {
         return; // a random owner word named a live process: nothing to run
     };
@@ -911,7 +908,7 @@ fn spsc_ops<R: Region>(
                     assert_eq!(a.len() + b.len(), n);
                     a.fill(3);
                     b.fill(4);
-                    chunk.commit(rng.below(n as u64 + 2) as usize);
+                    chunk.commit(rng.below(n as u64 + 1) as usize);
                 }
             }
             5 => drop(rx.pop()),
@@ -928,7 +925,7 @@ fn spsc_ops<R: Region>(
                     // SAFETY: this thread is the only user of the ring.
                     let (a, b) = unsafe { chunk.as_slices() };
                     assert_eq!(a.len() + b.len(), n);
-                    chunk.commit(rng.below(n as u64 + 2) as usize);
+                    chunk.commit(rng.below(n as u64 + 1) as usize);
                 }
             }
             10 => {
@@ -969,7 +966,7 @@ fn mpmc_ops<R: Region>(
     scribbling: bool,
 ) {
     let cap = ring.capacity();
-    let words = targets(region, true, cap);
+    let words = targets(true, cap);
     let other = ring.clone();
     let mut buf = vec![0u64; 2 * cap + 2];
     for _ in 0..ops {
@@ -1012,13 +1009,10 @@ fn scribbled_spsc_never_panics_or_hangs() {
             }
             let cap = [1, 2, 4, 16, 64][round % 5];
             let blocking = round % 3 == 0;
-            let region = Guarded::new(SpscRing::<u64, ()>::required_size(cap));
-            let ring = SpscRing::<u64, _>::create(
-                &region,
-                cap as u64,
-                RingOptions::new().blocking(blocking),
-            )
-            .unwrap();
+            let region = Guarded::new(SpscRing::<u64>::required_size(cap));
+            let ring =
+                SpscRing::<u64, _>::create(&region, cap, RingOptions::new().blocking(blocking))
+                    .unwrap();
             spsc_ops(&ring, &mut rng, &region, 300, true);
         }
     });
@@ -1036,13 +1030,10 @@ fn scribbled_mpmc_never_panics_or_hangs() {
             }
             let cap = [1, 2, 4, 16, 64][round % 5];
             let blocking = round % 3 == 0;
-            let region = Guarded::new(MpmcRing::<u64, ()>::required_size(cap));
-            let ring = MpmcRing::<u64, _>::create(
-                &region,
-                cap as u64,
-                RingOptions::new().blocking(blocking),
-            )
-            .unwrap();
+            let region = Guarded::new(MpmcRing::<u64>::required_size(cap));
+            let ring =
+                MpmcRing::<u64, _>::create(&region, cap, RingOptions::new().blocking(blocking))
+                    .unwrap();
             mpmc_ops(&ring, &mut rng, &region, 300, true);
         }
     });
@@ -1060,7 +1051,7 @@ fn mpmc_operations_give_up_when_every_lane_is_held() {
     let holder = shm_segment::ProcessId::of(peer.id()).expect("the peer's id");
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+        let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
         for lane in 0..common::LANES {
             let at = common::LANES_OFFSET + lane * common::LANE_SIZE;
             ring.region().write_pod(at, &holder.to_word()).unwrap();

@@ -145,10 +145,12 @@ fn inherited_consumer_is_inert<R: Region>(
 fn inherited_producer_is_inert_and_keeps_the_role() -> CaseResult {
     let name = posix_name("ring-fork-producer");
     let _guard = UnlinkGuard(name.clone());
-    let size = SpscRing::<u64, ()>::required_size(CAP);
-    let shm = PosixOptions::new().create(&name, size).map_err(err)?;
+    let size = SpscRing::<u64>::required_size(CAP);
+    let shm = PosixOptions::new()
+        .create(&name, size)
+        .map_err(err)?;
     let map = shm.map().map_err(err)?;
-    let ring = SpscRing::<u64, _>::create(&map, CAP as u64, RingOptions::new()).map_err(err)?;
+    let ring = SpscRing::<u64, _>::create(&map, CAP, RingOptions::new()).map_err(err)?;
     let mut tx = Some(ring.producer().map_err(err)?);
     let mut rx = ring.consumer().map_err(err)?;
     tx.as_mut().unwrap().push(1).map_err(err)?;
@@ -192,8 +194,8 @@ fn inherited_producer_is_inert_and_keeps_the_role() -> CaseResult {
 /// third forked process is refused, and the parent pops on. The ring lives
 /// in anonymous shared memory.
 fn inherited_consumer_is_inert_and_keeps_the_role() -> CaseResult {
-    let region = AnonShared::new(SpscRing::<u64, ()>::required_size(CAP)).map_err(err)?;
-    let ring = SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).map_err(err)?;
+    let region = AnonShared::new(SpscRing::<u64>::required_size(CAP)).map_err(err)?;
+    let ring = SpscRing::<u64, _>::create(&region, CAP, RingOptions::new()).map_err(err)?;
     let mut tx = ring.producer().map_err(err)?;
     let mut rx = Some(ring.consumer().map_err(err)?);
     check(tx.push_slice(&[1, 2, 3]) == 3, || "push_slice".into())?;
@@ -229,8 +231,8 @@ fn inherited_consumer_is_inert_and_keeps_the_role() -> CaseResult {
 /// `write_bytes` and `commit` change nothing; the parent's chunk publishes
 /// what the parent wrote.
 fn chunk_alive_across_fork_is_inert_in_the_child() -> CaseResult {
-    let region = AnonShared::new(SpscRing::<u64, ()>::required_size(CAP)).map_err(err)?;
-    let ring = SpscRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).map_err(err)?;
+    let region = AnonShared::new(SpscRing::<u64>::required_size(CAP)).map_err(err)?;
+    let ring = SpscRing::<u64, _>::create(&region, CAP, RingOptions::new()).map_err(err)?;
     let mut tx = ring.producer().map_err(err)?;
     let mut rx = ring.consumer().map_err(err)?;
     let mut chunk = Some(tx.write_chunk(2).map_err(err)?);
@@ -271,7 +273,7 @@ fn chunk_alive_across_fork_is_inert_in_the_child() -> CaseResult {
 /// takes the consumer role and the parent the producer role after it.
 /// Once the child has exited, its role is taken over (its holder is dead).
 fn spsc_ring_created_before_fork_roles_taken_after() -> CaseResult {
-    let region = AnonShared::new(SpscRing::<u64, ()>::required_size(64)).map_err(err)?;
+    let region = AnonShared::new(SpscRing::<u64>::required_size(64)).map_err(err)?;
     let opts = RingOptions::new().blocking(true);
     let ring = SpscRing::<u64, _>::create(&region, 64, opts).map_err(err)?;
     let mut child = Forked::spawn(|| {
@@ -301,7 +303,7 @@ fn spsc_ring_created_before_fork_roles_taken_after() -> CaseResult {
 /// the parent pops.
 fn mpmc_ring_inherited_by_the_child_works() -> CaseResult {
     let opts = RingOptions::new().blocking(true);
-    let size = MpmcRing::<u64, ()>::required_size(64);
+    let size = MpmcRing::<u64>::required_size(64);
     let (up_region, down_region) = (
         AnonShared::new(size).map_err(err)?,
         AnonShared::new(size).map_err(err)?,
@@ -352,7 +354,7 @@ fn report_claimed_and_wait() {
 /// excludes when looking for the claimer, recognises as a dead process's
 /// and skips.
 fn mpmc_forked_child_claims_in_its_own_lane() -> CaseResult {
-    let size = MpmcRing::<u64, ()>::required_size(CAP);
+    let size = MpmcRing::<u64>::required_size(CAP);
     let region = AnonShared::new(size).map_err(err)?;
     let flag_region = AnonShared::new(8).map_err(err)?;
     let flag = flag_region.atomic_u64(0).map_err(err)?;
@@ -360,7 +362,7 @@ fn mpmc_forked_child_claims_in_its_own_lane() -> CaseResult {
         flag as *const _ as usize,
         std::sync::atomic::Ordering::SeqCst,
     );
-    let ring = MpmcRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).map_err(err)?;
+    let ring = MpmcRing::<u64, _>::create(&region, CAP, RingOptions::new()).map_err(err)?;
     // The parent's thread binds a lane; the child inherits that binding's cache.
     ring.push(0).map_err(err)?;
     check(ring.pop() == Ok(0), || {

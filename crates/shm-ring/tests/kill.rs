@@ -142,10 +142,10 @@ fn killed_producer_leaves_a_clean_prefix() {
     let name = common::posix_name("ring-kill");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, SpscRing::<Record, ()>::required_size(CAP))
+        .create(&name, SpscRing::<Record>::required_size(CAP))
         .unwrap();
     let map = shm.map().unwrap();
-    let ring = SpscRing::<Record, _>::create(&map, CAP as u64, RingOptions::new()).unwrap();
+    let ring = SpscRing::<Record, _>::create(&map, CAP, RingOptions::new()).unwrap();
     let mut rx = ring.consumer().unwrap();
     let mut buf = [[0u64; 4]; CAP];
     let mut next = 0u64;
@@ -298,11 +298,10 @@ impl Parent {
         let name = common::posix_name(what);
         let shm = PosixOptions::new()
             .unlink_on_drop(true)
-            .create(&name, MpmcRing::<Rec, ()>::required_size(MPMC_CAP))
+            .create(&name, MpmcRing::<Rec>::required_size(MPMC_CAP))
             .unwrap();
         let ring =
-            MpmcRing::<Rec, _>::create(shm.map().unwrap(), MPMC_CAP as u64, RingOptions::new())
-                .unwrap();
+            MpmcRing::<Rec, _>::create(shm.map().unwrap(), MPMC_CAP, RingOptions::new()).unwrap();
         Parent {
             name,
             ring,

@@ -64,8 +64,8 @@ fn push_then_pop<R: Region>(ring: &MpmcRing<u64, R>, id: u64, batches: bool) {
 
 fn heap(batches: bool) {
     common::within(common::HANG, "linearizable over the heap", move || {
-        let region = HeapRegion::new(MpmcRing::<u64, ()>::required_size(THREADS));
-        let ring = MpmcRing::<u64, _>::create(region, THREADS as u64, RingOptions::new()).unwrap();
+        let region = HeapRegion::new(MpmcRing::<u64>::required_size(THREADS));
+        let ring = MpmcRing::<u64, _>::create(region, THREADS, RingOptions::new()).unwrap();
         std::thread::scope(|s| {
             for id in 0..THREADS as u64 {
                 let ring = &ring;
@@ -83,14 +83,13 @@ fn posix(blocking: bool) {
         "linearizable over a POSIX segment",
         move || {
             let name = common::posix_name("ring-linearizable");
-            let size = MpmcRing::<u64, ()>::required_size(THREADS);
+            let size = MpmcRing::<u64>::required_size(THREADS);
             let shm = PosixOptions::new()
                 .unlink_on_drop(true)
                 .create(&name, size)
                 .unwrap();
             let opts = RingOptions::new().blocking(blocking);
-            let ring =
-                MpmcRing::<u64, _>::create(shm.map().unwrap(), THREADS as u64, opts).unwrap();
+            let ring = MpmcRing::<u64, _>::create(shm.map().unwrap(), THREADS, opts).unwrap();
             std::thread::scope(|s| {
                 for id in 0..THREADS as u64 {
                     let name = &name;

@@ -35,12 +35,12 @@ fn make_ring(
 ) -> Result<(String, UnlinkGuard, SpscRing<u64, shm_segment::Mapping>), String> {
     let name = posix_name(what);
     let shm = PosixOptions::new()
-        .create(&name, SpscRing::<u64, ()>::required_size(CAP))
+        .create(&name, SpscRing::<u64>::required_size(CAP))
         .map_err(|e| e.to_string())?;
     let guard = UnlinkGuard(name.clone());
     let map = shm.map().map_err(|e| e.to_string())?;
-    let ring = SpscRing::<u64, _>::create(map, CAP as u64, RingOptions::new())
-        .map_err(|e| e.to_string())?;
+    let ring =
+        SpscRing::<u64, _>::create(map, CAP, RingOptions::new()).map_err(|e| e.to_string())?;
     Ok((name, guard, ring))
 }
 

@@ -33,7 +33,7 @@ fn retry<T>(mut op: impl FnMut() -> Option<T>) -> T {
 #[test]
 fn spsc_delivers_in_order_across_a_wrap() {
     model(|| {
-        let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(2).unwrap();
+        let (mut tx, mut rx) = SpscRing::<u64>::new_heap(2).unwrap();
         let producer = thread::spawn(move || {
             for v in 1..=3 {
                 retry(|| tx.push(v).ok());
@@ -48,7 +48,7 @@ fn spsc_delivers_in_order_across_a_wrap() {
 #[test]
 fn spsc_bulk_publishes_whole_batches() {
     model(|| {
-        let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(4).unwrap();
+        let (mut tx, mut rx) = SpscRing::<u64>::new_heap(4).unwrap();
         let producer = thread::spawn(move || {
             let mut sent = 0;
             while sent < 3 {
@@ -71,7 +71,7 @@ fn spsc_bulk_publishes_whole_batches() {
 #[test]
 fn mpmc_two_producers_one_consumer_lose_nothing() {
     model(|| {
-        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        let ring = MpmcRing::<u64>::new_heap(2).unwrap();
         let producers: Vec<_> = [1u64, 2]
             .into_iter()
             .map(|v| {
@@ -90,7 +90,7 @@ fn mpmc_two_producers_one_consumer_lose_nothing() {
 #[test]
 fn mpmc_two_consumers_take_each_item_once() {
     model(|| {
-        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        let ring = MpmcRing::<u64>::new_heap(2).unwrap();
         ring.push_slice(&[7, 8]);
         let consumers: Vec<_> = (0..2)
             .map(|_| {
@@ -107,7 +107,7 @@ fn mpmc_two_consumers_take_each_item_once() {
 #[test]
 fn mpmc_capacity_one_never_overwrites_an_unread_item() {
     model(|| {
-        let ring = MpmcRing::<u64, _>::new_heap(1).unwrap();
+        let ring = MpmcRing::<u64>::new_heap(1).unwrap();
         let producer = {
             let ring = ring.clone();
             thread::spawn(move || {
@@ -125,7 +125,7 @@ fn mpmc_capacity_one_never_overwrites_an_unread_item() {
 #[test]
 fn mpmc_bulk_push_against_single_pops() {
     model(|| {
-        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        let ring = MpmcRing::<u64>::new_heap(2).unwrap();
         let producer = {
             let ring = ring.clone();
             thread::spawn(move || {
@@ -151,7 +151,7 @@ fn mpmc_bulk_push_against_single_pops() {
 #[test]
 fn mpmc_dead_producers_hole_is_skipped() {
     model(|| {
-        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        let ring = MpmcRing::<u64>::new_heap(2).unwrap();
         let dying = {
             let ring = ring.clone();
             thread::spawn(move || {
@@ -179,7 +179,7 @@ fn mpmc_dead_producers_hole_is_skipped() {
 #[test]
 fn mpmc_dead_consumers_slot_is_reclaimed() {
     model(|| {
-        let ring = MpmcRing::<u64, _>::new_heap(1).unwrap();
+        let ring = MpmcRing::<u64>::new_heap(1).unwrap();
         ring.push(1).unwrap();
         let dying = {
             let ring = ring.clone();
@@ -205,7 +205,7 @@ fn mpmc_dead_consumers_slot_is_reclaimed() {
 #[test]
 fn mpmc_push_then_pop_never_fails() {
     model(|| {
-        let ring = MpmcRing::<u64, _>::new_heap(2).unwrap();
+        let ring = MpmcRing::<u64>::new_heap(2).unwrap();
         let other = {
             let ring = ring.clone();
             thread::spawn(move || {

@@ -16,6 +16,7 @@ mod common;
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -217,9 +218,9 @@ fn run_spsc<T: Elem>(
     blocking: bool,
     ops: &[SpscOp],
 ) -> Result<(), TestCaseError> {
-    let region = HeapRegion::new(SpscRing::<T, ()>::required_size(cap));
+    let region = HeapRegion::new(SpscRing::<T>::required_size(cap));
     let opts = RingOptions::new().blocking(blocking);
-    let mut ring = SpscRing::<T, _>::create(&region, cap as u64, opts).map_err(ring_err)?;
+    let mut ring = SpscRing::<T, _>::create(&region, cap, opts).map_err(ring_err)?;
     // Before the roles are taken: both ends read their position then.
     region
         .atomic_u64(common::TAIL_POS)
@@ -328,8 +329,20 @@ fn run_spsc<T: Elem>(
                             b.copy_from_slice(&vals[rest..]);
                         }
                     }
-                    chunk.commit(commit);
-                    model.extend(&vals[..commit.min(n)]);
+                    if commit > n {
+                        // Past the chunk: a panic, and nothing published.
+                        let r = catch_unwind(AssertUnwindSafe(move || chunk.commit(commit)));
+                        prop_assert!(
+                            r.is_err(),
+                            "write commit({}) of {} did not panic",
+                            commit,
+                            n
+                        );
+                    } else {
+                        prop_assert_eq!(chunk.written(), n);
+                        chunk.commit(commit);
+                        model.extend(&vals[..commit]);
+                    }
                 }
                 Err(e) => {
                     prop_assert!(n > free, "write_chunk({}) refused with {} free", n, free);
@@ -430,8 +443,19 @@ fn run_spsc<T: Elem>(
                                 prop_assert_eq!([a, b].concat(), want);
                             }
                         }
-                        chunk.commit(commit);
-                        model.drain(..commit.min(n));
+                        if commit > n {
+                            // Past the chunk: a panic, and nothing released.
+                            let r = catch_unwind(AssertUnwindSafe(move || chunk.commit(commit)));
+                            prop_assert!(
+                                r.is_err(),
+                                "read commit({}) of {} did not panic",
+                                commit,
+                                n
+                            );
+                        } else {
+                            chunk.commit(commit);
+                            model.drain(..commit);
+                        }
                     }
                     Err(e) => {
                         prop_assert!(n > len);
@@ -485,15 +509,15 @@ fn run_mpmc<T: Elem>(
     blocking: bool,
     ops: &[MpmcOp],
 ) -> Result<(), TestCaseError> {
-    let size = MpmcRing::<T, ()>::required_size(cap);
+    let size = MpmcRing::<T>::required_size(cap);
     let region = HeapRegion::new(size);
     let opts = RingOptions::new().blocking(blocking);
-    let ring = MpmcRing::<T, _>::create(&region, cap as u64, opts).map_err(ring_err)?;
+    let ring = MpmcRing::<T, _>::create(&region, cap, opts).map_err(ring_err)?;
     if start != 0 {
         // Move the whole ring to `start`: both positions, and every slot's
         // sequence to "free for position p" (2p) for the next lap.
         let slot = common::mpmc_slot_size::<T>();
-        let slots = common::slots_offset(size, cap, slot);
+        let slots = common::mpmc_slots_offset::<T>();
         for i in 0..cap as u64 {
             let p = start.wrapping_add(i);
             let at = slots + (p % cap as u64) as usize * slot;
@@ -637,13 +661,13 @@ proptest! {
 /// The heap constructors give working ends, as the docs promise.
 #[test]
 fn new_heap_rings_work() {
-    let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(4).unwrap();
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(4).unwrap();
     assert_eq!(tx.push_slice(&[1, 2, 3, 4, 5]), 4);
     let mut out = [0; 8];
     assert_eq!(rx.pop_into(&mut out), 4);
     assert_eq!(out[..4], [1, 2, 3, 4]);
 
-    let ring = MpmcRing::<u64, _>::new_heap(4).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(4).unwrap();
     assert_eq!(ring.push_slice(&[1, 2, 3, 4, 5]), 4);
     assert_eq!(ring.pop_into(&mut out), 4);
     assert_eq!(out[..4], [1, 2, 3, 4]);

@@ -35,7 +35,7 @@ const STALL_LIMIT: Duration = Duration::from_secs(1);
 /// before publishing it, and two items after it (positions 4 and 5).
 fn ring_with_dead_hole(region: &HeapRegion, blocking: bool) -> MpmcRing<u64, &HeapRegion> {
     let opts = RingOptions::new().blocking(blocking);
-    let ring = MpmcRing::<u64, _>::create(region, CAP as u64, opts).unwrap();
+    let ring = MpmcRing::<u64, _>::create(region, CAP, opts).unwrap();
     assert_eq!(ring.push_slice(&[10, 11, 12]), 3);
     arm(Point::PushClaimed, Action::Die);
     ring.push(13).unwrap(); // claims position 3 and "dies" there
@@ -51,7 +51,7 @@ fn ring_with_dead_hole(region: &HeapRegion, blocking: bool) -> MpmcRing<u64, &He
 }
 
 fn dead_producers_hole_is_skipped(blocking: bool) {
-    let region = HeapRegion::new(MpmcRing::<u64, ()>::required_size(CAP));
+    let region = HeapRegion::new(MpmcRing::<u64>::required_size(CAP));
     let ring = ring_with_dead_hole(&region, blocking);
     // Another handle, as another process would have.
     let other = MpmcRing::<u64, _>::attach(&region).unwrap();
@@ -102,7 +102,7 @@ fn dead_producers_hole_is_skipped_futex() {
 /// skipped, in one pop.
 #[test]
 fn dead_producers_batch_is_skipped() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     ring.push(1).unwrap();
     arm(Point::PushClaimed, Action::Die);
     assert_eq!(ring.push_slice(&[2, 3, 4]), 3);
@@ -122,9 +122,8 @@ fn dead_producers_batch_is_skipped() {
 /// hole appears gets the item behind it.
 #[test]
 fn sleeping_consumer_gets_the_item_behind_a_dead_hole() {
-    let region = HeapRegion::new(MpmcRing::<u64, ()>::required_size(CAP));
-    let ring =
-        MpmcRing::<u64, _>::create(&region, CAP as u64, RingOptions::new().blocking(true)).unwrap();
+    let region = HeapRegion::new(MpmcRing::<u64>::required_size(CAP));
+    let ring = MpmcRing::<u64, _>::create(&region, CAP, RingOptions::new().blocking(true)).unwrap();
     std::thread::scope(|s| {
         let consumer = s.spawn(|| {
             let first = ring.pop_blocking(Duration::from_secs(30));
@@ -146,7 +145,7 @@ fn sleeping_consumer_gets_the_item_behind_a_dead_hole() {
 /// is gone with it, and producers free the slot when they get back to it.
 #[test]
 fn dead_consumers_slot_is_reclaimed() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     assert_eq!(ring.push_slice(&[1, 2, 3]), 3);
     arm(Point::PopClaimed, Action::Die);
     assert_eq!(ring.pop(), Err(PopError::Empty)); // claimed 1 and "died"
@@ -188,7 +187,7 @@ fn park_producer() {
 /// order when it goes on.
 #[test]
 fn live_producer_between_claim_and_publish() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     ring.push(1).unwrap();
     std::thread::scope(|s| {
         let slow = s.spawn(|| {
@@ -237,7 +236,7 @@ fn park_consumer() {
 /// says `Full` once it held on for the stall limit, and goes on when it does.
 #[test]
 fn live_consumer_between_claim_and_release() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     assert_eq!(ring.push_slice(&[0, 1, 2, 3, 4, 5, 6, 7]), CAP);
     std::thread::scope(|s| {
         let slow = s.spawn(|| {
@@ -273,8 +272,8 @@ fn live_consumer_between_claim_and_release() {
 /// and the items behind it stay until it is published.
 #[test]
 fn unrecorded_claim_is_reported_not_skipped() {
-    let region = HeapRegion::new(MpmcRing::<u64, ()>::required_size(CAP));
-    let ring = MpmcRing::<u64, _>::create(&region, CAP as u64, RingOptions::new()).unwrap();
+    let region = HeapRegion::new(MpmcRing::<u64>::required_size(CAP));
+    let ring = MpmcRing::<u64, _>::create(&region, CAP, RingOptions::new()).unwrap();
     assert_eq!(ring.push_slice(&[10, 11, 12]), 3);
     let tail = region.atomic_u64(common::TAIL_POS).unwrap();
     assert_eq!(tail.fetch_add(1, Ordering::AcqRel), 3);
@@ -293,7 +292,7 @@ fn unrecorded_claim_is_reported_not_skipped() {
     assert_eq!(ring.recovered().skipped, 0);
     // Publish it by hand (sequence 2p + 1 for p = 3; the value stays 0).
     let slot = common::mpmc_slot_size::<u64>();
-    let slots = common::slots_offset(region.len(), CAP, slot);
+    let slots = common::mpmc_slots_offset::<u64>();
     let seq = region.atomic_u64(slots + 3 * slot).unwrap();
     assert_eq!(seq.load(Ordering::Acquire), 6, "slot 3 is not free for 3");
     seq.store(7, Ordering::Release);
@@ -304,7 +303,7 @@ fn unrecorded_claim_is_reported_not_skipped() {
 /// An empty ring says `Empty`, never `Stalled`.
 #[test]
 fn empty_is_not_stalled() {
-    let ring = MpmcRing::<u64, _>::new_heap(CAP).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(CAP).unwrap();
     assert_eq!(ring.pop_blocking(TIMEOUT), Err(PopError::Empty));
     ring.push(1).unwrap();
     assert_eq!(ring.pop_blocking(TIMEOUT), Ok(1));

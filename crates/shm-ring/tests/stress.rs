@@ -172,7 +172,7 @@ fn spsc_consume<R: Region>(
 #[test]
 fn spsc_threads_conserve_items() {
     let t0 = Instant::now();
-    let (mut tx, mut rx) = SpscRing::<u64, _>::new_heap(64).unwrap();
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(64).unwrap();
     let mut rng = Rng::from_env("SHM_STRESS_SEED");
     let (mut prng, mut crng) = (Rng::new(rng.next_u64()), Rng::new(rng.next_u64()));
     let abort = AtomicBool::new(false);
@@ -322,7 +322,7 @@ fn mpmc_consume<R: Region>(
 
 fn mpmc_threads(producers: u64, consumers: u64) {
     let t0 = Instant::now();
-    let ring = MpmcRing::<u64, _>::new_heap(64).unwrap();
+    let ring = MpmcRing::<u64>::new_heap(64).unwrap();
     let per = ITEMS / producers;
     let tally = Tally::new(producers, per);
     let mut rng = Rng::from_env("SHM_STRESS_SEED");
@@ -399,14 +399,11 @@ fn spsc_process_conserves_items() {
     let cap = 64;
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, SpscRing::<u64, ()>::required_size(cap))
+        .create(&name, SpscRing::<u64>::required_size(cap))
         .unwrap();
-    let ring = SpscRing::<u64, _>::create(
-        shm.map().unwrap(),
-        cap as u64,
-        RingOptions::new().blocking(true),
-    )
-    .unwrap();
+    let ring =
+        SpscRing::<u64, _>::create(shm.map().unwrap(), cap, RingOptions::new().blocking(true))
+            .unwrap();
     let mut rx = ring.consumer().unwrap();
     let mut child = Running::child(TEST, &name);
     let mut rng = Rng::from_env("SHM_STRESS_SEED");
@@ -454,10 +451,9 @@ fn mpmc_processes_conserve_items() {
     let cap = 128;
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, MpmcRing::<u64, ()>::required_size(cap))
+        .create(&name, MpmcRing::<u64>::required_size(cap))
         .unwrap();
-    let ring =
-        MpmcRing::<u64, _>::create(shm.map().unwrap(), cap as u64, RingOptions::new()).unwrap();
+    let ring = MpmcRing::<u64, _>::create(shm.map().unwrap(), cap, RingOptions::new()).unwrap();
     let children: Vec<Running> = (0..PRODUCERS)
         .map(|id| Running::child(TEST, &format!("{name}:{id}")))
         .collect();

@@ -91,6 +91,10 @@ pub(crate) struct Records {
 /// Bytes of [`Records`] (what `inspect` adds to the layout of an MPMC ring).
 pub(crate) const RECORDS_SIZE: usize = std::mem::size_of::<Records>();
 
+/// Where the lanes are in [`Records`] (for `layout`).
+#[cfg(not(loom))]
+pub(crate) const LANES_AT: usize = std::mem::offset_of!(Records, lanes);
+
 impl Records {
     /// Constructs the records in place in zeroed memory: all lanes free.
     ///

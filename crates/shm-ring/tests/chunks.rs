@@ -1,0 +1,103 @@
+//! Write and read chunks publish and release only what they should: a
+//! reserved slot that was never written is never published (no stale data
+//! from an earlier lap), and committing more than the chunk holds panics
+//! instead of clamping.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use shm_ring::SpscRing;
+
+/// Fills every slot once with a marker, so that the next lap's slots hold
+/// stale data if a chunk publishes them unwritten.
+fn lapped_ring() -> (
+    shm_ring::Producer<u64, shm_segment::HeapRegion>,
+    shm_ring::Consumer<u64, shm_segment::HeapRegion>,
+) {
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(4).unwrap();
+    assert_eq!(tx.push_slice(&[0xDEAD; 4]), 4);
+    let mut out = [0; 4];
+    assert_eq!(rx.pop_into(&mut out), 4);
+    (tx, rx)
+}
+
+#[test]
+fn commit_all_publishes_only_the_written_prefix() {
+    let (mut tx, mut rx) = lapped_ring();
+    let mut chunk = tx.write_chunk(3).unwrap();
+    chunk.write(0, &1);
+    chunk.write(1, &2);
+    // Slot 2 is reserved but never written: it still holds 0xDEAD.
+    assert_eq!(chunk.commit_all(), 2);
+    let mut out = [0; 4];
+    assert_eq!(rx.pop_into(&mut out), 2, "an unwritten slot was published");
+    assert_eq!(&out[..2], &[1, 2]);
+    assert!(
+        !out.contains(&0xDEAD),
+        "stale data from the last lap: {out:?}"
+    );
+}
+
+#[test]
+fn an_unwritten_chunk_publishes_nothing() {
+    let (mut tx, mut rx) = lapped_ring();
+    let chunk = tx.write_chunk(4).unwrap();
+    assert_eq!(chunk.commit_all(), 0);
+    assert_eq!(rx.pop(), Err(shm_ring::PopError::Empty));
+}
+
+#[test]
+fn write_bytes_zeroes_the_rest_of_a_new_element() {
+    let (mut tx, mut rx) = SpscRing::<[u8; 8]>::new_heap(2).unwrap();
+    tx.push_slice(&[[0xEE; 8]; 2]);
+    let mut out = [[0; 8]; 2];
+    assert_eq!(rx.pop_into(&mut out), 2);
+    let mut chunk = tx.write_chunk(1).unwrap();
+    chunk.write_bytes(0, 2, b"hi").unwrap();
+    assert_eq!(chunk.commit_all(), 1);
+    assert_eq!(rx.pop().unwrap(), [0, 0, b'h', b'i', 0, 0, 0, 0]);
+}
+
+#[test]
+fn writes_out_of_order_panic() {
+    let (mut tx, _rx) = lapped_ring();
+    let mut chunk = tx.write_chunk(3).unwrap();
+    let err = catch_unwind(AssertUnwindSafe(|| chunk.write(1, &5))).unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("in order"), "{msg}");
+    // Rewriting an element already written is fine.
+    chunk.write(0, &1);
+    chunk.write(0, &2);
+    chunk.write(1, &3);
+    assert_eq!(chunk.written(), 2);
+}
+
+#[test]
+fn write_commit_past_the_written_prefix_panics() {
+    let (mut tx, rx) = lapped_ring();
+    let err = catch_unwind(AssertUnwindSafe(|| {
+        let mut chunk = tx.write_chunk(2).unwrap();
+        chunk.write(0, &1);
+        chunk.commit(2);
+    }))
+    .unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("commit(2)"), "{msg}");
+    let err = catch_unwind(AssertUnwindSafe(|| tx.write_chunk(2).unwrap().commit(3))).unwrap_err();
+    assert!(err.downcast_ref::<String>().unwrap().contains("commit(3)"));
+    // Nothing was published by the panicking commits.
+    assert_eq!(rx.slots(), 0);
+}
+
+#[test]
+fn read_commit_past_the_chunk_panics() {
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(4).unwrap();
+    tx.push_slice(&[1, 2, 3]);
+    let err = catch_unwind(AssertUnwindSafe(|| rx.read_chunk(2).unwrap().commit(3))).unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("commit(3)"), "{msg}");
+    // Nothing was released: all three are still there.
+    assert_eq!(rx.slots(), 3);
+    let chunk = rx.read_chunk(2).unwrap();
+    chunk.commit(2);
+    assert_eq!(rx.pop(), Ok(3));
+}
