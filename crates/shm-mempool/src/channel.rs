@@ -5,7 +5,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shm_segment::{Header, HeaderError, HeaderInfo, Kind, Region, SubRegion};
+use shm_segment::{Expect, Header, HeaderError, HeaderInfo, Kind, Region, SubRegion};
 
 use crate::error::PoolError;
 use crate::free::Q;
@@ -16,6 +16,8 @@ use crate::pool::{Block, FreeOrder, MemPool, PoolOptions, BLOCK_ALIGN};
 const LAYOUT_VERSION: u32 = 3;
 /// The pool starts on the second page, after the channel's header.
 const POOL_OFFSET: usize = 4096;
+/// At most this many blocks (the pool's limit).
+const MAX_BLOCKS: u64 = 1 << 31;
 
 type Part<R> = SubRegion<Arc<R>>;
 
@@ -27,6 +29,23 @@ fn parts(blocks: u32, block_size: usize) -> Option<(usize, usize)> {
         .ok()?
         .checked_next_multiple_of(4096)?;
     Some((pool_len, POOL_OFFSET.checked_add(pool_len)?))
+}
+
+/// Reads a channel's header and checks it against the region: kind,
+/// version, block alignment, a block count from 1 to 2^31, and a total size
+/// that the block count and size imply.
+/// Returns the header and the pool's length.
+fn validate<R: Region>(region: &R) -> Result<(HeaderInfo, usize), PoolError> {
+    let expect = Expect::sized_by_header(Kind::CHANNEL, LAYOUT_VERSION, BLOCK_ALIGN as u32)
+        .max_capacity(MAX_BLOCKS);
+    let mut pool_len = 0;
+    let info = crate::pool::validate_header(region, &expect, |info| {
+        let blocks = u32::try_from(info.capacity).ok()?;
+        let (len, total) = parts(blocks, info.elem_size as usize)?;
+        pool_len = len;
+        Some(total as u64)
+    })?;
+    Ok((info, pool_len))
 }
 
 /// How [`Channel::create`] lays out a channel.
@@ -267,16 +286,7 @@ impl<R: Region> Channel<R> {
                 ),
             });
         }
-        if let Ok(existing) = Header::read(&region) {
-            let source = HeaderError::AlreadyInitialised {
-                kind: existing.kind,
-            };
-            return Err(shm_segment::Error::Header {
-                target: region.target(),
-                source,
-            }
-            .into());
-        }
+        Header::check_vacant(&region)?;
         let region = Arc::new(region);
         let pool = MemPool::create_with(
             SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?,
@@ -312,59 +322,26 @@ impl<R: Region> Channel<R> {
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn attach(region: R) -> Result<Self, PoolError> {
-        let info = Header::read(&region)?;
+        let (info, pool_len) = validate(&region)?;
         let target = region.target();
-        let fail = |source| -> PoolError {
-            shm_segment::Error::Header {
-                target: target.clone(),
-                source,
-            }
-            .into()
-        };
-        if info.kind != Kind::CHANNEL {
-            return Err(fail(HeaderError::WrongKind {
-                expected: Kind::CHANNEL,
-                found: info.kind,
-            }));
-        }
-        if info.version != LAYOUT_VERSION {
-            return Err(fail(HeaderError::Version {
-                expected: LAYOUT_VERSION,
-                found: info.version,
-            }));
-        }
-        if info.capacity == 0 || info.capacity > 1 << 31 || info.elem_size == 0 {
-            return Err(fail(HeaderError::Capacity {
-                capacity: info.capacity,
-                reason: "a channel has 1 to 2^31 blocks of at least 1 byte",
-            }));
-        }
-        let blocks = info.capacity as u32;
-        let Some((pool_len, total)) = parts(blocks, info.elem_size as usize) else {
-            return Err(fail(HeaderError::Capacity {
-                capacity: info.capacity,
-                reason: "its layout overflows",
-            }));
-        };
-        if total as u64 != info.total_size {
-            return Err(fail(HeaderError::Layout {
-                expected: total as u64,
-                found: info.total_size,
-            }));
-        }
-        if info.total_size > region.len() as u64 {
-            return Err(fail(HeaderError::Truncated {
-                needed: info.total_size,
-                actual: region.len() as u64,
-            }));
-        }
         let region = Arc::new(region);
         let pool = MemPool::attach(SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?)?;
-        if pool.blocks() != blocks || pool.block_size() != info.elem_size as usize {
-            return Err(fail(HeaderError::Layout {
-                expected: total as u64,
-                found: info.total_size,
-            }));
+        // The pool's own header must agree with the channel's.
+        let source = if pool.blocks() as u64 != info.capacity {
+            Some(HeaderError::Capacity {
+                capacity: pool.blocks() as u64,
+                reason: "the channel's pool has another block count than the channel",
+            })
+        } else if pool.block_size() != info.elem_size as usize {
+            Some(HeaderError::ElemSize {
+                expected: info.elem_size,
+                found: pool.block_size() as u32,
+            })
+        } else {
+            None
+        };
+        if let Some(source) = source {
+            return Err(shm_segment::Error::header(target, source).into());
         }
         Ok(Channel { pool })
     }
@@ -618,29 +595,7 @@ pub struct QueueInfo {
 /// # Ok::<(), shm_mempool::PoolError>(())
 /// ```
 pub fn inspect_channel<R: Region>(region: &R) -> Result<(crate::PoolStats, QueueInfo), PoolError> {
-    let info = Header::read(region)?;
-    if info.kind != Kind::CHANNEL || info.capacity == 0 || info.capacity > 1 << 31 {
-        let source = HeaderError::WrongKind {
-            expected: Kind::CHANNEL,
-            found: info.kind,
-        };
-        return Err(shm_segment::Error::Header {
-            target: region.target(),
-            source,
-        }
-        .into());
-    }
-    let Some((pool_len, _)) = parts(info.capacity as u32, info.elem_size as usize) else {
-        let source = HeaderError::Capacity {
-            capacity: info.capacity,
-            reason: "its layout overflows",
-        };
-        return Err(shm_segment::Error::Header {
-            target: region.target(),
-            source,
-        }
-        .into());
-    };
+    let (_, pool_len) = validate(region)?;
     let part = SubRegion::new(region, POOL_OFFSET, pool_len)?;
     let pool = crate::pool::inspect(&part)?;
     let (head, tail, blocking) = crate::pool::inspect_queue(&part)?;

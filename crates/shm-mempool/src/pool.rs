@@ -129,7 +129,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use shm_segment::{
-    ForkEpoch, Header, HeaderError, HeaderInfo, HeapRegion, Kind, ProcessId, Region, RegionChecks,
+    Expect, ForkEpoch, Header, HeaderInfo, HeapRegion, Kind, ProcessId, Region, RegionChecks,
     Target, HEADER_SIZE,
 };
 
@@ -663,7 +663,6 @@ impl<R: Region> MemPool<R> {
         block_size: usize,
         opts: PoolOptions,
     ) -> Result<Self, PoolError> {
-        let target = region.target();
         let invalid = |reason: String| PoolError::InvalidLayout {
             target: region.target(),
             reason,
@@ -689,12 +688,7 @@ impl<R: Region> MemPool<R> {
             )));
         }
         region.check_writable("create pool")?;
-        if let Ok(existing) = Header::read(&region) {
-            let source = HeaderError::AlreadyInitialised {
-                kind: existing.kind,
-            };
-            return Err(shm_segment::Error::Header { target, source }.into());
-        }
+        Header::check_vacant(&region)?;
         region.fill(HEADER_SIZE, needed as usize - HEADER_SIZE, 0)?;
         let pool = Self::wire(
             region,
@@ -898,67 +892,36 @@ impl<R: Region> MemPool<R> {
 
 /// Reads a pool's header and checks it against the region: kind, version,
 /// alignment, block count, block size and total size.
-fn validate<R: Region>(region: &R) -> Result<HeaderInfo, PoolError> {
+pub(crate) fn validate<R: Region>(region: &R) -> Result<HeaderInfo, PoolError> {
+    let expect = Expect::sized_by_header(Kind::MEMPOOL, LAYOUT_VERSION, BLOCK_ALIGN as u32)
+        .max_capacity(u64::from(MAX_BLOCKS));
+    validate_header(region, &expect, |info| {
+        offsets(info.capacity, u64::from(info.elem_size)).map(|o| o.total)
+    })
+}
+
+/// [`Header::validate`] for a pool's or a channel's header (block size from
+/// the header, a multiple of [`BLOCK_ALIGN`]).
+///
+/// A block size within 64 of `u32::MAX` is refused here first:
+/// `Header::validate` rounds it up to name the size it expected, which
+/// overflows (a panic in debug builds) for such sizes. Remove this guard
+/// once shm-segment's `validate` rounds with a checked add.
+pub(crate) fn validate_header<R: Region>(
+    region: &R,
+    expect: &Expect,
+    layout: impl FnOnce(&HeaderInfo) -> Option<u64>,
+) -> Result<HeaderInfo, PoolError> {
     let info = Header::read(region)?;
-    let fail = |source| -> PoolError {
-        shm_segment::Error::Header {
-            target: region.target(),
-            source,
-        }
-        .into()
-    };
-    if info.kind != Kind::MEMPOOL {
-        return Err(fail(HeaderError::WrongKind {
-            expected: Kind::MEMPOOL,
-            found: info.kind,
-        }));
-    }
-    if info.version != LAYOUT_VERSION {
-        return Err(fail(HeaderError::Version {
-            expected: LAYOUT_VERSION,
-            found: info.version,
-        }));
-    }
-    if info.elem_align != BLOCK_ALIGN as u32 {
-        return Err(fail(HeaderError::ElemAlign {
-            expected: BLOCK_ALIGN as u32,
-            found: info.elem_align,
-        }));
-    }
-    if info.capacity == 0 || info.capacity > u64::from(MAX_BLOCKS) {
-        return Err(fail(HeaderError::Capacity {
-            capacity: info.capacity,
-            reason: "a pool has 1 to 2^31 blocks",
-        }));
-    }
-    if info.elem_size == 0 || info.elem_size as usize % BLOCK_ALIGN != 0 {
-        return Err(fail(HeaderError::ElemSize {
-            expected: (info.elem_size.max(1) as usize).next_multiple_of(BLOCK_ALIGN) as u32,
+    let limit = u32::MAX - (BLOCK_ALIGN as u32 - 1);
+    if info.kind == expect.kind && info.version == expect.version && info.elem_size > limit {
+        let source = shm_segment::HeaderError::ElemSize {
+            expected: limit & !(BLOCK_ALIGN as u32 - 1),
             found: info.elem_size,
-        }));
+        };
+        return Err(shm_segment::Error::header(region.target(), source).into());
     }
-    match offsets(info.capacity, u64::from(info.elem_size)) {
-        Some(o) if o.total == info.total_size => {}
-        Some(o) => {
-            return Err(fail(HeaderError::Layout {
-                expected: o.total,
-                found: info.total_size,
-            }))
-        }
-        None => {
-            return Err(fail(HeaderError::Capacity {
-                capacity: info.capacity,
-                reason: "its layout overflows",
-            }))
-        }
-    }
-    if info.total_size > region.len() as u64 {
-        return Err(fail(HeaderError::Truncated {
-            needed: info.total_size,
-            actual: region.len() as u64,
-        }));
-    }
-    Ok(info)
+    Ok(Header::validate(region, expect, layout)?)
 }
 
 impl<R> MemPool<R> {
