@@ -119,8 +119,8 @@ fuzz_target!(|data: &[u8]| {
     let blocks = 1 + u32::from(setup & 7);
     let asked = [1usize, 64, 100, 200][usize::from(setup >> 3 & 3)];
     let opts = ChannelOptions::new().blocking(setup & 32 != 0);
-    let region = HeapRegion::new(Channel::<()>::required_size(blocks, asked));
-    let created = Channel::create(&region, blocks, asked, opts).unwrap();
+    let region = HeapRegion::new(Channel::required_size(blocks, asked));
+    let created = Channel::create_with(&region, blocks, asked, opts).unwrap();
     let attached = Channel::attach(&region).unwrap();
     let chans = [&created, &attached];
     let size = created.pool().block_size();

@@ -27,7 +27,7 @@ pub enum PoolError {
         /// The pool's region.
         target: Target,
         /// How many blocks the pool has.
-        blocks: u32,
+        blocks: usize,
     },
     /// Every slot of the pool's owner table belongs to a live process (or
     /// to a separately attached handle): a process needs a slot of its own
@@ -41,7 +41,7 @@ pub enum PoolError {
         /// The pool's region.
         target: Target,
         /// The size of the owner table ([`OWNER_SLOTS`](crate::OWNER_SLOTS)).
-        slots: u32,
+        slots: usize,
     },
     /// A block count or block size the pool cannot have.
     #[error("{target}: {reason}")]
@@ -61,7 +61,7 @@ pub enum PoolError {
         /// The id given.
         id: BlockId,
         /// How many blocks the pool has.
-        blocks: u32,
+        blocks: usize,
     },
     /// A block that is not in the state the operation needs: a second
     /// [`from_id`](crate::MemPool::from_id) of one id (the first claimed it),

@@ -35,7 +35,7 @@ use shm_segment::Region;
 
 use crate::error::PoolError;
 use crate::pool::{
-    next_word, place_of, state_name, state_of, FreeOrder, MemPool, FREE, HELD, OWNER_SLOTS, QUEUED,
+    next_word, place_of, state_name, state_of, FreeOrder, MemPool, FREE, HELD, QUEUED, SLOTS,
 };
 use crate::sync::AtomicU64;
 
@@ -779,7 +779,7 @@ impl<R: Region> MemPool<R> {
             return Ok(Some(link));
         }
         let slot = (mark - MARK_POPPED) as u32;
-        if slot >= OWNER_SLOTS {
+        if slot >= SLOTS {
             return Err(self.corrupted(format!(
                 "the free list's head has mark {mark}, which names no owner slot"
             )));

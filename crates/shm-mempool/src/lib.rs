@@ -40,7 +40,9 @@ mod free;
 pub mod pool;
 mod sync;
 
-pub use channel::{inspect_channel, Channel, ChannelOptions, QueueInfo, RecvError, SendError};
+pub use channel::{
+    inspect_channel, Channel, ChannelInfo, ChannelOptions, QueueInfo, RecvError, SendError,
+};
 pub use error::PoolError;
 #[cfg(loom)]
 #[doc(hidden)]

@@ -130,7 +130,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 use shm_segment::{
     Expect, ForkEpoch, Header, HeaderInfo, HeapRegion, Kind, ProcessId, Region, RegionChecks,
-    Target, HEADER_SIZE,
+    Segment, SysvKey, Target, HEADER_SIZE,
 };
 
 pub use crate::block::Block;
@@ -154,7 +154,7 @@ pub const BLOCK_ALIGN: usize = 64;
 ///
 /// ```
 /// use shm_mempool::{MemPool, PoolError, OWNER_SLOTS};
-/// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(1, 64));
+/// let region = shm_segment::HeapRegion::new(MemPool::required_size(1, 64));
 /// MemPool::create(&region, 1, 64)?;
 /// // Each attach is a handle of its own: its first get claims a slot.
 /// let mut handles = Vec::new();
@@ -169,10 +169,12 @@ pub const BLOCK_ALIGN: usize = 64;
 /// assert!(one_more.get().is_ok());
 /// # Ok::<(), PoolError>(())
 /// ```
-pub const OWNER_SLOTS: u32 = 128;
+pub const OWNER_SLOTS: usize = SLOTS as usize;
+/// [`OWNER_SLOTS`] as the slot indexes' type.
+pub(crate) const SLOTS: u32 = 128;
 const CONTROL_OFFSET: usize = 128;
 const OWNERS_OFFSET: usize = CONTROL_OFFSET + std::mem::size_of::<Control>();
-const META_OFFSET: usize = OWNERS_OFFSET + OWNER_SLOTS as usize * 8;
+const META_OFFSET: usize = OWNERS_OFFSET + OWNER_SLOTS * 8;
 /// At most this many blocks (the queues' capacity must fit a 32-bit stamp).
 const MAX_BLOCKS: u32 = 1 << 31;
 
@@ -206,7 +208,7 @@ const RECLAIMING: u64 = 1 << 63;
 ///
 /// ```
 /// use shm_mempool::{FreeOrder, MemPool, PoolOptions};
-/// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(4, 64));
+/// let region = shm_segment::HeapRegion::new(MemPool::required_size(4, 64));
 /// let pool = MemPool::create_with(&region, 4, 64, PoolOptions::new().order(FreeOrder::Lifo))?;
 /// let a = pool.get()?.id();           // taken and given back at once
 /// assert_eq!(pool.get()?.id(), a);    // LIFO: the same block again
@@ -396,9 +398,9 @@ fn offsets(blocks: u64, block_size: u64) -> Option<Offsets> {
 }
 
 /// [`MemPool::required_size`] without the panic: `None` when it overflows.
-pub(crate) fn checked_size(blocks: u32, block_size: usize) -> Option<u64> {
+pub(crate) fn checked_size(blocks: usize, block_size: usize) -> Option<u64> {
     let size = (block_size.max(1) as u64).checked_next_multiple_of(BLOCK_ALIGN as u64)?;
-    offsets(u64::from(blocks), size).map(|o| o.total)
+    offsets(blocks as u64, size).map(|o| o.total)
 }
 
 /// The process-local cache of a handle's owner slot: a hash of the
@@ -527,7 +529,7 @@ impl<R> Drop for Inner<R> {
 /// use shm_segment::{AnonShared, Region};
 ///
 /// // pyshm's `Mempool(count, size, shm=...)`: created before fork, shared after.
-/// let region = AnonShared::new(MemPool::<()>::required_size(4, 4))?;
+/// let region = AnonShared::new(MemPool::required_size(4, 4))?;
 /// let pool = MemPool::create(region, 4, 4)?;
 /// let block = pool.get()?;
 /// block.write_pod(0, &42i32)?;
@@ -539,7 +541,7 @@ impl<R> Drop for Inner<R> {
 /// assert_eq!(pool.stats().free, 4);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct MemPool<R> {
+pub struct MemPool<R = Segment> {
     pub(crate) inner: Arc<Inner<R>>,
 }
 
@@ -561,10 +563,10 @@ impl<R> std::fmt::Debug for MemPool<R> {
     }
 }
 
-impl<R> MemPool<R> {
+impl MemPool {
     /// Bytes a pool of `blocks` blocks of `block_size` bytes needs (each
     /// block rounded up to a multiple of 64), header included. The same for
-    /// both free orders.
+    /// both free orders, and for every region type.
     ///
     /// # Panics
     ///
@@ -573,15 +575,177 @@ impl<R> MemPool<R> {
     /// # Examples
     ///
     /// ```
-    /// let n = shm_mempool::MemPool::<()>::required_size(16, 100);
+    /// let n = shm_mempool::MemPool::required_size(16, 100);
     /// assert!(n >= 16 * 128);
     /// ```
-    pub fn required_size(blocks: u32, block_size: usize) -> usize {
+    pub fn required_size(blocks: usize, block_size: usize) -> usize {
         checked_size(blocks, block_size)
             .and_then(|n| usize::try_from(n).ok())
             .expect("pool too large")
     }
 
+    /// Creates the POSIX segment `name` (exclusively, mode `0600`), just
+    /// large enough for `blocks` blocks of `block_size` bytes, and lays out
+    /// a pool in it with the default options. The pool owns the segment:
+    /// the name is unlinked when the last handle drops (keep it with
+    /// `pool.region().set_remove_on_drop(false)`). Other processes attach
+    /// with [`open_posix`](MemPool::open_posix).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::MemPool;
+    /// use shm_segment::Region;
+    /// let name = format!("/shm-test-doc-pool-posix-{}", std::process::id());
+    /// let pool = MemPool::create_posix(&name, 4, 256)?;
+    /// let other = MemPool::open_posix(&name)?; // another process, usually
+    /// let block = other.get()?;
+    /// assert_eq!((pool.stats().held, block.len()), (1, 256));
+    /// drop(block);
+    /// drop((other, pool)); // the creator's drop unlinks the name
+    /// assert!(MemPool::open_posix(&name).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_posix(name: &str, blocks: usize, block_size: usize) -> Result<Self, PoolError> {
+        Self::create_posix_with(name, blocks, block_size, PoolOptions::default())
+    }
+
+    /// [`create_posix`](MemPool::create_posix) with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::{FreeOrder, MemPool, PoolOptions};
+    /// let name = format!("/shm-test-doc-pool-posix-with-{}", std::process::id());
+    /// let pool = MemPool::create_posix_with(&name, 4, 64, PoolOptions::new().order(FreeOrder::Lifo))?;
+    /// assert_eq!(MemPool::open_posix(&name)?.order(), FreeOrder::Lifo);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create_posix_with(
+        name: &str,
+        blocks: usize,
+        block_size: usize,
+        opts: PoolOptions,
+    ) -> Result<Self, PoolError> {
+        let size = sized(blocks, block_size, || Target::Posix(name.into()))?;
+        Self::create_with(Segment::create_posix(name, size)?, blocks, block_size, opts)
+    }
+
+    /// Opens the POSIX segment `name` and attaches to the pool in it (see
+    /// [`attach`](MemPool::attach)). Never unlinks it.
+    ///
+    /// # Examples
+    ///
+    /// See [`create_posix`](MemPool::create_posix).
+    pub fn open_posix(name: &str) -> Result<Self, PoolError> {
+        Self::attach(Segment::open_posix(name)?)
+    }
+
+    /// Creates a memfd just large enough for the pool and lays the pool out
+    /// in it. Hand the fd to another process with
+    /// [`send_fd`](shm_segment::send_fd) on `pool.region().memfd()`; or
+    /// `fork` after creating it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = shm_mempool::MemPool::create_memfd("doc-pool", 4, 64)?;
+    /// assert!(pool.region().memfd().is_some());
+    /// assert_eq!(pool.get()?.id(), shm_mempool::BlockId(0));
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create_memfd(name: &str, blocks: usize, block_size: usize) -> Result<Self, PoolError> {
+        Self::create_memfd_with(name, blocks, block_size, PoolOptions::default())
+    }
+
+    /// [`create_memfd`](MemPool::create_memfd) with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::{FreeOrder, MemPool, PoolOptions};
+    /// let pool = MemPool::create_memfd_with("doc", 2, 64, PoolOptions::new().order(FreeOrder::Lifo))?;
+    /// assert_eq!(pool.order(), FreeOrder::Lifo);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create_memfd_with(
+        name: &str,
+        blocks: usize,
+        block_size: usize,
+        opts: PoolOptions,
+    ) -> Result<Self, PoolError> {
+        let size = sized(blocks, block_size, || Target::Memfd(name.into()))?;
+        Self::create_with(Segment::create_memfd(name, size)?, blocks, block_size, opts)
+    }
+
+    /// Creates the System V segment `key` (exclusively, mode `0600`) just
+    /// large enough for the pool and lays the pool out in it. The segment
+    /// is marked for removal when the last handle drops (keep it with
+    /// `pool.region().set_remove_on_drop(false)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::MemPool;
+    /// use shm_segment::SysvKey;
+    /// let key = SysvKey::random();
+    /// let pool = MemPool::create_sysv(key, 4, 64)?;
+    /// let other = MemPool::open_sysv(key)?;
+    /// drop(other.get()?);
+    /// assert_eq!(pool.stats().free, 4);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create_sysv(key: SysvKey, blocks: usize, block_size: usize) -> Result<Self, PoolError> {
+        Self::create_sysv_with(key, blocks, block_size, PoolOptions::default())
+    }
+
+    /// [`create_sysv`](MemPool::create_sysv) with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::{FreeOrder, MemPool, PoolOptions};
+    /// let key = shm_segment::SysvKey::random();
+    /// let pool = MemPool::create_sysv_with(key, 2, 64, PoolOptions::new().order(FreeOrder::Lifo))?;
+    /// assert_eq!(MemPool::open_sysv(key)?.order(), FreeOrder::Lifo);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create_sysv_with(
+        key: SysvKey,
+        blocks: usize,
+        block_size: usize,
+        opts: PoolOptions,
+    ) -> Result<Self, PoolError> {
+        let size = sized(blocks, block_size, || Target::SysvKey(key.0))?;
+        Self::create_with(Segment::create_sysv(key, size)?, blocks, block_size, opts)
+    }
+
+    /// Opens the System V segment `key` and attaches to the pool in it.
+    /// Never removes it.
+    ///
+    /// # Examples
+    ///
+    /// See [`create_sysv`](MemPool::create_sysv).
+    pub fn open_sysv(key: SysvKey) -> Result<Self, PoolError> {
+        Self::attach(Segment::open_sysv(key)?)
+    }
+}
+
+/// [`MemPool::required_size`] as an error instead of a panic.
+pub(crate) fn sized(
+    blocks: usize,
+    block_size: usize,
+    target: impl FnOnce() -> Target,
+) -> Result<usize, PoolError> {
+    checked_size(blocks, block_size)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| PoolError::InvalidLayout {
+            target: target(),
+            reason: format!("{blocks} blocks of {block_size} bytes cannot be addressed"),
+        })
+}
+
+impl<R> MemPool<R> {
     /// Whether both handles use the very same pool object (clones share it).
     pub(crate) fn same_pool(&self, other: &MemPool<R>) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -599,7 +763,7 @@ impl MemPool<HeapRegion> {
     /// assert_eq!(pool.block_size(), 256);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
-    pub fn new_heap(blocks: u32, block_size: usize) -> Result<Self, PoolError> {
+    pub fn new_heap(blocks: usize, block_size: usize) -> Result<Self, PoolError> {
         Self::new_heap_with(blocks, block_size, PoolOptions::default())
     }
 
@@ -614,16 +778,11 @@ impl MemPool<HeapRegion> {
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn new_heap_with(
-        blocks: u32,
+        blocks: usize,
         block_size: usize,
         opts: PoolOptions,
     ) -> Result<Self, PoolError> {
-        let size = checked_size(blocks, block_size)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| PoolError::InvalidLayout {
-                target: Target::Heap,
-                reason: format!("{blocks} blocks of {block_size} bytes cannot be addressed"),
-            })?;
+        let size = sized(blocks, block_size, || Target::Heap)?;
         Self::create_with(HeapRegion::new(size), blocks, block_size, opts)
     }
 }
@@ -637,12 +796,12 @@ impl<R: Region> MemPool<R> {
     ///
     /// ```
     /// use shm_mempool::MemPool;
-    /// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(2, 64));
+    /// let region = shm_segment::HeapRegion::new(MemPool::required_size(2, 64));
     /// let pool = MemPool::create(region, 2, 64)?;
     /// assert_eq!(pool.blocks(), 2);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
-    pub fn create(region: R, blocks: u32, block_size: usize) -> Result<Self, PoolError> {
+    pub fn create(region: R, blocks: usize, block_size: usize) -> Result<Self, PoolError> {
         Self::create_with(region, blocks, block_size, PoolOptions::default())
     }
 
@@ -652,14 +811,14 @@ impl<R: Region> MemPool<R> {
     ///
     /// ```
     /// use shm_mempool::{FreeOrder, MemPool, PoolOptions};
-    /// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(2, 64));
+    /// let region = shm_segment::HeapRegion::new(MemPool::required_size(2, 64));
     /// let pool = MemPool::create_with(&region, 2, 64, PoolOptions::new().order(FreeOrder::Lifo))?;
     /// assert_eq!(MemPool::attach(&region)?.order(), FreeOrder::Lifo);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn create_with(
         region: R,
-        blocks: u32,
+        blocks: usize,
         block_size: usize,
         opts: PoolOptions,
     ) -> Result<Self, PoolError> {
@@ -667,11 +826,14 @@ impl<R: Region> MemPool<R> {
             target: region.target(),
             reason,
         };
-        if blocks == 0 || blocks > MAX_BLOCKS {
-            return Err(invalid(format!(
-                "block count {blocks} must be between 1 and {MAX_BLOCKS}"
-            )));
-        }
+        let blocks = match u32::try_from(blocks) {
+            Ok(n) if (1..=MAX_BLOCKS).contains(&n) => n,
+            _ => {
+                return Err(invalid(format!(
+                    "block count {blocks} must be between 1 and {MAX_BLOCKS}"
+                )))
+            }
+        };
         let size = (block_size.max(1) as u64).next_multiple_of(BLOCK_ALIGN as u64);
         if block_size == 0 || size > u64::from(u32::MAX) {
             return Err(invalid(format!(
@@ -723,7 +885,7 @@ impl<R: Region> MemPool<R> {
                     0
                 })),
             });
-            for s in 0..OWNER_SLOTS as usize {
+            for s in 0..OWNER_SLOTS {
                 pool.inner.owners.cast_mut().add(s).write(AtomicU64::new(0));
             }
             for i in 0..blocks {
@@ -777,7 +939,7 @@ impl<R: Region> MemPool<R> {
     ///
     /// ```
     /// use shm_mempool::MemPool;
-    /// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(2, 64));
+    /// let region = shm_segment::HeapRegion::new(MemPool::required_size(2, 64));
     /// MemPool::create(&region, 2, 64)?;
     /// let other = MemPool::attach(&region)?;
     /// assert_eq!((other.blocks(), other.block_size()), (2, 64));
@@ -822,8 +984,7 @@ impl<R: Region> MemPool<R> {
         let cap = queue_cap(u64::from(blocks));
         let cap_usize = usize::try_from(cap).map_err(|_| too_big())?;
         let control = region.typed_ptr::<Control>("attach pool", CONTROL_OFFSET, 1)?;
-        let owners =
-            region.typed_ptr::<AtomicU64>("attach pool", OWNERS_OFFSET, OWNER_SLOTS as usize)?;
+        let owners = region.typed_ptr::<AtomicU64>("attach pool", OWNERS_OFFSET, OWNER_SLOTS)?;
         let metas = region.typed_ptr::<Meta>("attach pool", META_OFFSET, blocks as usize)?;
         let cells = region.typed_ptr::<AtomicU64>(
             "attach pool",
@@ -954,7 +1115,7 @@ impl<R> MemPool<R> {
     /// Owner slot `s`'s word: the `ProcessId` word of the process that
     /// claimed it, 0 when free. Callers pass `s < OWNER_SLOTS`.
     pub(crate) fn owner(&self, s: u32) -> &AtomicU64 {
-        assert!(s < OWNER_SLOTS);
+        assert!(s < SLOTS);
         // SAFETY: `s < OWNER_SLOTS` (asserted), and `wire` checked that the
         // table fits; atomics only.
         unsafe { &*self.inner.owners.add(s as usize) }
@@ -968,8 +1129,8 @@ impl<R> MemPool<R> {
     /// assert_eq!(shm_mempool::MemPool::new_heap(3, 8)?.blocks(), 3);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
-    pub fn blocks(&self) -> u32 {
-        self.inner.blocks
+    pub fn blocks(&self) -> usize {
+        self.inner.blocks as usize
     }
 
     /// Bytes per block (a multiple of 64).
@@ -1032,7 +1193,7 @@ impl<R: Region> MemPool<R> {
                 op,
                 target: self.target(),
                 id,
-                blocks: self.inner.blocks,
+                blocks: self.inner.blocks as usize,
             })
         }
     }
@@ -1112,7 +1273,7 @@ impl<R: Region> MemPool<R> {
         let cache = &self.inner.slot_cache;
         let mut seen = cache.load(Ordering::Acquire);
         for attempt in 0..2 {
-            for s in 0..OWNER_SLOTS {
+            for s in 0..SLOTS {
                 let owner = self.owner(s);
                 if owner.load(Ordering::Relaxed) != 0
                     || owner
@@ -1172,7 +1333,7 @@ impl<R: Region> MemPool<R> {
         let Some((i, word)) = self.pop_free(slot)? else {
             return Err(PoolError::Exhausted {
                 target: self.target(),
-                blocks: self.inner.blocks,
+                blocks: self.inner.blocks as usize,
             });
         };
         // A fresh block has `used()` 0. Most were given back with 0 (plain
@@ -1342,9 +1503,9 @@ impl<R: Region> MemPool<R> {
             self.lifo_settle_head()?;
         }
         let mut alive: HashMap<u64, bool> = HashMap::new();
-        let mut taken = vec![false; OWNER_SLOTS as usize];
+        let mut taken = vec![false; OWNER_SLOTS];
         let mut any = false;
-        for s in 0..OWNER_SLOTS {
+        for s in 0..SLOTS {
             let owner = self.owner(s);
             let w = owner.load(Ordering::Acquire);
             // `me`: this process's own slot (of this handle or another);
@@ -1374,7 +1535,7 @@ impl<R: Region> MemPool<R> {
             for i in 0..self.inner.blocks {
                 let w = self.meta(i).word.load(Ordering::Acquire);
                 let s = place_of(w);
-                if state_of(w) != HELD || s >= OWNER_SLOTS || !taken[s as usize] {
+                if state_of(w) != HELD || s >= SLOTS || !taken[s as usize] {
                     continue;
                 }
                 // One CAS from exactly this word: if it changed meanwhile,
@@ -1385,7 +1546,7 @@ impl<R: Region> MemPool<R> {
             }
         }
         self.finish_pending()?;
-        for s in 0..OWNER_SLOTS {
+        for s in 0..SLOTS {
             if taken[s as usize] {
                 self.crash_point();
                 let _ =
@@ -1450,7 +1611,7 @@ impl<R: Region> MemPool<R> {
         let counted = count(
             self.inner.blocks,
             |i| Ok(self.meta(i).word.load(Ordering::Acquire)),
-            |s| Ok((s < OWNER_SLOTS).then(|| self.owner(s).load(Ordering::Acquire))),
+            |s| Ok((s < SLOTS).then(|| self.owner(s).load(Ordering::Acquire))),
             |w| self.owner_alive(w),
         );
         counted
@@ -1475,7 +1636,7 @@ impl<R: Region> MemPool<R> {
     /// assert_eq!(pool.check()?, 3);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
-    pub fn check(&self) -> Result<u32, PoolError> {
+    pub fn check(&self) -> Result<usize, PoolError> {
         let walk = self.walk_free()?;
         let sent = self.q_walk(Q::Sent)?;
         let mut seen = vec![false; self.inner.blocks as usize];
@@ -1505,7 +1666,7 @@ impl<R: Region> MemPool<R> {
                 )));
             }
         }
-        Ok(walk.listed.len() as u32)
+        Ok(walk.listed.len())
     }
 
     /// Returns to the free list every block in transit that is not in
@@ -1566,31 +1727,31 @@ impl<R: Region> MemPool<R> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Blocks in the pool.
-    pub blocks: u32,
+    pub blocks: usize,
     /// Bytes per block.
     pub block_size: usize,
     /// Free blocks.
-    pub free: u32,
+    pub free: usize,
     /// Blocks held by a process (through a [`Block`]).
-    pub held: u32,
+    pub held: usize,
     /// Blocks in transit, owned by nobody: handed on as an id
     /// ([`Block::into_id`]) and not claimed yet.
-    pub in_transit: u32,
+    pub in_transit: usize,
     /// Blocks queued in the pool's channel queue (sent, not yet received).
-    pub queued: u32,
+    pub queued: usize,
     /// Held blocks whose owner is gone: what
     /// [`reclaim_dead`](MemPool::reclaim_dead) would give back now.
-    pub dead: u32,
+    pub dead: usize,
     /// Blocks whose record is garbage (corruption): held by an owner slot
     /// out of range or by a slot nobody owns.
-    pub unknown: u32,
+    pub unknown: usize,
     /// Held blocks per owner pid, sorted by pid.
-    pub by_owner: Vec<(u32, u32)>,
+    pub by_owner: Vec<(u32, usize)>,
 }
 
 impl PoolStats {
     fn with_sizes(mut self, blocks: u32, block_size: usize) -> Self {
-        self.blocks = blocks;
+        self.blocks = blocks as usize;
         self.block_size = block_size;
         self
     }
@@ -1612,7 +1773,7 @@ fn count(
     mut alive: impl FnMut(u64) -> bool,
 ) -> Result<PoolStats, PoolError> {
     let mut stats = PoolStats::default();
-    let mut by_pid: HashMap<u32, u32> = HashMap::new();
+    let mut by_pid: HashMap<u32, usize> = HashMap::new();
     let mut liveness: HashMap<u64, bool> = HashMap::new();
     for i in 0..blocks {
         let mut w = word(i)?;
@@ -1662,7 +1823,7 @@ fn count(
 ///
 /// ```
 /// use shm_mempool::{pool::inspect, MemPool};
-/// let region = shm_segment::HeapRegion::new(MemPool::<()>::required_size(4, 64));
+/// let region = shm_segment::HeapRegion::new(MemPool::required_size(4, 64));
 /// let pool = MemPool::create(&region, 4, 64)?;
 /// let _held = pool.get()?;
 /// let stats = inspect(&region)?;
@@ -1680,7 +1841,7 @@ pub fn inspect<R: Region>(region: &R) -> Result<PoolStats, PoolError> {
         Ok(region.load_u64(offset, Ordering::Acquire)?)
     };
     let owner_at = |s: u32| -> Result<Option<u64>, PoolError> {
-        if s >= OWNER_SLOTS {
+        if s >= SLOTS {
             return Ok(None);
         }
         let at = OWNERS_OFFSET + s as usize * 8;
@@ -1741,12 +1902,12 @@ mod tests {
 
     #[test]
     fn a_process_claims_one_slot_and_gives_it_back_on_drop() {
-        let region = HeapRegion::new(MemPool::<()>::required_size(4, 64));
+        let region = HeapRegion::new(MemPool::required_size(4, 64));
         let pool = MemPool::create(&region, 4, 64).unwrap();
         let a = pool.get().unwrap();
         let b = pool.get().unwrap();
         let me = ProcessId::current().to_word();
-        let claimed: Vec<u32> = (0..OWNER_SLOTS)
+        let claimed: Vec<u32> = (0..SLOTS)
             .filter(|&s| pool.owner(s).load(Ordering::Relaxed) == me)
             .collect();
         assert_eq!(claimed, [0], "one slot per handle and process");
@@ -1771,11 +1932,11 @@ mod tests {
 
     #[test]
     fn a_full_owner_table_is_a_typed_error() {
-        let region = HeapRegion::new(MemPool::<()>::required_size(2, 64));
+        let region = HeapRegion::new(MemPool::required_size(2, 64));
         let pool = MemPool::create(&region, 2, 64).unwrap();
         // Every slot taken by a live process (this one, under other handles).
         let me = ProcessId::current().to_word();
-        for s in 0..OWNER_SLOTS {
+        for s in 0..SLOTS {
             pool.owner(s).store(me, Ordering::Relaxed);
         }
         match pool.get() {
@@ -1925,8 +2086,9 @@ mod tests {
     fn threads_send_and_receive_through_both_orders_without_loss() {
         use crate::{Channel, ChannelOptions, RecvError};
         for order in [FreeOrder::Lifo, FreeOrder::Fifo] {
-            let region = HeapRegion::new(Channel::<()>::required_size(8, 64));
-            let ch = Channel::create(&region, 8, 64, ChannelOptions::new().order(order)).unwrap();
+            let region = HeapRegion::new(Channel::required_size(8, 64));
+            let ch =
+                Channel::create_with(&region, 8, 64, ChannelOptions::new().order(order)).unwrap();
             std::thread::scope(|s| {
                 for t in 0..3u64 {
                     let ch = &ch;
@@ -1938,10 +2100,10 @@ mod tests {
                             x ^= x >> 7;
                             x ^= x << 17;
                             match x % 4 {
-                                0 if held.len() < 2 => held.extend(ch.alloc().ok()),
+                                0 if held.len() < 2 => held.extend(ch.get().ok()),
                                 1 if !held.is_empty() => drop(held.pop()),
                                 2 => {
-                                    if let Ok(b) = ch.alloc() {
+                                    if let Ok(b) = ch.get() {
                                         ch.send(b).unwrap();
                                     }
                                 }

@@ -291,7 +291,7 @@ fn a_process_killed_at_any_step_of_get_or_give_back_loses_nothing() {
     for order in ORDERS {
         for k in 1..=MAX_STEPS {
             kill_model(move || {
-                let region = Arc::new(HeapRegion::new(MemPool::<()>::required_size(2, 64)));
+                let region = Arc::new(HeapRegion::new(MemPool::required_size(2, 64)));
                 let opts = PoolOptions::new().order(order);
                 let live = MemPool::create_with(Arc::clone(&region), 2, 64, opts).unwrap();
                 let dying = MemPool::attach(Arc::clone(&region)).unwrap();
@@ -342,9 +342,9 @@ fn a_process_killed_at_any_step_of_send_or_recv_loses_no_message() {
         .flat_map(|o| (1..=MAX_STEPS).map(move |k| (o, k)))
     {
         kill_model(move || {
-            let region = Arc::new(HeapRegion::new(Channel::<()>::required_size(2, 64)));
+            let region = Arc::new(HeapRegion::new(Channel::required_size(2, 64)));
             let opts = ChannelOptions::new().order(order);
-            let live = Channel::create(Arc::clone(&region), 2, 64, opts).unwrap();
+            let live = Channel::create_with(Arc::clone(&region), 2, 64, opts).unwrap();
             let dying = Channel::attach(Arc::clone(&region)).unwrap();
             dying.pool().loom_as_other_process();
             live.send_bytes(&[7]).unwrap();
@@ -362,7 +362,7 @@ fn a_process_killed_at_any_step_of_send_or_recv_loses_no_message() {
                 k,
                 |c, k| c.pool().loom_kill_after(k),
                 |c| {
-                    if let Ok(b) = c.alloc() {
+                    if let Ok(b) = c.get() {
                         b.write_pod(0, &9u8).unwrap();
                         c.send(b).unwrap();
                     }

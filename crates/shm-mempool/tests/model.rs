@@ -349,7 +349,7 @@ fn check_error(
         ) => {
             prop_assert_eq!(got_op, op);
             prop_assert_eq!(got_id, id);
-            prop_assert_eq!(got_blocks, blocks);
+            prop_assert_eq!(got_blocks, blocks as usize);
         }
         (other, expect) => {
             prop_assert!(false, "got {other:?} for id {}, expected {expect:?}", id.0)
@@ -393,7 +393,9 @@ fn run<P: Region, C: Chan<P>>(
                         guards.push((h, block));
                     }
                 }
-                (Err(PoolError::Exhausted { blocks: b, .. }), None) => prop_assert_eq!(b, blocks),
+                (Err(PoolError::Exhausted { blocks: b, .. }), None) => {
+                    prop_assert_eq!(b, blocks as usize)
+                }
                 (got, want) => prop_assert!(false, "get gave {got:?}, the model {want:?}"),
             },
             Op::Drop(g) => {
@@ -493,7 +495,7 @@ fn run<P: Region, C: Chan<P>>(
                         model.used[id as usize] = 0;
                     }
                     (Err(PoolError::Exhausted { blocks: b, .. }), None) => {
-                        prop_assert_eq!(b, blocks)
+                        prop_assert_eq!(b, blocks as usize)
                     }
                     (got, next) => prop_assert!(
                         false,
@@ -570,9 +572,9 @@ fn run<P: Region, C: Chan<P>>(
         }
 
         // After every step, both handles agree with the model.
-        let held = (guards.len() + model.stolen.len()) as u32;
+        let held = guards.len() + model.stolen.len();
         prop_assert_eq!(
-            held as usize + model.ids.len() + model.free.len() + model.queue.len(),
+            held + model.ids.len() + model.free.len() + model.queue.len(),
             blocks as usize
         );
         for pool in pools {
@@ -587,25 +589,25 @@ fn run<P: Region, C: Chan<P>>(
                     stats.unknown
                 ),
                 (
-                    model.free.len() as u32,
+                    model.free.len(),
                     held,
-                    model.ids.len() as u32,
-                    model.queue.len() as u32,
-                    model.stolen.len() as u32,
+                    model.ids.len(),
+                    model.queue.len(),
+                    model.stolen.len(),
                     0
                 ),
                 "step {}: {:?}",
                 step,
                 op
             );
-            prop_assert_eq!((stats.blocks, stats.block_size), (blocks, size));
+            prop_assert_eq!((stats.blocks, stats.block_size), (blocks as usize, size));
             let owners = if held > 0 {
                 vec![(me.pid, held)]
             } else {
                 vec![]
             };
             prop_assert_eq!(stats.by_owner, owners);
-            prop_assert_eq!(pool.check().unwrap(), model.free.len() as u32);
+            prop_assert_eq!(pool.check().unwrap(), model.free.len());
         }
         if let Some(chans) = chans {
             for chan in chans {
@@ -625,8 +627,8 @@ fn run<P: Region, C: Chan<P>>(
         }
     }
     prop_assert_eq!(pools[0].reclaim_dead().unwrap().len(), model.stolen.len());
-    prop_assert_eq!(pools[1].check().unwrap(), blocks);
-    prop_assert_eq!(pools[0].stats().free, blocks);
+    prop_assert_eq!(pools[1].check().unwrap(), blocks as usize);
+    prop_assert_eq!(pools[0].stats().free, blocks as usize);
     Ok(())
 }
 
@@ -635,18 +637,18 @@ proptest! {
 
     #[test]
     fn pool_matches_model((blocks, size, ops) in case(false), order in order()) {
-        let region = HeapRegion::new(MemPool::<()>::required_size(blocks, size));
+        let region = HeapRegion::new(MemPool::required_size(blocks as usize, size));
         let opts = PoolOptions::new().order(order);
-        let created = MemPool::create_with(&region, blocks, size, opts).unwrap();
+        let created = MemPool::create_with(&region, blocks as usize, size, opts).unwrap();
         let attached = MemPool::attach(&region).unwrap();
         run::<_, NoChan>([&created, &attached], None, blocks, &ops)?;
     }
 
     #[test]
     fn channel_matches_model((blocks, size, ops) in case(true), blocking in any::<bool>()) {
-        let region = HeapRegion::new(Channel::<()>::required_size(blocks, size));
+        let region = HeapRegion::new(Channel::required_size(blocks as usize, size));
         let opts = ChannelOptions::new().blocking(blocking);
-        let created = Channel::create(&region, blocks, size, opts).unwrap();
+        let created = Channel::create_with(&region, blocks as usize, size, opts).unwrap();
         let attached = Channel::attach(&region).unwrap();
         run(
             [created.pool(), attached.pool()],
@@ -739,11 +741,11 @@ fn wrong_ids_are_typed_errors_that_change_nothing() {
 
 #[test]
 fn exhausted_pools_are_typed_errors_and_queued_blocks_are_queued() {
-    let region = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let ch = Channel::create(&region, 2, 64, ChannelOptions::new()).unwrap();
+    let region = HeapRegion::new(Channel::required_size(2, 64));
+    let ch = Channel::create_with(&region, 2, 64, ChannelOptions::new()).unwrap();
     ch.send_bytes(b"one").unwrap();
-    let held = ch.alloc().unwrap();
-    let err = ch.alloc().unwrap_err();
+    let held = ch.get().unwrap();
+    let err = ch.get().unwrap_err();
     assert!(
         matches!(err, PoolError::Exhausted { blocks: 2, .. }),
         "{err:?}"
@@ -775,8 +777,8 @@ fn exhausted_pools_are_typed_errors_and_queued_blocks_are_queued() {
 /// that popped the id got an error instead of the message.)
 #[test]
 fn a_queued_block_cannot_be_claimed_by_id() {
-    let region = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let ch = Channel::create(&region, 2, 64, ChannelOptions::new()).unwrap();
+    let region = HeapRegion::new(Channel::required_size(2, 64));
+    let ch = Channel::create_with(&region, 2, 64, ChannelOptions::new()).unwrap();
     ch.send_bytes(b"mine").unwrap();
     for err in [
         ch.pool().from_id(BlockId(0)).map(drop).unwrap_err(),
@@ -805,12 +807,12 @@ fn a_queued_block_cannot_be_claimed_by_id() {
 /// must refuse (the block is not this channel's) and change nothing.
 #[test]
 fn send_refuses_a_block_of_another_channel() {
-    let r1 = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let r2 = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let ch1 = Channel::create(&r1, 2, 64, ChannelOptions::new()).unwrap();
-    let ch2 = Channel::create(&r2, 2, 64, ChannelOptions::new()).unwrap();
-    let foreign = ch1.alloc().unwrap();
-    let mine = ch2.alloc().unwrap(); // block 0 of ch2, held here
+    let r1 = HeapRegion::new(Channel::required_size(2, 64));
+    let r2 = HeapRegion::new(Channel::required_size(2, 64));
+    let ch1 = Channel::create_with(&r1, 2, 64, ChannelOptions::new()).unwrap();
+    let ch2 = Channel::create_with(&r2, 2, 64, ChannelOptions::new()).unwrap();
+    let foreign = ch1.get().unwrap();
+    let mine = ch2.get().unwrap(); // block 0 of ch2, held here
     assert_eq!(foreign.id(), mine.id());
     let result = ch2.send(foreign);
     let s1 = ch1.pool().stats();

@@ -25,14 +25,14 @@ use common::{generation, held_word, place, raw_word, set_owner, set_raw_word, st
 use shm_mempool::{BlockId, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_segment::{HeapRegion, ProcessId, Region};
 
-const N: u32 = 4;
+const N: usize = 4;
 
 fn pool_in(region: &HeapRegion, order: FreeOrder) -> MemPool<&HeapRegion> {
     MemPool::create_with(region, N, 64, PoolOptions::new().order(order)).unwrap()
 }
 
 fn region() -> HeapRegion {
-    HeapRegion::new(MemPool::<()>::required_size(N, 64))
+    HeapRegion::new(MemPool::required_size(N, 64))
 }
 
 #[test]
