@@ -593,7 +593,7 @@ impl<R: Region> Channel<R> {
                 return Err(SendError::Pool(self.pool.wrong_state(
                     "send",
                     id,
-                    "held by this handle",
+                    crate::BlockState::Held,
                     now,
                 )))
             }

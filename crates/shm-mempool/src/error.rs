@@ -2,7 +2,7 @@
 
 use shm_segment::Target;
 
-use crate::BlockId;
+use crate::{BlockId, BlockState};
 
 /// What went wrong with a pool or a channel.
 ///
@@ -68,7 +68,11 @@ pub enum PoolError {
     /// a double [`put`](crate::MemPool::put), an id of a block some guard
     /// holds, or a [`Block`](crate::Block) whose block is no longer its own
     /// (its record changed under it). Nothing was changed.
-    #[error("{op} block {} of {target}: the block is {found}, not {expected}", id.0)]
+    #[error(
+        "{op} block {} of {target}: the block is {found}, not {expected}{}",
+        id.0,
+        if *expected == BlockState::Held { " by this handle" } else { "" }
+    )]
     WrongState {
         /// The operation: `"put"`, `"from_id"`, `"into_id"`, `"drop"`, `"recv"`…
         op: &'static str,
@@ -76,10 +80,13 @@ pub enum PoolError {
         target: Target,
         /// The block.
         id: BlockId,
-        /// The state the operation needs.
-        expected: &'static str,
+        /// The state the operation needs: [`BlockState::InTransit`] for
+        /// `put` and `from_id`; [`BlockState::Held`] (by the handle's
+        /// [`Block`](crate::Block), under the very word it took the block
+        /// with) for `into_id`, `send` and dropping a block.
+        expected: BlockState,
         /// The state it is in.
-        found: &'static str,
+        found: BlockState,
     },
     /// A [`Block`](crate::Block) used in a process made by `fork(2)` after
     /// the block was taken: the block is the parent's, so the child's copy

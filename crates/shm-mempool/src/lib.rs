@@ -47,7 +47,9 @@ pub use error::PoolError;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use pool::LoomKilled;
-pub use pool::{Block, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN, OWNER_SLOTS};
+pub use pool::{
+    Block, BlockState, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN, OWNER_SLOTS,
+};
 
 /// A block's position-independent name: its index in the pool. The same id
 /// names the same block in every process that maps the pool.

@@ -355,12 +355,72 @@ pub(crate) fn place_of(word: u64) -> u32 {
     (word >> PLACE_SHIFT) as u32
 }
 
-pub(crate) fn state_name(word: u64) -> &'static str {
+/// The state recorded in a block word.
+pub(crate) fn block_state(word: u64) -> BlockState {
     match word & STATE_MASK {
-        FREE => "free",
-        HELD => "held",
-        IN_TRANSIT => "in transit",
-        _ => "queued",
+        FREE => BlockState::Free,
+        HELD => BlockState::Held,
+        IN_TRANSIT => BlockState::InTransit,
+        _ => BlockState::Queued,
+    }
+}
+
+/// What a block is doing: the state in its record, as
+/// [`PoolError::WrongState`] names it.
+///
+/// # Examples
+///
+/// ```
+/// use shm_mempool::{BlockState, MemPool, PoolError};
+/// let pool = MemPool::new_heap(1, 64)?;
+/// let id = pool.get()?.into_id()?;
+/// pool.put(id)?;
+/// match pool.put(id) {
+///     Err(PoolError::WrongState { expected, found, .. }) => {
+///         assert_eq!((expected, found), (BlockState::InTransit, BlockState::Free));
+///         assert_eq!(found.to_string(), "free");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), PoolError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BlockState {
+    /// In the free list.
+    Free,
+    /// Held by a process, through a [`Block`] (or by one that died holding
+    /// it, until [`MemPool::reclaim_dead`]).
+    Held,
+    /// Handed on as an id ([`Block::into_id`]), owned by nobody until
+    /// [`MemPool::from_id`] claims it or [`MemPool::put`] gives it back.
+    InTransit,
+    /// Sent through the pool's [`Channel`](crate::Channel), not received yet.
+    Queued,
+}
+
+impl BlockState {
+    /// The state's name in messages: `"free"`, `"held"`, `"in transit"`,
+    /// `"queued"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(shm_mempool::BlockState::InTransit.name(), "in transit");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockState::Free => "free",
+            BlockState::Held => "held",
+            BlockState::InTransit => "in transit",
+            BlockState::Queued => "queued",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -1202,7 +1262,7 @@ impl<R: Region> MemPool<R> {
         &self,
         op: &'static str,
         id: BlockId,
-        expected: &'static str,
+        expected: BlockState,
         word: u64,
     ) -> PoolError {
         PoolError::WrongState {
@@ -1210,7 +1270,7 @@ impl<R: Region> MemPool<R> {
             target: self.target(),
             id,
             expected,
-            found: state_name(word),
+            found: block_state(word),
         }
     }
 
@@ -1351,7 +1411,7 @@ impl<R: Region> MemPool<R> {
         &self,
         op: &'static str,
         id: BlockId,
-        expected: &'static str,
+        expected: BlockState,
         from: u64,
         to: u64,
     ) -> Result<(), PoolError> {
@@ -1378,7 +1438,7 @@ impl<R: Region> MemPool<R> {
         let i = self.index(op, id)?;
         match self.push_free(i, held)? {
             Ok(()) => Ok(()),
-            Err(now) => Err(self.wrong_state(op, id, "held by this handle", now)),
+            Err(now) => Err(self.wrong_state(op, id, BlockState::Held, now)),
         }
     }
 
@@ -1390,7 +1450,7 @@ impl<R: Region> MemPool<R> {
         let mut current = word.load(Ordering::Acquire);
         loop {
             if state_of(current) != IN_TRANSIT {
-                return Err(self.wrong_state(op, id, "in transit", current));
+                return Err(self.wrong_state(op, id, BlockState::InTransit, current));
             }
             let to = next_word(current, HELD, slot);
             self.crash_point();
@@ -1417,7 +1477,7 @@ impl<R: Region> MemPool<R> {
     /// let pool = MemPool::new_heap(2, 64)?;
     /// let id = pool.get()?.into_id()?;
     /// pool.put(id)?;
-    /// assert!(matches!(pool.put(id), Err(PoolError::WrongState { found: "free", .. })));
+    /// assert!(matches!(pool.put(id), Err(PoolError::WrongState { found: shm_mempool::BlockState::Free, .. })));
     /// let held = pool.get()?;
     /// assert!(pool.put(held.id()).is_err()); // a guard holds it: not ours to give back
     /// # Ok::<(), PoolError>(())
@@ -1433,7 +1493,7 @@ impl<R: Region> MemPool<R> {
         let mut current = self.meta(i).word.load(Ordering::Acquire);
         loop {
             if state_of(current) != IN_TRANSIT {
-                return Err(self.wrong_state("put", id, "in transit", current));
+                return Err(self.wrong_state("put", id, BlockState::InTransit, current));
             }
             match self.push_free(i, current)? {
                 Ok(()) => return Ok(()),
@@ -1457,7 +1517,7 @@ impl<R: Region> MemPool<R> {
     /// let id = pool.get()?.into_id()?;
     /// let block = pool.from_id(id)?;
     /// assert_eq!(block.id(), id);
-    /// assert!(matches!(pool.from_id(id), Err(PoolError::WrongState { found: "held", .. })));
+    /// assert!(matches!(pool.from_id(id), Err(PoolError::WrongState { found: shm_mempool::BlockState::Held, .. })));
     /// assert!(pool.from_id(BlockId(1)).is_err()); // free, not in transit
     /// # Ok::<(), PoolError>(())
     /// ```
@@ -1651,7 +1711,7 @@ impl<R: Region> MemPool<R> {
                 let w = self.meta(i).word.load(Ordering::Acquire);
                 if state_of(w) != state {
                     return Err(
-                        self.corrupted(format!("block {i} is in {what} but is {}", state_name(w)))
+                        self.corrupted(format!("block {i} is in {what} but is {}", block_state(w)))
                     );
                 }
             }
@@ -1662,7 +1722,7 @@ impl<R: Region> MemPool<R> {
                 return Err(self.corrupted(format!(
                     "block {i} is {} but in no list (a process killed while giving it back \
                      or sending it left it so: reclaim_dead finishes that)",
-                    state_name(w)
+                    block_state(w)
                 )));
             }
         }
@@ -1878,8 +1938,8 @@ mod tests {
         assert_eq!((state_of(w), place_of(w)), (HELD, 5));
         let q = next_word(w, QUEUED, 0xFFFF_FFFF);
         assert_eq!(
-            (state_of(q), place_of(q), state_name(q)),
-            (QUEUED, u32::MAX, "queued")
+            (state_of(q), place_of(q), block_state(q)),
+            (QUEUED, u32::MAX, BlockState::Queued)
         );
         assert_ne!(next_word(w, HELD, 5), w, "a new generation");
     }

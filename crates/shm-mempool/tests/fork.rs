@@ -34,7 +34,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shm_mempool::ChannelOptions;
-use shm_mempool::{Channel, FreeOrder, MemPool, PoolError, PoolOptions};
+use shm_mempool::{BlockState, Channel, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_segment::{AnonShared, ProcessId, Region};
 
 /// The longest a child may take.
@@ -179,7 +179,13 @@ fn a_block_inherited_across_fork_is_inert_in_the_child() {
             pool.from_id(id).map(drop).unwrap_err(),
         ] {
             assert!(
-                matches!(err, PoolError::WrongState { found: "held", .. }),
+                matches!(
+                    err,
+                    PoolError::WrongState {
+                        found: BlockState::Held,
+                        ..
+                    }
+                ),
                 "{err}"
             );
         }

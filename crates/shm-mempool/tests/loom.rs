@@ -12,7 +12,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shm_mempool::{BlockId, FreeOrder, MemPool, PoolError, PoolOptions};
+use shm_mempool::{BlockId, BlockState, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_segment::{HeapRegion, Region};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {

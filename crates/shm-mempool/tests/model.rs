@@ -37,8 +37,8 @@ use std::time::Duration;
 use common::steal_for_the_dead;
 use proptest::prelude::*;
 use shm_mempool::{
-    Block, BlockId, Channel, ChannelOptions, FreeOrder, MemPool, PoolError, PoolOptions, RecvError,
-    SendError,
+    Block, BlockId, BlockState, Channel, ChannelOptions, FreeOrder, MemPool, PoolError,
+    PoolOptions, RecvError, SendError,
 };
 use shm_segment::{HeapRegion, ProcessId, Region, SubRegion};
 
@@ -268,7 +268,7 @@ impl Model {
 
     /// The id a pick names, and what the pool must say to `put`/`from_id` of
     /// it: `None` for success, else the state it is found in.
-    fn resolve(&self, pick: Pick, guarded: &[u32]) -> (BlockId, Result<(), Option<&'static str>>) {
+    fn resolve(&self, pick: Pick, guarded: &[u32]) -> (BlockId, Result<(), Option<BlockState>>) {
         let nth = |set: &mut dyn ExactSizeIterator<Item = u32>, k: usize| {
             let len = set.len();
             set.nth(k % len.max(1))
@@ -281,12 +281,12 @@ impl Model {
             }
             Pick::Free(k) => {
                 if let Some(id) = nth(&mut self.free.iter().copied(), k) {
-                    return (BlockId(id), Err(Some("free")));
+                    return (BlockId(id), Err(Some(BlockState::Free)));
                 }
             }
             Pick::Guarded(k) => {
                 if let Some(id) = nth(&mut guarded.iter().copied(), k) {
-                    return (BlockId(id), Err(Some("held")));
+                    return (BlockId(id), Err(Some(BlockState::Held)));
                 }
             }
             Pick::Out(k) => {
@@ -320,7 +320,7 @@ fn check_error(
     got: PoolError,
     op: &'static str,
     id: BlockId,
-    expect: Option<&'static str>,
+    expect: Option<BlockState>,
     blocks: u32,
 ) -> Result<(), TestCaseError> {
     match (got, expect) {
@@ -328,7 +328,7 @@ fn check_error(
             PoolError::WrongState {
                 op: got_op,
                 id: got_id,
-                expected: "in transit",
+                expected: BlockState::InTransit,
                 found,
                 ..
             },
@@ -677,8 +677,8 @@ fn wrong_ids_are_typed_errors_that_change_nothing() {
         Err(PoolError::WrongState {
             op: "put",
             id,
-            expected: "in transit",
-            found: "free",
+            expected: BlockState::InTransit,
+            found: BlockState::Free,
             ..
         }) => assert_eq!(id, sent),
         other => panic!("double put gave {other:?}"),
@@ -708,15 +708,18 @@ fn wrong_ids_are_typed_errors_that_change_nothing() {
     // from_id of a free block, and of the guarded one.
     match pool.from_id(sent) {
         Err(PoolError::WrongState {
-            expected: "in transit",
-            found: "free",
+            expected: BlockState::InTransit,
+            found: BlockState::Free,
             ..
         }) => {}
         other => panic!("from_id of a free block gave {other:?}"),
     }
     assert!(matches!(
         pool.from_id(guarded.id()),
-        Err(PoolError::WrongState { found: "held", .. })
+        Err(PoolError::WrongState {
+            found: BlockState::Held,
+            ..
+        })
     ));
     assert_eq!(pool.stats(), after_put, "a refused call changed the pool");
     assert_eq!(pool.check().unwrap(), list + 1);
@@ -788,8 +791,8 @@ fn a_queued_block_cannot_be_claimed_by_id() {
             matches!(
                 err,
                 PoolError::WrongState {
-                    expected: "in transit",
-                    found: "queued",
+                    expected: BlockState::InTransit,
+                    found: BlockState::Queued,
                     ..
                 }
             ),
