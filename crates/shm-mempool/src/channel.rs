@@ -380,12 +380,14 @@ impl Channel {
     }
 }
 
-/// [`Channel::required_size`] as an error instead of a panic.
+/// [`Channel::required_size`] as an error instead of a panic, after the
+/// pool's checks of the block count and size.
 fn sized(
     blocks: usize,
     block_size: usize,
-    target: impl FnOnce() -> Target,
+    target: impl Fn() -> Target,
 ) -> Result<usize, PoolError> {
+    crate::pool::sized(blocks, block_size, &target)?;
     parts(blocks, block_size)
         .map(|(_, total)| total)
         .ok_or_else(|| PoolError::InvalidLayout {

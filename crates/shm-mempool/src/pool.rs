@@ -792,17 +792,42 @@ impl MemPool {
 }
 
 /// [`MemPool::required_size`] as an error instead of a panic.
+/// Checks the block count and size first (as
+/// [`create_with`](MemPool::create_with) does), so that nothing is
+/// allocated or created for a pool that cannot be.
 pub(crate) fn sized(
     blocks: usize,
     block_size: usize,
     target: impl FnOnce() -> Target,
 ) -> Result<usize, PoolError> {
-    checked_size(blocks, block_size)
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| PoolError::InvalidLayout {
-            target: target(),
-            reason: format!("{blocks} blocks of {block_size} bytes cannot be addressed"),
-        })
+    let checked = check_counts(blocks, block_size).and_then(|_| {
+        checked_size(blocks, block_size)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| format!("{blocks} blocks of {block_size} bytes cannot be addressed"))
+    });
+    checked.map_err(|reason| PoolError::InvalidLayout {
+        target: target(),
+        reason,
+    })
+}
+
+/// The block count as the layout stores it, and the block size rounded up
+/// to [`BLOCK_ALIGN`]; or why a pool cannot have them.
+fn check_counts(blocks: usize, block_size: usize) -> Result<(u32, u64), String> {
+    let blocks = match u32::try_from(blocks) {
+        Ok(n) if (1..=MAX_BLOCKS).contains(&n) => n,
+        _ => {
+            return Err(format!(
+                "block count {blocks} must be between 1 and {MAX_BLOCKS}"
+            ))
+        }
+    };
+    match (block_size as u64).checked_next_multiple_of(BLOCK_ALIGN as u64) {
+        Some(size) if block_size != 0 && size <= u64::from(u32::MAX) => Ok((blocks, size)),
+        _ => Err(format!(
+            "block size {block_size} must be between 1 and 4 GiB"
+        )),
+    }
 }
 
 impl<R> MemPool<R> {
@@ -886,20 +911,7 @@ impl<R: Region> MemPool<R> {
             target: region.target(),
             reason,
         };
-        let blocks = match u32::try_from(blocks) {
-            Ok(n) if (1..=MAX_BLOCKS).contains(&n) => n,
-            _ => {
-                return Err(invalid(format!(
-                    "block count {blocks} must be between 1 and {MAX_BLOCKS}"
-                )))
-            }
-        };
-        let size = (block_size.max(1) as u64).next_multiple_of(BLOCK_ALIGN as u64);
-        if block_size == 0 || size > u64::from(u32::MAX) {
-            return Err(invalid(format!(
-                "block size {block_size} must be between 1 and 4 GiB"
-            )));
-        }
+        let (blocks, size) = check_counts(blocks, block_size).map_err(invalid)?;
         let needed = offsets(u64::from(blocks), size)
             .ok_or_else(|| invalid("the pool would not fit in memory".into()))?
             .total;
