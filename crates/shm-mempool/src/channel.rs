@@ -85,7 +85,9 @@ impl ChannelOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_mempool::ChannelOptions::new().blocking(true);
+    /// let opts = shm_mempool::ChannelOptions::new().blocking(true);
+    /// assert!(opts.is_blocking());
+    /// assert!(!opts.blocking(false).is_blocking());
     /// ```
     pub fn blocking(mut self, blocking: bool) -> Self {
         self.blocking = blocking;

@@ -264,7 +264,8 @@ impl PoolOptions {
     ///
     /// ```
     /// use shm_mempool::{FreeOrder, PoolOptions};
-    /// let _ = PoolOptions::new().order(FreeOrder::Lifo);
+    /// let opts = PoolOptions::new().order(FreeOrder::Lifo);
+    /// assert_eq!(opts.order_of(), FreeOrder::Lifo);
     /// ```
     pub fn order(mut self, order: FreeOrder) -> Self {
         self.order = order;
@@ -586,11 +587,11 @@ impl<R> Drop for Inner<R> {
 ///
 /// ```
 /// use shm_mempool::MemPool;
-/// use shm_segment::{AnonShared, Region};
+/// use shm_segment::Region;
 ///
-/// // pyshm's `Mempool(count, size, shm=...)`: created before fork, shared after.
-/// let region = AnonShared::new(MemPool::required_size(4, 4))?;
-/// let pool = MemPool::create(region, 4, 4)?;
+/// // pyshm's `Mempool(count, size, shm=...)`: created before fork, shared
+/// // after (`MemPool::create(region, ..)` lays one out in any region).
+/// let pool = MemPool::create_memfd("doc-pool", 4, 4)?;
 /// let block = pool.get()?;
 /// block.write_pod(0, &42i32)?;
 /// let id = block.into_id()?; // hand the id to another process…
