@@ -59,11 +59,11 @@ fn a_holder_in_another_pid_namespace_keeps_its_blocks() {
         "reclaim_dead freed the blocks of a live holder in another pid namespace"
     );
     let stats = pool.stats();
-    assert_eq!((stats.held, stats.dead), (HELD as usize, 0), "{stats:?}");
+    assert_eq!((stats.held, stats.dead), (HELD, 0), "{stats:?}");
 
     holder.kill9();
     assert!(
-        common::wait_until(HANG, || pool.stats().dead == HELD as usize),
+        common::wait_until(HANG, || pool.stats().dead == HELD),
         "{:?}",
         pool.stats()
     );

@@ -212,7 +212,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
             }
             Err(e) => panic!("recv: {e}"),
         }
-        assert!(ch.len() <= BLOCKS as usize);
+        assert!(ch.len() <= BLOCKS);
         if samples % 64 == 0 {
             let dead = ch.pool().reclaim_dead().unwrap();
             assert!(

@@ -143,7 +143,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         // Alive: nothing to reclaim; the stats name the child.
         assert!(pool.reclaim_dead().unwrap().is_empty(), "round {round}");
         let s = pool.stats();
-        let mut owners = vec![(me, mine.len() as usize), (pid, hold as usize)];
+        let mut owners = vec![(me, mine.len()), (pid, hold as usize)];
         owners.retain(|&(_, n)| n > 0);
         owners.sort_unstable();
         assert_eq!(s.by_owner, owners, "round {round}");
@@ -197,10 +197,10 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         assert_eq!(
             (s.held, s.in_transit, s.queued, s.free, s.dead),
             (
-                mine.len() as usize,
+                mine.len(),
                 keep as usize,
                 send as usize,
-                BLOCKS - mine.len() as usize - (send + keep) as usize,
+                BLOCKS - mine.len() - (send + keep) as usize,
                 0
             ),
             "round {round}: {s:?}"
@@ -218,7 +218,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         let owners = if mine.is_empty() {
             vec![]
         } else {
-            vec![(me, mine.len() as usize)]
+            vec![(me, mine.len())]
         };
         assert_eq!(
             s.by_owner, owners,
@@ -240,7 +240,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         // The pool goes on: every block can be taken again, then given back.
         let all: Vec<_> = (0..BLOCKS).map(|_| pool.get().unwrap()).collect();
         let distinct: BTreeSet<u32> = all.iter().map(|b| b.id().0).collect();
-        assert_eq!(distinct.len(), BLOCKS as usize);
+        assert_eq!(distinct.len(), BLOCKS);
         assert!(matches!(pool.get(), Err(PoolError::Exhausted { .. })));
         drop(all);
         assert_eq!(pool.check().unwrap(), BLOCKS);
@@ -471,7 +471,7 @@ fn a_receiver_killed_mid_recv_wedges_nothing() {
     for i in 0..N {
         ch.send_bytes(&[i as u8]).unwrap();
     }
-    assert_eq!(ch.len(), N as usize);
+    assert_eq!(ch.len(), N);
     assert!(matches!(
         ch.send_bytes(b"x"),
         Err(PoolError::Exhausted { .. })
