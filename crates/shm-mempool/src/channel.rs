@@ -16,7 +16,7 @@ use shm_segment::{Segment, SysvKey, Target};
 /// (pool layout version 3), and a queued block is in the state *queued*.
 const LAYOUT_VERSION: u32 = 3;
 /// The pool starts on the second page, after the channel's header.
-const POOL_OFFSET: usize = 4096;
+pub(crate) const POOL_OFFSET: usize = 4096;
 /// At most this many blocks (the pool's limit).
 const MAX_BLOCKS: u64 = 1 << 31;
 

@@ -70,6 +70,8 @@ mod block;
 mod channel;
 mod error;
 mod free;
+#[doc(hidden)]
+pub mod layout;
 pub mod pool;
 mod sync;
 

@@ -236,3 +236,26 @@ fn channel_get_is_the_pools_get_and_alloc_is_its_old_name() {
         Err(PoolError::Exhausted { blocks: 2, .. })
     ));
 }
+
+/// The shared layout (version 3) is what peers built from other commits
+/// read: a change to these numbers needs a new layout version.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn the_layout_of_version_3_is_pinned() {
+    use shm_mempool::layout::*;
+    assert_eq!(VERSION, 3);
+    // `CachePadded` is 128 bytes on x86-64.
+    assert_eq!(
+        (ORDER, HEAD, FIFO_HEAD, FIFO_TAIL, SENT_HEAD, SENT_TAIL),
+        (128, 256, 384, 512, 640, 768)
+    );
+    assert_eq!((OWNERS, SLOTS, RECORDS, RECORD), (1152, 128, 2176, 16));
+    assert_eq!((RECORD_NEXT, RECORD_USED, RECORD_WORD), (0, 4, 8));
+    assert_eq!((FREE, HELD, IN_TRANSIT, QUEUED), (0, 1, 2, 3));
+    assert_eq!(word(HELD, 3, 7), 7 << 32 | 3 << 2 | 1);
+    assert_eq!(CHANNEL_POOL, 4096);
+    // Cells follow the records; the channel queue's follow the free queue's.
+    assert_eq!(cell_off(8, 0), RECORDS + 8 * RECORD);
+    assert_eq!(sent_cell_off(8, 1), cell_off(8, queue_cap(8)) + 8);
+    assert_eq!(queue_cap(1), 2);
+}

@@ -21,11 +21,11 @@
 //!    operation or `reclaim_dead` finishes it, and nothing is lost;
 //!    `recover_orphans` frees only ids that nobody alive knows.
 //!
-//! The layout used to simulate these (crates/shm-mempool/src/pool.rs,
-//! version 3; see `tests/common`): the control block at 128, the owner
-//! table at 1152, the records at 2176, 16 bytes each: `next: u32` (index +
-//! 1), `used: u32`, `word: u64`; then the cells of the free queue and of
-//! the channel queue, `stamp << 32 | index`.
+//! The layout used to simulate these comes from `shm_mempool::layout`
+//! (through `tests/common`), computed from the structures the code uses:
+//! the control block, the owner table, the records (`next: u32` index + 1,
+//! `used: u32`, `word: u64`), then the cells of the free queue and of the
+//! channel queue, `stamp << 32 | index`. `tests/api.rs` pins its numbers.
 //!
 //! Random inputs come from a seed printed at the start of each test; set
 //! `SHM_CORRUPT_SEED` to replay one.

@@ -39,7 +39,7 @@ fn kill_model(f: impl Fn() + Sync + Send + 'static) {
 
 const ORDERS: [FreeOrder; 2] = [FreeOrder::Fifo, FreeOrder::Lifo];
 
-fn pool(blocks: u32, order: FreeOrder) -> MemPool<HeapRegion> {
+fn pool(blocks: usize, order: FreeOrder) -> MemPool<HeapRegion> {
     MemPool::new_heap_with(blocks, 64, PoolOptions::new().order(order)).unwrap()
 }
 
@@ -190,7 +190,7 @@ fn an_id_is_claimed_exactly_once() {
                         true
                     }
                     Err(PoolError::WrongState { found, .. }) => {
-                        assert!(found == "held" || found == "free", "{found}");
+                        assert!(found == BlockState::Held || found == BlockState::Free, "{found}");
                         false
                     }
                     Err(e) => panic!("{e}"),
@@ -377,7 +377,7 @@ fn a_process_killed_at_any_step_of_send_or_recv_loses_no_message() {
             assert_eq!(s.free + s.queued, 2, "k = {k}, killed {killed}: {s:?}");
             assert_eq!((s.held, s.in_transit), (0, 0), "k = {k}: {s:?}");
             assert_eq!(live.pool().check().unwrap(), s.free, "k = {k}");
-            assert_eq!(live.len() as u32, s.queued, "k = {k}");
+            assert_eq!(live.len(), s.queued, "k = {k}");
             // Whatever is queued is a whole message, delivered once.
             for _ in 0..s.queued {
                 let b = live.recv().unwrap();
