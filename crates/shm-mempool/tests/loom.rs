@@ -190,7 +190,10 @@ fn an_id_is_claimed_exactly_once() {
                         true
                     }
                     Err(PoolError::WrongState { found, .. }) => {
-                        assert!(found == BlockState::Held || found == BlockState::Free, "{found}");
+                        assert!(
+                            found == BlockState::Held || found == BlockState::Free,
+                            "{found}"
+                        );
                         false
                     }
                     Err(e) => panic!("{e}"),

@@ -80,7 +80,7 @@ pub(crate) fn count(
             HELD if held_by == 0 => stats.unknown += 1,
             HELD => {
                 stats.held += 1;
-                let id = ProcessId::from_word(held_by & !RECLAIMING);
+                let id = ProcessId::from_word(held_by);
                 *by_pid.entry(id.pid).or_default() += 1;
                 if !*liveness.entry(held_by).or_insert_with(|| alive(held_by)) {
                     stats.dead += 1;
@@ -127,7 +127,7 @@ pub fn inspect<R: Region>(region: &R) -> Result<PoolStats, PoolError> {
         let at = OWNERS_OFFSET + s as usize * 8;
         Ok(Some(region.load_u64(at, Ordering::Acquire)?))
     };
-    let alive = |w: u64| ProcessId::from_word(w & !RECLAIMING).is_alive();
+    let alive = |w: u64| ProcessId::from_word(w).is_alive();
     Ok(count(blocks, word_at, owner_at, alive)?.with_sizes(blocks, info.elem_size as usize))
 }
 

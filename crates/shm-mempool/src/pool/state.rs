@@ -15,9 +15,12 @@ pub(crate) const GEN_MASK: u64 = (1 << 30) - 1;
 pub(crate) const PLACE_SHIFT: u32 = 32;
 
 /// An owner word with this bit set names a reclaimer that took the slot
-/// over from a dead process (the bit is not part of the `ProcessId` word:
-/// start times would need 2^41 clock ticks, centuries, to reach it).
-pub(crate) const RECLAIMING: u64 = 1 << 63;
+/// over from a dead process: the tag bit that `ProcessId::to_word` leaves
+/// clear for us ([`ProcessId::WORD_TAG`](shm_segment::ProcessId::WORD_TAG),
+/// bit 63; `from_word` ignores it). An owner word is `ProcessId::to_word`'s
+/// packing (pid 22 bits, start time 41) plus this tag: one packing, shared
+/// with the rings.
+pub(crate) const RECLAIMING: u64 = shm_segment::ProcessId::WORD_TAG;
 
 /// The word that follows `word` in state `state` at `place` (the owner's
 /// slot when held, the queue position when free in a FIFO pool or queued).
