@@ -51,7 +51,7 @@ pub(crate) fn block_state(word: u64) -> BlockState {
 }
 
 /// What a block is doing: the state in its record, as
-/// [`PoolError::WrongState`] names it.
+/// [`PoolError::WrongState`](crate::PoolError::WrongState) names it.
 ///
 /// # Examples
 ///
