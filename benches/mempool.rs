@@ -69,7 +69,7 @@ mod iox_domain;
 use iox_domain::IoxDomain;
 
 /// Blocks in the channel (and samples the iceoryx2 subscriber may buffer).
-const BLOCKS: u32 = 16;
+const BLOCKS: usize = 16;
 /// Which role a re-executed child plays.
 const ROLE_ENV: &str = "SHM_MEMPOOL_BENCH_ROLE";
 /// The segment name or the iceoryx2 domain, for the child.
@@ -201,7 +201,7 @@ impl Backoff {
 
 fn bench_alloc(c: &mut Criterion) {
     pin(cpu_for(0));
-    let region = AnonShared::new(MemPool::<()>::required_size(1024, 64)).expect("anonymous region");
+    let region = AnonShared::new(MemPool::required_size(1024, 64)).expect("anonymous region");
     let pool = MemPool::create(&region, 1024, 64).expect("pool");
 
     let mut g = c.benchmark_group("alloc_free_64");
@@ -212,8 +212,7 @@ fn bench_alloc(c: &mut Criterion) {
             black_box(&block);
         })
     });
-    let lifo_region =
-        AnonShared::new(MemPool::<()>::required_size(1024, 64)).expect("anonymous region");
+    let lifo_region = AnonShared::new(MemPool::required_size(1024, 64)).expect("anonymous region");
     let lifo = MemPool::create_with(
         &lifo_region,
         1024,
@@ -439,7 +438,7 @@ impl Drop for Peer {
 
 /// The word after the channel where the child acknowledges batches.
 fn ack_offset(size: usize) -> usize {
-    Channel::<()>::required_size(BLOCKS, size).next_multiple_of(128)
+    Channel::required_size(BLOCKS, size).next_multiple_of(128)
 }
 
 struct ChannelLink {
@@ -463,7 +462,7 @@ impl ChannelLink {
             .expect("create the segment");
         let map = Arc::new(shm.map().expect("map"));
         let opts = ChannelOptions::new().blocking(true);
-        let ch = Channel::create(Arc::clone(&map), BLOCKS, size, opts).expect("channel");
+        let ch = Channel::create_with(Arc::clone(&map), BLOCKS, size, opts).expect("channel");
         let child = Peer::spawn(
             format!("channel-sink-{size}"),
             &name,
@@ -491,7 +490,7 @@ impl Link for ChannelLink {
     fn send(&mut self, msg: &[u8]) {
         let mut backoff = Backoff::new("a free block", SETUP_TIMEOUT);
         let block = loop {
-            match self.ch.alloc() {
+            match self.ch.get() {
                 Ok(block) => break block,
                 Err(PoolError::Exhausted { .. }) => backoff.snooze(),
                 Err(e) => panic!("alloc: {e}"),
@@ -665,7 +664,7 @@ macro_rules! iox_service {
             .publish_subscribe::<$ty>()
             .history_size(0)
             .enable_safe_overflow(false)
-            .subscriber_max_buffer_size(BLOCKS as usize)
+            .subscriber_max_buffer_size(BLOCKS)
             .subscriber_max_borrowed_samples(2)
             .open_or_create()
             .expect("iceoryx2 service")

@@ -36,9 +36,9 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use shm::mempool::{Channel, ChannelOptions, PoolError, RecvError};
-use shm::segment::{PosixOptions, PosixShm, Region};
+use shm::segment::Region;
 
-const BLOCKS: u32 = 16;
+const BLOCKS: usize = 16;
 const SIZE: usize = 4096;
 /// How long either side waits for the other before giving up.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -85,12 +85,9 @@ fn pattern(seq: u64) -> u8 {
 
 /// Creates the channel, starts the receiver (or waits for one), sends.
 fn sender(name: &str, count: u64, spawn: bool) -> Res {
-    // unlink_on_drop: however this function ends, the name is removed.
-    let shm = PosixOptions::new()
-        .unlink_on_drop(true)
-        .create(name, Channel::<()>::required_size(BLOCKS, SIZE))?;
-    let map = shm.map()?;
-    let ch = Channel::create(&map, BLOCKS, SIZE, ChannelOptions::new().blocking(true))?;
+    // The channel owns the segment it creates: however this function ends,
+    // the name is unlinked when `ch` drops.
+    let ch = Channel::create_posix_with(name, BLOCKS, SIZE, ChannelOptions::new().blocking(true))?;
     println!("[sender]   created {name}: {BLOCKS} blocks of {SIZE} bytes");
 
     let mut child = if spawn {
@@ -110,7 +107,7 @@ fn sender(name: &str, count: u64, spawn: bool) -> Res {
         // A free block, or wait (bounded) for the receiver to give one back.
         let deadline = Instant::now() + PATIENCE;
         let block = loop {
-            match ch.alloc() {
+            match ch.get() {
                 Ok(block) => break block,
                 Err(PoolError::Exhausted { .. }) if Instant::now() < deadline => {
                     waits += 1;
@@ -158,9 +155,7 @@ fn sender(name: &str, count: u64, spawn: bool) -> Res {
 
 /// Attaches by name and checks `count` messages in order.
 fn receiver(name: &str, count: u64) -> Res {
-    let shm = PosixShm::open(name)?;
-    let map = shm.map()?;
-    let ch = Channel::attach(&map)?;
+    let ch = Channel::open_posix(name)?;
     println!(
         "[receiver] attached {name}: {} blocks of {} bytes",
         ch.pool().blocks(),

@@ -46,7 +46,7 @@ use shm::segment::{AnonShared, Region, SubRegion};
 type Res<T = ()> = Result<T, Box<dyn Error>>;
 
 fn main() -> ExitCode {
-    let count = match std::env::args().nth(1).map(|s| s.parse::<u32>()) {
+    let count = match std::env::args().nth(1).map(|s| s.parse::<usize>()) {
         None => 4,
         Some(Ok(n)) if n > 0 => n,
         Some(_) => {
@@ -63,10 +63,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(count: u32) -> Res {
+fn run(count: usize) -> Res {
     // One mapping: the pool, then (page-aligned) the ring of ids.
-    let pool_len = MemPool::<()>::required_size(count, 4).next_multiple_of(4096);
-    let ring_cap = count.next_power_of_two() as usize;
+    let pool_len = MemPool::required_size(count, 4).next_multiple_of(4096);
+    let ring_cap = count.next_power_of_two();
     let ring_len = MpmcRing::<BlockId>::required_size(ring_cap);
     let shared = AnonShared::new(pool_len + ring_len)?;
     // mp = mempool.Mempool(count, 4, shm=test_shm)
@@ -96,7 +96,7 @@ fn run(count: u32) -> Res {
         Ok(())
     })?;
     wait_for(pid)?;
-    let mut bufs = Vec::with_capacity(count as usize);
+    let mut bufs = Vec::with_capacity(count);
     for i in 0..count as i32 {
         let buf = mp.get()?; // buf = mp.get()
         let v: i32 = buf.read_pod(0)?; // v, = struct.unpack_from("=i", buf)
@@ -113,7 +113,7 @@ fn run(count: u32) -> Res {
 
     // 2. Handing blocks on by id, through the ring.
     let pid = fork(|| {
-        let mut ids = Vec::with_capacity(count as usize);
+        let mut ids = Vec::with_capacity(count);
         for i in 0..count as i32 {
             let block = mp.get()?;
             block.write_pod(0, &i)?;
@@ -133,7 +133,7 @@ fn run(count: u32) -> Res {
         ring.len(),
         mp.reclaim_dead()?
     );
-    let mut values = Vec::with_capacity(count as usize);
+    let mut values = Vec::with_capacity(count);
     for i in 0..count {
         let id = ring.pop().map_err(|e| format!("id {i} of {count}: {e}"))?;
         let block = mp.from_id(id)?; // claim the child's block, exactly once
@@ -173,7 +173,7 @@ fn run(count: u32) -> Res {
     println!(
         "[parent] child {pid} was killed holding {dead} blocks; reclaim_dead gave back {back:?}"
     );
-    if back.len() != held as usize || mp.check()? != count {
+    if back.len() != held || mp.check()? != count {
         return Err(format!("the pool is not whole again: {:?}", mp.stats()).into());
     }
     Ok(())

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use shm_mempool::{Block, BlockId, Channel, ChannelOptions, PoolError, RecvError};
+use shm_mempool::{Block, BlockId, BlockState, Channel, ChannelOptions, PoolError, RecvError};
 use shm_segment::{HeapRegion, ProcessId, Region};
 
 struct Input<'a>(&'a [u8]);
@@ -51,13 +51,13 @@ impl Model {
     /// must report for it (`None`: in transit, so the call succeeds;
     /// `Some(None)`: out of range; `Some(Some(state))`: wrong state).
     /// `guarded`: the ids of the blocks held through guards.
-    fn pick(&self, arg: u8, guarded: Vec<u32>) -> (BlockId, Option<Option<&'static str>>) {
+    fn pick(&self, arg: u8, guarded: Vec<u32>) -> (BlockId, Option<Option<BlockState>>) {
         let k = usize::from(arg >> 2);
         let nth = |v: Vec<u32>| (!v.is_empty()).then(|| v[k % v.len()]);
         let choice = match arg & 3 {
             0 => nth(self.ids.iter().copied().collect()).map(|id| (id, None)),
-            1 => nth(self.free.iter().copied().collect()).map(|id| (id, Some(Some("free")))),
-            2 => nth(guarded).map(|id| (id, Some(Some("held")))),
+            1 => nth(self.free.iter().copied().collect()).map(|id| (id, Some(Some(BlockState::Free)))),
+            2 => nth(guarded).map(|id| (id, Some(Some(BlockState::Held)))),
             _ => None,
         };
         match choice {
@@ -90,12 +90,12 @@ fn check_bytes<R: Region>(block: &Block<'_, R>, model: &Model) {
     );
 }
 
-fn check_refusal(err: PoolError, id: BlockId, want: Option<&'static str>, blocks: u32) {
+fn check_refusal(err: PoolError, id: BlockId, want: Option<BlockState>, blocks: u32) {
     match (err, want) {
         (
             PoolError::WrongState {
                 id: got,
-                expected: "in transit",
+                expected: BlockState::InTransit,
                 found,
                 ..
             },
@@ -107,7 +107,7 @@ fn check_refusal(err: PoolError, id: BlockId, want: Option<&'static str>, blocks
             },
             None,
         ) => {
-            assert_eq!((got, b), (id, blocks))
+            assert_eq!((got, b), (id, blocks as usize))
         }
         (other, want) => panic!("id {}: got {other:?}, expected {want:?}", id.0),
     }
@@ -119,8 +119,8 @@ fuzz_target!(|data: &[u8]| {
     let blocks = 1 + u32::from(setup & 7);
     let asked = [1usize, 64, 100, 200][usize::from(setup >> 3 & 3)];
     let opts = ChannelOptions::new().blocking(setup & 32 != 0);
-    let region = HeapRegion::new(Channel::<()>::required_size(blocks, asked));
-    let created = Channel::create(&region, blocks, asked, opts).unwrap();
+    let region = HeapRegion::new(Channel::required_size(blocks as usize, asked));
+    let created = Channel::create_with(&region, blocks as usize, asked, opts).unwrap();
     let attached = Channel::attach(&region).unwrap();
     let chans = [&created, &attached];
     let size = created.pool().block_size();
@@ -156,7 +156,7 @@ fuzz_target!(|data: &[u8]| {
                         guards.push((h, block));
                     }
                 }
-                (Err(PoolError::Exhausted { blocks: b, .. }), None) => assert_eq!(b, blocks),
+                (Err(PoolError::Exhausted { blocks: b, .. }), None) => assert_eq!(b, blocks as usize),
                 (got, want) => panic!("get gave {got:?}, the model {want:?}"),
             },
             2 if !guards.is_empty() => {
@@ -270,23 +270,23 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
 
-        let held = guards.len() as u32;
+        let held = guards.len();
         for ch in chans {
             let s = ch.pool().stats();
             assert_eq!(
                 (s.free, s.held, s.in_transit, s.queued, s.dead, s.unknown),
                 (
-                    model.free.len() as u32,
+                    model.free.len(),
                     held,
-                    model.ids.len() as u32,
-                    model.queue.len() as u32,
+                    model.ids.len(),
+                    model.queue.len(),
                     0,
                     0
                 )
             );
             let owners = if held > 0 { vec![(me, held)] } else { vec![] };
             assert_eq!(s.by_owner, owners);
-            assert_eq!(ch.pool().check().unwrap(), model.free.len() as u32);
+            assert_eq!(ch.pool().check().unwrap(), model.free.len());
             assert_eq!(ch.len(), model.queue.len());
         }
     }

@@ -57,7 +57,7 @@ const RING_CAP: usize = 4096;
 /// Items per bulk call in `spsc-batch32`.
 const BATCH: usize = 32;
 /// Blocks in the `channel-4k` pool (and the mempool case's pool).
-const BLOCKS: u32 = 64;
+const BLOCKS: usize = 64;
 /// The message size of the 4 KiB cases (`PIPE_BUF`: one atomic pipe write).
 const MSG: usize = 4096;
 /// The value that ends a `u64` stream.
@@ -613,7 +613,7 @@ fn mpmc_2x2(dur: Duration) -> Result<Measured> {
 }
 
 fn mempool(dur: Duration) -> Result<Measured> {
-    let seg = Segment::create("pool", MemPool::<()>::required_size(BLOCKS, 64))?;
+    let seg = Segment::create("pool", MemPool::required_size(BLOCKS, 64))?;
     let pool = MemPool::create(seg.map()?, BLOCKS, 64).ctx("create pool")?;
     seg.unlink()?;
     let start = Instant::now();
@@ -638,9 +638,9 @@ fn mempool(dur: Duration) -> Result<Measured> {
 }
 
 fn channel_4k(dur: Duration) -> Result<Measured> {
-    let seg = Segment::create("chan", Channel::<()>::required_size(BLOCKS, MSG))?;
-    let ch =
-        Channel::create(seg.map()?, BLOCKS, MSG, ChannelOptions::new()).ctx("create channel")?;
+    let seg = Segment::create("chan", Channel::required_size(BLOCKS, MSG))?;
+    let ch = Channel::create_with(seg.map()?, BLOCKS, MSG, ChannelOptions::new())
+        .ctx("create channel")?;
     seg.unlink()?;
     let start = Instant::now();
     let deadline = start + dur;
@@ -651,7 +651,7 @@ fn channel_4k(dur: Duration) -> Result<Measured> {
             let mut msg = vec![0x5a_u8; MSG];
             let mut send = |seq: u64, used: usize, backoff: &mut Backoff| -> Result<()> {
                 let block = loop {
-                    match tx.alloc() {
+                    match tx.get() {
                         Ok(b) => break b,
                         Err(PoolError::Exhausted { .. }) => backoff.snooze()?,
                         Err(e) => return Err(format!("bench: channel alloc: {e}")),

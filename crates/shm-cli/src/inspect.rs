@@ -41,18 +41,18 @@ pub(crate) struct RingPart {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct PoolPart {
-    pub(crate) blocks: u32,
+    pub(crate) blocks: usize,
     pub(crate) block_size: usize,
-    pub(crate) free: u32,
-    pub(crate) held: u32,
+    pub(crate) free: usize,
+    pub(crate) held: usize,
     /// Blocks queued in the pool's channel queue.
-    pub(crate) queued: u32,
+    pub(crate) queued: usize,
     /// Blocks handed on as ids, not claimed yet.
-    pub(crate) in_transit: u32,
+    pub(crate) in_transit: usize,
     /// Held blocks whose owner is gone (what `reclaim_dead` would give back).
-    pub(crate) dead: u32,
+    pub(crate) dead: usize,
     /// `(pid, blocks held)`.
-    pub(crate) owners: Vec<(u32, u32)>,
+    pub(crate) owners: Vec<(u32, usize)>,
 }
 
 fn ring_part(info: shm_ring::RingInfo) -> RingPart {
@@ -74,10 +74,10 @@ fn ring_part(info: shm_ring::RingInfo) -> RingPart {
 fn queue_part(q: shm_mempool::QueueInfo) -> RingPart {
     RingPart {
         kind: "channel queue".into(),
-        capacity: q.capacity,
+        capacity: q.capacity as u64,
         head: q.head,
         tail: q.tail,
-        len: q.len,
+        len: q.len as u64,
         fill_percent: q.len as f64 * 100.0 / q.capacity.max(1) as f64,
         blocking: q.blocking,
         producer_pid: None,
@@ -147,8 +147,8 @@ pub(crate) fn run(target: &Spec) -> Result<Report, Error> {
             )),
         ),
         Kind::CHANNEL => {
-            let (p, q) = shm_mempool::inspect_channel(&region).map_err(pool_err)?;
-            (Some(queue_part(q)), Some(pool_part(p)))
+            let chan = shm_mempool::inspect_channel(&region).map_err(pool_err)?;
+            (Some(queue_part(chan.queue)), Some(pool_part(chan.pool)))
         }
         _ => (None, None),
     };

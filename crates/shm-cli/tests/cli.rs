@@ -1149,7 +1149,7 @@ fn inspect_decodes_rings_pools_and_channels() {
     );
 
     // A pool of 8 blocks, 3 of them held by this process.
-    let (pool_name, pool_shm) = posix_region("inspect-pool", MemPool::<()>::required_size(8, 64));
+    let (pool_name, pool_shm) = posix_region("inspect-pool", MemPool::required_size(8, 64));
     let pool = MemPool::create(pool_shm.map().unwrap(), 8, 64).unwrap();
     let held: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
     let v = run(&["--json", "inspect", &pool_name]).json();
@@ -1178,12 +1178,12 @@ fn inspect_decodes_rings_pools_and_channels() {
     );
 
     // A channel: 2 messages queued, 1 block held.
-    let (chan_name, chan_shm) = posix_region("inspect-chan", Channel::<()>::required_size(4, 256));
+    let (chan_name, chan_shm) = posix_region("inspect-chan", Channel::required_size(4, 256));
     let opts = shm_mempool::ChannelOptions::new();
-    let chan = Channel::create(chan_shm.map().unwrap(), 4, 256, opts).unwrap();
+    let chan = Channel::create_with(chan_shm.map().unwrap(), 4, 256, opts).unwrap();
     chan.send_bytes(b"one").unwrap();
     chan.send_bytes(b"two").unwrap();
-    let _block = chan.alloc().unwrap();
+    let _block = chan.get().unwrap();
     let v = run(&["--json", "inspect", &chan_name]).json();
     assert_eq!(v["kind"], "channel");
     let p = &v["pool"];

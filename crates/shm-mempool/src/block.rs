@@ -157,7 +157,7 @@ impl<'p, R: Region> Block<'p, R> {
         pool.exchange(
             "into_id",
             id,
-            "held by this handle",
+            crate::BlockState::Held,
             word,
             next_word(word, IN_TRANSIT, 0),
         )?;

@@ -5,28 +5,48 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shm_segment::{Header, HeaderError, HeaderInfo, Kind, Region, SubRegion};
+use shm_segment::{Expect, Header, HeaderError, HeaderInfo, Kind, Region, SubRegion};
 
 use crate::error::PoolError;
 use crate::free::Q;
-use crate::pool::{Block, FreeOrder, MemPool, PoolOptions, BLOCK_ALIGN};
+use crate::pool::{Block, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN};
+use shm_segment::{Segment, SysvKey, Target};
 
 /// 3: no ring any more; blocks are queued in the pool's own channel queue
 /// (pool layout version 3), and a queued block is in the state *queued*.
 const LAYOUT_VERSION: u32 = 3;
 /// The pool starts on the second page, after the channel's header.
-const POOL_OFFSET: usize = 4096;
+pub(crate) const POOL_OFFSET: usize = 4096;
+/// At most this many blocks (the pool's limit).
+const MAX_BLOCKS: u64 = 1 << 31;
 
 type Part<R> = SubRegion<Arc<R>>;
 
 /// The pool's length (page-rounded) and the channel's total size for
 /// `blocks` blocks of `block_size` bytes; `None` when the sizes overflow (a
 /// crafted header must give an error, not a panic).
-fn parts(blocks: u32, block_size: usize) -> Option<(usize, usize)> {
+fn parts(blocks: usize, block_size: usize) -> Option<(usize, usize)> {
     let pool_len = usize::try_from(crate::pool::checked_size(blocks, block_size)?)
         .ok()?
         .checked_next_multiple_of(4096)?;
     Some((pool_len, POOL_OFFSET.checked_add(pool_len)?))
+}
+
+/// Reads a channel's header and checks it against the region: kind,
+/// version, block alignment, a block count from 1 to 2^31, and a total size
+/// that the block count and size imply.
+/// Returns the header and the pool's length.
+fn validate<R: Region>(region: &R) -> Result<(HeaderInfo, usize), PoolError> {
+    let expect = Expect::sized_by_header(Kind::CHANNEL, LAYOUT_VERSION, BLOCK_ALIGN as u32)
+        .max_capacity(MAX_BLOCKS);
+    let mut pool_len = 0;
+    let info = crate::pool::validate_header(region, &expect, |info| {
+        let blocks = usize::try_from(info.capacity).ok()?;
+        let (len, total) = parts(blocks, info.elem_size as usize)?;
+        pool_len = len;
+        Some(total as u64)
+    })?;
+    Ok((info, pool_len))
 }
 
 /// How [`Channel::create`] lays out a channel.
@@ -65,7 +85,9 @@ impl ChannelOptions {
     /// # Examples
     ///
     /// ```
-    /// let _ = shm_mempool::ChannelOptions::new().blocking(true);
+    /// let opts = shm_mempool::ChannelOptions::new().blocking(true);
+    /// assert!(opts.is_blocking());
+    /// assert!(!opts.blocking(false).is_blocking());
     /// ```
     pub fn blocking(mut self, blocking: bool) -> Self {
         self.blocking = blocking;
@@ -92,9 +114,9 @@ impl ChannelOptions {
     ///
     /// ```
     /// use shm_mempool::{Channel, ChannelOptions, FreeOrder};
-    /// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
+    /// let region = shm_segment::HeapRegion::new(Channel::required_size(4, 64));
     /// let opts = ChannelOptions::new().order(FreeOrder::Lifo);
-    /// let ch = Channel::create(region, 4, 64, opts)?;
+    /// let ch = Channel::create_with(region, 4, 64, opts)?;
     /// assert_eq!(ch.pool().order(), FreeOrder::Lifo);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
@@ -126,17 +148,15 @@ impl ChannelOptions {
 ///
 /// ```
 /// use shm_mempool::Channel;
-/// use shm_segment::{PosixOptions, PosixShm, Region};
+/// use shm_segment::Region;
 ///
 /// let name = format!("/shm-test-doc-chan-{}", std::process::id());
-/// let size = Channel::<()>::required_size(8, 4096);
-/// let shm = PosixOptions::new().unlink_on_drop(true).create(&name, size)?;
-/// let tx = Channel::create(shm.map()?, 8, 4096, Default::default())?;
+/// let tx = Channel::create_posix(&name, 8, 4096)?; // unlinked when `tx` drops
 ///
 /// // Another process attaches by name.
-/// let rx = Channel::attach(PosixShm::open(&name)?.map()?)?;
+/// let rx = Channel::open_posix(&name)?;
 ///
-/// let block = tx.alloc()?;
+/// let block = tx.get()?;
 /// block.write_at(0, b"no copy through the kernel")?;
 /// block.set_used(26);
 /// tx.send(block).unwrap();
@@ -147,7 +167,7 @@ impl ChannelOptions {
 /// assert_eq!(text, b"no copy through the kernel");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Channel<R> {
+pub struct Channel<R = Segment> {
     pool: MemPool<Part<R>>,
 }
 
@@ -173,9 +193,9 @@ impl<R> std::fmt::Debug for Channel<R> {
 ///
 /// ```
 /// use shm_mempool::{Channel, SendError};
-/// let a = Channel::create(shm_segment::HeapRegion::new(Channel::<()>::required_size(1, 64)), 1, 64, Default::default())?;
-/// let b = Channel::create(shm_segment::HeapRegion::new(Channel::<()>::required_size(1, 64)), 1, 64, Default::default())?;
-/// assert!(matches!(b.send(a.alloc()?), Err(SendError::ForeignBlock(_))));
+/// let a = Channel::create_memfd("doc-a", 1, 64)?;
+/// let b = Channel::create_memfd("doc-b", 1, 64)?;
+/// assert!(matches!(b.send(a.get()?), Err(SendError::ForeignBlock(_))));
 /// # Ok::<(), shm_mempool::PoolError>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +218,7 @@ pub enum SendError<B> {
 ///
 /// ```
 /// use shm_mempool::{Channel, RecvError};
-/// let ch = Channel::create(shm_segment::HeapRegion::new(Channel::<()>::required_size(1, 64)), 1, 64, Default::default())?;
+/// let ch = Channel::create_memfd("doc", 1, 64)?;
 /// assert!(matches!(ch.recv(), Err(RecvError::Empty)));
 /// # Ok::<(), shm_mempool::PoolError>(())
 /// ```
@@ -212,42 +232,226 @@ pub enum RecvError {
     Pool(#[from] PoolError),
 }
 
-impl<R> Channel<R> {
-    /// Bytes a channel of `blocks` blocks of `block_size` bytes needs.
+impl Channel {
+    /// Bytes a channel of `blocks` blocks of `block_size` bytes needs, for
+    /// every region type.
     ///
     /// # Examples
     ///
     /// ```
-    /// let n = shm_mempool::Channel::<()>::required_size(16, 4096);
+    /// let n = shm_mempool::Channel::required_size(16, 4096);
     /// assert!(n > 16 * 4096);
     /// ```
     ///
     /// # Panics
     ///
     /// If that many bytes cannot be addressed.
-    pub fn required_size(blocks: u32, block_size: usize) -> usize {
+    pub fn required_size(blocks: usize, block_size: usize) -> usize {
         parts(blocks, block_size).expect("channel too large").1
     }
-}
 
-impl<R: Region> Channel<R> {
-    /// Lays out a channel in `region`: a pool of `blocks` blocks of
-    /// `block_size` bytes, whose queue has a cell for every block. With
-    /// `ChannelOptions::new().blocking(true)`, waiting receivers sleep on a
-    /// futex.
+    /// Creates the POSIX segment `name` (exclusively, mode `0600`), just
+    /// large enough for a channel of `blocks` blocks of `block_size` bytes,
+    /// and lays the channel out in it with the default options. The channel
+    /// owns the segment: the name is unlinked when the last handle drops
+    /// (keep it with `ch.region().set_remove_on_drop(false)`). Other
+    /// processes attach with [`open_posix`](Channel::open_posix).
+    ///
+    /// # Examples
+    ///
+    /// See [`Channel`].
+    pub fn create_posix(name: &str, blocks: usize, block_size: usize) -> Result<Self, PoolError> {
+        Self::create_posix_with(name, blocks, block_size, ChannelOptions::default())
+    }
+
+    /// [`create_posix`](Channel::create_posix) with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::{Channel, ChannelOptions};
+    /// let name = format!("/shm-test-doc-chan-posix-with-{}", std::process::id());
+    /// let ch = Channel::create_posix_with(&name, 2, 64, ChannelOptions::new().blocking(true))?;
+    /// assert!(ch.region().created());
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create_posix_with(
+        name: &str,
+        blocks: usize,
+        block_size: usize,
+        opts: ChannelOptions,
+    ) -> Result<Self, PoolError> {
+        let size = sized(blocks, block_size, || Target::Posix(name.into()))?;
+        Self::create_with(Segment::create_posix(name, size)?, blocks, block_size, opts)
+    }
+
+    /// Opens the POSIX segment `name` and attaches to the channel in it
+    /// (see [`attach`](Channel::attach)). Never unlinks it.
+    ///
+    /// # Examples
+    ///
+    /// See [`Channel`].
+    pub fn open_posix(name: &str) -> Result<Self, PoolError> {
+        Self::attach(Segment::open_posix(name)?)
+    }
+
+    /// Creates a memfd just large enough for the channel and lays the
+    /// channel out in it (share it by `fork`, or send `ch.region().memfd()`
+    /// with [`send_fd`](shm_segment::send_fd)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = shm_mempool::Channel::create_memfd("doc-chan", 2, 64)?;
+    /// ch.send_bytes(b"hi")?;
+    /// assert_eq!(ch.recv()?.used(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_memfd(name: &str, blocks: usize, block_size: usize) -> Result<Self, PoolError> {
+        Self::create_memfd_with(name, blocks, block_size, ChannelOptions::default())
+    }
+
+    /// [`create_memfd`](Channel::create_memfd) with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::{Channel, ChannelOptions, FreeOrder};
+    /// let ch = Channel::create_memfd_with("doc", 2, 64, ChannelOptions::new().order(FreeOrder::Lifo))?;
+    /// assert_eq!(ch.pool().order(), FreeOrder::Lifo);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create_memfd_with(
+        name: &str,
+        blocks: usize,
+        block_size: usize,
+        opts: ChannelOptions,
+    ) -> Result<Self, PoolError> {
+        let size = sized(blocks, block_size, || Target::Memfd(name.into()))?;
+        Self::create_with(Segment::create_memfd(name, size)?, blocks, block_size, opts)
+    }
+
+    /// Creates the System V segment `key` (exclusively, mode `0600`) just
+    /// large enough for the channel and lays the channel out in it. The
+    /// segment is marked for removal when the last handle drops.
     ///
     /// # Examples
     ///
     /// ```
     /// use shm_mempool::Channel;
-    /// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
-    /// let ch = Channel::create(region, 4, 64, Default::default())?;
+    /// let key = shm_segment::SysvKey::random();
+    /// let tx = Channel::create_sysv(key, 2, 64)?;
+    /// let rx = Channel::open_sysv(key)?;
+    /// tx.send_bytes(b"sysv")?;
+    /// assert_eq!(rx.recv()?.used(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_sysv(key: SysvKey, blocks: usize, block_size: usize) -> Result<Self, PoolError> {
+        Self::create_sysv_with(key, blocks, block_size, ChannelOptions::default())
+    }
+
+    /// [`create_sysv`](Channel::create_sysv) with options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::{Channel, ChannelOptions};
+    /// let key = shm_segment::SysvKey::random();
+    /// let ch = Channel::create_sysv_with(key, 2, 64, ChannelOptions::new().blocking(true))?;
+    /// assert_eq!(Channel::open_sysv(key)?.pool().blocks(), 2);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create_sysv_with(
+        key: SysvKey,
+        blocks: usize,
+        block_size: usize,
+        opts: ChannelOptions,
+    ) -> Result<Self, PoolError> {
+        let size = sized(blocks, block_size, || Target::SysvKey(key.0))?;
+        Self::create_with(Segment::create_sysv(key, size)?, blocks, block_size, opts)
+    }
+
+    /// Opens the System V segment `key` and attaches to the channel in it.
+    /// Never removes it.
+    ///
+    /// # Examples
+    ///
+    /// See [`create_sysv`](Channel::create_sysv).
+    pub fn open_sysv(key: SysvKey) -> Result<Self, PoolError> {
+        Self::attach(Segment::open_sysv(key)?)
+    }
+}
+
+/// [`Channel::required_size`] as an error instead of a panic, after the
+/// pool's checks of the block count and size.
+fn sized(
+    blocks: usize,
+    block_size: usize,
+    target: impl Fn() -> Target,
+) -> Result<usize, PoolError> {
+    crate::pool::sized(blocks, block_size, &target)?;
+    parts(blocks, block_size)
+        .map(|(_, total)| total)
+        .ok_or_else(|| PoolError::InvalidLayout {
+            target: target(),
+            reason: format!(
+                "a channel of {blocks} blocks of {block_size} bytes cannot be addressed"
+            ),
+        })
+}
+
+impl<R: Region> Channel<R> {
+    /// The region the channel lives in: for a channel made by a one-call
+    /// constructor, its [`Segment`] (`ch.region().set_remove_on_drop(false)`
+    /// keeps a created segment after the channel drops).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::Region;
+    /// let ch = shm_mempool::Channel::create_memfd("doc", 2, 64)?;
+    /// assert_eq!(ch.region().len(), shm_mempool::Channel::required_size(2, 64));
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn region(&self) -> &R {
+        self.pool.region().inner()
+    }
+}
+
+impl<R: Region> Channel<R> {
+    /// Lays out a channel in `region` with the default options: a pool of
+    /// `blocks` blocks of `block_size` bytes, whose queue has a cell for
+    /// every block.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::Channel;
+    /// let region = shm_segment::HeapRegion::new(Channel::required_size(4, 64));
+    /// let ch = Channel::create(region, 4, 64)?;
     /// assert_eq!(ch.pool().blocks(), 4);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
-    pub fn create(
+    pub fn create(region: R, blocks: usize, block_size: usize) -> Result<Self, PoolError> {
+        Self::create_with(region, blocks, block_size, ChannelOptions::default())
+    }
+
+    /// [`create`](Channel::create) with options: with
+    /// `ChannelOptions::new().blocking(true)`, waiting receivers sleep on a
+    /// futex; [`ChannelOptions::order`] sets the pool's free order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_mempool::{Channel, ChannelOptions};
+    /// let region = shm_segment::HeapRegion::new(Channel::required_size(4, 64));
+    /// let ch = Channel::create_with(&region, 4, 64, ChannelOptions::new().blocking(true))?;
+    /// assert_eq!(shm_mempool::inspect_channel(&region)?.queue.blocking, true);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn create_with(
         region: R,
-        blocks: u32,
+        blocks: usize,
         block_size: usize,
         opts: ChannelOptions,
     ) -> Result<Self, PoolError> {
@@ -267,16 +471,7 @@ impl<R: Region> Channel<R> {
                 ),
             });
         }
-        if let Ok(existing) = Header::read(&region) {
-            let source = HeaderError::AlreadyInitialised {
-                kind: existing.kind,
-            };
-            return Err(shm_segment::Error::Header {
-                target: region.target(),
-                source,
-            }
-            .into());
-        }
+        Header::check_vacant(&region)?;
         let region = Arc::new(region);
         let pool = MemPool::create_with(
             SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?,
@@ -290,7 +485,7 @@ impl<R: Region> Channel<R> {
             LAYOUT_VERSION,
             size,
             BLOCK_ALIGN as u32,
-            u64::from(blocks),
+            blocks as u64,
             total as u64,
         );
         // SYNC POINT: published last; the pool's header is published already.
@@ -305,66 +500,33 @@ impl<R: Region> Channel<R> {
     ///
     /// ```
     /// use shm_mempool::Channel;
-    /// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
-    /// Channel::create(&region, 4, 64, Default::default())?;
+    /// let region = shm_segment::HeapRegion::new(Channel::required_size(4, 64));
+    /// Channel::create(&region, 4, 64)?;
     /// let other = Channel::attach(&region)?;
     /// assert_eq!(other.pool().block_size(), 64);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn attach(region: R) -> Result<Self, PoolError> {
-        let info = Header::read(&region)?;
+        let (info, pool_len) = validate(&region)?;
         let target = region.target();
-        let fail = |source| -> PoolError {
-            shm_segment::Error::Header {
-                target: target.clone(),
-                source,
-            }
-            .into()
-        };
-        if info.kind != Kind::CHANNEL {
-            return Err(fail(HeaderError::WrongKind {
-                expected: Kind::CHANNEL,
-                found: info.kind,
-            }));
-        }
-        if info.version != LAYOUT_VERSION {
-            return Err(fail(HeaderError::Version {
-                expected: LAYOUT_VERSION,
-                found: info.version,
-            }));
-        }
-        if info.capacity == 0 || info.capacity > 1 << 31 || info.elem_size == 0 {
-            return Err(fail(HeaderError::Capacity {
-                capacity: info.capacity,
-                reason: "a channel has 1 to 2^31 blocks of at least 1 byte",
-            }));
-        }
-        let blocks = info.capacity as u32;
-        let Some((pool_len, total)) = parts(blocks, info.elem_size as usize) else {
-            return Err(fail(HeaderError::Capacity {
-                capacity: info.capacity,
-                reason: "its layout overflows",
-            }));
-        };
-        if total as u64 != info.total_size {
-            return Err(fail(HeaderError::Layout {
-                expected: total as u64,
-                found: info.total_size,
-            }));
-        }
-        if info.total_size > region.len() as u64 {
-            return Err(fail(HeaderError::Truncated {
-                needed: info.total_size,
-                actual: region.len() as u64,
-            }));
-        }
         let region = Arc::new(region);
         let pool = MemPool::attach(SubRegion::new(Arc::clone(&region), POOL_OFFSET, pool_len)?)?;
-        if pool.blocks() != blocks || pool.block_size() != info.elem_size as usize {
-            return Err(fail(HeaderError::Layout {
-                expected: total as u64,
-                found: info.total_size,
-            }));
+        // The pool's own header must agree with the channel's.
+        let source = if pool.blocks() as u64 != info.capacity {
+            Some(HeaderError::Capacity {
+                capacity: pool.blocks() as u64,
+                reason: "the channel's pool has another block count than the channel",
+            })
+        } else if pool.block_size() != info.elem_size as usize {
+            Some(HeaderError::ElemSize {
+                expected: info.elem_size,
+                found: pool.block_size() as u32,
+            })
+        } else {
+            None
+        };
+        if let Some(source) = source {
+            return Err(shm_segment::Error::header(target, source).into());
         }
         Ok(Channel { pool })
     }
@@ -374,8 +536,8 @@ impl<R: Region> Channel<R> {
     /// # Examples
     ///
     /// ```
-    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(4, 64));
-    /// let ch = shm_mempool::Channel::create(region, 4, 64, Default::default())?;
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::required_size(4, 64));
+    /// let ch = shm_mempool::Channel::create(region, 4, 64)?;
     /// assert_eq!(ch.pool().stats().free, 4);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
@@ -383,13 +545,29 @@ impl<R: Region> Channel<R> {
         &self.pool
     }
 
-    /// Takes a free block to fill ([`MemPool::get`]).
+    /// Takes a free block to fill: [`MemPool::get`] on the channel's pool
+    /// (the same name as the pool's, as in pyshm).
     ///
     /// # Examples
     ///
     /// See [`Channel`].
-    pub fn alloc(&self) -> Result<Block<'_, Part<R>>, PoolError> {
+    pub fn get(&self) -> Result<Block<'_, Part<R>>, PoolError> {
         self.pool.get()
+    }
+
+    /// The old name of [`get`](Channel::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// let ch = shm_mempool::Channel::create_memfd("doc", 1, 64)?;
+    /// assert_eq!(ch.alloc()?.id(), shm_mempool::BlockId(0));
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    #[deprecated(since = "0.2.0", note = "renamed to `get`, as `MemPool::get`")]
+    pub fn alloc(&self) -> Result<Block<'_, Part<R>>, PoolError> {
+        self.get()
     }
 
     /// Queues a block for a receiver. The queue has a cell for every block,
@@ -419,7 +597,7 @@ impl<R: Region> Channel<R> {
                 return Err(SendError::Pool(self.pool.wrong_state(
                     "send",
                     id,
-                    "held by this handle",
+                    crate::BlockState::Held,
                     now,
                 )))
             }
@@ -439,14 +617,14 @@ impl<R: Region> Channel<R> {
     ///
     /// ```
     /// use shm_segment::Region;
-    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(4, 64));
-    /// let ch = shm_mempool::Channel::create(region, 4, 64, Default::default())?;
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::required_size(4, 64));
+    /// let ch = shm_mempool::Channel::create(region, 4, 64)?;
     /// ch.send_bytes(b"hi")?;
     /// assert_eq!(ch.recv()?.used(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send_bytes(&self, data: &[u8]) -> Result<(), PoolError> {
-        let block = self.alloc()?;
+        let block = self.get()?;
         block.write_at(0, data)?;
         block.set_used(data.len());
         match self.send(block) {
@@ -483,8 +661,8 @@ impl<R: Region> Channel<R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(1, 64));
-    /// let ch = shm_mempool::Channel::create(region, 1, 64, Default::default())?;
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::required_size(1, 64));
+    /// let ch = shm_mempool::Channel::create(region, 1, 64)?;
     /// assert!(ch.recv_blocking(Duration::from_millis(5)).is_err());
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
@@ -548,8 +726,8 @@ impl<R: Region> Channel<R> {
     /// # Examples
     ///
     /// ```
-    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(2, 64));
-    /// let ch = shm_mempool::Channel::create(region, 2, 64, Default::default())?;
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::required_size(2, 64));
+    /// let ch = shm_mempool::Channel::create(region, 2, 64)?;
     /// ch.send_bytes(b"x")?;
     /// assert_eq!(ch.len(), 1);
     /// # Ok::<(), shm_mempool::PoolError>(())
@@ -563,8 +741,8 @@ impl<R: Region> Channel<R> {
     /// # Examples
     ///
     /// ```
-    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::<()>::required_size(2, 64));
-    /// assert!(shm_mempool::Channel::create(region, 2, 64, Default::default())?.is_empty());
+    /// let region = shm_segment::HeapRegion::new(shm_mempool::Channel::required_size(2, 64));
+    /// assert!(shm_mempool::Channel::create(region, 2, 64)?.is_empty());
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -574,12 +752,12 @@ impl<R: Region> Channel<R> {
 
 /// Positions between `head` and `tail`, clamped to `0..=blocks` (a tail
 /// hint behind the head reads as empty).
-fn queue_len(head: u64, tail: u64, blocks: u64) -> u64 {
+fn queue_len(head: u64, tail: u64, blocks: usize) -> usize {
     let ahead = tail.wrapping_sub(head);
     if ahead > i64::MAX as u64 {
         0
     } else {
-        ahead.min(blocks)
+        usize::try_from(ahead).map_or(blocks, |n| n.min(blocks))
     }
 }
 
@@ -589,67 +767,62 @@ fn queue_len(head: u64, tail: u64, blocks: u64) -> u64 {
 ///
 /// See [`inspect_channel`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QueueInfo {
     /// Cells in the queue (a power of two, at least the block count).
-    pub capacity: u64,
+    pub capacity: usize,
     /// The head hint: the next position to receive from.
     pub head: u64,
     /// The tail hint: the next position to send to.
     pub tail: u64,
     /// Blocks queued (from the hints, clamped to the block count).
-    pub len: u64,
+    pub len: usize,
     /// Whether waiting receivers sleep on a futex.
     pub blocking: bool,
 }
 
+/// What [`inspect_channel`] reads of a channel: its pool's counts and its
+/// queue's positions.
+///
+/// # Examples
+///
+/// See [`inspect_channel`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChannelInfo {
+    /// The channel's pool, counted as [`pool::inspect`](crate::pool::inspect) does.
+    pub pool: PoolStats,
+    /// The queue of sent blocks.
+    pub queue: QueueInfo,
+}
+
 /// Reads a channel's pool counts and queue positions without attaching,
 /// with atomic loads only, so a read-only mapping will do (what `shm
-/// inspect` uses).
+/// inspect` uses). The header is validated as [`Channel::attach`] does.
 ///
 /// # Examples
 ///
 /// ```
 /// use shm_mempool::{inspect_channel, Channel};
-/// let region = shm_segment::HeapRegion::new(Channel::<()>::required_size(4, 64));
-/// let ch = Channel::create(&region, 4, 64, Default::default())?;
+/// let region = shm_segment::HeapRegion::new(Channel::required_size(4, 64));
+/// let ch = Channel::create(&region, 4, 64)?;
 /// ch.send_bytes(b"queued")?;
-/// let (pool, queue) = inspect_channel(&region)?;
-/// assert_eq!((pool.queued, queue.len), (1, 1));
+/// let info = inspect_channel(&region)?;
+/// assert_eq!((info.pool.queued, info.pool.free, info.queue.len), (1, 3, 1));
+/// assert_eq!((info.queue.capacity, info.queue.blocking), (4, false));
 /// # Ok::<(), shm_mempool::PoolError>(())
 /// ```
-pub fn inspect_channel<R: Region>(region: &R) -> Result<(crate::PoolStats, QueueInfo), PoolError> {
-    let info = Header::read(region)?;
-    if info.kind != Kind::CHANNEL || info.capacity == 0 || info.capacity > 1 << 31 {
-        let source = HeaderError::WrongKind {
-            expected: Kind::CHANNEL,
-            found: info.kind,
-        };
-        return Err(shm_segment::Error::Header {
-            target: region.target(),
-            source,
-        }
-        .into());
-    }
-    let Some((pool_len, _)) = parts(info.capacity as u32, info.elem_size as usize) else {
-        let source = HeaderError::Capacity {
-            capacity: info.capacity,
-            reason: "its layout overflows",
-        };
-        return Err(shm_segment::Error::Header {
-            target: region.target(),
-            source,
-        }
-        .into());
-    };
+pub fn inspect_channel<R: Region>(region: &R) -> Result<ChannelInfo, PoolError> {
+    let (_, pool_len) = validate(region)?;
     let part = SubRegion::new(region, POOL_OFFSET, pool_len)?;
     let pool = crate::pool::inspect(&part)?;
     let (head, tail, blocking) = crate::pool::inspect_queue(&part)?;
     let queue = QueueInfo {
-        capacity: u64::from(pool.blocks).next_power_of_two().max(2),
+        capacity: pool.blocks.next_power_of_two().max(2),
         head,
         tail,
-        len: queue_len(head, tail, u64::from(pool.blocks)),
+        len: queue_len(head, tail, pool.blocks),
         blocking,
     };
-    Ok((pool, queue))
+    Ok(ChannelInfo { pool, queue })
 }

@@ -2,7 +2,7 @@
 
 use shm_segment::Target;
 
-use crate::BlockId;
+use crate::{BlockId, BlockState};
 
 /// What went wrong with a pool or a channel.
 ///
@@ -27,7 +27,7 @@ pub enum PoolError {
         /// The pool's region.
         target: Target,
         /// How many blocks the pool has.
-        blocks: u32,
+        blocks: usize,
     },
     /// Every slot of the pool's owner table belongs to a live process (or
     /// to a separately attached handle): a process needs a slot of its own
@@ -41,7 +41,7 @@ pub enum PoolError {
         /// The pool's region.
         target: Target,
         /// The size of the owner table ([`OWNER_SLOTS`](crate::OWNER_SLOTS)).
-        slots: u32,
+        slots: usize,
     },
     /// A block count or block size the pool cannot have.
     #[error("{target}: {reason}")]
@@ -61,14 +61,18 @@ pub enum PoolError {
         /// The id given.
         id: BlockId,
         /// How many blocks the pool has.
-        blocks: u32,
+        blocks: usize,
     },
     /// A block that is not in the state the operation needs: a second
     /// [`from_id`](crate::MemPool::from_id) of one id (the first claimed it),
     /// a double [`put`](crate::MemPool::put), an id of a block some guard
     /// holds, or a [`Block`](crate::Block) whose block is no longer its own
     /// (its record changed under it). Nothing was changed.
-    #[error("{op} block {} of {target}: the block is {found}, not {expected}", id.0)]
+    #[error(
+        "{op} block {} of {target}: the block is {found}, not {expected}{}",
+        id.0,
+        if *expected == BlockState::Held { " by this handle" } else { "" }
+    )]
     WrongState {
         /// The operation: `"put"`, `"from_id"`, `"into_id"`, `"drop"`, `"recv"`…
         op: &'static str,
@@ -76,10 +80,13 @@ pub enum PoolError {
         target: Target,
         /// The block.
         id: BlockId,
-        /// The state the operation needs.
-        expected: &'static str,
+        /// The state the operation needs: [`BlockState::InTransit`] for
+        /// `put` and `from_id`; [`BlockState::Held`] (by the handle's
+        /// [`Block`](crate::Block), under the very word it took the block
+        /// with) for `into_id`, `send` and dropping a block.
+        expected: BlockState,
         /// The state it is in.
-        found: &'static str,
+        found: BlockState,
     },
     /// A [`Block`](crate::Block) used in a process made by `fork(2)` after
     /// the block was taken: the block is the parent's, so the child's copy

@@ -35,7 +35,7 @@ use shm_segment::Region;
 
 use crate::error::PoolError;
 use crate::pool::{
-    next_word, place_of, state_name, state_of, FreeOrder, MemPool, FREE, HELD, OWNER_SLOTS, QUEUED,
+    block_state, next_word, place_of, state_of, FreeOrder, MemPool, FREE, HELD, QUEUED, SLOTS,
 };
 use crate::sync::AtomicU64;
 
@@ -680,7 +680,7 @@ impl<R: Region> MemPool<R> {
                     "{} cell {} (position {p}) names block {i}, which is {} (place {})",
                     q.name(),
                     p & self.inner.mask,
-                    state_name(w),
+                    block_state(w),
                     place_of(w)
                 )));
             }
@@ -760,7 +760,7 @@ impl<R: Region> MemPool<R> {
                 }
                 return Err(self.corrupted(format!(
                     "block {i} was given back to the free list but is {}",
-                    state_name(w)
+                    block_state(w)
                 )));
             }
             if state_of(w) == HELD {
@@ -779,7 +779,7 @@ impl<R: Region> MemPool<R> {
             return Ok(Some(link));
         }
         let slot = (mark - MARK_POPPED) as u32;
-        if slot >= OWNER_SLOTS {
+        if slot >= SLOTS {
             return Err(self.corrupted(format!(
                 "the free list's head has mark {mark}, which names no owner slot"
             )));
@@ -861,7 +861,7 @@ impl<R: Region> MemPool<R> {
                         return Err(self.corrupted(format!(
                             "block {}, just taken off the free list, is {}",
                             top - 1,
-                            state_name(word.load(Ordering::Acquire))
+                            block_state(word.load(Ordering::Acquire))
                         )));
                     }
                 }
@@ -911,7 +911,7 @@ impl<R: Region> MemPool<R> {
                 }
                 return Err(self.corrupted(format!(
                     "block {i} is on the free list but is {}",
-                    state_name(w)
+                    block_state(w)
                 )));
             }
             let tag = (h >> TAG_SHIFT).wrapping_add(1);
@@ -934,7 +934,7 @@ impl<R: Region> MemPool<R> {
                     Err(now) if now == held => Ok(Some((i, held))),
                     Err(now) => Err(self.corrupted(format!(
                         "block {i}, just taken off the free list, is {}",
-                        state_name(now)
+                        block_state(now)
                     ))),
                 };
             }

@@ -19,17 +19,50 @@
 //!
 //! # Examples
 //!
+//! A pool in a POSIX segment it creates and owns (the name is unlinked
+//! when the creator's last handle drops), attached by name elsewhere:
+//!
 //! ```
 //! use shm_mempool::MemPool;
 //! use shm_segment::Region;
 //!
-//! let pool = MemPool::new_heap(16, 256)?;
-//! let block = pool.get()?;
+//! let name = format!("/shm-test-doc-lib-pool-{}", std::process::id());
+//! let pool = MemPool::create_posix(&name, 16, 256)?;
+//! let other = MemPool::open_posix(&name)?; // in another process, usually
+//! let block = other.get()?;
 //! block.write_at(0, b"fixed-size block")?;
+//! let id = block.into_id()?; // hand the id on…
+//! let mut text = [0; 16];
+//! pool.from_id(id)?.read_at(0, &mut text)?; // …and claim the block once
+//! assert_eq!(&text, b"fixed-size block");
+//! assert_eq!(pool.stats().free, 16);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A channel: the sender fills a block in place, the receiver reads the
+//! same memory.
+//!
+//! ```
+//! use shm_mempool::Channel;
+//!
+//! let name = format!("/shm-test-doc-lib-chan-{}", std::process::id());
+//! let tx = Channel::create_posix(&name, 8, 4096)?;
+//! let rx = Channel::open_posix(&name)?;
+//! tx.send_bytes(b"zero-copy")?;
+//! assert_eq!(rx.recv()?.used(), 9);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Any other [`Region`](shm_segment::Region) works too: between threads, a
+//! pool on the heap.
+//!
+//! ```
+//! let pool = shm_mempool::MemPool::new_heap(16, 256)?;
+//! let block = pool.get()?;
 //! assert_eq!(pool.stats().held, 1);
 //! drop(block);
 //! assert_eq!(pool.stats().free, 16);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok::<(), shm_mempool::PoolError>(())
 //! ```
 #![warn(missing_docs)]
 
@@ -37,15 +70,21 @@ mod block;
 mod channel;
 mod error;
 mod free;
+#[doc(hidden)]
+pub mod layout;
 pub mod pool;
 mod sync;
 
-pub use channel::{inspect_channel, Channel, ChannelOptions, QueueInfo, RecvError, SendError};
+pub use channel::{
+    inspect_channel, Channel, ChannelInfo, ChannelOptions, QueueInfo, RecvError, SendError,
+};
 pub use error::PoolError;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use pool::LoomKilled;
-pub use pool::{Block, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN, OWNER_SLOTS};
+pub use pool::{
+    Block, BlockState, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN, OWNER_SLOTS,
+};
 
 /// A block's position-independent name: its index in the pool. The same id
 /// names the same block in every process that maps the pool.

@@ -21,11 +21,11 @@
 //!    operation or `reclaim_dead` finishes it, and nothing is lost;
 //!    `recover_orphans` frees only ids that nobody alive knows.
 //!
-//! The layout used to simulate these (crates/shm-mempool/src/pool.rs,
-//! version 3; see `tests/common`): the control block at 128, the owner
-//! table at 1152, the records at 2176, 16 bytes each: `next: u32` (index +
-//! 1), `used: u32`, `word: u64`; then the cells of the free queue and of
-//! the channel queue, `stamp << 32 | index`.
+//! The layout used to simulate these comes from `shm_mempool::layout`
+//! (through `tests/common`), computed from the structures the code uses:
+//! the control block, the owner table, the records (`next: u32` index + 1,
+//! `used: u32`, `word: u64`), then the cells of the free queue and of the
+//! channel queue, `stamp << 32 | index`. `tests/api.rs` pins its numbers.
 //!
 //! Random inputs come from a seed printed at the start of each test; set
 //! `SHM_CORRUPT_SEED` to replay one.
@@ -64,17 +64,19 @@ fn is_corrupted<T: std::fmt::Debug>(r: &Result<T, PoolError>) -> bool {
 // 1. Attaching to what is not a pool or a channel.
 
 const N: u32 = 8;
+/// [`N`] as the API counts blocks.
+const NB: usize = N as usize;
 const SIZE: usize = 64;
 
 fn pool_bytes() -> Vec<u8> {
-    let region = HeapRegion::new(MemPool::<()>::required_size(N, SIZE));
-    MemPool::create(&region, N, SIZE).unwrap();
+    let region = HeapRegion::new(MemPool::required_size(NB, SIZE));
+    MemPool::create(&region, NB, SIZE).unwrap();
     region.to_vec()
 }
 
 fn channel_bytes() -> Vec<u8> {
-    let region = HeapRegion::new(Channel::<()>::required_size(N, SIZE));
-    Channel::create(&region, N, SIZE, ChannelOptions::new()).unwrap();
+    let region = HeapRegion::new(Channel::required_size(NB, SIZE));
+    Channel::create_with(&region, NB, SIZE, ChannelOptions::new()).unwrap();
     region.to_vec()
 }
 
@@ -111,8 +113,8 @@ fn put64(off: usize, v: u64) -> impl Fn(&Guarded) {
 fn valid_pools_and_channels_attach() {
     let g = Guarded::with_bytes(&pool_bytes());
     let pool = MemPool::attach(&g).unwrap();
-    assert_eq!((pool.blocks(), pool.block_size()), (N, SIZE));
-    assert_eq!(pool.check().unwrap(), N);
+    assert_eq!((pool.blocks(), pool.block_size()), (NB, SIZE));
+    assert_eq!(pool.check().unwrap(), NB);
     let g = Guarded::with_bytes(&channel_bytes());
     let ch = Channel::attach(&g).unwrap();
     ch.send_bytes(b"hello").unwrap();
@@ -121,7 +123,7 @@ fn valid_pools_and_channels_attach() {
 
 #[test]
 fn each_pool_header_field_changed_is_a_typed_error() {
-    let total = MemPool::<()>::required_size(N, SIZE) as u64;
+    let total = MemPool::required_size(NB, SIZE) as u64;
     pool_refuses("magic", put64(OFF_MAGIC, 0x1234), |e| {
         matches!(e, HeaderError::BadMagic { found: 0x1234 })
     });
@@ -265,17 +267,20 @@ fn each_channel_header_field_changed_is_a_typed_error() {
     channel_refuses(
         "capacity",
         put64(OFF_CAPACITY, u64::from(N) * 2),
+        // 16 blocks need as many pages as 8: the pool's header disagrees.
         header(|e| {
             matches!(
                 e,
-                HeaderError::Layout { .. } | HeaderError::Truncated { .. }
+                HeaderError::Layout { .. }
+                    | HeaderError::Truncated { .. }
+                    | HeaderError::Capacity { capacity: 8, .. }
             )
         }),
     );
     channel_refuses(
         "block size 0",
         put32(OFF_ELEM_SIZE, 0),
-        header(|e| matches!(e, HeaderError::Capacity { .. })),
+        header(|e| matches!(e, HeaderError::ElemSize { found: 0, .. })),
     );
     channel_refuses(
         "block size",
@@ -445,9 +450,9 @@ fn guarded_fifo() -> (Arc<Guarded>, MemPool<Arc<Guarded>>) {
 }
 
 fn guarded(order: FreeOrder) -> (Arc<Guarded>, MemPool<Arc<Guarded>>) {
-    let g = Arc::new(Guarded::new(MemPool::<()>::required_size(N, SIZE)));
+    let g = Arc::new(Guarded::new(MemPool::required_size(NB, SIZE)));
     let pool =
-        MemPool::create_with(Arc::clone(&g), N, SIZE, PoolOptions::new().order(order)).unwrap();
+        MemPool::create_with(Arc::clone(&g), NB, SIZE, PoolOptions::new().order(order)).unwrap();
     (g, pool)
 }
 
@@ -510,7 +515,7 @@ fn head_out_of_range_is_corrupted() {
                 "recover, head {link}"
             );
             // Counting by records still works and shows all free.
-            assert_eq!(pool.stats().free, N);
+            assert_eq!(pool.stats().free, NB);
             let msg = pool.check().unwrap_err().to_string();
             assert!(msg.contains("corrupted"), "{msg}");
             let io: std::io::Error = pool.check().unwrap_err().into();
@@ -557,7 +562,7 @@ fn a_cycle_is_corrupted_and_every_walk_ends() {
         assert_eq!(got, [BlockId(0), BlockId(1)], "each block at most once");
         assert!(matches!(err, PoolError::Corrupted { .. }), "{err:?}");
         let s = pool.stats();
-        assert_eq!((s.in_transit, s.free), (2, N - 2));
+        assert_eq!((s.in_transit, s.free), (2, NB - 2));
     });
 }
 
@@ -590,9 +595,13 @@ fn a_held_block_on_the_list_is_corrupted() {
         // keeps it.
         assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
         assert_eq!(pool.stats().by_owner[0].1, 1);
-        assert_eq!(pool.check().unwrap(), N - 1, "the rest of the list is fine");
+        assert_eq!(
+            pool.check().unwrap(),
+            NB - 1,
+            "the rest of the list is fine"
+        );
         drop(held);
-        assert_eq!(pool.check().unwrap(), N);
+        assert_eq!(pool.check().unwrap(), NB);
         // A record in another state on the list (block 0 is on top again):
         // queued in the channel queue, as far as its word says.
         set_raw_word(&*g, 0, common::QUEUED);
@@ -673,7 +682,7 @@ fn random_scribbles_never_panic_never_hang() {
                     }
                     7 => match pool.check() {
                         Ok(n) => {
-                            assert!(n <= N);
+                            assert!(n <= NB);
                             ok += 1;
                         }
                         Err(PoolError::Corrupted { .. }) => corrupted += 1,
@@ -682,7 +691,7 @@ fn random_scribbles_never_panic_never_hang() {
                     8 => {
                         let _ = pool.reclaim_dead();
                         let s = pool.stats();
-                        assert_eq!(s.free + s.held + s.in_transit + s.queued + s.unknown, N);
+                        assert_eq!(s.free + s.held + s.in_transit + s.queued + s.unknown, NB);
                     }
                     _ => match pool.recover_orphans(&[]) {
                         Ok(ids) => assert!(ids.len() <= N as usize),
@@ -716,7 +725,7 @@ fn fifo_cell_out_of_range_is_corrupted() {
             // It stays corrupted (the bad cell is still at the head), not
             // worse, and counting by records still works.
             assert!(is_corrupted(&pool.get().map(|b| b.into_id())));
-            assert_eq!(pool.stats().free, N);
+            assert_eq!(pool.stats().free, NB);
             let io: std::io::Error = pool.check().unwrap_err().into();
             assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
         }
@@ -759,16 +768,16 @@ fn fifo_stamps_no_lap_explains_are_corrupted_and_every_call_ends() {
         // Repaired, the put goes through.
         set_cell(&g, wrap, N, 0);
         set_raw_word(&*g, 2, two);
-        assert_eq!(pool.check().unwrap(), N - 1);
+        assert_eq!(pool.check().unwrap(), NB - 1);
         pool.put(id).unwrap();
-        assert_eq!(pool.check().unwrap(), N);
+        assert_eq!(pool.check().unwrap(), NB);
         // A cell a lap behind whose block was taken since (a taker killed
         // before emptying it, a lap ago): the giver empties it and goes on.
         let (g, pool) = guarded_fifo();
         let id = pool.get().unwrap().into_id().unwrap(); // block 0, head 1
         set_cell(&g, wrap, (u64::from(N) + 1 - cap) as u32, 0);
         pool.put(id).unwrap();
-        assert_eq!(pool.check().unwrap(), N);
+        assert_eq!(pool.check().unwrap(), NB);
     });
 }
 
@@ -797,11 +806,11 @@ fn fifo_block_queued_twice_is_corrupted_and_reclaim_repairs_it() {
         // Block 2's word says where it was queued; reclaim_dead (or
         // recover_orphans) finds its cell taken and queues it again.
         assert!(pool.reclaim_dead().unwrap().is_empty());
-        assert_eq!(pool.check().unwrap(), N - 3);
+        assert_eq!(pool.check().unwrap(), NB - 3);
         for id in [a, b, c] {
             pool.put(id).unwrap();
         }
-        assert_eq!(pool.check().unwrap(), N);
+        assert_eq!(pool.check().unwrap(), NB);
     });
 }
 
@@ -815,7 +824,7 @@ fn fifo_hints_a_killed_process_left_behind_are_moved_on() {
         set_pos(&g, FIFO_HEAD, 0);
         assert_eq!(
             pool.check().unwrap(),
-            N - 1,
+            NB - 1,
             "a lagging head is no corruption"
         );
         assert_eq!(pool.get().unwrap().into_id().unwrap(), BlockId(1));
@@ -824,14 +833,14 @@ fn fifo_hints_a_killed_process_left_behind_are_moved_on() {
         pool.put(first).unwrap();
         let tail = pos(&g, FIFO_TAIL);
         set_pos(&g, FIFO_TAIL, tail - 1);
-        assert_eq!(pool.check().unwrap(), N - 1);
+        assert_eq!(pool.check().unwrap(), NB - 1);
         pool.put(BlockId(1)).unwrap();
         assert_eq!(pos(&g, FIFO_TAIL), tail + 1);
-        assert_eq!(pool.check().unwrap(), N);
+        assert_eq!(pool.check().unwrap(), NB);
         // A giver killed after filling, before moving the tail, and then a
         // taker that emptied that cell: the tail is behind the head.
         let (g2, small) = {
-            let g = Arc::new(Guarded::new(MemPool::<()>::required_size(2, SIZE)));
+            let g = Arc::new(Guarded::new(MemPool::required_size(2, SIZE)));
             let p = MemPool::create(Arc::clone(&g), 2, SIZE).unwrap();
             (g, p)
         };
@@ -887,7 +896,7 @@ fn fifo_killed_after_marking_a_block_free_before_queueing_it() {
         "{err}"
     );
     assert!(pool.reclaim_dead().unwrap().is_empty(), "nobody held it");
-    assert_eq!(pool.check().unwrap(), N);
+    assert_eq!(pool.check().unwrap(), NB);
     // Another giver took that position meanwhile: the block moves on.
     let (g, pool) = guarded_fifo();
     let a = pool.get().unwrap().into_id().unwrap(); // block 0
@@ -901,7 +910,7 @@ fn fifo_killed_after_marking_a_block_free_before_queueing_it() {
     pool.put(b).unwrap(); // fills position N
     assert!(is_corrupted(&pool.check()));
     assert!(pool.reclaim_dead().unwrap().is_empty());
-    assert_eq!(pool.check().unwrap(), N);
+    assert_eq!(pool.check().unwrap(), NB);
     let order: Vec<u32> = (0..N)
         .map(|_| pool.get().unwrap().into_id().unwrap().0)
         .collect();
@@ -918,14 +927,14 @@ fn fifo_killed_after_taking_a_block_before_emptying_its_cell() {
     assert_eq!(pool.stats().dead, 1);
     assert_eq!(
         pool.check().unwrap(),
-        N - 1,
+        NB - 1,
         "a taken cell is no corruption"
     );
     // The next taker empties the cell for it and takes the next block.
     assert_eq!(pool.get().unwrap().into_id().unwrap(), BlockId(1));
     assert_eq!(pool.reclaim_dead().unwrap(), vec![BlockId(0)]);
     assert_eq!(common::owner(&*g, DEAD), 0);
-    assert_eq!(pool.check().unwrap(), N - 1);
+    assert_eq!(pool.check().unwrap(), NB - 1);
 }
 
 #[test]
@@ -942,7 +951,7 @@ fn lifo_killed_with_a_marked_head() {
     assert_eq!(pool.get().unwrap().into_id().unwrap(), BlockId(1));
     assert_eq!(common::state(common::raw_word(&*g, 0)), common::HELD);
     assert_eq!(pool.reclaim_dead().unwrap(), vec![BlockId(0)]);
-    assert_eq!(pool.check().unwrap(), N - 1);
+    assert_eq!(pool.check().unwrap(), NB - 1);
 
     // Killed right after the decisive CAS of a give-back: block 0 is linked
     // on top ("pushed"), its word still says held by the dead.
@@ -956,22 +965,22 @@ fn lifo_killed_with_a_marked_head() {
     // reclaim_dead settles the head first: the block is free and listed
     // once, not given back a second time.
     assert!(pool.reclaim_dead().unwrap().is_empty());
-    assert_eq!(pool.check().unwrap(), N);
+    assert_eq!(pool.check().unwrap(), NB);
     assert_eq!(common::owner(&*g, DEAD), 0, "the dead's slot is free");
 }
 
 #[test]
 fn killed_after_queueing_a_send_before_filling_its_cell() {
-    let region = HeapRegion::new(Channel::<()>::required_size(N, SIZE));
-    let ch = Channel::create(&region, N, SIZE, ChannelOptions::new()).unwrap();
+    let region = HeapRegion::new(Channel::required_size(NB, SIZE));
+    let ch = Channel::create_with(&region, NB, SIZE, ChannelOptions::new()).unwrap();
     let pool_region = SubRegion::new(
         &region,
         common::CHANNEL_POOL,
-        Channel::<()>::required_size(N, SIZE) - common::CHANNEL_POOL,
+        Channel::required_size(NB, SIZE) - common::CHANNEL_POOL,
     )
     .unwrap();
     ch.send_bytes(b"first").unwrap();
-    let lost = ch.alloc().unwrap();
+    let lost = ch.get().unwrap();
     lost.write_at(0, b"second").unwrap();
     lost.set_used(6);
     let id = lost.into_id().unwrap();
@@ -990,13 +999,13 @@ fn killed_after_queueing_a_send_before_filling_its_cell() {
     let second = ch.recv().unwrap();
     assert_eq!((second.id(), second.used()), (id, 6), "delivered, in order");
     drop(second);
-    assert_eq!(ch.pool().check().unwrap(), N);
+    assert_eq!(ch.pool().check().unwrap(), NB);
 }
 
 #[test]
 fn recover_orphans_frees_ids_only_the_dead_knew_and_nothing_queued() {
-    let region = HeapRegion::new(Channel::<()>::required_size(N, SIZE));
-    let ch = Channel::create(&region, N, SIZE, ChannelOptions::new()).unwrap();
+    let region = HeapRegion::new(Channel::required_size(NB, SIZE));
+    let ch = Channel::create_with(&region, NB, SIZE, ChannelOptions::new()).unwrap();
     let pool = ch.pool();
     ch.send_bytes(b"queued").unwrap();
     let kept = pool.get().unwrap().into_id().unwrap();
@@ -1009,6 +1018,6 @@ fn recover_orphans_frees_ids_only_the_dead_knew_and_nothing_queued() {
         pool.recover_orphans(&[BlockId(N)]),
         Err(PoolError::OutOfRange { .. })
     ));
-    assert_eq!(pool.check().unwrap(), N - 2);
+    assert_eq!(pool.check().unwrap(), NB - 2);
     assert_eq!(ch.recv().unwrap().used(), 6);
 }

@@ -34,7 +34,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shm_mempool::ChannelOptions;
-use shm_mempool::{Channel, FreeOrder, MemPool, PoolError, PoolOptions};
+use shm_mempool::{BlockState, Channel, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_segment::{AnonShared, ProcessId, Region};
 
 /// The longest a child may take.
@@ -97,7 +97,7 @@ fn in_child(child: impl FnOnce()) -> i32 {
 fn seed_001(order: FreeOrder) -> Vec<i32> {
     // test_shm = ShareMem(...); mp = mempool.Mempool(count, 4, shm=test_shm)
     let count = 4;
-    let test_shm = AnonShared::new(MemPool::<()>::required_size(count, 4)).unwrap();
+    let test_shm = AnonShared::new(MemPool::required_size(count, 4)).unwrap();
     let mp = MemPool::create_with(&test_shm, count, 4, PoolOptions::new().order(order)).unwrap();
 
     // pid = os.fork(); if pid == 0:
@@ -134,7 +134,7 @@ fn seed_001_pyshm_mempool_example_as_written() {
 }
 
 fn a_block_inherited_across_fork_is_inert_in_the_child() {
-    let shm = AnonShared::new(MemPool::<()>::required_size(4, 64)).unwrap();
+    let shm = AnonShared::new(MemPool::required_size(4, 64)).unwrap();
     let pool = MemPool::create(&shm, 4, 64).unwrap();
     let parent = ProcessId::current().pid;
     // Two blocks the parent holds across the fork. The child takes its
@@ -179,7 +179,13 @@ fn a_block_inherited_across_fork_is_inert_in_the_child() {
             pool.from_id(id).map(drop).unwrap_err(),
         ] {
             assert!(
-                matches!(err, PoolError::WrongState { found: "held", .. }),
+                matches!(
+                    err,
+                    PoolError::WrongState {
+                        found: BlockState::Held,
+                        ..
+                    }
+                ),
                 "{err}"
             );
         }
@@ -231,12 +237,12 @@ fn a_block_inherited_across_fork_is_inert_in_the_child() {
 
 fn a_channel_made_before_fork_carries_messages_from_the_child() {
     let n = 4;
-    let shm = AnonShared::new(Channel::<()>::required_size(n, 64)).unwrap();
-    let ch = Channel::create(&shm, n, 64, ChannelOptions::new()).unwrap();
+    let shm = AnonShared::new(Channel::required_size(n, 64)).unwrap();
+    let ch = Channel::create_with(&shm, n, 64, ChannelOptions::new()).unwrap();
     let status = in_child(|| {
         for i in 0..n {
-            let block = ch.alloc().unwrap();
-            block.write_pod(0, &i).unwrap();
+            let block = ch.get().unwrap();
+            block.write_pod(0, &(i as u32)).unwrap();
             block.set_used(4);
             ch.send(block).unwrap();
         }
@@ -244,14 +250,14 @@ fn a_channel_made_before_fork_carries_messages_from_the_child() {
     assert_eq!(status, 0, "the child failed (its panic is above)");
     for i in 0..n {
         let got = ch.recv().unwrap();
-        assert_eq!((got.read_pod::<u32>(0).unwrap(), got.used()), (i, 4));
+        assert_eq!((got.read_pod::<u32>(0).unwrap(), got.used()), (i as u32, 4));
     }
     assert!(ch.is_empty());
     assert_eq!(ch.pool().check().unwrap(), n);
 }
 
 fn a_killed_child_s_blocks_come_back_and_the_parent_s_stay() {
-    let shm = AnonShared::new(MemPool::<()>::required_size(4, 64)).unwrap();
+    let shm = AnonShared::new(MemPool::required_size(4, 64)).unwrap();
     let pool = MemPool::create(&shm, 4, 64).unwrap();
     let parent = ProcessId::current().pid;
     let mine = pool.get().unwrap(); // the parent's slot is claimed and cached

@@ -36,7 +36,7 @@ use common::{check_stamp, stamp, Rng, Running, Stamp, HANG};
 use shm_mempool::{Block, Channel, ChannelOptions, FreeOrder, PoolError, RecvError};
 use shm_segment::{PosixOptions, PosixShm, Region};
 
-const BLOCKS: u32 = 16;
+const BLOCKS: usize = 16;
 const SIZE: usize = 128;
 const TEST: &str = "killed_mid_operation_loses_nothing";
 const TEST_LIFO: &str = "killed_mid_operation_loses_nothing_lifo";
@@ -51,7 +51,7 @@ const VICTIM_OP: usize = 320;
 const WORDS: usize = 384;
 
 fn words_at() -> usize {
-    Channel::<()>::required_size(BLOCKS, SIZE).next_multiple_of(64)
+    Channel::required_size(BLOCKS, SIZE).next_multiple_of(64)
 }
 
 fn word(map: &impl Region, at: usize) -> &AtomicU64 {
@@ -86,7 +86,7 @@ fn step<'c, R: Region>(
     };
     in_op.store(op, Ordering::SeqCst);
     let did = match op {
-        1 => match ch.alloc() {
+        1 => match ch.get() {
             Ok(b) => {
                 b.write_pod(0, &stamp(pid, *seq)).unwrap();
                 *seq += 1;
@@ -107,7 +107,7 @@ fn step<'c, R: Region>(
             drop(b);
             true
         }
-        3 => match ch.alloc() {
+        3 => match ch.get() {
             Ok(b) => {
                 b.write_pod(0, &stamp(pid, *seq)).unwrap();
                 b.set_used(24);
@@ -212,7 +212,7 @@ fn kill_rounds(test: &str, order: FreeOrder) {
         .unwrap();
     let map = shm.map().unwrap();
     let opts = ChannelOptions::new().order(order);
-    let ch = Channel::create(&map, BLOCKS, SIZE, opts).unwrap();
+    let ch = Channel::create_with(&map, BLOCKS, SIZE, opts).unwrap();
     let pool = ch.pool();
     let mut steady_child = Running::child(test, &format!("{name}:steady"));
     steady_child.until("ready", HANG);
@@ -236,9 +236,9 @@ fn kill_rounds(test: &str, order: FreeOrder) {
             common::wait_until(HANG, || word(&map, PAUSED).load(Ordering::Acquire) == 1),
             "round {round}: the steady child did not pause"
         );
-        let steady_held = word(&map, STEADY_HELD).load(Ordering::Acquire) as u32;
+        let steady_held = word(&map, STEADY_HELD).load(Ordering::Acquire) as usize;
         let s = pool.stats();
-        let queued = ch.len() as u32;
+        let queued = ch.len();
         let listed = pool.check();
         let what = format!(
             "round {round}, killed in {:?}: {s:?}, {queued} queued, the steady child holds \

@@ -35,7 +35,7 @@ fn a_holder_in_another_pid_namespace_keeps_its_blocks() {
     let name = common::posix_name("pool-ns");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, MemPool::<()>::required_size(8, 64))
+        .create(&name, MemPool::required_size(8, 64))
         .unwrap();
     let map = shm.map().unwrap();
     let pool = MemPool::create(&map, 8, 64).unwrap();
@@ -59,11 +59,11 @@ fn a_holder_in_another_pid_namespace_keeps_its_blocks() {
         "reclaim_dead freed the blocks of a live holder in another pid namespace"
     );
     let stats = pool.stats();
-    assert_eq!((stats.held, stats.dead), (HELD as u32, 0), "{stats:?}");
+    assert_eq!((stats.held, stats.dead), (HELD, 0), "{stats:?}");
 
     holder.kill9();
     assert!(
-        common::wait_until(HANG, || pool.stats().dead == HELD as u32),
+        common::wait_until(HANG, || pool.stats().dead == HELD),
         "{:?}",
         pool.stats()
     );

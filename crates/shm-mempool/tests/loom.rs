@@ -12,7 +12,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use shm_mempool::{BlockId, FreeOrder, MemPool, PoolError, PoolOptions};
+use shm_mempool::{BlockId, BlockState, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_segment::{HeapRegion, Region};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -39,7 +39,7 @@ fn kill_model(f: impl Fn() + Sync + Send + 'static) {
 
 const ORDERS: [FreeOrder; 2] = [FreeOrder::Fifo, FreeOrder::Lifo];
 
-fn pool(blocks: u32, order: FreeOrder) -> MemPool<HeapRegion> {
+fn pool(blocks: usize, order: FreeOrder) -> MemPool<HeapRegion> {
     MemPool::new_heap_with(blocks, 64, PoolOptions::new().order(order)).unwrap()
 }
 
@@ -190,7 +190,10 @@ fn an_id_is_claimed_exactly_once() {
                         true
                     }
                     Err(PoolError::WrongState { found, .. }) => {
-                        assert!(found == "held" || found == "free", "{found}");
+                        assert!(
+                            found == BlockState::Held || found == BlockState::Free,
+                            "{found}"
+                        );
                         false
                     }
                     Err(e) => panic!("{e}"),
@@ -291,7 +294,7 @@ fn a_process_killed_at_any_step_of_get_or_give_back_loses_nothing() {
     for order in ORDERS {
         for k in 1..=MAX_STEPS {
             kill_model(move || {
-                let region = Arc::new(HeapRegion::new(MemPool::<()>::required_size(2, 64)));
+                let region = Arc::new(HeapRegion::new(MemPool::required_size(2, 64)));
                 let opts = PoolOptions::new().order(order);
                 let live = MemPool::create_with(Arc::clone(&region), 2, 64, opts).unwrap();
                 let dying = MemPool::attach(Arc::clone(&region)).unwrap();
@@ -342,9 +345,9 @@ fn a_process_killed_at_any_step_of_send_or_recv_loses_no_message() {
         .flat_map(|o| (1..=MAX_STEPS).map(move |k| (o, k)))
     {
         kill_model(move || {
-            let region = Arc::new(HeapRegion::new(Channel::<()>::required_size(2, 64)));
+            let region = Arc::new(HeapRegion::new(Channel::required_size(2, 64)));
             let opts = ChannelOptions::new().order(order);
-            let live = Channel::create(Arc::clone(&region), 2, 64, opts).unwrap();
+            let live = Channel::create_with(Arc::clone(&region), 2, 64, opts).unwrap();
             let dying = Channel::attach(Arc::clone(&region)).unwrap();
             dying.pool().loom_as_other_process();
             live.send_bytes(&[7]).unwrap();
@@ -362,7 +365,7 @@ fn a_process_killed_at_any_step_of_send_or_recv_loses_no_message() {
                 k,
                 |c, k| c.pool().loom_kill_after(k),
                 |c| {
-                    if let Ok(b) = c.alloc() {
+                    if let Ok(b) = c.get() {
                         b.write_pod(0, &9u8).unwrap();
                         c.send(b).unwrap();
                     }
@@ -377,7 +380,7 @@ fn a_process_killed_at_any_step_of_send_or_recv_loses_no_message() {
             assert_eq!(s.free + s.queued, 2, "k = {k}, killed {killed}: {s:?}");
             assert_eq!((s.held, s.in_transit), (0, 0), "k = {k}: {s:?}");
             assert_eq!(live.pool().check().unwrap(), s.free, "k = {k}");
-            assert_eq!(live.len() as u32, s.queued, "k = {k}");
+            assert_eq!(live.len(), s.queued, "k = {k}");
             // Whatever is queued is a whole message, delivered once.
             for _ in 0..s.queued {
                 let b = live.recv().unwrap();

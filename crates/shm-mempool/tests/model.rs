@@ -37,8 +37,8 @@ use std::time::Duration;
 use common::steal_for_the_dead;
 use proptest::prelude::*;
 use shm_mempool::{
-    Block, BlockId, Channel, ChannelOptions, FreeOrder, MemPool, PoolError, PoolOptions, RecvError,
-    SendError,
+    Block, BlockId, BlockState, Channel, ChannelOptions, FreeOrder, MemPool, PoolError,
+    PoolOptions, RecvError, SendError,
 };
 use shm_segment::{HeapRegion, ProcessId, Region, SubRegion};
 
@@ -268,7 +268,7 @@ impl Model {
 
     /// The id a pick names, and what the pool must say to `put`/`from_id` of
     /// it: `None` for success, else the state it is found in.
-    fn resolve(&self, pick: Pick, guarded: &[u32]) -> (BlockId, Result<(), Option<&'static str>>) {
+    fn resolve(&self, pick: Pick, guarded: &[u32]) -> (BlockId, Result<(), Option<BlockState>>) {
         let nth = |set: &mut dyn ExactSizeIterator<Item = u32>, k: usize| {
             let len = set.len();
             set.nth(k % len.max(1))
@@ -281,12 +281,12 @@ impl Model {
             }
             Pick::Free(k) => {
                 if let Some(id) = nth(&mut self.free.iter().copied(), k) {
-                    return (BlockId(id), Err(Some("free")));
+                    return (BlockId(id), Err(Some(BlockState::Free)));
                 }
             }
             Pick::Guarded(k) => {
                 if let Some(id) = nth(&mut guarded.iter().copied(), k) {
-                    return (BlockId(id), Err(Some("held")));
+                    return (BlockId(id), Err(Some(BlockState::Held)));
                 }
             }
             Pick::Out(k) => {
@@ -320,7 +320,7 @@ fn check_error(
     got: PoolError,
     op: &'static str,
     id: BlockId,
-    expect: Option<&'static str>,
+    expect: Option<BlockState>,
     blocks: u32,
 ) -> Result<(), TestCaseError> {
     match (got, expect) {
@@ -328,7 +328,7 @@ fn check_error(
             PoolError::WrongState {
                 op: got_op,
                 id: got_id,
-                expected: "in transit",
+                expected: BlockState::InTransit,
                 found,
                 ..
             },
@@ -349,7 +349,7 @@ fn check_error(
         ) => {
             prop_assert_eq!(got_op, op);
             prop_assert_eq!(got_id, id);
-            prop_assert_eq!(got_blocks, blocks);
+            prop_assert_eq!(got_blocks, blocks as usize);
         }
         (other, expect) => {
             prop_assert!(false, "got {other:?} for id {}, expected {expect:?}", id.0)
@@ -393,7 +393,9 @@ fn run<P: Region, C: Chan<P>>(
                         guards.push((h, block));
                     }
                 }
-                (Err(PoolError::Exhausted { blocks: b, .. }), None) => prop_assert_eq!(b, blocks),
+                (Err(PoolError::Exhausted { blocks: b, .. }), None) => {
+                    prop_assert_eq!(b, blocks as usize)
+                }
                 (got, want) => prop_assert!(false, "get gave {got:?}, the model {want:?}"),
             },
             Op::Drop(g) => {
@@ -493,7 +495,7 @@ fn run<P: Region, C: Chan<P>>(
                         model.used[id as usize] = 0;
                     }
                     (Err(PoolError::Exhausted { blocks: b, .. }), None) => {
-                        prop_assert_eq!(b, blocks)
+                        prop_assert_eq!(b, blocks as usize)
                     }
                     (got, next) => prop_assert!(
                         false,
@@ -570,9 +572,9 @@ fn run<P: Region, C: Chan<P>>(
         }
 
         // After every step, both handles agree with the model.
-        let held = (guards.len() + model.stolen.len()) as u32;
+        let held = guards.len() + model.stolen.len();
         prop_assert_eq!(
-            held as usize + model.ids.len() + model.free.len() + model.queue.len(),
+            held + model.ids.len() + model.free.len() + model.queue.len(),
             blocks as usize
         );
         for pool in pools {
@@ -587,25 +589,25 @@ fn run<P: Region, C: Chan<P>>(
                     stats.unknown
                 ),
                 (
-                    model.free.len() as u32,
+                    model.free.len(),
                     held,
-                    model.ids.len() as u32,
-                    model.queue.len() as u32,
-                    model.stolen.len() as u32,
+                    model.ids.len(),
+                    model.queue.len(),
+                    model.stolen.len(),
                     0
                 ),
                 "step {}: {:?}",
                 step,
                 op
             );
-            prop_assert_eq!((stats.blocks, stats.block_size), (blocks, size));
+            prop_assert_eq!((stats.blocks, stats.block_size), (blocks as usize, size));
             let owners = if held > 0 {
                 vec![(me.pid, held)]
             } else {
                 vec![]
             };
             prop_assert_eq!(stats.by_owner, owners);
-            prop_assert_eq!(pool.check().unwrap(), model.free.len() as u32);
+            prop_assert_eq!(pool.check().unwrap(), model.free.len());
         }
         if let Some(chans) = chans {
             for chan in chans {
@@ -625,8 +627,8 @@ fn run<P: Region, C: Chan<P>>(
         }
     }
     prop_assert_eq!(pools[0].reclaim_dead().unwrap().len(), model.stolen.len());
-    prop_assert_eq!(pools[1].check().unwrap(), blocks);
-    prop_assert_eq!(pools[0].stats().free, blocks);
+    prop_assert_eq!(pools[1].check().unwrap(), blocks as usize);
+    prop_assert_eq!(pools[0].stats().free, blocks as usize);
     Ok(())
 }
 
@@ -635,18 +637,18 @@ proptest! {
 
     #[test]
     fn pool_matches_model((blocks, size, ops) in case(false), order in order()) {
-        let region = HeapRegion::new(MemPool::<()>::required_size(blocks, size));
+        let region = HeapRegion::new(MemPool::required_size(blocks as usize, size));
         let opts = PoolOptions::new().order(order);
-        let created = MemPool::create_with(&region, blocks, size, opts).unwrap();
+        let created = MemPool::create_with(&region, blocks as usize, size, opts).unwrap();
         let attached = MemPool::attach(&region).unwrap();
         run::<_, NoChan>([&created, &attached], None, blocks, &ops)?;
     }
 
     #[test]
     fn channel_matches_model((blocks, size, ops) in case(true), blocking in any::<bool>()) {
-        let region = HeapRegion::new(Channel::<()>::required_size(blocks, size));
+        let region = HeapRegion::new(Channel::required_size(blocks as usize, size));
         let opts = ChannelOptions::new().blocking(blocking);
-        let created = Channel::create(&region, blocks, size, opts).unwrap();
+        let created = Channel::create_with(&region, blocks as usize, size, opts).unwrap();
         let attached = Channel::attach(&region).unwrap();
         run(
             [created.pool(), attached.pool()],
@@ -675,8 +677,8 @@ fn wrong_ids_are_typed_errors_that_change_nothing() {
         Err(PoolError::WrongState {
             op: "put",
             id,
-            expected: "in transit",
-            found: "free",
+            expected: BlockState::InTransit,
+            found: BlockState::Free,
             ..
         }) => assert_eq!(id, sent),
         other => panic!("double put gave {other:?}"),
@@ -706,15 +708,18 @@ fn wrong_ids_are_typed_errors_that_change_nothing() {
     // from_id of a free block, and of the guarded one.
     match pool.from_id(sent) {
         Err(PoolError::WrongState {
-            expected: "in transit",
-            found: "free",
+            expected: BlockState::InTransit,
+            found: BlockState::Free,
             ..
         }) => {}
         other => panic!("from_id of a free block gave {other:?}"),
     }
     assert!(matches!(
         pool.from_id(guarded.id()),
-        Err(PoolError::WrongState { found: "held", .. })
+        Err(PoolError::WrongState {
+            found: BlockState::Held,
+            ..
+        })
     ));
     assert_eq!(pool.stats(), after_put, "a refused call changed the pool");
     assert_eq!(pool.check().unwrap(), list + 1);
@@ -739,11 +744,11 @@ fn wrong_ids_are_typed_errors_that_change_nothing() {
 
 #[test]
 fn exhausted_pools_are_typed_errors_and_queued_blocks_are_queued() {
-    let region = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let ch = Channel::create(&region, 2, 64, ChannelOptions::new()).unwrap();
+    let region = HeapRegion::new(Channel::required_size(2, 64));
+    let ch = Channel::create_with(&region, 2, 64, ChannelOptions::new()).unwrap();
     ch.send_bytes(b"one").unwrap();
-    let held = ch.alloc().unwrap();
-    let err = ch.alloc().unwrap_err();
+    let held = ch.get().unwrap();
+    let err = ch.get().unwrap_err();
     assert!(
         matches!(err, PoolError::Exhausted { blocks: 2, .. }),
         "{err:?}"
@@ -775,8 +780,8 @@ fn exhausted_pools_are_typed_errors_and_queued_blocks_are_queued() {
 /// that popped the id got an error instead of the message.)
 #[test]
 fn a_queued_block_cannot_be_claimed_by_id() {
-    let region = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let ch = Channel::create(&region, 2, 64, ChannelOptions::new()).unwrap();
+    let region = HeapRegion::new(Channel::required_size(2, 64));
+    let ch = Channel::create_with(&region, 2, 64, ChannelOptions::new()).unwrap();
     ch.send_bytes(b"mine").unwrap();
     for err in [
         ch.pool().from_id(BlockId(0)).map(drop).unwrap_err(),
@@ -786,8 +791,8 @@ fn a_queued_block_cannot_be_claimed_by_id() {
             matches!(
                 err,
                 PoolError::WrongState {
-                    expected: "in transit",
-                    found: "queued",
+                    expected: BlockState::InTransit,
+                    found: BlockState::Queued,
                     ..
                 }
             ),
@@ -805,12 +810,12 @@ fn a_queued_block_cannot_be_claimed_by_id() {
 /// must refuse (the block is not this channel's) and change nothing.
 #[test]
 fn send_refuses_a_block_of_another_channel() {
-    let r1 = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let r2 = HeapRegion::new(Channel::<()>::required_size(2, 64));
-    let ch1 = Channel::create(&r1, 2, 64, ChannelOptions::new()).unwrap();
-    let ch2 = Channel::create(&r2, 2, 64, ChannelOptions::new()).unwrap();
-    let foreign = ch1.alloc().unwrap();
-    let mine = ch2.alloc().unwrap(); // block 0 of ch2, held here
+    let r1 = HeapRegion::new(Channel::required_size(2, 64));
+    let r2 = HeapRegion::new(Channel::required_size(2, 64));
+    let ch1 = Channel::create_with(&r1, 2, 64, ChannelOptions::new()).unwrap();
+    let ch2 = Channel::create_with(&r2, 2, 64, ChannelOptions::new()).unwrap();
+    let foreign = ch1.get().unwrap();
+    let mine = ch2.get().unwrap(); // block 0 of ch2, held here
     assert_eq!(foreign.id(), mine.id());
     let result = ch2.send(foreign);
     let s1 = ch1.pool().stats();

@@ -22,17 +22,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 
 use common::{generation, held_word, place, raw_word, set_owner, set_raw_word, state, HELD};
-use shm_mempool::{BlockId, FreeOrder, MemPool, PoolError, PoolOptions};
+use shm_mempool::{BlockId, BlockState, FreeOrder, MemPool, PoolError, PoolOptions};
 use shm_segment::{HeapRegion, ProcessId, Region};
 
-const N: u32 = 4;
+const N: usize = 4;
 
 fn pool_in(region: &HeapRegion, order: FreeOrder) -> MemPool<&HeapRegion> {
     MemPool::create_with(region, N, 64, PoolOptions::new().order(order)).unwrap()
 }
 
 fn region() -> HeapRegion {
-    HeapRegion::new(MemPool::<()>::required_size(N, 64))
+    HeapRegion::new(MemPool::required_size(N, 64))
 }
 
 #[test]
@@ -46,8 +46,8 @@ fn a_second_from_id_of_one_id_is_an_error() {
         Err(PoolError::WrongState {
             op: "from_id",
             id: got,
-            expected: "in transit",
-            found: "held",
+            expected: BlockState::InTransit,
+            found: BlockState::Held,
             ..
         }) => assert_eq!(got, id),
         Ok(second) => {
@@ -85,7 +85,7 @@ fn from_id_and_put_of_a_block_a_guard_holds_are_refused() {
             match err {
                 PoolError::WrongState {
                     op: got,
-                    found: "held",
+                    found: BlockState::Held,
                     ..
                 } => assert_eq!(got, op),
                 other => panic!("{op} of a guarded block: {other:?}"),
@@ -146,7 +146,7 @@ fn a_stale_handle_does_not_free_a_block_someone_else_holds() {
         match stale.into_id() {
             Err(PoolError::WrongState {
                 op: "into_id",
-                found: "held",
+                found: BlockState::Held,
                 ..
             }) => {}
             other => panic!("into_id of a stale handle: {other:?}"),
@@ -178,7 +178,10 @@ fn threads_racing_to_claim_one_id_exactly_one_wins() {
                             barrier.wait();
                         }
                         Err(PoolError::WrongState { found, .. }) => {
-                            assert!(found == "held" || found == "free", "{found}");
+                            assert!(
+                                found == BlockState::Held || found == BlockState::Free,
+                                "{found}"
+                            );
                             barrier.wait();
                         }
                         Err(e) => panic!("{e}"),

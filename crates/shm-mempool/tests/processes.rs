@@ -30,7 +30,7 @@ use common::{check_stamp, stamp, Patience, Rng, Running, Stamp, HANG};
 use shm_mempool::{Block, Channel, ChannelOptions, MemPool, PoolError, RecvError};
 use shm_segment::{PosixOptions, PosixShm, ProcessId, Region};
 
-const BLOCKS: u32 = 32;
+const BLOCKS: usize = 32;
 const BLOCK_SIZE: usize = 256;
 /// Messages per sender.
 const MESSAGES: u64 = 10_000;
@@ -38,7 +38,7 @@ const SENDERS: usize = 2;
 
 /// Where the test's own counter lives: past the channel, in the same segment.
 fn counter_offset() -> usize {
-    Channel::<()>::required_size(BLOCKS, BLOCK_SIZE).next_multiple_of(64)
+    Channel::required_size(BLOCKS, BLOCK_SIZE).next_multiple_of(64)
 }
 
 /// Checks a received block: the same valid stamp at both ends; returns it.
@@ -56,7 +56,7 @@ fn read_message<R: Region>(block: &Block<'_, R>) -> (u32, u64) {
 
 /// One stats sample: the counts add up and every owner is one of `pids`.
 /// Returns how many blocks were in flight (held or in transit).
-fn sample<R: Region>(pool: &MemPool<R>, pids: &[u32]) -> u32 {
+fn sample<R: Region>(pool: &MemPool<R>, pids: &[u32]) -> usize {
     let s = pool.stats();
     assert_eq!(
         s.free + s.held + s.queued,
@@ -68,7 +68,7 @@ fn sample<R: Region>(pool: &MemPool<R>, pids: &[u32]) -> u32 {
         (0, 0, 0),
         "a record in no known state, in transit or held by the dead: {s:?}"
     );
-    let by_owner: u32 = s.by_owner.iter().map(|&(_, n)| n).sum();
+    let by_owner: usize = s.by_owner.iter().map(|&(_, n)| n).sum();
     assert_eq!(by_owner, s.held, "{s:?}");
     for (pid, _) in &s.by_owner {
         assert!(
@@ -89,7 +89,7 @@ fn sender(name: &str) {
     let mut patience = Patience::new("sender: a free block", HANG);
     for seq in 0..MESSAGES {
         let block = loop {
-            match ch.alloc() {
+            match ch.get() {
                 Ok(block) => break block,
                 Err(PoolError::Exhausted { .. }) => patience.wait(),
                 Err(e) => panic!("alloc: {e}"),
@@ -159,7 +159,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
         .unwrap();
     let map = shm.map().unwrap();
     let opts = ChannelOptions::new().blocking(true);
-    let ch = Channel::create(&map, BLOCKS, BLOCK_SIZE, opts).unwrap();
+    let ch = Channel::create_with(&map, BLOCKS, BLOCK_SIZE, opts).unwrap();
     let received = map.atomic_u64(counter_offset()).unwrap();
 
     let mut children: Vec<Running> = (0..SENDERS)
@@ -212,7 +212,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
             }
             Err(e) => panic!("recv: {e}"),
         }
-        assert!(ch.len() <= BLOCKS as usize);
+        assert!(ch.len() <= BLOCKS);
         if samples % 64 == 0 {
             let dead = ch.pool().reclaim_dead().unwrap();
             assert!(
@@ -282,7 +282,7 @@ fn channel_messages_arrive_exactly_once_across_processes() {
 }
 
 const POOL_TEST: &str = "pool_counts_add_up_while_processes_churn";
-const POOL_BLOCKS: u32 = 16;
+const POOL_BLOCKS: usize = 16;
 const CHURN_OPS: u64 = 20_000;
 /// Blocks one child holds at most.
 const HOLD: usize = 7;
@@ -374,7 +374,7 @@ fn pool_counts_add_up_while_processes_churn() {
     let name = common::posix_name("pool-churn");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, MemPool::<()>::required_size(POOL_BLOCKS, 128))
+        .create(&name, MemPool::required_size(POOL_BLOCKS, 128))
         .unwrap();
     let map = shm.map().unwrap();
     let pool = MemPool::create(&map, POOL_BLOCKS, 128).unwrap();
@@ -385,7 +385,7 @@ fn pool_counts_add_up_while_processes_churn() {
     let me = ProcessId::current().pid;
 
     let deadline = Instant::now() + HANG;
-    let (mut samples, mut max_held) = (0u64, 0u32);
+    let (mut samples, mut max_held) = (0u64, 0usize);
     while !children.iter_mut().all(Running::has_exited) {
         assert!(
             Instant::now() < deadline,

@@ -41,7 +41,7 @@ use common::{check_stamp, stamp, Rng, Running, Stamp, HANG};
 use shm_mempool::{BlockId, Channel, ChannelOptions, MemPool, PoolError};
 use shm_segment::{HeapRegion, PosixOptions, PosixShm, ProcessId, Region};
 
-const BLOCKS: u32 = 16;
+const BLOCKS: usize = 16;
 const SIZE: usize = 128;
 
 fn rounds() -> u32 {
@@ -91,7 +91,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         let pid = std::process::id();
         let mut kept = Vec::new();
         for seq in 0..(hold + send + keep) as u64 {
-            let block = ch.alloc().expect("the parent left enough free blocks");
+            let block = ch.get().expect("the parent left enough free blocks");
             block.write_pod(0, &stamp(pid, seq)).unwrap();
             block.set_used(24);
             if kept.len() < hold {
@@ -113,17 +113,17 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
     let name = common::posix_name("reclaim");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, Channel::<()>::required_size(BLOCKS, SIZE))
+        .create(&name, Channel::required_size(BLOCKS, SIZE))
         .unwrap();
     let map = shm.map().unwrap();
-    let ch = Channel::create(&map, BLOCKS, SIZE, ChannelOptions::new()).unwrap();
+    let ch = Channel::create_with(&map, BLOCKS, SIZE, ChannelOptions::new()).unwrap();
     let pool = ch.pool();
     let me = ProcessId::current().pid;
     let (mut total_reclaimed, mut zombies) = (0, 0);
 
     for round in 0..rounds() {
         // The parent keeps a few blocks of its own through the whole round.
-        let mine: Vec<_> = (0..rng.below(3)).map(|_| ch.alloc().unwrap()).collect();
+        let mine: Vec<_> = (0..rng.below(3)).map(|_| ch.get().unwrap()).collect();
         let mine_ids: BTreeSet<u32> = mine.iter().map(|b| b.id().0).collect();
         let left = BLOCKS as u64 - mine.len() as u64;
         let hold = rng.below(left + 1);
@@ -143,11 +143,11 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         // Alive: nothing to reclaim; the stats name the child.
         assert!(pool.reclaim_dead().unwrap().is_empty(), "round {round}");
         let s = pool.stats();
-        let mut owners = vec![(me, mine.len() as u32), (pid, hold as u32)];
+        let mut owners = vec![(me, mine.len()), (pid, hold as usize)];
         owners.retain(|&(_, n)| n > 0);
         owners.sort_unstable();
         assert_eq!(s.by_owner, owners, "round {round}");
-        assert_eq!((s.in_transit, s.queued), (keep as u32, send as u32));
+        assert_eq!((s.in_transit, s.queued), (keep as usize, send as usize));
         assert_eq!(s.dead, 0, "round {round}: {s:?}");
 
         // kill -9; every other round, reclaim while it is still a zombie.
@@ -171,7 +171,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         // multi-threaded process can come a moment after its main thread
         // shows `Z`.
         assert!(
-            common::wait_until(HANG, || pool.stats().dead == hold as u32),
+            common::wait_until(HANG, || pool.stats().dead == hold as usize),
             "round {round}: {:?}",
             pool.stats()
         );
@@ -197,10 +197,10 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         assert_eq!(
             (s.held, s.in_transit, s.queued, s.free, s.dead),
             (
-                mine.len() as u32,
-                keep as u32,
-                send as u32,
-                BLOCKS - mine.len() as u32 - (send + keep) as u32,
+                mine.len(),
+                keep as usize,
+                send as usize,
+                BLOCKS - mine.len() - (send + keep) as usize,
                 0
             ),
             "round {round}: {s:?}"
@@ -218,7 +218,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         let owners = if mine.is_empty() {
             vec![]
         } else {
-            vec![(me, mine.len() as u32)]
+            vec![(me, mine.len())]
         };
         assert_eq!(
             s.by_owner, owners,
@@ -240,7 +240,7 @@ fn killed_holder_blocks_are_reclaimed_sent_blocks_delivered() {
         // The pool goes on: every block can be taken again, then given back.
         let all: Vec<_> = (0..BLOCKS).map(|_| pool.get().unwrap()).collect();
         let distinct: BTreeSet<u32> = all.iter().map(|b| b.id().0).collect();
-        assert_eq!(distinct.len(), BLOCKS as usize);
+        assert_eq!(distinct.len(), BLOCKS);
         assert!(matches!(pool.get(), Err(PoolError::Exhausted { .. })));
         drop(all);
         assert_eq!(pool.check().unwrap(), BLOCKS);
@@ -257,7 +257,7 @@ const LIVE_TEST: &str = "reclaim_leaves_blocks_of_live_processes_alone";
 #[test]
 fn reclaim_leaves_blocks_of_live_processes_alone() {
     // The segment: the pool, then one word the parent sets to say "give back".
-    let offset = MemPool::<()>::required_size(BLOCKS, SIZE).next_multiple_of(64);
+    let offset = MemPool::required_size(BLOCKS, SIZE).next_multiple_of(64);
     if common::is_child(LIVE_TEST) {
         let shm = PosixShm::open(&common::child_arg()).unwrap();
         let map = shm.map().unwrap();
@@ -345,7 +345,7 @@ fn killed_at_random_moments_the_pool_comes_back_whole() {
     let name = common::posix_name("reclaim-churn");
     let shm = PosixOptions::new()
         .unlink_on_drop(true)
-        .create(&name, MemPool::<()>::required_size(BLOCKS, SIZE))
+        .create(&name, MemPool::required_size(BLOCKS, SIZE))
         .unwrap();
     let map = shm.map().unwrap();
     let pool = MemPool::create(&map, BLOCKS, SIZE).unwrap();
@@ -375,7 +375,7 @@ fn killed_at_random_moments_the_pool_comes_back_whole() {
         );
         assert_eq!(pool.check().unwrap(), s.free, "round {round}: {s:?}");
         let found = pool.recover_orphans(&[]).unwrap();
-        assert_eq!(found.len() as u32, s.in_transit, "round {round}");
+        assert_eq!(found.len(), s.in_transit, "round {round}");
         let a: BTreeSet<BlockId> = back.iter().copied().collect();
         let b: BTreeSet<BlockId> = found.iter().copied().collect();
         assert!(
@@ -402,7 +402,7 @@ fn killed_at_random_moments_the_pool_comes_back_whole() {
 
 #[test]
 fn a_block_of_a_reused_pid_is_reclaimed() {
-    let region = HeapRegion::new(MemPool::<()>::required_size(4, 64));
+    let region = HeapRegion::new(MemPool::required_size(4, 64));
     let pool = MemPool::create(&region, 4, 64).unwrap();
     let me = ProcessId::current();
     let stolen = pool.get().unwrap().into_id().unwrap();
@@ -433,13 +433,13 @@ fn a_block_of_a_reused_pid_is_reclaimed() {
 /// failed one lap later.)
 #[test]
 fn a_receiver_killed_mid_recv_wedges_nothing() {
-    const N: u32 = 4;
-    let region = HeapRegion::new(Channel::<()>::required_size(N, 64));
-    let ch = Channel::create(&region, N, 64, ChannelOptions::new()).unwrap();
+    const N: usize = 4;
+    let region = HeapRegion::new(Channel::required_size(N, 64));
+    let ch = Channel::create_with(&region, N, 64, ChannelOptions::new()).unwrap();
     let pool_region = shm_segment::SubRegion::new(
         &region,
         common::CHANNEL_POOL,
-        Channel::<()>::required_size(N, 64) - common::CHANNEL_POOL,
+        Channel::required_size(N, 64) - common::CHANNEL_POOL,
     )
     .unwrap();
     for round in 0..3 * N {
@@ -451,7 +451,7 @@ fn a_receiver_killed_mid_recv_wedges_nothing() {
             .load_u64(common::SENT_HEAD, Ordering::Acquire)
             .unwrap();
         let cell = pool_region
-            .load_u64(common::sent_cell_off(N, head % 4), Ordering::Acquire)
+            .load_u64(common::sent_cell_off(N as u32, head % 4), Ordering::Acquire)
             .unwrap();
         let taken = cell as u32;
         assert_eq!(
@@ -471,7 +471,7 @@ fn a_receiver_killed_mid_recv_wedges_nothing() {
     for i in 0..N {
         ch.send_bytes(&[i as u8]).unwrap();
     }
-    assert_eq!(ch.len(), N as usize);
+    assert_eq!(ch.len(), N);
     assert!(matches!(
         ch.send_bytes(b"x"),
         Err(PoolError::Exhausted { .. })

@@ -188,9 +188,27 @@ impl ProcessId {
             None => false,
         }
     }
+    /// The one bit of an owner word that [`to_word`](Self::to_word) never
+    /// sets, free for a structure's own tag (the pool marks an owner slot
+    /// that a reclaimer took over from a dead process with it), and that
+    /// [`from_word`](Self::from_word) ignores. The layout of an owner word:
+    /// pid in bits 0-21, start time in bits 22-62, this tag in bit 63.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shm_segment::ProcessId;
+    /// let me = ProcessId::current();
+    /// assert_eq!(me.to_word() & ProcessId::WORD_TAG, 0);
+    /// assert_eq!(ProcessId::from_word(me.to_word() | ProcessId::WORD_TAG), me);
+    /// ```
+    pub const WORD_TAG: u64 = 1 << 63;
+
     /// Packs the identity into one word (pid in the low 22 bits, as Linux
-    /// pids are below `PID_MAX_LIMIT` = 2^22; start time in the upper 42), so a
-    /// single compare-and-swap can claim a role in shared memory. 0 means nobody.
+    /// pids are below `PID_MAX_LIMIT` = 2^22; start time in the next 41, which
+    /// in clock ticks since boot lasts centuries; bit 63, [`WORD_TAG`](Self::WORD_TAG),
+    /// is never set), so a single compare-and-swap can claim a role in
+    /// shared memory. 0 means nobody.
     ///
     /// # Examples
     ///
@@ -201,10 +219,10 @@ impl ProcessId {
     /// assert_eq!(ProcessId::from_word(me.to_word()), me);
     /// ```
     pub fn to_word(self) -> u64 {
-        (self.start_time << PID_BITS) | u64::from(self.pid & PID_MASK)
+        ((self.start_time << PID_BITS) | u64::from(self.pid & PID_MASK)) & !Self::WORD_TAG
     }
 
-    /// Unpacks [`to_word`](ProcessId::to_word).
+    /// Unpacks [`to_word`](ProcessId::to_word), ignoring [`WORD_TAG`](Self::WORD_TAG).
     ///
     /// # Examples
     ///
@@ -213,6 +231,7 @@ impl ProcessId {
     /// assert_eq!(ProcessId::from_word(0), ProcessId::default());
     /// ```
     pub fn from_word(word: u64) -> Self {
+        let word = word & !Self::WORD_TAG;
         ProcessId {
             pid: (word & u64::from(PID_MASK)) as u32,
             start_time: word >> PID_BITS,
@@ -222,8 +241,8 @@ impl ProcessId {
 
 const PID_BITS: u32 = 22;
 
-/// A random start time below 2^42 (so that it survives [`ProcessId::to_word`]),
-/// never 0.
+/// A random start time below 2^41 (so that it survives [`ProcessId::to_word`]
+/// and leaves [`ProcessId::WORD_TAG`] clear), never 0.
 fn random_start() -> u64 {
     let mut bytes = [0u8; 8];
     // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
@@ -236,7 +255,7 @@ fn random_start() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     };
-    (raw >> PID_BITS).max(1)
+    (raw >> (PID_BITS + 1)).max(1)
 }
 const PID_MASK: u32 = (1 << PID_BITS) - 1;
 
@@ -267,6 +286,20 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_words_leave_the_tag_bit_clear_and_round_trip() {
+        for _ in 0..1000 {
+            let id = ProcessId {
+                pid: (1 << 22) - 1,
+                start_time: random_start(),
+            };
+            let w = id.to_word();
+            assert_eq!(w & ProcessId::WORD_TAG, 0, "{id:?}");
+            assert_eq!(ProcessId::from_word(w), id);
+            assert_eq!(ProcessId::from_word(w | ProcessId::WORD_TAG), id);
+        }
+    }
 
     #[test]
     fn parses_a_command_name_with_spaces_and_parens() {

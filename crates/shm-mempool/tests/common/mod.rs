@@ -13,61 +13,24 @@ use shm_segment::Region;
 pub(crate) use shm_testkit::*;
 
 // ---------------------------------------------------------------------------
-// The pool's shared layout (version 3), read from
-// crates/shm-mempool/src/pool.rs (x86-64: `CachePadded` is 128 bytes). Only
-// tests that simulate a dead or hostile peer use these.
+// The pool's shared layout, from the crate itself (`shm_mempool::layout`,
+// computed from the structures the code uses). Only tests that simulate a
+// dead or hostile peer use these.
 
-/// The control block: the free-order word (`u32`: 1 FIFO, 2 LIFO).
-pub(crate) const ORDER: usize = 128;
-/// The LIFO stack's head (`u64`: tag << 40 | mark << 32 | index + 1, 0 =
-/// empty; mark 0 none, 1 pushed, 2 + s popped by slot s).
-pub(crate) const HEAD: usize = 256;
-/// The FIFO free queue's head and tail positions (`u64` each).
-pub(crate) const FIFO_HEAD: usize = 384;
-pub(crate) const FIFO_TAIL: usize = 512;
-/// The channel queue's head and tail positions.
-pub(crate) const SENT_HEAD: usize = 640;
-pub(crate) const SENT_TAIL: usize = 768;
-/// The owner table: `SLOTS` words, each a `ProcessId` word (0 = free).
-pub(crate) const OWNERS: usize = 1152;
-pub(crate) const SLOTS: u32 = 128;
-/// The first block record.
-pub(crate) const RECORDS: usize = 2176;
-/// Bytes per record: `next: u32, used: u32, word: u64`.
-pub(crate) const RECORD: usize = 16;
-/// The `word` states (bits 0-1); the generation is bits 2-31, the place
-/// (owner slot, or queue position) bits 32-63.
-pub(crate) const FREE: u64 = 0;
-pub(crate) const HELD: u64 = 1;
-pub(crate) const IN_TRANSIT: u64 = 2;
-pub(crate) const QUEUED: u64 = 3;
-/// Where a channel's pool starts in the channel's region.
-pub(crate) const CHANNEL_POOL: usize = 4096;
+pub(crate) use shm_mempool::layout::{
+    cell_off, queue_cap, sent_cell_off, CHANNEL_POOL, FIFO_HEAD, FIFO_TAIL, FREE, HEAD, HELD,
+    IN_TRANSIT, ORDER, OWNERS, QUEUED, RECORD, RECORDS, SENT_HEAD, SENT_TAIL, SLOTS,
+};
+use shm_mempool::layout::{RECORD_NEXT, RECORD_WORD};
 
 /// Offset of block `i`'s `next` link (index + 1, 0 = end).
 pub(crate) fn next_off(i: u32) -> usize {
-    RECORDS + i as usize * RECORD
+    RECORDS + i as usize * RECORD + RECORD_NEXT
 }
 
 /// Offset of block `i`'s state/owner word.
 pub(crate) fn word_off(i: u32) -> usize {
-    RECORDS + i as usize * RECORD + 8
-}
-
-/// The queues' capacity for `blocks` blocks.
-pub(crate) fn queue_cap(blocks: u32) -> u64 {
-    u64::from(blocks.next_power_of_two().max(2))
-}
-
-/// Offset of free-queue cell `c` (`u64`: stamp << 32 | block index) in a
-/// pool of `blocks` blocks: the cells follow the records.
-pub(crate) fn cell_off(blocks: u32, c: u64) -> usize {
-    RECORDS + blocks as usize * RECORD + c as usize * 8
-}
-
-/// Offset of channel-queue cell `c`: after the free queue's cells.
-pub(crate) fn sent_cell_off(blocks: u32, c: u64) -> usize {
-    cell_off(blocks, queue_cap(blocks)) + c as usize * 8
+    RECORDS + i as usize * RECORD + RECORD_WORD
 }
 
 /// Offset of owner slot `s`'s word.
@@ -77,7 +40,7 @@ pub(crate) fn owner_off(s: u32) -> usize {
 
 /// The word of a block held through owner slot `slot`, at generation `gen`.
 pub(crate) fn held_word(slot: u32, gen: u64) -> u64 {
-    (u64::from(slot) << 32) | ((gen & ((1 << 30) - 1)) << 2) | HELD
+    shm_mempool::layout::word(HELD, gen, slot)
 }
 
 /// The state bits of a word.
@@ -87,12 +50,12 @@ pub(crate) fn state(word: u64) -> u64 {
 
 /// The generation bits of a word.
 pub(crate) fn generation(word: u64) -> u64 {
-    (word >> 2) & ((1 << 30) - 1)
+    (word >> shm_mempool::layout::GEN_SHIFT) & shm_mempool::layout::GEN_MASK
 }
 
 /// The place bits of a word (owner slot, or queue position).
 pub(crate) fn place(word: u64) -> u32 {
-    (word >> 32) as u32
+    (word >> shm_mempool::layout::PLACE_SHIFT) as u32
 }
 
 /// Reads block `i`'s word straight from the pool's region.
