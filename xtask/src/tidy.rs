@@ -11,6 +11,10 @@
 //!   is the one description of the design.
 //! - A test that names a POSIX segment with a literal `"/shm-…"` uses the
 //!   `/shm-test-` prefix, which the leak check of `cargo xtask ci` looks for.
+//! - Every name that `docs/architecture.md` puts in backticks (an identifier
+//!   or a path such as `MemPool::reclaim_dead`) still exists in the sources:
+//!   the document names types and functions instead of files and lines, and
+//!   this keeps the names from drifting.
 
 use std::path::{Path, PathBuf};
 
@@ -176,6 +180,46 @@ fn untagged_test_names(path: &Path, text: &str) -> Vec<Failure> {
     out
 }
 
+/// Whether `s` is an identifier or a path of them (`a`, `A::b`).
+fn is_ident_path(s: &str) -> bool {
+    let ident = |p: &str| {
+        let mut chars = p.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    !s.is_empty() && s.split("::").all(ident)
+}
+
+/// The identifiers (and paths) in backticks in `text`, outside fenced
+/// blocks, with their line numbers.
+fn backticked_names(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut fenced = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        for (k, span) in line.split('`').enumerate() {
+            if k % 2 == 1 && is_ident_path(span) {
+                out.push((i + 1, span.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Every word (identifier) of `text`.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+}
+
 fn report(rule: &str, failures: &[Failure]) {
     if failures.is_empty() {
         return;
@@ -233,6 +277,34 @@ fn test_segment_names_use_the_test_prefix() {
 }
 
 #[test]
+fn the_architecture_doc_names_only_what_exists() {
+    let mut known = std::collections::HashSet::new();
+    let mut paths = Vec::new();
+    for dir in ["crates", "src", "benches", "xtask", "fuzz"] {
+        paths.extend(files(&root().join(dir), &[".rs", ".toml"]));
+    }
+    paths.push(root().join("Cargo.toml"));
+    for path in &paths {
+        known.extend(words(&read(path)).map(str::to_owned));
+        // File names count too (fuzz targets, benches).
+        if let Some(stem) = path.file_stem() {
+            known.insert(stem.to_string_lossy().into_owned());
+        }
+    }
+    let doc = root().join("docs/architecture.md");
+    let failures: Vec<Failure> = backticked_names(&read(&doc))
+        .into_iter()
+        .filter(|(_, name)| !known.contains(name.rsplit("::").next().unwrap_or(name)))
+        .map(|(line, name)| Failure {
+            path: doc.clone(),
+            line,
+            what: format!("`{name}` is named nowhere in the sources: renamed or removed?"),
+        })
+        .collect();
+    report("names in docs/architecture.md that do not exist", &failures);
+}
+
+#[test]
 fn the_rules_catch_what_they_should() {
     let p = Path::new("x.rs");
     assert_eq!(
@@ -249,4 +321,7 @@ fn the_rules_catch_what_they_should() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].line, 4);
     assert!(untagged_test_names(Path::new("crates/a/tests/t.rs"), "\"/shm-test-a\"").is_empty());
+    let names = backticked_names("`A::b` and `x y` and `c`\n```\n`d`\n```\n`e.f` `g`\n");
+    let names: Vec<(usize, &str)> = names.iter().map(|(l, n)| (*l, n.as_str())).collect();
+    assert_eq!(names, [(1, "A::b"), (1, "c"), (5, "g")]);
 }
