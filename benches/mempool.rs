@@ -22,8 +22,8 @@
 //!   is one message (`Throughput::Bytes`).
 //!
 //! ```text
-//! cargo bench --bench mempool
-//! cargo bench --bench mempool -- message_4KiB   # one group
+//! cargo bench -p shm-benches --bench mempool
+//! cargo bench -p shm-benches --bench mempool -- message_4KiB   # one group
 //! ```
 //!
 //! A child is this bench binary run again with `SHM_MEMPOOL_BENCH_ROLE`
@@ -48,7 +48,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -64,9 +64,9 @@ use shm::mempool::{
 };
 use shm::segment::{AnonShared, Mapping, PosixOptions, PosixShm, Region};
 
-#[path = "common/iox_domain.rs"]
-mod iox_domain;
-use iox_domain::IoxDomain;
+mod common;
+use common::iox_domain::IoxDomain;
+use common::{cpu_for, cpus, die_with_parent, env, install_watchdog, pin, watchdog};
 
 /// Blocks in the channel (and samples the iceoryx2 subscriber may buffer).
 const BLOCKS: usize = 16;
@@ -95,67 +95,8 @@ const ATTACHED: u64 = u64::MAX;
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
 // ---------------------------------------------------------------------------
-// Watchdog, CPUs, back-off
+// Back-off (the watchdog and the CPUs are in `common`)
 // ---------------------------------------------------------------------------
-
-extern "C" fn on_alarm(_signal: libc::c_int) {
-    const MSG: &[u8] = b"\nmempool bench: a step ran past its time limit (a hung peer?); exiting\n";
-    // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a static buffer.
-    unsafe {
-        libc::write(2, MSG.as_ptr().cast(), MSG.len());
-        libc::_exit(3);
-    }
-}
-
-fn install_watchdog() {
-    let handler: extern "C" fn(libc::c_int) = on_alarm;
-    // SAFETY: installs a handler that only calls async-signal-safe functions.
-    let previous = unsafe { libc::signal(libc::SIGALRM, handler as libc::sighandler_t) };
-    assert_ne!(previous, libc::SIG_ERR, "signal(SIGALRM)");
-}
-
-/// Arms (`secs > 0`) or disarms (`0`) the watchdog for the next step.
-fn watchdog(secs: u32) {
-    // SAFETY: alarm(2) has no memory-safety preconditions.
-    unsafe { libc::alarm(secs) };
-}
-
-/// The CPUs this process may run on, read once before anything is pinned.
-fn cpus() -> &'static [usize] {
-    static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
-    CPUS.get_or_init(|| {
-        // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: pid 0 is the calling thread; `set` is a valid buffer of that size.
-        let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-        if rc != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            // SAFETY: every index is below CPU_SETSIZE, the size of the set.
-            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-            .collect()
-    })
-}
-
-/// The CPU for slot `k` (0: this side, 1: the peer), if there are two.
-fn cpu_for(k: usize) -> Option<usize> {
-    let list = cpus();
-    (list.len() >= 2).then(|| list[k % list.len()])
-}
-
-/// Pins the calling thread to `cpu` (best effort).
-fn pin(cpu: Option<usize>) {
-    let Some(cpu) = cpu.filter(|&c| c < libc::CPU_SETSIZE as usize) else {
-        return;
-    };
-    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (filtered above).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: pid 0 is the calling thread; `set` is a valid set of that size.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-}
 
 /// Every busy-polling loop of every peer backs off alike: 64 spins, then
 /// `sched_yield`, then 50 µs sleeps; and gives up at a deadline.
@@ -850,14 +791,7 @@ fn bench_messages(c: &mut Criterion) {
 
 /// A child's main: set up the safety nets, then run the role.
 fn child_main(role: &str) {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number. The parent
-    // spawns children from its main thread, which lives as long as it does.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    let parent: i32 = env(PARENT_ENV).parse().expect("parent pid");
-    // SAFETY: getppid(2) has no preconditions.
-    if unsafe { libc::getppid() } != parent {
-        std::process::exit(1); // the parent died before the prctl
-    }
+    die_with_parent(PARENT_ENV);
     pin(std::env::var(CPU_ENV).ok().and_then(|c| c.parse().ok()));
     let names = env(NAMES_ENV);
     let (kind, size) = role.rsplit_once('-').expect("role-size");
@@ -869,10 +803,6 @@ fn child_main(role: &str) {
         ("iox-sink", 65536) => iox_sink::<65536>(&names),
         _ => panic!("unknown role {role}"),
     }
-}
-
-fn env(key: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| panic!("{key} is not set"))
 }
 
 fn main() {

@@ -26,8 +26,8 @@
 //!   two cores and on one core (where every wait must sleep).
 //!
 //! ```text
-//! cargo bench --bench ring                 # defaults: 1 s warm-up, 3 s, 20 samples
-//! cargo bench --bench ring -- round_trip   # one group
+//! cargo bench -p shm-benches --bench ring                 # defaults: 1 s warm-up, 3 s, 20 samples
+//! cargo bench -p shm-benches --bench ring -- round_trip   # one group
 //! ```
 //!
 //! Placement: with two or more CPUs, this side runs on the first CPU this
@@ -54,7 +54,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -66,9 +66,12 @@ use iceoryx2::prelude::{ipc, LogLevel, NodeBuilder, ServiceName, SignalHandlingM
 use shm::ring::{Consumer, MpmcRing, Producer, PushError, RingOptions, SpscRing};
 use shm::segment::{Mapping, PosixOptions, PosixShm};
 
-#[path = "common/iox_domain.rs"]
-mod iox_domain;
-use iox_domain::IoxDomain;
+mod common;
+use common::iox_domain::IoxDomain;
+use common::{
+    cpu_for, cpus, die_with_parent, env, install_watchdog, pin_slot, set_affinity, watchdog,
+    PinGuard,
+};
 
 /// Slots in every ring and queue of every peer.
 const CAPACITY: usize = 4096;
@@ -97,100 +100,8 @@ const STEP_LIMIT_S: u32 = 120;
 const BLOCKING_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
-// Watchdog, CPUs, back-off
+// Back-off (the watchdog and the CPUs are in `common`)
 // ---------------------------------------------------------------------------
-
-extern "C" fn on_alarm(_signal: libc::c_int) {
-    const MSG: &[u8] = b"\nring bench: a step ran past its time limit (a hung peer?); exiting\n";
-    // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a static buffer.
-    unsafe {
-        libc::write(2, MSG.as_ptr().cast(), MSG.len());
-        libc::_exit(3);
-    }
-}
-
-fn install_watchdog() {
-    let handler: extern "C" fn(libc::c_int) = on_alarm;
-    // SAFETY: installs a handler that only calls async-signal-safe functions.
-    let previous = unsafe { libc::signal(libc::SIGALRM, handler as libc::sighandler_t) };
-    assert_ne!(previous, libc::SIG_ERR, "signal(SIGALRM)");
-}
-
-/// Arms (`secs > 0`) or disarms (`0`) the watchdog for the next step.
-fn watchdog(secs: u32) {
-    // SAFETY: alarm(2) has no memory-safety preconditions.
-    unsafe { libc::alarm(secs) };
-}
-
-/// The CPUs this process may run on, read once before anything is pinned.
-fn cpus() -> &'static [usize] {
-    static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
-    CPUS.get_or_init(|| current_affinity().unwrap_or_default())
-}
-
-fn current_affinity() -> Option<Vec<usize>> {
-    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is the calling thread; `set` is a valid buffer of that size.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    if rc != 0 {
-        return None;
-    }
-    let max = libc::CPU_SETSIZE as usize;
-    // SAFETY: every index is below CPU_SETSIZE, the size of the set.
-    Some(
-        (0..max)
-            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-            .collect(),
-    )
-}
-
-/// Pins the calling thread to the given CPUs; false if the kernel refused.
-fn set_affinity(list: &[usize]) -> bool {
-    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // CPU_SET checks nothing, so keep every index inside the set.
-    for &cpu in list.iter().filter(|&&cpu| cpu < libc::CPU_SETSIZE as usize) {
-        // SAFETY: `cpu` is below CPU_SETSIZE (filtered above).
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: pid 0 is the calling thread; `set` is a valid set of that size.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0 }
-}
-
-/// The CPU for "slot" `k` (0: this side, 1: the peer), or `None` when there
-/// is only one CPU to run on (then nothing is pinned).
-fn cpu_for(k: usize) -> Option<usize> {
-    let list = cpus();
-    (list.len() >= 2).then(|| list[k % list.len()])
-}
-
-fn pin_slot(k: usize) {
-    if let Some(cpu) = cpu_for(k) {
-        set_affinity(&[cpu]);
-    }
-}
-
-/// Pins the calling thread for its lifetime, then gives it back its CPUs.
-struct PinGuard {
-    old: Option<Vec<usize>>,
-}
-
-impl PinGuard {
-    fn slot(k: usize) -> Self {
-        let old = current_affinity();
-        pin_slot(k);
-        PinGuard { old }
-    }
-}
-
-impl Drop for PinGuard {
-    fn drop(&mut self) {
-        if let Some(old) = &self.old {
-            set_affinity(old);
-        }
-    }
-}
 
 /// What every busy-polling loop of every peer does on "full" or "empty":
 /// spin a little, then yield (two cores are shared by up to 16 threads in
@@ -567,14 +478,7 @@ impl Drop for Peer {
 
 /// A child's main: set up the safety nets, then run the role.
 fn child_main(role: &str) {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number. The parent
-    // spawns children from its main thread, which lives as long as it does.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    let parent: i32 = env(PARENT_ENV).parse().expect("parent pid");
-    // SAFETY: getppid(2) has no preconditions.
-    if unsafe { libc::getppid() } != parent {
-        std::process::exit(1); // the parent died before the prctl
-    }
+    die_with_parent(PARENT_ENV);
     if let Ok(cpu) = std::env::var(CPU_ENV) {
         set_affinity(&[cpu.parse().expect("cpu number")]);
     }
@@ -615,10 +519,6 @@ fn child_main(role: &str) {
         }
         other => panic!("unknown role {other}"),
     }
-}
-
-fn env(key: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| panic!("{key} is not set"))
 }
 
 /// The child's fd 0 and 1, set up by the parent for this role.

@@ -15,8 +15,8 @@
 //!   from the cost of `memcpy` on a given pair of addresses.
 //!
 //! ```text
-//! cargo bench --bench segment -- --warm-up-time 1 --measurement-time 3
-//! cargo bench --bench segment -- --interleaved   # ratios robust to load changes
+//! cargo bench -p shm-benches --bench segment -- --warm-up-time 1 --measurement-time 3
+//! cargo bench -p shm-benches --bench segment -- --interleaved   # ratios robust to load changes
 //! ```
 //!
 //! Every iteration removes what it creates (one POSIX name per benchmark,

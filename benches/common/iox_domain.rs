@@ -1,5 +1,5 @@
 //! A private iceoryx2 domain for one benchmark run, shared by the benches
-//! that use iceoryx2 as a peer (included with `#[path]`).
+//! that use iceoryx2 as a peer (`common::iox_domain`).
 
 use iceoryx2::prelude::{Config, FileName, Path as IoxPath, SemanticString};
 

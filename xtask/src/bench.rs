@@ -1,5 +1,6 @@
 //! `cargo xtask bench [--quick] [--no-run]`: runs the criterion benches that
-//! compare our layers with their peers, then turns criterion's estimates into
+//! compare our layers with their peers (the package `shm-benches`, in
+//! `benches/`), then turns criterion's estimates into
 //! a generated section of `docs/benchmarks.md` (between [`START`] and [`END`])
 //! and a bar chart of the ratios, `docs/benchmarks.svg`.
 //!
@@ -182,7 +183,9 @@ pub(crate) fn bench(args: &[String]) -> Result {
     {
         return Err(format!("bench: unknown argument {bad}"));
     }
-    let mut cargo_args: Vec<&str> = vec!["bench"];
+    // The benches are the package shm-benches (`benches/`), whose
+    // dependencies are the peers; no other package builds them.
+    let mut cargo_args: Vec<&str> = vec!["bench", "-p", "shm-benches"];
     for b in BENCHES {
         cargo_args.extend(["--bench", b]);
     }

@@ -10,12 +10,18 @@
 //!   on the nightly toolchain, installing cargo-fuzz if it is missing.
 //! - `kill [--rounds N]`: the kill -9 tests of the rings (SPSC and MPMC) and the
 //!   pool with N rounds each (default 2000; CI runs 300).
-//! - `bench [--quick] [--no-run]`: the benches against their peers, then the
+//! - `bench [--quick] [--no-run]`: the benches against their peers (the
+//!   package shm-benches, in benches/), then the
 //!   generated section of docs/benchmarks.md and docs/benchmarks.svg.
+//!
+//! Its tests include the tidy checks (`tidy.rs`): rules about the source
+//! tree that `cargo test --workspace` enforces.
 
 mod bench;
 mod man;
 mod release;
+#[cfg(test)]
+mod tidy;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -122,10 +122,11 @@ enum Command {
     Inspect { target: Spec },
     /// Create a SysV and a POSIX segment, let a second process read and answer, show stat, clean up.
     Demo,
-    /// Measure rings, pool and channel against a pipe on this machine
-    /// (about 10 s; a table of throughput, ns per op and ratio to the pipe).
+    /// Measure shared memory on this host: segment create, copies, a ring
+    /// and a channel in /dev/shm (about 4 s; operations per second, MB/s and
+    /// ns per operation). Against other transports: `cargo xtask bench`.
     Bench {
-        /// About 2 s instead of 10 (less precise).
+        /// About 1 s instead of 4 (less precise).
         #[arg(long)]
         quick: bool,
     },
@@ -172,17 +173,6 @@ enum Internal {
         #[arg(long)]
         name: String,
     },
-    /// The benchmark's second process (started by `shm bench`).
-    BenchPeer {
-        #[arg(long, value_enum)]
-        role: bench::PeerRole,
-        /// The segment to attach (ring cases).
-        #[arg(long)]
-        name: Option<String>,
-        /// The pid of `shm bench`, to die with it.
-        #[arg(long)]
-        parent: u32,
-    },
     /// Print the man page (roff), for `cargo xtask man`.
     Manpage,
 }
@@ -192,7 +182,7 @@ impl Internal {
     fn from_args() -> Option<Internal> {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         let first = args.get(1)?.to_str()?;
-        ["demo-peer", "bench-peer", "manpage"]
+        ["demo-peer", "manpage"]
             .contains(&first)
             .then(|| Internal::parse_from(args))
     }
@@ -201,9 +191,6 @@ impl Internal {
         match self {
             Internal::DemoPeer { key, name } => {
                 demo::peer(key, &name).map_err(|e| Failure::Other(e.to_string()))
-            }
-            Internal::BenchPeer { role, name, parent } => {
-                bench::peer(role, name.as_deref(), parent).map_err(Failure::Other)
             }
             Internal::Manpage => {
                 let mut page = Vec::new();

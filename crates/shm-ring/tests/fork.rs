@@ -146,9 +146,7 @@ fn inherited_producer_is_inert_and_keeps_the_role() -> CaseResult {
     let name = posix_name("ring-fork-producer");
     let _guard = UnlinkGuard(name.clone());
     let size = SpscRing::<u64>::required_size(CAP);
-    let shm = PosixOptions::new()
-        .create(&name, size)
-        .map_err(err)?;
+    let shm = PosixOptions::new().create(&name, size).map_err(err)?;
     let map = shm.map().map_err(err)?;
     let ring = SpscRing::<u64, _>::create(&map, CAP, RingOptions::new()).map_err(err)?;
     let mut tx = Some(ring.producer().map_err(err)?);
