@@ -1021,3 +1021,42 @@ fn recover_orphans_frees_ids_only_the_dead_knew_and_nothing_queued() {
     assert_eq!(pool.check().unwrap(), NB - 2);
     assert_eq!(ch.recv().unwrap().used(), 6);
 }
+
+/// Fills a stretch of this thread's stack with a marker, so that whatever a
+/// following call leaves uninitialised on the stack reads as the marker.
+#[inline(never)]
+fn dirty_the_stack() {
+    let junk = std::hint::black_box([0xA5_u8; 16 * 1024]);
+    std::hint::black_box(&junk);
+}
+
+/// Creating a pool writes no byte of this process's stack into shared
+/// memory: between its words, the control block (the gaps `CachePadded`
+/// leaves) stays zero. The old code wrote a whole `Control` value, padding
+/// included, from the stack.
+#[test]
+fn creating_a_pool_leaks_no_stack_bytes_into_the_control_block() {
+    use shm_mempool::layout;
+    for order in [FreeOrder::Fifo, FreeOrder::Lifo] {
+        let opts = PoolOptions::new().order(order);
+        dirty_the_stack();
+        let pool = MemPool::new_heap_with(4, 64, opts).unwrap();
+        let bytes = pool.region().to_vec();
+        let words = [
+            (layout::ORDER, 4),
+            (layout::HEAD, 8),
+            (layout::FIFO_TAIL, 8),
+            (layout::FLAGS, 4),
+        ];
+        let control = bytes[..layout::OWNERS]
+            .iter()
+            .enumerate()
+            .skip(layout::ORDER);
+        for (at, &b) in control {
+            if words.iter().any(|&(w, n)| (w..w + n).contains(&at)) {
+                continue;
+            }
+            assert_eq!(b, 0, "{order:?}: byte {at} of the control block");
+        }
+    }
+}

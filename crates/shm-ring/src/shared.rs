@@ -49,6 +49,7 @@ pub(crate) struct Control {
 }
 
 impl Control {
+    #[cfg(loom)]
     fn new(flags: u64) -> Self {
         let side = || {
             CachePadded::new(Side {
@@ -392,9 +393,19 @@ impl<R: Region> Shared<R> {
         region.fill(HEADER_SIZE, needed as usize - HEADER_SIZE, 0)?;
         let shared = Self::wire::<S>(region, capacity)?;
         let flags = if opts.blocking { FLAG_BLOCKING } else { 0 };
+        // The region was just zero-filled, and std's atomics are valid as
+        // zeroes: storing the flags is all that is left. Writing a whole
+        // `Control` value would also copy its padding (the gaps `CachePadded`
+        // leaves) from this stack frame into memory other processes read.
+        #[cfg(not(loom))]
+        shared.control().flags.store(flags, Ordering::Relaxed);
+        // loom's atomics must be constructed.
+        #[cfg(loom)]
         // SAFETY: `wire` checked the control block is in bounds and aligned;
         // nobody else uses it before the header is published below.
-        unsafe { shared.control.cast_mut().write(Control::new(flags)) };
+        unsafe {
+            shared.control.cast_mut().write(Control::new(flags))
+        };
         if !shared.extra.is_null() {
             // SAFETY: `wire` checked the extra block is in bounds and aligned;
             // nobody else uses it before the header is published below.

@@ -1075,3 +1075,43 @@ fn mpmc_operations_give_up_when_every_lane_is_held() {
     );
     assert_eq!((popped, len), (0, 0));
 }
+
+/// Fills a stretch of this thread's stack with a marker, so that whatever a
+/// following call leaves uninitialised on the stack reads as the marker.
+#[inline(never)]
+fn dirty_the_stack() {
+    let junk = std::hint::black_box([0xA5_u8; 16 * 1024]);
+    std::hint::black_box(&junk);
+}
+
+/// Creating a ring writes no byte of this process's stack into shared
+/// memory: the control block's padding (the gaps `CachePadded` leaves) stays
+/// zero, so a reader of the segment learns nothing about the creator's
+/// addresses. The old code wrote whole `CachePadded` values, padding
+/// included, from the stack.
+#[test]
+fn creating_a_ring_leaks_no_stack_bytes_into_the_control_block() {
+    use shm_ring::layout;
+    for blocking in [false, true] {
+        let opts = RingOptions::new().blocking(blocking);
+        dirty_the_stack();
+        // No role taken: the owner words stay zero too.
+        let region = HeapRegion::new(SpscRing::<u64>::required_size(8));
+        let spsc = SpscRing::<u64, _>::create(region, 8, opts).unwrap();
+        dirty_the_stack();
+        let mpmc = MpmcRing::<u64>::new_heap_with(8, opts).unwrap();
+        for (what, bytes) in [
+            ("spsc", spsc.region().to_vec()),
+            ("mpmc", mpmc.region().to_vec()),
+        ] {
+            let control = &bytes[layout::CONTROL_OFFSET..][..layout::CONTROL_SIZE];
+            for (i, &b) in control.iter().enumerate() {
+                let at = layout::CONTROL_OFFSET + i;
+                if (layout::FLAGS..layout::FLAGS + 8).contains(&at) {
+                    continue;
+                }
+                assert_eq!(b, 0, "{what}: byte {at} of the control block is {b:#x}");
+            }
+        }
+    }
+}

@@ -526,10 +526,12 @@ impl Header {
             && (info.elem_size == 0 || info.elem_size % expect.elem_align.max(1) != 0)
         {
             Some(HeaderError::ElemSize {
+                // No multiple fits for a hostile size near u32::MAX: 0 then.
                 expected: info
                     .elem_size
                     .max(1)
-                    .next_multiple_of(expect.elem_align.max(1)),
+                    .checked_next_multiple_of(expect.elem_align.max(1))
+                    .unwrap_or(0),
                 found: info.elem_size,
             })
         } else if info.elem_align != expect.elem_align {
@@ -689,6 +691,16 @@ mod tests {
         assert!(matches!(
             source(Header::validate(&r, &by_32, blocks).unwrap_err()),
             HeaderError::ElemSize { found: 0, .. }
+        ));
+        // No multiple of 32 fits in a u32 above u32::MAX - 31: an error, not
+        // an overflow.
+        r.write_pod(OFF_ELEM_SIZE, &u32::MAX).unwrap();
+        assert!(matches!(
+            source(Header::validate(&r, &by_32, blocks).unwrap_err()),
+            HeaderError::ElemSize {
+                found: u32::MAX,
+                ..
+            }
         ));
     }
 

@@ -311,12 +311,28 @@ impl<R: Region> MemPool<R> {
             // LIFO: block 0 on top, each linked to the next.
             FreeOrder::Lifo => (ORDER_LIFO, 0, 1),
         };
+        let flags = if opts.blocking { FLAG_BLOCKING } else { 0 };
+        // The region was just zero-filled, and std's atomics are valid as
+        // zeroes: the control block needs only its non-zero words stored.
+        // Writing a whole `Control` value would also copy its padding (the
+        // gaps `CachePadded` leaves) from this stack frame into memory other
+        // processes read.
+        #[cfg(not(loom))]
+        {
+            let control = pool.control();
+            control.order.store(order, Ordering::Relaxed);
+            control.stack.store(lifo_top, Ordering::Relaxed);
+            control.tail.store(fifo_tail, Ordering::Relaxed);
+            control.flags.store(flags, Ordering::Relaxed);
+        }
         // SAFETY: `wire` checked that the control block, the owner table,
         // the `blocks` records and the `cap` cells of both queues are in
         // bounds and aligned; nobody else uses them before the header is
         // published below. Writing whole values constructs the atomics in
-        // place (what loom's need; for std's it equals storing the values).
+        // place (what loom's need; for std's it equals storing the values);
+        // none of these values but loom's `Control` has padding.
         unsafe {
+            #[cfg(loom)]
             pool.inner.control.cast_mut().write(Control {
                 order: CachePadded::new(AtomicU32::new(order)),
                 stack: CachePadded::new(AtomicU64::new(lifo_top)),
@@ -325,11 +341,7 @@ impl<R: Region> MemPool<R> {
                 sent_head: CachePadded::new(AtomicU64::new(0)),
                 sent_tail: CachePadded::new(AtomicU64::new(0)),
                 wait: CachePadded::new(WaitWords::default()),
-                flags: CachePadded::new(AtomicU32::new(if opts.blocking {
-                    FLAG_BLOCKING
-                } else {
-                    0
-                })),
+                flags: CachePadded::new(AtomicU32::new(flags)),
             });
             for s in 0..OWNER_SLOTS {
                 pool.inner.owners.cast_mut().add(s).write(AtomicU64::new(0));
@@ -509,24 +521,10 @@ pub(crate) fn validate<R: Region>(region: &R) -> Result<HeaderInfo, PoolError> {
 
 /// [`Header::validate`] for a pool's or a channel's header (block size from
 /// the header, a multiple of [`BLOCK_ALIGN`]).
-///
-/// A block size within 64 of `u32::MAX` is refused here first:
-/// `Header::validate` rounds it up to name the size it expected, which
-/// overflows (a panic in debug builds) for such sizes. Remove this guard
-/// once shm-segment's `validate` rounds with a checked add.
 pub(crate) fn validate_header<R: Region>(
     region: &R,
     expect: &Expect,
     layout: impl FnOnce(&HeaderInfo) -> Option<u64>,
 ) -> Result<HeaderInfo, PoolError> {
-    let info = Header::read(region)?;
-    let limit = u32::MAX - (BLOCK_ALIGN as u32 - 1);
-    if info.kind == expect.kind && info.version == expect.version && info.elem_size > limit {
-        let source = shm_segment::HeaderError::ElemSize {
-            expected: limit & !(BLOCK_ALIGN as u32 - 1),
-            found: info.elem_size,
-        };
-        return Err(shm_segment::Error::header(region.target(), source).into());
-    }
     Ok(Header::validate(region, expect, layout)?)
 }
