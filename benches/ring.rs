@@ -141,14 +141,7 @@ fn bench_spsc_processes(c: &mut Criterion) {
     bench_link(
         &mut g,
         BenchmarkId::from_parameter("ours_threads"),
-        || {
-            let link = RingLink::new("sink-thread", RingOptions::new());
-            let (tx, rx) = link.local_ends();
-            let (mut peer_rx, mut peer_tx) = link.remote_ends();
-            ThreadLink::start(tx, rx, Some(link), move || {
-                sink_loop(&mut peer_rx, &mut peer_tx)
-            })
-        },
+        sink_thread_link,
         send_batch,
     );
     bench_link(
@@ -160,14 +153,7 @@ fn bench_spsc_processes(c: &mut Criterion) {
     bench_link(
         &mut g,
         BenchmarkId::from_parameter("ours_threads_batch32"),
-        || {
-            let link = RingLink::new("bulk-sink-thread", RingOptions::new());
-            let (tx, rx) = link.local_ends();
-            let (mut peer_rx, mut peer_tx) = link.remote_ends();
-            ThreadLink::start(tx, rx, Some(link), move || {
-                bulk_sink_loop(&mut peer_rx, &mut peer_tx)
-            })
-        },
+        bulk_sink_thread_link,
         send_batch_bulk,
     );
     bench_link(
@@ -202,21 +188,13 @@ fn bench_round_trip(c: &mut Criterion) {
     bench_link(
         &mut g,
         BenchmarkId::from_parameter("ours_threads"),
-        || {
-            let (tx, mut peer_rx) = SpscRing::<u64, _>::new_heap(CAPACITY).expect("ring");
-            let (mut peer_tx, rx) = SpscRing::<u64, _>::new_heap(CAPACITY).expect("ring");
-            ThreadLink::start(tx, rx, None, move || echo_loop(&mut peer_rx, &mut peer_tx))
-        },
+        ours_echo_thread_link,
         round_trips,
     );
     bench_link(
         &mut g,
         BenchmarkId::from_parameter("rtrb_threads"),
-        || {
-            let (tx, mut peer_rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-            let (mut peer_tx, rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-            ThreadLink::start(tx, rx, None, move || echo_loop(&mut peer_rx, &mut peer_tx))
-        },
+        rtrb_echo_thread_link,
         round_trips,
     );
     bench_link(

@@ -26,8 +26,8 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::{
     ipc, LogLevel, NodeBuilder, ServiceName, SignalHandlingMode, ZeroCopySend,
 };
-use shm::mempool::{Channel, ChannelOptions, PoolError, RecvError};
-use shm::segment::{Mapping, PosixOptions, PosixShm, Region};
+use shm::mempool::{Block, Channel, ChannelOptions, PoolError, RecvError};
+use shm::segment::{Mapping, PosixOptions, PosixShm, Region, SubRegion};
 
 use super::iox_domain::IoxDomain;
 use super::{cpu_for, die_with_parent, env, pin, watchdog};
@@ -184,6 +184,47 @@ pub(crate) fn batch<L: Link>(link: &mut L, msg: &mut [u8], id: u64, n: u64) -> D
     elapsed
 }
 
+/// Messages per burst in [`channel_batch_many`]: half the channel, so the
+/// child can drain one burst while the next is filled.
+pub(crate) const BURST: usize = BLOCKS / 2;
+
+/// [`batch`] for our channel in bursts of [`BURST`] messages: take and fill
+/// `BURST` blocks, then send them all. The hook for `Channel::send_many`
+/// (not on main yet): today the burst goes out one `send` at a time.
+pub(crate) fn channel_batch_many(
+    link: &mut ChannelLink,
+    msg: &mut [u8],
+    id: u64,
+    n: u64,
+) -> Duration {
+    watchdog(STEP_LIMIT_S);
+    let start = Instant::now();
+    msg[..8].copy_from_slice(&BATCH.to_ne_bytes());
+    msg[8..16].copy_from_slice(&n.to_ne_bytes());
+    msg[16..24].copy_from_slice(&id.to_ne_bytes());
+    link.send(msg);
+    let mut seq = 0;
+    while seq < n {
+        let k = (n - seq).min(BURST as u64);
+        let mut blocks = Vec::with_capacity(BURST);
+        for _ in 0..k {
+            stamp(msg, seq);
+            blocks.push(link.filled_block(msg));
+            seq += 1;
+        }
+        // TODO(send_many): one `link.ch.send_many(blocks)` call once it lands.
+        for block in blocks {
+            if let Err(e) = link.ch.send(block) {
+                panic!("send: {e}");
+            }
+        }
+    }
+    link.wait_ack(id);
+    let elapsed = start.elapsed();
+    watchdog(0);
+    elapsed
+}
+
 /// A child process running one role; killed and reaped if not finished.
 pub(crate) struct Peer(Option<Child>);
 
@@ -284,9 +325,10 @@ impl ChannelLink {
     }
 }
 
-impl Link for ChannelLink {
+impl ChannelLink {
+    /// A free block of the channel holding a copy of `msg` (waits for one).
     #[inline]
-    fn send(&mut self, msg: &[u8]) {
+    fn filled_block(&self, msg: &[u8]) -> Block<'_, SubRegion<Arc<Arc<Mapping>>>> {
         let mut backoff = Backoff::new("a free block", SETUP_TIMEOUT);
         let block = loop {
             match self.ch.get() {
@@ -297,7 +339,14 @@ impl Link for ChannelLink {
         };
         block.write_at(0, msg).expect("fill the block");
         block.set_used(msg.len());
-        if let Err(e) = self.ch.send(block) {
+        block
+    }
+}
+
+impl Link for ChannelLink {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) {
+        if let Err(e) = self.ch.send(self.filled_block(msg)) {
             panic!("send: {e}");
         }
     }
@@ -332,7 +381,9 @@ pub(crate) fn channel_sink(name: &str, size: usize) {
     loop {
         let mut backoff = Backoff::new("the next message", CHILD_IDLE);
         let block = loop {
-            let got = if backoff.sleepy() {
+            // TODO(recv_many): take what is there with `ch.recv_many` once it
+        // lands, and check each block of the burst in this loop.
+        let got = if backoff.sleepy() {
                 ch.recv_blocking(Duration::from_millis(10))
             } else {
                 ch.recv()

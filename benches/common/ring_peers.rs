@@ -1196,3 +1196,87 @@ pub(crate) fn mpmc_step(peer: MpmcPeer, n: u64, producers: usize, consumers: usi
     elapsed
 }
 
+
+// ---------------------------------------------------------------------------
+// Our chunk API, and the thread peers both benches start
+// ---------------------------------------------------------------------------
+
+/// Our chunk API, as [`rtrb_push_chunk`] uses rtrb's: reserve up to
+/// `values.len()` slots, write them in place, commit.
+#[inline]
+pub(crate) fn ours_push_chunk<R>(p: &mut Producer<u64, R>, values: &[u64]) -> usize {
+    let n = match p.write_chunk(values.len()) {
+        Ok(mut chunk) => {
+            for (i, v) in values.iter().enumerate() {
+                chunk.write(i, v);
+            }
+            return chunk.commit_all();
+        }
+        Err(shm::ring::BulkError::TooFew { available, .. }) => available,
+        Err(e) => panic!("write_chunk: {e}"),
+    };
+    if n == 0 {
+        return 0;
+    }
+    let mut chunk = p.write_chunk(n).expect("slots reported free");
+    for (i, v) in values[..n].iter().enumerate() {
+        chunk.write(i, v);
+    }
+    chunk.commit_all()
+}
+
+/// Our chunk API, as [`rtrb_pop_chunk`] uses rtrb's: borrow up to
+/// `out.len()` items in place, copy them out, commit.
+#[inline]
+pub(crate) fn ours_pop_chunk<R>(c: &mut Consumer<u64, R>, out: &mut [u64]) -> usize {
+    let chunk = match c.read_chunk(out.len()) {
+        Ok(chunk) => chunk,
+        Err(shm::ring::BulkError::TooFew { available: 0, .. }) => return 0,
+        Err(shm::ring::BulkError::TooFew { available, .. }) => {
+            c.read_chunk(available).expect("items reported ready")
+        }
+        Err(e) => panic!("read_chunk: {e}"),
+    };
+    let n = chunk.len();
+    for (i, o) in out[..n].iter_mut().enumerate() {
+        *o = chunk.read(i);
+    }
+    chunk.commit_all();
+    n
+}
+
+/// Our rings in POSIX segments to a sink thread on the other CPU: the same
+/// ring and protocol as [`RingProcess`] with `ring-sink`, between threads.
+pub(crate) fn sink_thread_link() -> impl Link {
+    let link = RingLink::new("sink-thread", RingOptions::new());
+    let (tx, rx) = link.local_ends();
+    let (mut peer_rx, mut peer_tx) = link.remote_ends();
+    ThreadLink::start(tx, rx, Some(link), move || {
+        sink_loop(&mut peer_rx, &mut peer_tx)
+    })
+}
+
+/// [`sink_thread_link`] with our bulk calls on both sides.
+pub(crate) fn bulk_sink_thread_link(
+) -> impl Link<Tx = Producer<u64, Mapping>, Rx = Consumer<u64, Mapping>> {
+    let link = RingLink::new("bulk-sink-thread", RingOptions::new());
+    let (tx, rx) = link.local_ends();
+    let (mut peer_rx, mut peer_tx) = link.remote_ends();
+    ThreadLink::start(tx, rx, Some(link), move || {
+        bulk_sink_loop(&mut peer_rx, &mut peer_tx)
+    })
+}
+
+/// Two of our heap rings to an echo thread on the other CPU.
+pub(crate) fn ours_echo_thread_link() -> impl Link {
+    let (tx, mut peer_rx) = SpscRing::<u64>::new_heap(CAPACITY).expect("ring");
+    let (mut peer_tx, rx) = SpscRing::<u64>::new_heap(CAPACITY).expect("ring");
+    ThreadLink::start(tx, rx, None, move || echo_loop(&mut peer_rx, &mut peer_tx))
+}
+
+/// Two rtrb rings to an echo thread on the other CPU.
+pub(crate) fn rtrb_echo_thread_link() -> impl Link {
+    let (tx, mut peer_rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    let (mut peer_tx, rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    ThreadLink::start(tx, rx, None, move || echo_loop(&mut peer_rx, &mut peer_tx))
+}
