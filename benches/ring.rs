@@ -80,7 +80,6 @@ fn bench_link<L: Link>(
     }
 }
 
-
 fn bench_spsc_threads(c: &mut Criterion) {
     let _pin = PinGuard::slot(0);
     let mut g = c.benchmark_group("spsc_threads");

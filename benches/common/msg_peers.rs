@@ -56,7 +56,6 @@ pub(crate) const QUIT: u64 = u64::MAX;
 /// The child's word in the channel segment once it has attached.
 pub(crate) const ATTACHED: u64 = u64::MAX;
 
-
 // ---------------------------------------------------------------------------
 // Back-off (the watchdog and the CPUs are in `common`)
 // ---------------------------------------------------------------------------
@@ -382,8 +381,8 @@ pub(crate) fn channel_sink(name: &str, size: usize) {
         let mut backoff = Backoff::new("the next message", CHILD_IDLE);
         let block = loop {
             // TODO(recv_many): take what is there with `ch.recv_many` once it
-        // lands, and check each block of the burst in this loop.
-        let got = if backoff.sleepy() {
+            // lands, and check each block of the burst in this loop.
+            let got = if backoff.sleepy() {
                 ch.recv_blocking(Duration::from_millis(10))
             } else {
                 ch.recv()
@@ -692,4 +691,3 @@ pub(crate) fn child_main(role: &str) {
         _ => panic!("unknown role {role}"),
     }
 }
-

@@ -298,7 +298,11 @@ pub(crate) fn bulk_sink_loop<R>(rx: &mut Consumer<u64, R>, ack: &mut impl Sender
 }
 
 /// [`send_batch`] with our bulk calls: items leave through `push_slice`.
-pub(crate) fn send_batch_bulk<R>(tx: &mut Producer<u64, R>, ack: &mut Consumer<u64, R>, n: u64) -> Duration {
+pub(crate) fn send_batch_bulk<R>(
+    tx: &mut Producer<u64, R>,
+    ack: &mut Consumer<u64, R>,
+    n: u64,
+) -> Duration {
     watchdog(STEP_LIMIT_S);
     let start = Instant::now();
     tx.send(n);
@@ -562,7 +566,9 @@ impl RingLink {
 }
 
 /// What a child does with the names of a [`RingLink`].
-pub(crate) fn attach_remote_ends(names: &[&str]) -> (Consumer<u64, Mapping>, Producer<u64, Mapping>) {
+pub(crate) fn attach_remote_ends(
+    names: &[&str],
+) -> (Consumer<u64, Mapping>, Producer<u64, Mapping>) {
     let attach = |name: &str| {
         let map = PosixShm::open(name)
             .expect("open segment")
@@ -1195,7 +1201,6 @@ pub(crate) fn mpmc_step(peer: MpmcPeer, n: u64, producers: usize, consumers: usi
     assert_eq!(sum, expected_sum(n), "consumers lost or changed items");
     elapsed
 }
-
 
 // ---------------------------------------------------------------------------
 // Our chunk API, and the thread peers both benches start
