@@ -334,7 +334,7 @@ fn cases() -> Vec<Case> {
                         RingOptions::new().blocking(true),
                         cpu_for(0),
                     ),
-                    |tx, rx, n| round_trips_blocking(tx, rx, n),
+                    round_trips_blocking,
                 )
             },
         ),

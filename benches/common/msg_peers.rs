@@ -327,6 +327,8 @@ impl ChannelLink {
 impl ChannelLink {
     /// A free block of the channel holding a copy of `msg` (waits for one).
     #[inline]
+    // The channel's blocks live in a part of its region (an `Arc` of ours).
+    #[allow(clippy::redundant_allocation)]
     fn filled_block(&self, msg: &[u8]) -> Block<'_, SubRegion<Arc<Arc<Mapping>>>> {
         let mut backoff = Backoff::new("a free block", SETUP_TIMEOUT);
         let block = loop {
