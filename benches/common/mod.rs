@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 pub(crate) mod iox_domain;
+pub(crate) mod msg_peers;
+pub(crate) mod ring_peers;
 
 use std::sync::OnceLock;
 

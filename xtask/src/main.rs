@@ -10,14 +10,19 @@
 //!   on the nightly toolchain, installing cargo-fuzz if it is missing.
 //! - `kill [--rounds N]`: the kill -9 tests of the rings (SPSC and MPMC) and the
 //!   pool with N rounds each (default 2000; CI runs 300).
-//! - `bench [--quick] [--no-run]`: the benches against their peers (the
-//!   package shm-benches, in benches/), then the
-//!   generated section of docs/benchmarks.md and docs/benchmarks.svg.
+//! - `bench [--quick] [--rounds N] [--no-run]`: the goals harness
+//!   (`benches/goals.rs`: ours and every peer of the goal table, interleaved
+//!   in one process), then the Goals section of docs/benchmarks.md and
+//!   docs/benchmarks.svg.
+//! - `bench --criterion [--quick] [--no-run]`: the criterion benches against
+//!   their peers, then their generated section of docs/benchmarks.md and
+//!   docs/benchmarks-criterion.svg.
 //!
 //! Its tests include the tidy checks (`tidy.rs`): rules about the source
 //! tree that `cargo test --workspace` enforces.
 
 mod bench;
+mod goals;
 mod man;
 mod release;
 #[cfg(test)]
@@ -37,11 +42,12 @@ fn main() -> ExitCode {
         Some("miri") => miri(),
         Some("fuzz") => flag(&args, "--time", 60).and_then(fuzz),
         Some("kill") => flag(&args, "--rounds", 2000).and_then(kill),
-        Some("bench") => bench::bench(&args),
+        Some("bench") if args.iter().any(|a| a == "--criterion") => bench::bench(&args),
+        Some("bench") => goals::goals(&args),
         Some("man") => man::man().map(drop),
         Some("release") => release::release(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci | loom | miri | fuzz [--time S] | kill [--rounds N] | bench [--quick] [--no-run] | man | release [--dry-run] [--no-verify] VERSION");
+            eprintln!("usage: cargo xtask ci | loom | miri | fuzz [--time S] | kill [--rounds N] | bench [--quick] [--rounds N] [--no-run] | bench --criterion [--quick] [--no-run] | man | release [--dry-run] [--no-verify] VERSION");
             return ExitCode::from(2);
         }
     };
