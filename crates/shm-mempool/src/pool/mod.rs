@@ -1,6 +1,6 @@
 //! The block pool.
 //!
-//! **Layout** (layout version 3). After the 64-byte header, at offset 128,
+//! **Layout** (layout version 4). After the 64-byte header, at offset 128,
 //! the control block: the free order, the LIFO stack's head, the FIFO free
 //! queue's head and tail, the channel queue's head and tail, the channel's
 //! futex words and flags, each on its own cache lines. Then the owner
@@ -159,7 +159,10 @@ pub(crate) use state::*;
 
 /// 3: the owner table, block words that name their owner slot or their
 /// queue position, the LIFO head's pending mark, and the channel queue.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+/// 4: a held word's place may carry [`CACHED`] (the block lies in a
+/// [`BlockCache`](crate::BlockCache)); a version 3 peer would read such a
+/// word as held by a slot out of range.
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Blocks are multiples of this many bytes, aligned to it (a cache line).
 pub const BLOCK_ALIGN: usize = 64;
 /// Slots in a pool's owner table: at most this many processes (or
