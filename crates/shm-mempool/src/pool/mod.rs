@@ -28,7 +28,12 @@
 //!
 //! - *free*: in the free list; in a FIFO pool, the place is the position
 //!   of its queue cell (mod 2^32);
-//! - *held*: by the owner slot in the place (see below);
+//! - *held*: by the owner slot in the place (see below); with the
+//!   `CACHED` bit in the place (layout version 4), the block lies in one of
+//!   that owner's [`BlockCache`](crate::BlockCache)s rather than out with a
+//!   [`Block`]: only its owner moves it between the two (a load and a
+//!   store, see `cache.rs`), and `reclaim_dead` gives it back like any
+//!   held block when the owner is gone;
 //! - *in transit*: handed on as an id ([`Block::into_id`]), owned by nobody;
 //! - *queued*: sent through the pool's [`Channel`](crate::Channel), at the
 //!   channel queue's position in the place.
@@ -95,8 +100,9 @@
 //! happened and after which every remaining step is one that anyone may
 //! do for it (each is a CAS with the values the owner would use).
 //!
-//! - Blocks it held (through a `Block`, or taken by a get or receive whose
-//!   decisive step happened): held through its dead slot.
+//! - Blocks it held (through a `Block`, in a `BlockCache`, or taken by a
+//!   get or receive whose decisive step happened): held through its dead
+//!   slot.
 //!   [`MemPool::reclaim_dead`] takes the slot over (a CAS, so two
 //!   reclaimers never share one), gives those blocks back, and frees the
 //!   slot. Safe at any time, from any process, while others keep working.
