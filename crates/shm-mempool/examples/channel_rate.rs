@@ -26,7 +26,12 @@ const BATCH: usize = 16;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args[0] == "child" {
-        return child(&args[1], &args[2], args[3].parse().unwrap(), args[4].parse().unwrap());
+        return child(
+            &args[1],
+            &args[2],
+            args[3].parse().unwrap(),
+            args[4].parse().unwrap(),
+        );
     }
     let mode = args[0].as_str();
     let size: usize = args[1].parse().unwrap();
@@ -36,7 +41,11 @@ fn main() {
     let ch = (mode != "pipe").then(|| Channel::create_posix(&name, BLOCKS, size).unwrap());
     let mut kid = Command::new(std::env::current_exe().unwrap())
         .args(["child", mode, &name, &size.to_string(), &n.to_string()])
-        .stdin(if mode == "pipe" { Stdio::piped() } else { Stdio::null() })
+        .stdin(if mode == "pipe" {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

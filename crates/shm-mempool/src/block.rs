@@ -260,17 +260,12 @@ impl<R: Region> Drop for Block<'_, R> {
         if self.epoch.is_current() {
             match self.cache {
                 Some(cache) => cache.give_back(self.pool, self.id.0, self.word),
-                None => release(self.pool, self.id, self.word),
+                None => {
+                    let _ = self.pool.release("drop", self.id, self.word);
+                }
             }
         }
     }
-}
-
-/// A plain block's give-back, out of line so that `drop` stays small for
-/// a block of a `BlockCache` (no stack frame for the pool's error).
-#[inline(never)]
-fn release<R: Region>(pool: &MemPool<R>, id: BlockId, word: u64) {
-    let _ = pool.release("drop", id, word);
 }
 
 // SAFETY: block `id < blocks` lies at `data + id * block_size` for

@@ -661,7 +661,7 @@ impl<R: Region> Channel<R> {
     /// let ch = shm_mempool::Channel::create_memfd("doc-send-many", 8, 64)?;
     /// let blocks: Vec<_> = (0..3).map(|_| ch.get()).collect::<Result<_, _>>()?;
     /// let ids: Vec<_> = blocks.iter().map(|b| b.id()).collect();
-    /// assert_eq!(ch.send_many(blocks)?, 3);
+    /// assert!(matches!(ch.send_many(blocks), Ok(3)));
     /// let mut got = Vec::new();
     /// assert_eq!(ch.recv_many(&mut got, 8)?, 3);
     /// assert_eq!(got.iter().map(|b| b.id()).collect::<Vec<_>>(), ids);
