@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use shm_segment::{ForkEpoch, Region, RegionChecks, Target};
 
+use crate::cache::CacheCore;
 use crate::error::PoolError;
 use crate::pool::{next_word, MemPool, IN_TRANSIT};
 use crate::BlockId;
@@ -61,6 +62,9 @@ pub struct Block<'p, R: Region> {
     word: u64,
     /// The process the handle was made in (a `fork`ed child's copy is inert).
     epoch: ForkEpoch,
+    /// The [`BlockCache`](crate::BlockCache) it came from, which takes it
+    /// back when it drops; `None`: the pool's free list does.
+    cache: Option<&'p CacheCore>,
     /// `!Send`: the block is recorded as held by this process.
     _not_send: PhantomData<*const ()>,
 }
@@ -81,6 +85,27 @@ impl<'p, R: Region> Block<'p, R> {
             id,
             word,
             epoch,
+            cache: None,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A block taken from `cache`, given back to it when dropped.
+    pub(crate) fn cached(
+        pool: &'p MemPool<R>,
+        id: BlockId,
+        word: u64,
+        epoch: ForkEpoch,
+        cache: &'p CacheCore,
+    ) -> Self {
+        // Not `..Block::new(..)`: that temporary would drop, giving the
+        // block back.
+        Block {
+            pool,
+            id,
+            word,
+            epoch,
+            cache: Some(cache),
             _not_send: PhantomData,
         }
     }
@@ -229,10 +254,16 @@ impl<'p, R: Region> Block<'p, R> {
 impl<R: Region> Drop for Block<'_, R> {
     fn drop(&mut self) {
         // In a forked child the block is the parent's: give nothing back.
-        // Otherwise one CAS from the exact word this handle wrote: if the
-        // block is no longer its own, nothing changes.
+        // Otherwise one CAS from the exact word this handle wrote (or, for
+        // a block of a `BlockCache`, a check of that word and a store): if
+        // the block is no longer its own, nothing changes.
         if self.epoch.is_current() {
-            let _ = self.pool.release("drop", self.id, self.word);
+            match self.cache {
+                Some(cache) => cache.give_back(self.pool, self.id.0, self.word),
+                None => {
+                    let _ = self.pool.release("drop", self.id, self.word);
+                }
+            }
         }
     }
 }

@@ -587,26 +587,30 @@ impl<R: Region> Channel<R> {
         &'c self,
         block: Block<'c, Part<R>>,
     ) -> Result<(), SendError<Block<'c, Part<R>>>> {
+        self.queue(block)?;
+        if self.pool.inner.blocking {
+            self.notify();
+        }
+        Ok(())
+    }
+
+    /// [`send`](Channel::send) without the wake-up.
+    #[allow(clippy::result_large_err)]
+    fn queue<'c>(&'c self, block: Block<'c, Part<R>>) -> Result<(), SendError<Block<'c, Part<R>>>> {
         if !block.pool().same_pool(&self.pool) {
             return Err(SendError::ForeignBlock(block));
         }
         let (id, word) = block.hand_over("send").map_err(SendError::Pool)?;
         match self.pool.q_push(Q::Sent, id.0, word) {
-            Ok(Ok(())) => {}
-            Ok(Err(now)) => {
-                return Err(SendError::Pool(self.pool.wrong_state(
-                    "send",
-                    id,
-                    crate::BlockState::Held,
-                    now,
-                )))
-            }
-            Err(e) => return Err(SendError::Pool(e)),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(now)) => Err(SendError::Pool(self.pool.wrong_state(
+                "send",
+                id,
+                crate::BlockState::Held,
+                now,
+            ))),
+            Err(e) => Err(SendError::Pool(e)),
         }
-        if self.pool.inner.blocking {
-            self.notify();
-        }
-        Ok(())
     }
 
     /// Copies `data` into a fresh block and sends it: the one-call form for
@@ -632,6 +636,86 @@ impl<R: Region> Channel<R> {
             Err(SendError::Pool(e)) => Err(e),
             Err(SendError::ForeignBlock(_)) => unreachable!("a block of this channel's pool"),
         }
+    }
+
+    /// Sends blocks in order, as [`send`](Channel::send) does each, and
+    /// wakes sleeping receivers once at the end instead of once per block;
+    /// returns how many it sent. It stops at the first block that cannot be
+    /// sent and returns that block's error (the blocks before it are sent;
+    /// the rest of the iterator is not taken: pass `&mut iter` to keep it).
+    /// The queue has a cell for every block, so it is never full.
+    ///
+    /// Not one atomic publish: each block is queued with its own decisive
+    /// step, so a receiver may take the first blocks before the last are
+    /// queued, and a sender killed half-way leaves the blocks before the
+    /// kill queued (delivered) and the rest held by it (given back by
+    /// [`reclaim_dead`](MemPool::reclaim_dead)), as for single sends.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Channel::send), for the block that failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = shm_mempool::Channel::create_memfd("doc-send-many", 8, 64)?;
+    /// let blocks: Vec<_> = (0..3).map(|_| ch.get()).collect::<Result<_, _>>()?;
+    /// let ids: Vec<_> = blocks.iter().map(|b| b.id()).collect();
+    /// assert!(matches!(ch.send_many(blocks), Ok(3)));
+    /// let mut got = Vec::new();
+    /// assert_eq!(ch.recv_many(&mut got, 8)?, 3);
+    /// assert_eq!(got.iter().map(|b| b.id()).collect::<Vec<_>>(), ids);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[allow(clippy::result_large_err)]
+    pub fn send_many<'c>(
+        &'c self,
+        blocks: impl IntoIterator<Item = Block<'c, Part<R>>>,
+    ) -> Result<usize, SendError<Block<'c, Part<R>>>> {
+        let mut sent = 0;
+        let mut result = Ok(());
+        for block in blocks {
+            if let Err(e) = self.queue(block) {
+                result = Err(e);
+                break;
+            }
+            sent += 1;
+        }
+        if sent > 0 && self.pool.inner.blocking {
+            self.notify();
+        }
+        result.map(|()| sent)
+    }
+
+    /// Takes up to `max` queued blocks, in order, and appends them to
+    /// `out`; returns how many (0 when the queue is empty), as a ring's
+    /// `pop_into` does. Each block is taken with its own decisive step (see
+    /// [`send_many`](Channel::send_many)); the owner slot and the fork
+    /// epoch are looked up once for the batch.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::TooManyProcesses`] when this process finds no owner
+    /// slot; [`PoolError::Corrupted`] for a corrupted queue (the blocks
+    /// taken before it stay in `out`).
+    ///
+    /// # Examples
+    ///
+    /// See [`send_many`](Channel::send_many).
+    pub fn recv_many<'c>(
+        &'c self,
+        out: &mut Vec<Block<'c, Part<R>>>,
+        max: usize,
+    ) -> Result<usize, PoolError> {
+        let epoch = shm_segment::ForkEpoch::now();
+        let slot = self.pool.slot()?;
+        for n in 0..max {
+            match self.pool.q_pop(Q::Sent, slot)? {
+                Some((i, word)) => out.push(Block::new(&self.pool, crate::BlockId(i), word, epoch)),
+                None => return Ok(n),
+            }
+        }
+        Ok(max)
     }
 
     /// Takes the next block, if any.

@@ -58,6 +58,8 @@ pub const GEN_SHIFT: u32 = crate::pool::GEN_SHIFT;
 pub const GEN_MASK: u64 = crate::pool::GEN_MASK;
 /// The place (owner slot, or queue position): the bits from here.
 pub const PLACE_SHIFT: u32 = crate::pool::PLACE_SHIFT;
+/// In a held word's place: the block lies in its owner's `BlockCache`.
+pub const CACHED: u32 = crate::pool::CACHED;
 
 /// Where a channel's pool starts in the channel's region.
 pub const CHANNEL_POOL: usize = crate::channel::POOL_OFFSET;

@@ -67,6 +67,7 @@
 #![warn(missing_docs)]
 
 mod block;
+mod cache;
 mod channel;
 mod error;
 mod free;
@@ -75,6 +76,7 @@ pub mod layout;
 pub mod pool;
 mod sync;
 
+pub use cache::BlockCache;
 pub use channel::{
     inspect_channel, Channel, ChannelInfo, ChannelOptions, QueueInfo, RecvError, SendError,
 };

@@ -237,13 +237,15 @@ fn channel_get_is_the_pools_get_and_alloc_is_its_old_name() {
     ));
 }
 
-/// The shared layout (version 3) is what peers built from other commits
+/// The shared layout (version 4) is what peers built from other commits
 /// read: a change to these numbers needs a new layout version.
 #[test]
 #[cfg(target_arch = "x86_64")]
-fn the_layout_of_version_3_is_pinned() {
+fn the_layout_of_version_4_is_pinned() {
     use shm_mempool::layout::*;
-    assert_eq!(VERSION, 3);
+    assert_eq!(VERSION, 4);
+    // Version 4: a held word's place may carry the cached bit.
+    assert_eq!(CACHED, 1 << 31);
     // `CachePadded` is 128 bytes on x86-64.
     assert_eq!(
         (ORDER, HEAD, FIFO_HEAD, FIFO_TAIL, SENT_HEAD, SENT_TAIL),

@@ -135,13 +135,13 @@ fn each_pool_header_field_changed_is_a_typed_error() {
     pool_refuses("state", put32(OFF_STATE, 7), |e| {
         matches!(e, HeaderError::NotReady { state: 7 })
     });
-    // Layout versions 1 (a LIFO-only pool) and 2 (no owner table) are
-    // refused, not misread.
-    for old in [1, 2] {
+    // Layout versions 1 (a LIFO-only pool), 2 (no owner table) and 3 (no
+    // cached blocks) are refused, not misread.
+    for old in [1, 2, 3] {
         pool_refuses(
             "version",
             put32(OFF_VERSION, old),
-            |e| matches!(e, HeaderError::Version { expected: 3, found } if *found == old),
+            |e| matches!(e, HeaderError::Version { expected: 4, found } if *found == old),
         );
     }
     for kind in [Kind::SPSC_RING, Kind::MPMC_RING, Kind::CHANNEL, Kind(77)] {

@@ -24,6 +24,10 @@
 //!    cached slot is the parent's, and must not be used): killed with
 //!    blocks in hand, `stats` counts them as the dead's, and the parent's
 //!    `reclaim_dead` gives back exactly those, never the parent's.
+//! 5. A `BlockCache` made before the fork is inert in the child: its `get`
+//!    is the pool's (the child's own slot, a block from the free list, not
+//!    one of the parent's cached blocks), and dropping it gives nothing
+//!    back; the parent's cache still hands out its blocks afterwards.
 //!
 //! `cargo test -p shm-mempool --test fork [-- FILTER]`.
 
@@ -298,8 +302,44 @@ fn a_killed_child_s_blocks_come_back_and_the_parent_s_stay() {
     assert_eq!(pool.check().unwrap(), 4);
 }
 
+fn a_cache_inherited_across_fork_is_inert_in_the_child() {
+    let region = AnonShared::new(MemPool::required_size(8, 64)).unwrap();
+    let pool = MemPool::create(&region, 8, 64).unwrap();
+    let cache = pool.cache(4).unwrap();
+    let first = cache.get().unwrap().id(); // a miss: 0 out and back, 1 cached
+    assert_eq!((first.0, cache.len()), (0, 2));
+    let status = in_child(|| {
+        let b = cache.get().unwrap(); // the pool's get: block 2
+        assert_eq!(b.id().0, 2);
+        assert_eq!(cache.len(), 2, "the parent's cached blocks stay");
+        drop(b); // back to the free list
+        cache.flush(); // nothing: the blocks are the parent's
+        let s = pool.stats();
+        assert_eq!((s.free, s.cached, s.held), (6, 2, 0), "{s:?}");
+    });
+    assert_eq!(status, 0, "the child failed (its panic is above)");
+    let s = pool.stats();
+    assert_eq!((s.free, s.cached), (6, 2), "{s:?}");
+    assert_eq!(
+        cache.get().unwrap().id(),
+        first,
+        "the parent's cache still works"
+    );
+    drop(cache);
+    assert_eq!(pool.check().unwrap(), 8);
+    // The free list kept its order: 3..8, then 2 (the child's), 0, 1.
+    let order: Vec<u32> = (0..8)
+        .map(|_| pool.get().unwrap().into_id().unwrap().0)
+        .collect();
+    assert_eq!(order, [3, 4, 5, 6, 7, 2, 1, 0]);
+}
+
 fn main() -> ExitCode {
-    let cases: [(&str, fn()); 4] = [
+    let cases: [(&str, fn()); 5] = [
+        (
+            "a_cache_inherited_across_fork_is_inert_in_the_child",
+            a_cache_inherited_across_fork_is_inert_in_the_child,
+        ),
         (
             "seed_001_pyshm_mempool_example_as_written",
             seed_001_pyshm_mempool_example_as_written,

@@ -391,3 +391,64 @@ fn a_process_killed_at_any_step_of_send_or_recv_loses_no_message() {
         });
     }
 }
+
+/// A process killed at any step while its `BlockCache` takes from the pool,
+/// caches, hands out again and gives back (on drop): `reclaim_dead` gives
+/// back whatever it held or cached, while a live thread works.
+#[test]
+fn a_process_killed_at_any_step_of_a_cache_loses_nothing() {
+    quiet_kills();
+    for order in ORDERS {
+        for k in 1..=MAX_STEPS {
+            kill_model(move || {
+                let region = Arc::new(HeapRegion::new(MemPool::required_size(3, 64)));
+                let opts = PoolOptions::new().order(order);
+                let live = MemPool::create_with(Arc::clone(&region), 3, 64, opts).unwrap();
+                let dying = MemPool::attach(Arc::clone(&region)).unwrap();
+                dying.loom_as_other_process();
+                let worker = live.clone();
+                let t = thread::spawn(move || {
+                    if let Ok(b) = worker.get() {
+                        b.write_pod(0, &1u64).unwrap();
+                    }
+                });
+                let killed = die_at(
+                    dying,
+                    k,
+                    |p, k| p.loom_kill_after(k),
+                    |p| {
+                        let cache = p.cache(2).unwrap();
+                        // A miss (one from the pool), into the cache, out
+                        // of it again, back again; the drop gives it back.
+                        for _ in 0..2 {
+                            if let Ok(b) = cache.get() {
+                                b.write_pod(0, &2u64).unwrap();
+                            }
+                        }
+                    },
+                );
+                t.join().unwrap();
+                if !killed {
+                    let s = live.stats();
+                    assert_eq!((s.free, s.cached), (3, 0), "k = {k}: {s:?}");
+                    return;
+                }
+                let worker = live.clone();
+                let t = thread::spawn(move || {
+                    if let Ok(b) = worker.get() {
+                        b.write_pod(0, &3u64).unwrap();
+                    }
+                });
+                live.reclaim_dead().unwrap();
+                t.join().unwrap();
+                let s = live.stats();
+                assert_eq!(
+                    (s.free, s.held, s.cached, s.dead),
+                    (3, 0, 0, 0),
+                    "k = {k}: {s:?}"
+                );
+                assert_eq!(live.check().unwrap(), 3, "k = {k}");
+            });
+        }
+    }
+}

@@ -12,14 +12,20 @@ pub struct PoolStats {
     pub block_size: usize,
     /// Free blocks.
     pub free: usize,
-    /// Blocks held by a process (through a [`Block`]).
+    /// Blocks held by a process through a [`Block`].
     pub held: usize,
+    /// Blocks held by a process in a [`BlockCache`](crate::BlockCache):
+    /// free for that cache's `get`, but for nobody else until the cache
+    /// gives them back (when it overflows, on
+    /// [`flush`](crate::BlockCache::flush), or when it drops). Counted
+    /// neither in `free` nor in `held` nor in `by_owner`.
+    pub cached: usize,
     /// Blocks in transit, owned by nobody: handed on as an id
     /// ([`Block::into_id`]) and not claimed yet.
     pub in_transit: usize,
     /// Blocks queued in the pool's channel queue (sent, not yet received).
     pub queued: usize,
-    /// Held blocks whose owner is gone: what
+    /// Held and cached blocks whose owner is gone: what
     /// [`reclaim_dead`](MemPool::reclaim_dead) would give back now.
     pub dead: usize,
     /// Blocks whose record is garbage (corruption): held by an owner slot
@@ -62,7 +68,7 @@ pub(crate) fn count(
             if state_of(w) != HELD {
                 break 0;
             }
-            match owner(place_of(w))? {
+            match owner(slot_of(w))? {
                 Some(0) if tries < 8 => {
                     tries += 1;
                     let again = word(i)?;
@@ -78,6 +84,12 @@ pub(crate) fn count(
         match state_of(w) {
             FREE => stats.free += 1,
             HELD if held_by == 0 => stats.unknown += 1,
+            HELD if is_cached(w) => {
+                stats.cached += 1;
+                if !*liveness.entry(held_by).or_insert_with(|| alive(held_by)) {
+                    stats.dead += 1;
+                }
+            }
             HELD => {
                 stats.held += 1;
                 let id = ProcessId::from_word(held_by);

@@ -1,6 +1,6 @@
 //! The block pool.
 //!
-//! **Layout** (layout version 3). After the 64-byte header, at offset 128,
+//! **Layout** (layout version 4). After the 64-byte header, at offset 128,
 //! the control block: the free order, the LIFO stack's head, the FIFO free
 //! queue's head and tail, the channel queue's head and tail, the channel's
 //! futex words and flags, each on its own cache lines. Then the owner
@@ -28,7 +28,12 @@
 //!
 //! - *free*: in the free list; in a FIFO pool, the place is the position
 //!   of its queue cell (mod 2^32);
-//! - *held*: by the owner slot in the place (see below);
+//! - *held*: by the owner slot in the place (see below); with the
+//!   `CACHED` bit in the place (layout version 4), the block lies in one of
+//!   that owner's [`BlockCache`](crate::BlockCache)s rather than out with a
+//!   [`Block`]: only its owner moves it between the two (a load and a
+//!   store, see `cache.rs`), and `reclaim_dead` gives it back like any
+//!   held block when the owner is gone;
 //! - *in transit*: handed on as an id ([`Block::into_id`]), owned by nobody;
 //! - *queued*: sent through the pool's [`Channel`](crate::Channel), at the
 //!   channel queue's position in the place.
@@ -95,8 +100,9 @@
 //! happened and after which every remaining step is one that anyone may
 //! do for it (each is a CAS with the values the owner would use).
 //!
-//! - Blocks it held (through a `Block`, or taken by a get or receive whose
-//!   decisive step happened): held through its dead slot.
+//! - Blocks it held (through a `Block`, in a `BlockCache`, or taken by a
+//!   get or receive whose decisive step happened): held through its dead
+//!   slot.
 //!   [`MemPool::reclaim_dead`] takes the slot over (a CAS, so two
 //!   reclaimers never share one), gives those blocks back, and frees the
 //!   slot. Safe at any time, from any process, while others keep working.
@@ -159,7 +165,10 @@ pub(crate) use state::*;
 
 /// 3: the owner table, block words that name their owner slot or their
 /// queue position, the LIFO head's pending mark, and the channel queue.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+/// 4: a held word's place may carry [`CACHED`] (the block lies in a
+/// [`BlockCache`](crate::BlockCache)); a version 3 peer would read such a
+/// word as held by a slot out of range.
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Blocks are multiples of this many bytes, aligned to it (a cache line).
 pub const BLOCK_ALIGN: usize = 64;
 /// Slots in a pool's owner table: at most this many processes (or

@@ -100,7 +100,7 @@ impl<R> Drop for Inner<R> {
             // SAFETY: `i < blocks`, and `wire` checked that `blocks` records
             // fit; atomics only.
             let w = unsafe { &*self.metas.add(i) }.word.load(Ordering::Acquire);
-            if state_of(w) == HELD && place_of(w) == slot {
+            if state_of(w) == HELD && slot_of(w) == slot {
                 return;
             }
         }
@@ -167,6 +167,20 @@ impl<R: Region> MemPool<R> {
                     std::panic::panic_any(LoomKilled);
                 }
             }
+        }
+    }
+
+    /// Whether the loom models' countdown killed this handle (a killed
+    /// process runs no destructor); always false outside them.
+    #[inline(always)]
+    pub(crate) fn loom_killed(&self) -> bool {
+        #[cfg(loom)]
+        {
+            self.inner.hooks.killed.load(Ordering::Relaxed)
+        }
+        #[cfg(not(loom))]
+        {
+            false
         }
     }
 
@@ -269,18 +283,27 @@ impl<R: Region> MemPool<R> {
         let epoch = ForkEpoch::now();
         let slot = self.slot()?;
         let Some((i, word)) = self.pop_free(slot)? else {
-            return Err(PoolError::Exhausted {
-                target: self.target(),
-                blocks: self.inner.blocks as usize,
-            });
+            return Err(self.exhausted());
         };
-        // A fresh block has `used()` 0. Most were given back with 0 (plain
-        // pool use never sets it): skip the store then.
+        self.reset_used(i);
+        Ok(Block::new(self, BlockId(i), word, epoch))
+    }
+
+    pub(crate) fn exhausted(&self) -> PoolError {
+        PoolError::Exhausted {
+            target: self.target(),
+            blocks: self.inner.blocks as usize,
+        }
+    }
+
+    /// A fresh block has `used()` 0. Most were given back with 0 (plain
+    /// pool use never sets it): skip the store then.
+    #[inline]
+    pub(crate) fn reset_used(&self, i: u32) {
         let used = &self.meta(i).used;
         if used.load(Ordering::Relaxed) != 0 {
             used.store(0, Ordering::Relaxed);
         }
-        Ok(Block::new(self, BlockId(i), word, epoch))
     }
 
     /// Moves block `id` from the exact word `from` to `to` (one CAS); the
@@ -472,7 +495,9 @@ impl<R: Region> MemPool<R> {
         if any {
             for i in 0..self.inner.blocks {
                 let w = self.meta(i).word.load(Ordering::Acquire);
-                let s = place_of(w);
+                // Held through a `Block` or lying in a `BlockCache`: both
+                // are the dead process's.
+                let s = slot_of(w);
                 if state_of(w) != HELD || s >= SLOTS || !taken[s as usize] {
                     continue;
                 }

@@ -10,9 +10,15 @@ pub(crate) const STATE_MASK: u64 = 3;
 /// The generation: 30 bits above the state, bumped (mod 2^30) by every change.
 pub(crate) const GEN_SHIFT: u32 = 2;
 pub(crate) const GEN_MASK: u64 = (1 << 30) - 1;
-/// The high 32 bits: where the block is. Held: the owner's slot. Free in a
-/// FIFO pool, or queued: the position (mod 2^32) of its queue cell. Else 0.
+/// The high 32 bits: where the block is. Held: the owner's slot, with
+/// [`CACHED`] set when the block lies in one of that owner's
+/// [`BlockCache`](crate::BlockCache)s. Free in a FIFO pool, or queued: the
+/// position (mod 2^32) of its queue cell. Else 0.
 pub(crate) const PLACE_SHIFT: u32 = 32;
+/// In the place of a held block: the block lies in a
+/// [`BlockCache`](crate::BlockCache) of the owner slot in the other bits,
+/// not out with a [`Block`](crate::Block). Layout version 4.
+pub(crate) const CACHED: u32 = 1 << 31;
 
 /// An owner word with this bit set names a reclaimer that took the slot
 /// over from a dead process: the tag bit that `ProcessId::to_word` leaves
@@ -38,6 +44,18 @@ pub(crate) fn state_of(word: u64) -> u64 {
 #[inline]
 pub(crate) fn place_of(word: u64) -> u32 {
     (word >> PLACE_SHIFT) as u32
+}
+
+/// The owner slot of a held word (its place without [`CACHED`]).
+#[inline]
+pub(crate) fn slot_of(word: u64) -> u32 {
+    place_of(word) & !CACHED
+}
+
+/// Whether a held word says the block lies in its owner's cache.
+#[inline]
+pub(crate) fn is_cached(word: u64) -> bool {
+    state_of(word) == HELD && place_of(word) & CACHED != 0
 }
 
 /// The state recorded in a block word.
@@ -74,7 +92,8 @@ pub(crate) fn block_state(word: u64) -> BlockState {
 pub enum BlockState {
     /// In the free list.
     Free,
-    /// Held by a process, through a [`Block`](crate::Block) (or by one that died holding
+    /// Held by a process, through a [`Block`](crate::Block) or in one of
+    /// its [`BlockCache`](crate::BlockCache)s (or by one that died holding
     /// it, until [`MemPool::reclaim_dead`](crate::MemPool::reclaim_dead)).
     Held,
     /// Handed on as an id ([`Block::into_id`](crate::Block::into_id)), owned by nobody until
