@@ -228,8 +228,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Single-threaded operation loops for `valgrind --tool=callgrind`
 /// (instruction counts are repeatable where wall-clock times are not):
-/// `ringperf cg single|batch32|chunks32|mpmc [items]` moves `items` values
-/// through a heap ring, one op or one batch of 32 at a time. The ring
+/// `ringperf cg single|batchK|chunks32|mpmc [items]` moves `items` values
+/// through a heap ring, one op, one batch of K or one chunk of 32 at a time. The ring
 /// starts one slot in, so some batches wrap around its end.
 fn callgrind(mode: &str, n: u64) {
     let (mut tx, mut rx) = SpscRing::<u64>::new_heap(CAPACITY).unwrap();
@@ -244,13 +244,14 @@ fn callgrind(mode: &str, n: u64) {
                 sum = sum.wrapping_add(rx.pop().unwrap());
             }
         }
-        "batch32" => {
-            let mut buf = [0u64; BATCH];
-            let mut out = [0u64; BATCH];
-            for i in 0..n / BATCH as u64 {
+        batch if batch.starts_with("batch") => {
+            let k: usize = batch["batch".len()..].parse().expect("batchK");
+            let mut buf = vec![0u64; k];
+            let mut out = vec![0u64; k];
+            for i in 0..n / k as u64 {
                 buf[0] = i;
-                assert_eq!(tx.push_slice(std::hint::black_box(&buf)), BATCH);
-                assert_eq!(rx.pop_into(std::hint::black_box(&mut out)), BATCH);
+                assert_eq!(tx.push_slice(std::hint::black_box(&buf)), k);
+                assert_eq!(rx.pop_into(std::hint::black_box(&mut out)), k);
                 sum = sum.wrapping_add(out[0]);
             }
         }
