@@ -195,9 +195,12 @@ impl<T: Pod, R> Consumer<T, R> {
         // is local memory; T is Pod.
         unsafe {
             let base = self.cell(0);
-            let (a, b) = out.split_at_mut(first);
-            ValueCell::read_run(base.add(start), a);
-            ValueCell::read_run(base, b);
+            if first == out.len() {
+                ValueCell::read_run(base.add(start), out);
+            } else {
+                // Only a batch that wraps around the end has a second half.
+                ValueCell::read_run_split(base.add(start), base, out, first);
+            }
         }
         self.release(out.len() as u64);
     }

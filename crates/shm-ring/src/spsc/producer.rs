@@ -191,8 +191,12 @@ impl<T: Pod, R> Producer<T, R> {
         // to the producer alone; `values` is local memory, no overlap.
         unsafe {
             let base = self.cell(0);
-            ValueCell::write_run(base.add(start), &values[..first]);
-            ValueCell::write_run(base, &values[first..]);
+            if first == values.len() {
+                ValueCell::write_run(base.add(start), values);
+            } else {
+                // Only a batch that wraps around the end has a second half.
+                ValueCell::write_run_split(base.add(start), base, values, first);
+            }
         }
         self.publish(values.len() as u64);
     }
