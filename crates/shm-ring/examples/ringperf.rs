@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! cargo run --release -p shm-ring --example ringperf -- [items] [rounds] [nopin]
+//! cargo run --release -p shm-ring --example ringperf -- rt1|rt2 [round trips] [rounds]
 //! valgrind --tool=callgrind target/release/examples/ringperf cg batch32 320000
 //! ```
 
@@ -282,8 +283,108 @@ fn callgrind(mode: &str, n: u64) {
     println!("{mode}: {n} items, {ns:.2} ns/item, checksum {sum}");
 }
 
+/// `n` round trips of one `u64` between this thread and an echo thread,
+/// over two blocking rings (`push_blocking`/`pop_blocking` on rings made
+/// with `RingOptions::blocking(true)`), or over two busy-polled rings, or
+/// over two pipes; ns per round trip.
+fn round_trip(kind: &str, n: u64, me: Option<usize>, peer: Option<usize>) -> f64 {
+    use shm_ring::RingOptions;
+    use std::io::{Read, Write};
+    const FOREVER: Duration = Duration::from_secs(10);
+    let blocking = kind == "blocking";
+    let opts = RingOptions::new().blocking(blocking);
+    let start;
+    match kind {
+        "pipe" => {
+            // a: this thread to the echo thread; b: back.
+            let (mut a_rx, mut a_tx) = std::io::pipe().unwrap();
+            let (mut b_rx, mut b_tx) = std::io::pipe().unwrap();
+            let echo = thread::spawn(move || {
+                pin(peer);
+                let mut buf = [0u8; 8];
+                for _ in 0..n {
+                    a_rx.read_exact(&mut buf).unwrap();
+                    b_tx.write_all(&buf).unwrap();
+                }
+            });
+            pin(me);
+            start = Instant::now();
+            let mut buf = [0u8; 8];
+            for i in 0..n {
+                a_tx.write_all(&i.to_ne_bytes()).unwrap();
+                b_rx.read_exact(&mut buf).unwrap();
+                assert_eq!(u64::from_ne_bytes(buf), i);
+            }
+            echo.join().unwrap();
+        }
+        _ => {
+            let (mut tx, mut peer_rx) = SpscRing::<u64>::new_heap_with(CAPACITY, opts).unwrap();
+            let (mut peer_tx, mut rx) = SpscRing::<u64>::new_heap_with(CAPACITY, opts).unwrap();
+            let echo = thread::spawn(move || {
+                pin(peer);
+                for _ in 0..n {
+                    let v = if blocking {
+                        peer_rx.pop_blocking(FOREVER).unwrap()
+                    } else {
+                        let mut round = 0;
+                        loop {
+                            if let Ok(v) = peer_rx.pop() {
+                                break v;
+                            }
+                            snooze(&mut round);
+                        }
+                    };
+                    peer_tx.push_blocking(v, FOREVER).unwrap();
+                }
+            });
+            pin(me);
+            start = Instant::now();
+            for i in 0..n {
+                tx.push_blocking(i, FOREVER).unwrap();
+                let v = if blocking {
+                    rx.pop_blocking(FOREVER).unwrap()
+                } else {
+                    let mut round = 0;
+                    loop {
+                        if let Ok(v) = rx.pop() {
+                            break v;
+                        }
+                        snooze(&mut round);
+                    }
+                };
+                assert_eq!(v, i);
+            }
+            echo.join().unwrap();
+        }
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn round_trips(n: u64, rounds: usize, me: Option<usize>, peer: Option<usize>) {
+    let kinds = ["blocking", "pipe", "busy"];
+    let mut ns = vec![Vec::new(); kinds.len()];
+    for _ in 0..rounds {
+        for (k, kind) in kinds.iter().enumerate() {
+            ns[k].push(round_trip(kind, n, me, peer));
+        }
+    }
+    for (kind, v) in kinds.iter().zip(&mut ns) {
+        println!("rt {kind:>9}: median {:8.0} ns  (all {v:.0?})", median(v));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(place @ ("rt1" | "rt2")) = args.get(1).map(String::as_str) {
+        // rt1: both threads on the first CPU; rt2: one CPU each.
+        let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+        let rounds = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+        let list = cpus();
+        let me = list.first().copied();
+        let peer = if place == "rt1" { me } else { list.get(1).copied() };
+        println!("round trips {n}, rounds {rounds}, cpus {me:?}/{peer:?}");
+        return round_trips(n, rounds, me, peer);
+    }
     if args.get(1).map(String::as_str) == Some("cg") {
         let n = args
             .get(3)
