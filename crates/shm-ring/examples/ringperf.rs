@@ -381,7 +381,11 @@ fn main() {
         let rounds = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
         let list = cpus();
         let me = list.first().copied();
-        let peer = if place == "rt1" { me } else { list.get(1).copied() };
+        let peer = if place == "rt1" {
+            me
+        } else {
+            list.get(1).copied()
+        };
         println!("round trips {n}, rounds {rounds}, cpus {me:?}/{peer:?}");
         return round_trips(n, rounds, me, peer);
     }

@@ -231,6 +231,11 @@ impl<T: Pod, R> Consumer<T, R> {
         if !self.epoch.is_current() {
             return Err(forked_pop());
         }
+        // A value already there: no wait to set up (`wait_for` clones the
+        // ring's `Arc`, two atomic read-modify-writes).
+        if let Ok(v) = self.pop() {
+            return Ok(v);
+        }
         match self.wait_for(timeout, |c| c.pop().ok()) {
             Waited::Ready(v) => Ok(v),
             Waited::TimedOut => Err(PopError::Empty),

@@ -228,6 +228,12 @@ impl<T: Pod, R> Producer<T, R> {
         if !self.epoch.is_current() {
             return Err(forked_push(value));
         }
+        // Room already there: no wait to set up (`wait_for_room` clones the
+        // ring's `Arc`, two atomic read-modify-writes).
+        let value = match self.push(value) {
+            Err(PushError::Full(value)) => value,
+            done => return done,
+        };
         match self.wait_for_room(timeout) {
             Waited::Ready(()) => self.push(value),
             Waited::TimedOut => Err(PushError::Full(value)),
