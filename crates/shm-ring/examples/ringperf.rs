@@ -297,8 +297,8 @@ fn round_trip(kind: &str, n: u64, me: Option<usize>, peer: Option<usize>) -> f64
     match kind {
         "pipe" => {
             // a: this thread to the echo thread; b: back.
-            let (mut a_rx, mut a_tx) = std::io::pipe().unwrap();
-            let (mut b_rx, mut b_tx) = std::io::pipe().unwrap();
+            let (mut a_rx, mut a_tx) = pipe();
+            let (mut b_rx, mut b_tx) = pipe();
             let echo = thread::spawn(move || {
                 pin(peer);
                 let mut buf = [0u8; 8];
@@ -358,6 +358,21 @@ fn round_trip(kind: &str, n: u64, me: Option<usize>, peer: Option<usize>) -> f64
         }
     }
     start.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// A pipe's read and write ends (`std::io::pipe` is newer than the MSRV).
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe(2)");
+    // SAFETY: two fresh descriptors that nothing else owns.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
 }
 
 fn round_trips(n: u64, rounds: usize, me: Option<usize>, peer: Option<usize>) {
