@@ -92,8 +92,9 @@ impl<T: Copy> ValueCell<T> {
     #[inline]
     pub(crate) unsafe fn write_run(first: *mut Self, values: &[T]) {
         #[cfg(not(loom))]
-        // SAFETY: transparent layout, so the cells are a `[T]` run; `values`
-        // is local memory, so they do not overlap.
+        // SAFETY: transparent layout, so the cells are a `[T]` run of
+        // `values.len()` elements; `values` is local memory, so they do not
+        // overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(values.as_ptr(), first.cast::<T>(), values.len())
         };
@@ -101,6 +102,52 @@ impl<T: Copy> ValueCell<T> {
         for (i, v) in values.iter().enumerate() {
             // SAFETY: forwarded contract, cell by cell.
             unsafe { Self::write(first.add(i), *v) };
+        }
+    }
+
+    /// A run that wraps around the end of the slot array: the first `split`
+    /// values to the cells from `first`, the rest to those from `second`.
+    /// Out of line: most batches do not wrap, and keeping this copy out of
+    /// the callers keeps them small enough to inline.
+    ///
+    /// # Safety
+    ///
+    /// As for [`write_run`](Self::write_run), for both runs; `split <= values.len()`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn write_run_split(
+        first: *mut Self,
+        second: *mut Self,
+        values: &[T],
+        split: usize,
+    ) {
+        let (a, b) = values.split_at(split);
+        // SAFETY: forwarded contract, run by run.
+        unsafe {
+            Self::write_run(first, a);
+            Self::write_run(second, b);
+        }
+    }
+
+    /// [`read_run`](Self::read_run) for a run that wraps around (see
+    /// [`write_run_split`](Self::write_run_split)).
+    ///
+    /// # Safety
+    ///
+    /// As for [`read_run`](Self::read_run), for both runs; `split <= out.len()`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn read_run_split(
+        first: *const Self,
+        second: *const Self,
+        out: &mut [T],
+        split: usize,
+    ) {
+        let (a, b) = out.split_at_mut(split);
+        // SAFETY: forwarded contract, run by run.
+        unsafe {
+            Self::read_run(first, a);
+            Self::read_run(second, b);
         }
     }
 
@@ -112,7 +159,7 @@ impl<T: Copy> ValueCell<T> {
     #[inline]
     pub(crate) unsafe fn read_run(first: *const Self, out: &mut [T]) {
         #[cfg(not(loom))]
-        // SAFETY: as in `write_run`.
+        // SAFETY: as in `write_run`, the other way round.
         unsafe {
             std::ptr::copy_nonoverlapping(first.cast::<T>(), out.as_mut_ptr(), out.len())
         };

@@ -195,9 +195,12 @@ impl<T: Pod, R> Consumer<T, R> {
         // is local memory; T is Pod.
         unsafe {
             let base = self.cell(0);
-            let (a, b) = out.split_at_mut(first);
-            ValueCell::read_run(base.add(start), a);
-            ValueCell::read_run(base, b);
+            if first == out.len() {
+                ValueCell::read_run(base.add(start), out);
+            } else {
+                // Only a batch that wraps around the end has a second half.
+                ValueCell::read_run_split(base.add(start), base, out, first);
+            }
         }
         self.release(out.len() as u64);
     }
@@ -227,6 +230,11 @@ impl<T: Pod, R> Consumer<T, R> {
     pub fn pop_blocking(&mut self, timeout: Duration) -> Result<T, PopError> {
         if !self.epoch.is_current() {
             return Err(forked_pop());
+        }
+        // A value already there: no wait to set up (`wait_for` clones the
+        // ring's `Arc`, two atomic read-modify-writes).
+        if let Ok(v) = self.pop() {
+            return Ok(v);
         }
         match self.wait_for(timeout, |c| c.pop().ok()) {
             Waited::Ready(v) => Ok(v),

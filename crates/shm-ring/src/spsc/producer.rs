@@ -191,8 +191,12 @@ impl<T: Pod, R> Producer<T, R> {
         // to the producer alone; `values` is local memory, no overlap.
         unsafe {
             let base = self.cell(0);
-            ValueCell::write_run(base.add(start), &values[..first]);
-            ValueCell::write_run(base, &values[first..]);
+            if first == values.len() {
+                ValueCell::write_run(base.add(start), values);
+            } else {
+                // Only a batch that wraps around the end has a second half.
+                ValueCell::write_run_split(base.add(start), base, values, first);
+            }
         }
         self.publish(values.len() as u64);
     }
@@ -224,6 +228,12 @@ impl<T: Pod, R> Producer<T, R> {
         if !self.epoch.is_current() {
             return Err(forked_push(value));
         }
+        // Room already there: no wait to set up (`wait_for_room` clones the
+        // ring's `Arc`, two atomic read-modify-writes).
+        let value = match self.push(value) {
+            Err(PushError::Full(value)) => value,
+            done => return done,
+        };
         match self.wait_for_room(timeout) {
             Waited::Ready(()) => self.push(value),
             Waited::TimedOut => Err(PushError::Full(value)),
