@@ -1207,14 +1207,13 @@ pub(crate) fn mpmc_step(peer: MpmcPeer, n: u64, producers: usize, consumers: usi
 // ---------------------------------------------------------------------------
 
 /// Our chunk API, as [`rtrb_push_chunk`] uses rtrb's: reserve up to
-/// `values.len()` slots, write them in place, commit.
+/// `values.len()` slots, fill them in place with one copy
+/// (`write_slice`, as rtrb's `fill_from_iter`), commit.
 #[inline]
 pub(crate) fn ours_push_chunk<R>(p: &mut Producer<u64, R>, values: &[u64]) -> usize {
     let n = match p.write_chunk(values.len()) {
         Ok(mut chunk) => {
-            for (i, v) in values.iter().enumerate() {
-                chunk.write(i, v);
-            }
+            chunk.write_slice(values);
             return chunk.commit_all();
         }
         Err(shm::ring::BulkError::TooFew { available, .. }) => available,
@@ -1224,14 +1223,13 @@ pub(crate) fn ours_push_chunk<R>(p: &mut Producer<u64, R>, values: &[u64]) -> us
         return 0;
     }
     let mut chunk = p.write_chunk(n).expect("slots reported free");
-    for (i, v) in values[..n].iter().enumerate() {
-        chunk.write(i, v);
-    }
+    chunk.write_slice(&values[..n]);
     chunk.commit_all()
 }
 
 /// Our chunk API, as [`rtrb_pop_chunk`] uses rtrb's: borrow up to
-/// `out.len()` items in place, copy them out, commit.
+/// `out.len()` items in place, copy them out (`read_slice`, as rtrb's
+/// `as_slices` + copy), commit.
 #[inline]
 pub(crate) fn ours_pop_chunk<R>(c: &mut Consumer<u64, R>, out: &mut [u64]) -> usize {
     let chunk = match c.read_chunk(out.len()) {
@@ -1242,10 +1240,7 @@ pub(crate) fn ours_pop_chunk<R>(c: &mut Consumer<u64, R>, out: &mut [u64]) -> us
         }
         Err(e) => panic!("read_chunk: {e}"),
     };
-    let n = chunk.len();
-    for (i, o) in out[..n].iter_mut().enumerate() {
-        *o = chunk.read(i);
-    }
+    let n = chunk.read_slice(out);
     chunk.commit_all();
     n
 }

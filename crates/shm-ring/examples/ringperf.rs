@@ -229,8 +229,9 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Single-threaded operation loops for `valgrind --tool=callgrind`
 /// (instruction counts are repeatable where wall-clock times are not):
-/// `ringperf cg single|batchK|chunks32|mpmc [items]` moves `items` values
-/// through a heap ring, one op, one batch of K or one chunk of 32 at a time. The ring
+/// `ringperf cg single|batchK|chunks32|slices32|mpmc [items]` moves `items`
+/// values through a heap ring, one op, one batch of K or one chunk of 32 at
+/// a time (`chunks32` element by element, `slices32` with `write_slice`/`read_slice`). The ring
 /// starts one slot in, so some batches wrap around its end.
 fn callgrind(mode: &str, n: u64) {
     let (mut tx, mut rx) = SpscRing::<u64>::new_heap(CAPACITY).unwrap();
@@ -268,6 +269,21 @@ fn callgrind(mode: &str, n: u64) {
                     sum = sum.wrapping_add(chunk.read(j));
                 }
                 chunk.commit_all();
+            }
+        }
+        "slices32" => {
+            // The chunks of 32 again, filled and emptied with one copy each.
+            let mut buf = [0u64; BATCH];
+            let mut out = [0u64; BATCH];
+            for i in 0..n / BATCH as u64 {
+                buf[0] = i;
+                let mut chunk = tx.write_chunk(BATCH).unwrap();
+                chunk.write_slice(std::hint::black_box(&buf));
+                chunk.commit_all();
+                let chunk = rx.read_chunk(BATCH).unwrap();
+                chunk.read_slice(std::hint::black_box(&mut out));
+                chunk.commit_all();
+                sum = sum.wrapping_add(out[0]);
             }
         }
         "mpmc" => {

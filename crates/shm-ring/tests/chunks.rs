@@ -101,3 +101,40 @@ fn read_commit_past_the_chunk_panics() {
     chunk.commit(2);
     assert_eq!(rx.pop(), Ok(3));
 }
+
+/// `write_slice` and `read_slice` copy runs that wrap around the end of the
+/// ring, append after what `write` wrote, and never reach past the chunk.
+#[test]
+fn slice_copies_wrap_around_and_stay_inside_the_chunk() {
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(8).unwrap();
+    let mut next = 0u64;
+    let mut expected = 0u64;
+    // Every start position, so that chunks wrap at every offset.
+    for round in 0..24 {
+        let want = 1 + round % 8;
+        let mut chunk = tx.write_chunk(want).unwrap();
+        chunk.write(0, &next);
+        next += 1;
+        let values: Vec<u64> = (next..next + 8).collect();
+        let n = chunk.write_slice(&values);
+        assert_eq!(n, want - 1, "write_slice fills only what is left");
+        next += n as u64;
+        assert_eq!(
+            chunk.write_slice(&[u64::MAX]),
+            0,
+            "a full chunk takes no more"
+        );
+        assert_eq!(chunk.commit_all(), want);
+
+        let chunk = rx.read_chunk(want).unwrap();
+        let mut out = vec![0; want + 3];
+        assert_eq!(chunk.read_slice(&mut out), want);
+        chunk.commit_all();
+        for v in &out[..want] {
+            assert_eq!(*v, expected);
+            expected += 1;
+        }
+        assert!(out[want..].iter().all(|&v| v == 0), "read past the chunk");
+    }
+    assert_eq!(rx.slots(), 0);
+}

@@ -130,6 +130,35 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
         self.written += usize::from(new);
     }
 
+    /// Appends elements after the written prefix, as many of `values` as the
+    /// chunk still has room for, with one copy (two when the chunk wraps
+    /// around the end of the ring); returns how many. The fast way to fill a
+    /// chunk from a slice, as rtrb's `fill_from_iter`. 0 from a chunk
+    /// inherited across `fork`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u32>::new_heap(8)?;
+    /// let mut chunk = tx.write_chunk(4)?;
+    /// chunk.write(0, &1);
+    /// assert_eq!(chunk.write_slice(&[2, 3, 4, 5, 6]), 3); // the chunk is full
+    /// assert_eq!(chunk.commit_all(), 4);
+    /// let mut out = [0; 4];
+    /// assert_eq!(rx.pop_into(&mut out), 4);
+    /// assert_eq!(out, [1, 2, 3, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_slice(&mut self, values: &[T]) -> usize {
+        if !self.producer.epoch.is_current() {
+            return 0;
+        }
+        let n = values.len().min(self.len - self.written);
+        self.producer.copy_to_free(self.written, &values[..n]);
+        self.written += n;
+        n
+    }
+
     /// Writes `bytes` into element `i` at byte `offset`, straight into the
     /// slot (no intermediate `T`): how large elements are filled without an
     /// extra copy. The first write to an element zeroes the rest of it, so
@@ -362,6 +391,31 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
         // SAFETY: a ready slot (bounds asserted, pointer masked) the producer
         // does not touch until we commit; T is Pod.
         unsafe { ValueCell::read(self.slot(i)) }
+    }
+
+    /// Copies the chunk's first elements into `out`, as many as both hold,
+    /// with one copy (two when the chunk wraps around the end of the ring);
+    /// returns how many. 0 from a chunk inherited across `fork`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u32>::new_heap(8)?;
+    /// tx.push_slice(&[1, 2, 3]);
+    /// let chunk = rx.read_chunk(3)?;
+    /// let mut out = [0; 8];
+    /// assert_eq!(chunk.read_slice(&mut out), 3);
+    /// chunk.commit_all();
+    /// assert_eq!(&out[..3], &[1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_slice(&self, out: &mut [T]) -> usize {
+        if !self.consumer.epoch.is_current() {
+            return 0;
+        }
+        let n = out.len().min(self.len);
+        self.consumer.copy_from_ready(0, &mut out[..n]);
+        n
     }
 
     /// Copies bytes of element `i` from byte `offset` into `out`.

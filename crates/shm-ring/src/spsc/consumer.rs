@@ -184,11 +184,19 @@ impl<T: Pod, R> Consumer<T, R> {
     }
 
     fn copy_out(&mut self, out: &mut [T]) {
+        self.copy_from_ready(0, out);
+        self.release(out.len() as u64);
+    }
+
+    /// Copies the ready elements from `skip` past the head into `out`,
+    /// without releasing them. Callers check that `skip + out.len()`
+    /// elements are ready.
+    pub(super) fn copy_from_ready(&self, skip: usize, out: &mut [T]) {
         if out.is_empty() {
             return;
         }
         let cap = self.shared.capacity as usize;
-        let start = (self.head & self.shared.mask) as usize;
+        let start = (self.head.wrapping_add(skip as u64) & self.shared.mask) as usize;
         let first = out.len().min(cap - start);
         // SAFETY: both ranges lie in the slot array and hold complete
         // elements the producer will not touch until we release them; `out`
@@ -202,7 +210,6 @@ impl<T: Pod, R> Consumer<T, R> {
                 ValueCell::read_run_split(base.add(start), base, out, first);
             }
         }
-        self.release(out.len() as u64);
     }
 
     /// Waits up to `timeout` for a value: [`PopError::Empty`] if there is

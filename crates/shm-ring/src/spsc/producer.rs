@@ -180,11 +180,19 @@ impl<T: Pod, R> Producer<T, R> {
     }
 
     fn copy_in(&mut self, values: &[T]) {
+        self.copy_to_free(0, values);
+        self.publish(values.len() as u64);
+    }
+
+    /// Copies `values` into the free slots from `skip` slots past the tail,
+    /// without publishing them. Callers check that `skip + values.len()`
+    /// slots are free.
+    pub(super) fn copy_to_free(&mut self, skip: usize, values: &[T]) {
         if values.is_empty() {
             return;
         }
         let cap = self.shared.capacity as usize;
-        let start = (self.tail & self.shared.mask) as usize;
+        let start = (self.tail.wrapping_add(skip as u64) & self.shared.mask) as usize;
         let first = values.len().min(cap - start);
         // SAFETY: `start + first <= capacity` and the rest starts at slot 0,
         // so both copies stay inside the slot array; these free slots belong
@@ -198,7 +206,6 @@ impl<T: Pod, R> Producer<T, R> {
                 ValueCell::write_run_split(base.add(start), base, values, first);
             }
         }
-        self.publish(values.len() as u64);
     }
 
     /// Waits up to `timeout` for a free slot, then pushes; gives the value
