@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use shm_segment::{Expect, Header, HeaderError, HeaderInfo, Kind, Region, SubRegion};
 
 use crate::error::PoolError;
-use crate::free::Q;
+use crate::pool::free::Q;
 use crate::pool::{Block, FreeOrder, MemPool, PoolOptions, PoolStats, BLOCK_ALIGN};
 use shm_segment::{Segment, SysvKey, Target};
 

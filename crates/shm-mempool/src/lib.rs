@@ -70,7 +70,6 @@ mod block;
 mod cache;
 mod channel;
 mod error;
-mod free;
 #[doc(hidden)]
 pub mod layout;
 pub mod pool;

@@ -87,6 +87,7 @@ mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
+mod inspect;
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub mod layout;
@@ -97,8 +98,9 @@ mod sync;
 mod wait;
 
 pub use error::{BulkError, PopError, PushError, RingError};
+pub use inspect::{inspect, RingInfo};
 pub use mpmc::MpmcRing;
-pub use shared::{inspect, RingInfo, RingOptions};
+pub use shared::RingOptions;
 pub use spsc::{Consumer, Producer, ReadChunk, SpscRing, WriteChunk};
 pub use wait::WaitStrategy;
 #[doc(hidden)]

@@ -130,6 +130,7 @@
 //! send and receive while another works, and checks exactly that.
 
 mod create;
+pub(crate) mod free;
 mod inspect;
 mod layout;
 mod ops;
@@ -149,9 +150,9 @@ use shm_segment::{
 
 pub use crate::block::Block;
 use crate::error::PoolError;
-use crate::free::{cell_word, Q};
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::BlockId;
+use free::{cell_word, Q};
 
 pub(crate) use create::*;
 pub(crate) use inspect::*;
