@@ -464,13 +464,27 @@ fn render_section(date: &str, how: &str, tables: &[(String, Vec<Row>)]) -> Strin
 /// after the intro paragraph (before the first `---` rule or `## `
 /// heading) where missing. Nothing outside the markers changes.
 fn splice(text: &str, section: &str) -> Result<String> {
-    let block = format!("{START}\n\n{section}\n{END}");
-    match (text.find(START), text.find(END)) {
+    splice_between(text, START, END, &["\n---\n", "\n## "], section)
+}
+
+/// `text` with `section` between the markers `start` and `end`. Where both
+/// are missing they are added before the first of `before` found in `text`
+/// (at the end if none is); one without the other, or both in the wrong
+/// order, is an error. Nothing outside the markers changes.
+pub(crate) fn splice_between(
+    text: &str,
+    start: &str,
+    end: &str,
+    before: &[&str],
+    section: &str,
+) -> Result<String> {
+    let block = format!("{start}\n\n{section}\n{end}");
+    match (text.find(start), text.find(end)) {
         (Some(a), Some(b)) if a < b => {
-            Ok(format!("{}{block}{}", &text[..a], &text[b + END.len()..]))
+            Ok(format!("{}{block}{}", &text[..a], &text[b + end.len()..]))
         }
         (None, None) => {
-            let at = ["\n---\n", "\n## "]
+            let at = before
                 .iter()
                 .filter_map(|m| text.find(m))
                 .min()
@@ -478,7 +492,7 @@ fn splice(text: &str, section: &str) -> Result<String> {
             Ok(format!("{}{block}\n\n{}", &text[..at], &text[at..]))
         }
         _ => Err(format!(
-            "docs/benchmarks.md has one of the markers {START} / {END} but not the other, \
+            "docs/benchmarks.md has one of the markers {start} / {end} but not the other, \
              or in the wrong order"
         )),
     }

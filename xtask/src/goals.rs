@@ -265,24 +265,8 @@ pub(crate) fn render(date: &str, how: &str, run: &GoalRun) -> String {
 /// `<!-- xtask-bench:start -->`, `---` rule or `## ` heading) where
 /// missing. Nothing outside the markers changes.
 pub(crate) fn splice(text: &str, section: &str) -> Result<String> {
-    let block = format!("{BEGIN}\n\n{section}\n{END}");
-    match (text.find(BEGIN), text.find(END)) {
-        (Some(a), Some(b)) if a < b => {
-            Ok(format!("{}{block}{}", &text[..a], &text[b + END.len()..]))
-        }
-        (None, None) => {
-            let at = ["\n<!-- xtask-bench:start -->", "\n---\n", "\n## "]
-                .iter()
-                .filter_map(|m| text.find(m))
-                .min()
-                .map_or(text.len(), |i| i + 1);
-            Ok(format!("{}{block}\n\n{}", &text[..at], &text[at..]))
-        }
-        _ => Err(format!(
-            "docs/benchmarks.md has one of the markers {BEGIN} / {END} but not the other, \
-             or in the wrong order"
-        )),
-    }
+    let before = ["\n<!-- xtask-bench:start -->", "\n---\n", "\n## "];
+    crate::bench::splice_between(text, BEGIN, END, &before, section)
 }
 
 /// One bar per row: how many times faster ours is than the peer (log

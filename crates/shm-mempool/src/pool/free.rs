@@ -831,39 +831,10 @@ impl<R: Region> MemPool<R> {
         // No mark, or "pushed" with the top's word free already: the top
         // is the link, and its word is read once.
         if mark <= MARK_PUSHED && link != 0 && link <= self.inner.blocks {
-            let top = link;
-            {
-                let word = &self.meta(top - 1).word;
-                let w = word.load(Ordering::Acquire);
-                if state_of(w) == FREE {
-                    let tag = (h >> TAG_SHIFT).wrapping_add(1);
-                    self.crash_point();
-                    if head
-                        .compare_exchange(
-                            h,
-                            head_word(tag, MARK_POPPED + u64::from(slot), top),
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        )
-                        .is_ok()
-                    {
-                        let held = next_word(w, HELD, slot);
-                        self.crash_point();
-                        // Fails only if someone settled it for us (with
-                        // the same word) or on corruption.
-                        if word
-                            .compare_exchange(w, held, Ordering::AcqRel, Ordering::Acquire)
-                            .is_ok()
-                            || word.load(Ordering::Acquire) == held
-                        {
-                            return Ok(Some((top - 1, held)));
-                        }
-                        return Err(self.corrupted(format!(
-                            "block {}, just taken off the free list, is {}",
-                            top - 1,
-                            block_state(word.load(Ordering::Acquire))
-                        )));
-                    }
+            let w = self.meta(link - 1).word.load(Ordering::Acquire);
+            if state_of(w) == FREE {
+                if let Some(taken) = self.lifo_take(h, link, w, slot)? {
+                    return Ok(Some(taken));
                 }
             }
         }
@@ -914,30 +885,54 @@ impl<R: Region> MemPool<R> {
                     block_state(w)
                 )));
             }
-            let tag = (h >> TAG_SHIFT).wrapping_add(1);
-            self.crash_point();
-            // The decisive step: the head says "popped by `slot`".
-            if head
-                .compare_exchange(
-                    h,
-                    head_word(tag, MARK_POPPED + u64::from(slot), top),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-            {
-                let held = next_word(w, HELD, slot);
-                self.crash_point();
-                return match word.compare_exchange(w, held, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => Ok(Some((i, held))),
-                    // Settled for us by whoever read the head meanwhile.
-                    Err(now) if now == held => Ok(Some((i, held))),
-                    Err(now) => Err(self.corrupted(format!(
-                        "block {i}, just taken off the free list, is {}",
-                        block_state(now)
-                    ))),
-                };
+            if let Some(taken) = self.lifo_take(h, top, w, slot)? {
+                return Ok(Some(taken));
             }
+        }
+    }
+
+    /// The decisive step of a LIFO get, for the fast and the slow path
+    /// alike: the head goes from `h` (block `top` on top, its word `w` free)
+    /// to "popped by `slot`", then the block's word goes to held.
+    /// `Ok(None)` when the head moved first: nothing changed, look again.
+    #[inline]
+    fn lifo_take(
+        &self,
+        h: u64,
+        top: u32,
+        w: u64,
+        slot: u32,
+    ) -> Result<Option<(u32, u64)>, PoolError> {
+        let tag = (h >> TAG_SHIFT).wrapping_add(1);
+        self.crash_point();
+        if self
+            .control()
+            .stack
+            .compare_exchange(
+                h,
+                head_word(tag, MARK_POPPED + u64::from(slot), top),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let i = top - 1;
+        let held = next_word(w, HELD, slot);
+        self.crash_point();
+        match self
+            .meta(i)
+            .word
+            .compare_exchange(w, held, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(Some((i, held))),
+            // Settled for us by whoever read the head meanwhile.
+            Err(now) if now == held => Ok(Some((i, held))),
+            Err(now) => Err(self.corrupted(format!(
+                "block {i}, just taken off the free list, is {}",
+                block_state(now)
+            ))),
         }
     }
 
