@@ -8,6 +8,9 @@
 //!   were skipped.
 //! - `fuzz [--time S]`: every cargo-fuzz target for S seconds (default 60)
 //!   on the nightly toolchain, installing cargo-fuzz if it is missing.
+//! - `python`: builds the Python package (`crates/shm-py`) into a virtual
+//!   environment under `target/` and runs its pytest suite, or says why it
+//!   skipped (maturin, pytest or numpy missing).
 //! - `kill [--rounds N]`: the kill -9 tests of the rings (SPSC and MPMC) and the
 //!   pool with N rounds each (default 2000; CI runs 300).
 //! - `bench [--quick] [--rounds N] [--no-run]`: the goals harness
@@ -41,13 +44,14 @@ fn main() -> ExitCode {
         Some("loom") => loom(),
         Some("miri") => miri(),
         Some("fuzz") => flag(&args, "--time", 60).and_then(fuzz),
+        Some("python") => python(),
         Some("kill") => flag(&args, "--rounds", 2000).and_then(kill),
         Some("bench") if args.iter().any(|a| a == "--criterion") => bench::bench(&args),
         Some("bench") => goals::goals(&args),
         Some("man") => man::man().map(drop),
         Some("release") => release::release(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci | loom | miri | fuzz [--time S] | kill [--rounds N] | bench [--quick] [--rounds N] [--no-run] | bench --criterion [--quick] [--no-run] | man | release [--dry-run] [--no-verify] VERSION");
+            eprintln!("usage: cargo xtask ci | loom | miri | python | fuzz [--time S] | kill [--rounds N] | bench [--quick] [--rounds N] [--no-run] | bench --criterion [--quick] [--no-run] | man | release [--dry-run] [--no-verify] VERSION");
             return ExitCode::from(2);
         }
     };
@@ -115,10 +119,63 @@ fn ci() -> Result {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    python()?;
     check_leaks(&before)?;
     loom()?;
     miri()?;
     fuzz_smoke()
+}
+
+/// The Python package: built with maturin into `target/py-venv` (a virtual
+/// environment that sees the system's site-packages, where `.ci/run` put
+/// maturin, pytest, numpy and the peers), then its pytest suite. Skips, saying
+/// why, when the build tools are missing.
+fn python() -> Result {
+    let has = |module: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing: Vec<&str> = ["maturin", "pytest", "numpy"]
+        .into_iter()
+        .filter(|m| !has(m))
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "\n==> python SKIPPED: python3 lacks {} (pip install maturin pytest numpy)",
+            missing.join(", ")
+        );
+        return Ok(());
+    }
+    let venv = root().join("target/py-venv");
+    if !venv.join("bin/python").exists() {
+        let venv = venv.to_str().ok_or("target/ is not a UTF-8 path")?;
+        run(
+            "python3",
+            &["-m", "venv", "--system-site-packages", venv],
+            &[],
+        )?;
+    }
+    let pip = venv.join("bin/pip");
+    let python = venv.join("bin/python");
+    let (pip, python) = (
+        pip.to_str().ok_or("target/ is not a UTF-8 path")?,
+        python.to_str().ok_or("target/ is not a UTF-8 path")?,
+    );
+    run(
+        pip,
+        &[
+            "install",
+            "--quiet",
+            "--no-build-isolation",
+            "--no-deps",
+            "--force-reinstall",
+            "./crates/shm-py",
+        ],
+        &[],
+    )?;
+    run(python, &["-m", "pytest", "-q", "crates/shm-py/tests"], &[])
 }
 
 /// Whether `cargo +nightly <args>` runs.

@@ -1,0 +1,1 @@
+"""pyshm's ``mempool`` module: fixed-size blocks in shared memory."""

@@ -1,0 +1,1 @@
+"""pyshm's ``ring`` module: a lock-free FIFO of blocks in shared memory."""
