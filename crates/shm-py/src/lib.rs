@@ -18,6 +18,7 @@ fn _shm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     segments::register(m)?;
     rings::register(m)?;
+    channel::register(m)?;
     pyshm::register(m)?;
     Ok(())
 }
