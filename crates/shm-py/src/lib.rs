@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 
+mod channel;
 mod errors;
 mod pyshm;
 mod rings;
