@@ -1,0 +1,303 @@
+//! `shm.SharedMemory`: a POSIX segment with the interface of the standard
+//! library's `multiprocessing.shared_memory.SharedMemory`, and without its
+//! traps: no resource tracker, the true size on attach, `close()` that
+//! refuses with `BufferError` while views are alive.
+
+use std::ffi::c_int;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyMemoryView, PyTuple};
+use shm_segment::{Mapping, PosixOptions, PosixShm, ShmName};
+
+use super::{random_hex, seg_err, to_size, Core};
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SharedMemory>()
+}
+
+/// The prefix of generated names, as the standard library's.
+const NAME_PREFIX: &str = "psm_";
+
+/// A POSIX shared memory segment (`/dev/shm/NAME`), a drop-in for
+/// `multiprocessing.shared_memory.SharedMemory`.
+///
+/// - `name`: the segment's name, with or without the leading ``/``
+///   (``name`` gives it back without, like the standard library). With
+///   ``create=True`` and no name, a random ``psm_…`` name is chosen.
+/// - `create`: make a new segment (exclusively: ``FileExistsError`` if the
+///   name is taken) of `size` bytes, mode `mode` (default ``0o600``, whatever
+///   the umask). Otherwise attach the existing one: its true size is used
+///   (`size`, if given, is only checked to be no more than that).
+///
+/// Unlike the standard library, no resource tracker is involved: a process
+/// that attaches and exits never unlinks the segment (CPython issue 82300);
+/// the segment lives until someone calls ``unlink()``.
+/// ``close()`` raises ``BufferError`` while memoryviews of ``buf`` are alive
+/// instead of leaving them pointing at unmapped memory.
+///
+/// Example::
+///
+///     with shm.SharedMemory(create=True, size=100) as a:
+///         a.buf[:5] = b"hello"
+///         b = shm.SharedMemory(a.name)
+///         assert bytes(b.buf[:5]) == b"hello" and b.size == 100
+///         b.close()
+///         a.unlink()
+#[pyclass(module = "shm", frozen)]
+#[derive(Debug)]
+pub(crate) struct SharedMemory {
+    /// With its leading '/'.
+    name: ShmName,
+    size: usize,
+    created: bool,
+    /// The open descriptor; `None` once closed. Kept so that the handle
+    /// (which refuses to shrink under its own mappings) outlives the mapping.
+    shm: std::sync::Mutex<Option<PosixShm>>,
+    core: Core<Mapping>,
+}
+
+impl SharedMemory {
+    fn what(&self) -> String {
+        format!("POSIX segment {}", self.name)
+    }
+}
+
+#[pymethods]
+impl SharedMemory {
+    #[new]
+    #[pyo3(signature = (name=None, create=false, size=0, *, mode=0o600, track=true))]
+    fn new(name: Option<&str>, create: bool, size: i64, mode: u32, track: bool) -> PyResult<Self> {
+        // No resource tracker, whatever `track` says (it exists for code
+        // written for Python 3.13's signature).
+        let _ = track;
+        let shown = name.unwrap_or("(a new random name)");
+        let size = to_size(size, "'size'", &format!("POSIX segment {shown}"))?;
+        if create {
+            if size == 0 {
+                return Err(PyValueError::new_err(format!(
+                    "create POSIX segment {shown}: 'size' must be a positive number \
+                     different from zero"
+                )));
+            }
+            let opts = PosixOptions::new().mode(mode);
+            let shm = match name {
+                Some(n) => opts.create(n, size).map_err(seg_err)?,
+                None => loop {
+                    let n = format!("/{NAME_PREFIX}{}", random_hex(4));
+                    match opts.create(&n, size) {
+                        Err(e) if e.is_exists() => continue,
+                        other => break other.map_err(seg_err)?,
+                    }
+                },
+            };
+            // A segment we just made and cannot map is of no use: unlinked.
+            let map = match shm.map() {
+                Ok(map) => map,
+                Err(e) => {
+                    let _ = shm.unlink();
+                    return Err(seg_err(e));
+                }
+            };
+            Self::from_parts(shm, map, size, true)
+        } else {
+            let Some(name) = name else {
+                return Err(PyValueError::new_err(
+                    "SharedMemory: 'name' can only be None if create=True",
+                ));
+            };
+            let shm = PosixOptions::new().open(name).map_err(seg_err)?;
+            let map = shm.map().map_err(seg_err)?;
+            let actual = shm_segment::Region::len(&map);
+            if size > actual {
+                return Err(PyValueError::new_err(format!(
+                    "attach POSIX segment {}: the segment is {actual} bytes, but size={size} \
+                     was asked for",
+                    shm.name()
+                )));
+            }
+            Self::from_parts(shm, map, actual, false)
+        }
+    }
+
+    /// The name, without the leading ``/`` (as the standard library gives it).
+    ///
+    /// Example::
+    ///
+    ///     s = shm.SharedMemory("shm-test-name", create=True, size=1)
+    ///     assert s.name == "shm-test-name"
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name.as_str()[1..]
+    }
+
+    /// The size in bytes: the segment's true size, also when attached (the
+    /// standard library may report it rounded up to whole pages).
+    ///
+    /// Example::
+    ///
+    ///     assert shm.SharedMemory(a.name).size == a.size
+    #[getter]
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    /// A memoryview over the whole mapping, without a copy. The same view
+    /// while it lives; ``close()`` releases it.
+    ///
+    /// Example::
+    ///
+    ///     s.buf[0] = 1
+    ///     assert s.buf[0] == 1
+    #[getter]
+    fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
+        let this = slf.get();
+        if !this.core.is_mapped() {
+            return Err(PyValueError::new_err(format!(
+                "buf of {}: the segment is closed",
+                this.what()
+            )));
+        }
+        this.core.buf(slf.as_any())
+    }
+
+    /// Whether this object created the segment.
+    ///
+    /// Example::
+    ///
+    ///     assert shm.SharedMemory(create=True, size=1).created
+    #[getter]
+    fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Whether ``close()`` was called.
+    ///
+    /// Example::
+    ///
+    ///     s.close()
+    ///     assert s.closed
+    #[getter]
+    fn closed(&self) -> bool {
+        !self.core.is_mapped()
+    }
+
+    /// Unmaps the segment and closes its descriptor; the segment itself
+    /// stays (see ``unlink``). Releases the memoryview ``buf`` returned.
+    /// Raises ``BufferError`` while other views into the mapping are alive
+    /// (slices of ``buf``, ``memoryview(s)``, NumPy arrays over it). Closing
+    /// twice is fine.
+    ///
+    /// Example::
+    ///
+    ///     view = s.buf[0:4]
+    ///     try:
+    ///         s.close()          # BufferError: view is alive
+    ///     except BufferError:
+    ///         view.release()
+    ///     s.close()
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let map = self.core.take(py, "close", &|| self.what())?;
+        drop(map);
+        self.shm.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Ok(())
+    }
+
+    /// Removes the segment's name (``shm_unlink``): no one can attach any
+    /// more; mappings stay valid until closed. Call it once, in one process
+    /// (usually the creator). ``FileNotFoundError`` if it is already gone.
+    ///
+    /// Example::
+    ///
+    ///     s.close()
+    ///     s.unlink()
+    fn unlink(&self) -> PyResult<()> {
+        PosixShm::unlink_name(self.name.as_str()).map_err(seg_err)
+    }
+
+    /// Example::
+    ///
+    ///     with shm.SharedMemory(create=True, size=10) as s:
+    ///         ...
+    ///     # closed here (not unlinked)
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Closes (never unlinks).
+    ///
+    /// Example::
+    ///
+    ///     with shm.SharedMemory(name) as s:
+    ///         data = bytes(s.buf[:10])
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let state = if self.core.is_mapped() {
+            ""
+        } else {
+            ", closed"
+        };
+        let name = pyo3::types::PyString::new(py, self.name()).repr()?;
+        Ok(format!("SharedMemory({name}, size={}{state})", self.size))
+    }
+
+    /// Pickles as a reference to the same segment (attached again when
+    /// unpickled), as the standard library does: pass it to a
+    /// ``multiprocessing`` child.
+    ///
+    /// Example::
+    ///
+    ///     multiprocessing.Process(target=work, args=(s,)).start()
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (String, bool, usize))> {
+        let this = slf.get();
+        Ok((
+            slf.get_type().into_any(),
+            (this.name().to_owned(), false, this.size),
+        ))
+    }
+
+    /// The buffer protocol: ``memoryview(s)`` is a view of the whole mapping.
+    ///
+    /// # Safety
+    ///
+    /// Called by CPython with a valid `Py_buffer`.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        // SAFETY: `view` comes from CPython's bf_getbuffer (our contract).
+        unsafe {
+            this.core
+                .getbuffer(slf.as_any(), view, flags, &|| this.what())
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by CPython for a view that `__getbuffer__` filled.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.core.releasebuffer();
+    }
+}
+
+impl SharedMemory {
+    fn from_parts(shm: PosixShm, map: Mapping, size: usize, created: bool) -> PyResult<Self> {
+        Ok(SharedMemory {
+            name: shm.name().clone(),
+            size,
+            created,
+            shm: std::sync::Mutex::new(Some(shm)),
+            core: Core::new(Some(map)),
+        })
+    }
+}
