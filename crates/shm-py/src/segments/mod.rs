@@ -193,6 +193,8 @@ pub(crate) struct Core<M> {
     map: Mutex<Option<Arc<M>>>,
     exports: AtomicUsize,
     view: Mutex<Option<Py<PyWeakrefReference>>>,
+    /// What an access finds when nothing is mapped ("closed", "not attached").
+    unmapped: &'static str,
 }
 
 impl<M> std::fmt::Debug for Core<M> {
@@ -208,11 +210,12 @@ impl<M> std::fmt::Debug for Core<M> {
 }
 
 impl<M: Region + Send + Sync> Core<M> {
-    pub(crate) fn new(map: Option<M>) -> Self {
+    pub(crate) fn new(map: Option<M>, unmapped: &'static str) -> Self {
         Core {
             map: Mutex::new(map.map(Arc::new)),
             exports: AtomicUsize::new(0),
             view: Mutex::new(None),
+            unmapped,
         }
     }
 
@@ -230,7 +233,7 @@ impl<M: Region + Send + Sync> Core<M> {
     }
 
     fn closed_word(&self) -> &'static str {
-        "not mapped (closed or detached)"
+        self.unmapped
     }
 
     pub(crate) fn is_mapped(&self) -> bool {

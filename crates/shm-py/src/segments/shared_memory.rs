@@ -297,7 +297,7 @@ impl SharedMemory {
             size,
             created,
             shm: std::sync::Mutex::new(Some(shm)),
-            core: Core::new(Some(map)),
+            core: Core::new(Some(map), "closed"),
         })
     }
 }
