@@ -9,7 +9,6 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyEOFError, PyTimeoutError, PyTypeError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyString, PyTuple};
 use shm_segment::{Mapping, Region, Seals};
@@ -127,12 +126,12 @@ impl Memfd {
         }
     }
 
-    fn from_memfd(fd: shm_segment::Memfd) -> PyResult<Self> {
+    fn from_memfd(py: Python<'_>, fd: shm_segment::Memfd) -> PyResult<Self> {
         let map = Self::map(&fd).map_err(seg_err)?;
         Ok(Memfd {
             name: fd.name().to_owned(),
             fd: Mutex::new(Some(fd)),
-            core: Core::new(Some(map), "closed"),
+            core: Core::new(py, Some(map), "closed")?,
         })
     }
 
@@ -158,7 +157,7 @@ impl Memfd {
         let map = Self::map(fd);
         drop(guard);
         match map {
-            Ok(map) => self.core.install(map),
+            Ok(map) => self.core.install(py, map)?,
             Err(e) => return Err(seg_err(e)),
         }
         res.map_err(seg_err)
@@ -177,7 +176,7 @@ impl Memfd {
     ) -> PyResult<Self> {
         let size = super::to_size(size, "'size'", &format!("memfd {name:?}"))?;
         let fd = shm_segment::Memfd::create(name, size).map_err(seg_err)?;
-        let this = Self::from_memfd(fd)?;
+        let this = Self::from_memfd(py, fd)?;
         if let Some(seals) = seals {
             this.add_seals(py, seals)?;
         }
@@ -197,7 +196,7 @@ impl Memfd {
     ///     m = shm.Memfd.from_fd(fd)
     ///     os.close(fd)
     #[staticmethod]
-    fn from_fd(fd: &Bound<'_, PyAny>) -> PyResult<Self> {
+    fn from_fd(py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Self> {
         let raw = to_fd(fd, "from_fd")?;
         // SAFETY: F_DUPFD_CLOEXEC on a descriptor number; returns -1 or a new
         // descriptor that we own.
@@ -212,7 +211,7 @@ impl Memfd {
         // SAFETY: `dup` is a fresh descriptor that nothing else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(dup) };
         let fd = shm_segment::Memfd::from_fd(owned).map_err(seg_err)?;
-        Self::from_memfd(fd)
+        Self::from_memfd(py, fd)
     }
 
     /// The name it was created with.
@@ -262,7 +261,7 @@ impl Memfd {
                 this.what()
             )));
         }
-        this.core.buf(slf.as_any())
+        this.core.buf(slf.py(), &|| this.what())
     }
 
     /// The seals in place, as ``F_SEAL_*`` bits.
@@ -392,31 +391,6 @@ impl Memfd {
                 fd.seals().map(|s| s.bits()).unwrap_or(0)
             ),
         })
-    }
-
-    /// The buffer protocol: ``memoryview(m)`` views the mapping.
-    ///
-    /// # Safety
-    ///
-    /// Called by CPython with a valid `Py_buffer`.
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
-        let this = slf.get();
-        // SAFETY: `view` comes from CPython's bf_getbuffer (our contract).
-        unsafe {
-            this.core
-                .getbuffer(slf.as_any(), view, flags, &|| this.what())
-        }
-    }
-
-    /// # Safety
-    ///
-    /// Called by CPython for a view that `__getbuffer__` filled.
-    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.core.releasebuffer();
     }
 }
 

@@ -13,7 +13,6 @@
 //! thread ever waits for one while another waits for the GIL.
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyBufferError, PyPermissionError, PyTypeError, PyValueError};
@@ -185,13 +184,91 @@ where
     })
 }
 
+/// The one Python object that every buffer over a mapping points to: each
+/// memoryview that `buf` returns (and each slice of it) holds it as its
+/// `obj`, and NumPy, which releases a buffer at once and keeps only the
+/// exporter as an array's `base`, holds it too. It owns a reference to the
+/// mapping, so the mapping outlives every such view; and while anyone
+/// besides its `Core` references it, `Core::take` (close, detach) refuses.
+#[pyclass(module = "shm", frozen, name = "_Mapped")]
+pub(crate) struct Mapped {
+    region: Arc<dyn Region + Send + Sync>,
+}
+
+impl std::fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapped")
+            .field("target", &self.region.target())
+            .field("len", &self.region.len())
+            .finish()
+    }
+}
+
+#[pymethods]
+impl Mapped {
+    /// The buffer protocol over the whole mapping (read-only if mapped so).
+    ///
+    /// # Safety
+    ///
+    /// Called by CPython with a valid `Py_buffer`.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("getbuffer: the view is NULL"));
+        }
+        let region = &slf.get().region;
+        let read_only = region.is_read_only();
+        if read_only && flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err(format!(
+                "buffer of {}: the mapping is read-only, and a writable buffer was asked for",
+                region.target()
+            )));
+        }
+        // SAFETY: `view` is valid (CPython's contract, checked non-null).
+        // The memory is `len` mapped bytes that stay mapped while this object
+        // lives (it owns a reference to the mapping), and FillInfo makes the
+        // view hold a reference to this object.
+        let rc = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                region.as_ptr().cast(),
+                region.len() as ffi::Py_ssize_t,
+                c_int::from(read_only),
+                flags,
+            )
+        };
+        if rc == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<mapping of {}, {} bytes>",
+            self.region.target(),
+            self.region.len()
+        )
+    }
+}
+
+/// A mapping as a class holds it: typed, for its own copies, and through
+/// its `Mapped`, for buffers.
+struct Held<M> {
+    region: Arc<M>,
+    mapped: Py<Mapped>,
+}
+
 /// One mapping as a Python object holds it: the mapping (absent when closed
-/// or detached), the count of buffers exported over it, and the memoryview
-/// that `buf` last returned (a weak reference, so no cycle), which `close`
-/// releases first, as the standard library's `SharedMemory.close` does.
+/// or detached) with its `Mapped`, and the memoryview that `buf` last
+/// returned (a weak reference, so no cycle), which `buf` returns again while
+/// it lives.
 pub(crate) struct Core<M> {
-    map: Mutex<Option<Arc<M>>>,
-    exports: AtomicUsize,
+    map: Mutex<Option<Held<M>>>,
     view: Mutex<Option<Py<PyWeakrefReference>>>,
     /// What an access finds when nothing is mapped ("closed", "not attached").
     unmapped: &'static str,
@@ -204,36 +281,40 @@ impl<M> std::fmt::Debug for Core<M> {
                 "mapped",
                 &self.map.lock().map(|m| m.is_some()).unwrap_or(false),
             )
-            .field("exports", &self.exports.load(Ordering::Relaxed))
+            .field("unmapped", &self.unmapped)
             .finish()
     }
 }
 
-impl<M: Region + Send + Sync> Core<M> {
-    pub(crate) fn new(map: Option<M>, unmapped: &'static str) -> Self {
-        Core {
-            map: Mutex::new(map.map(Arc::new)),
-            exports: AtomicUsize::new(0),
+impl<M: Region + Send + Sync + 'static> Core<M> {
+    pub(crate) fn new(py: Python<'_>, map: Option<M>, unmapped: &'static str) -> PyResult<Self> {
+        let core = Core {
+            map: Mutex::new(None),
             view: Mutex::new(None),
             unmapped,
+        };
+        if let Some(map) = map {
+            core.install(py, map)?;
         }
+        Ok(core)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Arc<M>>> {
-        // A panic never happens inside these short sections; if one did,
-        // the data (an Option) is still consistent.
+    fn lock(&self) -> MutexGuard<'_, Option<Held<M>>> {
+        // No panic happens inside these short sections; if one did, the
+        // data (an Option) would still be consistent.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The mapping, or `ValueError` saying that `what` is closed.
+    /// The mapping, or `ValueError` saying that `what` is not mapped.
     pub(crate) fn get(&self, op: &str, what: &dyn Fn() -> String) -> PyResult<Arc<M>> {
-        self.lock().clone().ok_or_else(|| {
-            PyValueError::new_err(format!("{op} {}: {}", what(), self.closed_word()))
-        })
-    }
-
-    fn closed_word(&self) -> &'static str {
-        self.unmapped
+        match self.lock().as_ref() {
+            Some(held) => Ok(Arc::clone(&held.region)),
+            None => Err(PyValueError::new_err(format!(
+                "{op} {}: {}",
+                what(),
+                self.unmapped
+            ))),
+        }
     }
 
     pub(crate) fn is_mapped(&self) -> bool {
@@ -241,136 +322,89 @@ impl<M: Region + Send + Sync> Core<M> {
     }
 
     /// Installs a new mapping; the caller has taken the old one (if any).
-    pub(crate) fn install(&self, map: M) {
-        *self.lock() = Some(Arc::new(map));
+    pub(crate) fn install(&self, py: Python<'_>, map: M) -> PyResult<()> {
+        let region = Arc::new(map);
+        let shared: Arc<dyn Region + Send + Sync> = region.clone();
+        let mapped = Py::new(py, Mapped { region: shared })?;
+        *self.lock() = Some(Held { region, mapped });
+        Ok(())
     }
 
-    /// How many buffers are exported now.
-    pub(crate) fn exports(&self) -> usize {
-        self.exports.load(Ordering::Acquire)
-    }
-
-    /// Takes the mapping out, to unmap it: first releases the memoryview
-    /// that `buf` returned (if still alive), then refuses with `BufferError`
-    /// while any buffer is still exported. `Ok(None)` when not mapped.
+    /// Takes the mapping out, to unmap it; refuses with `BufferError` while
+    /// anything besides this object references it (a memoryview from `buf`
+    /// or a slice of it, a NumPy array over one). `Ok(None)` when not mapped.
+    ///
+    /// Unlike the standard library's `close`, it never releases the
+    /// memoryview that `buf` returned: one that is alive is referenced by
+    /// someone (a variable, an array's base), who would be left over
+    /// unmapped memory.
     pub(crate) fn take(
         &self,
         py: Python<'_>,
         op: &str,
         what: &dyn Fn() -> String,
     ) -> PyResult<Option<Arc<M>>> {
-        let cached = self.view.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(weak) = cached {
-            if let Some(view) = weak.bind(py).upgrade() {
-                if let Err(e) = view.call_method0("release") {
-                    if e.is_instance_of::<PyBufferError>(py) {
-                        return Err(self.busy(op, what, Some(&e.value(py).to_string())));
-                    }
-                    return Err(e);
-                }
+        let held = {
+            let mut guard = self.lock();
+            let others = guard.as_ref().map_or(0, |h| {
+                // SAFETY: a live object (we hold a reference to it), and
+                // we are attached to the interpreter (`py`).
+                let count = unsafe { ffi::Py_REFCNT(h.mapped.bind(py).as_ptr()) };
+                count.saturating_sub(1)
+            });
+            if others > 0 {
+                drop(guard);
+                return Err(PyBufferError::new_err(format!(
+                    "cannot {op} {}: {others} object{} (the memoryview that buf returned, \
+                     slices of it, NumPy arrays over it) still reference{} the mapping; \
+                     release them first (del them, or call memoryview.release())",
+                    what(),
+                    if others == 1 { "" } else { "s" },
+                    if others == 1 { "s" } else { "" },
+                )));
             }
-        }
-        let mut guard = self.lock();
-        if guard.is_some() && self.exports() > 0 {
-            drop(guard);
-            return Err(self.busy(op, what, None));
-        }
-        Ok(guard.take())
-    }
-
-    fn busy(&self, op: &str, what: &dyn Fn() -> String, detail: Option<&str>) -> PyErr {
-        let n = self.exports();
-        let detail = detail.map(|d| format!(" ({d})")).unwrap_or_default();
-        PyBufferError::new_err(format!(
-            "cannot {op} {}: {n} exported buffer{} (memoryviews of its buf, slices of them, or \
-             arrays made from them) still point into the mapping{detail}; release them first \
-             (del them, or call memoryview.release())",
-            what(),
-            if n == 1 { "" } else { "s" },
-        ))
+            guard.take()
+        };
+        // Dropped outside the lock: the Mapped object goes (nobody else has
+        // it), and with it the last reference to the mapping but ours.
+        Ok(held.map(|h| h.region))
     }
 
     /// `buf`: the cached memoryview if it is still alive and not released,
     /// else a new one over the whole mapping.
-    pub(crate) fn buf<'py>(&self, slf: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyMemoryView>> {
-        let py = slf.py();
+    pub(crate) fn buf<'py>(
+        &self,
+        py: Python<'py>,
+        what: &dyn Fn() -> String,
+    ) -> PyResult<Bound<'py, PyMemoryView>> {
         let cached = self
             .view
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|w| w.clone_ref(py));
+        let mapped = match self.lock().as_ref() {
+            Some(h) => h.mapped.clone_ref(py),
+            None => {
+                return Err(PyValueError::new_err(format!(
+                    "buf of {}: {}",
+                    what(),
+                    self.unmapped
+                )))
+            }
+        };
         if let Some(view) = cached.and_then(|w| w.bind(py).upgrade()) {
-            // A released memoryview raises ValueError on any attribute.
-            if view.getattr(pyo3::intern!(py, "readonly")).is_ok() {
-                return Ok(view.cast_into::<PyMemoryView>()?);
+            // A released memoryview raises ValueError on any attribute; one
+            // of an older mapping (before a re-attach) has another obj.
+            if let Ok(obj) = view.getattr(pyo3::intern!(py, "obj")) {
+                if obj.is(&mapped) {
+                    return Ok(view.cast_into::<PyMemoryView>()?);
+                }
             }
         }
-        let view = PyMemoryView::from(slf)?;
+        let view = PyMemoryView::from(mapped.bind(py).as_any())?;
         let weak = PyWeakrefReference::new(&view)?.unbind();
         *self.view.lock().unwrap_or_else(|p| p.into_inner()) = Some(weak);
         Ok(view)
-    }
-
-    /// `__getbuffer__`: fills `view` over the whole mapping and counts it.
-    ///
-    /// # Safety
-    ///
-    /// `view` is the `Py_buffer` that CPython passes to `bf_getbuffer`.
-    pub(crate) unsafe fn getbuffer(
-        &self,
-        slf: &Bound<'_, PyAny>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-        what: &dyn Fn() -> String,
-    ) -> PyResult<()> {
-        if view.is_null() {
-            return Err(PyBufferError::new_err("getbuffer: the view is NULL"));
-        }
-        let (ptr, len, read_only) = {
-            let guard = self.lock();
-            let Some(map) = guard.as_ref() else {
-                return Err(PyBufferError::new_err(format!(
-                    "buffer of {}: {}",
-                    what(),
-                    self.closed_word()
-                )));
-            };
-            // Counted under the lock: `take` sees it before it could unmap.
-            self.exports.fetch_add(1, Ordering::AcqRel);
-            (map.as_ptr(), map.len(), map.is_read_only())
-        };
-        if read_only && flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
-            self.exports.fetch_sub(1, Ordering::AcqRel);
-            return Err(PyBufferError::new_err(format!(
-                "buffer of {}: the mapping is read-only, and a writable buffer was asked for",
-                what()
-            )));
-        }
-        // SAFETY: `view` is valid (CPython's contract, checked non-null);
-        // `ptr` is `len` bytes of mapped memory that stays mapped while this
-        // export is counted (`take` refuses to unmap until
-        // `__releasebuffer__` uncounts it), and `slf` is the object whose
-        // `__releasebuffer__` will be called; FillInfo takes a reference to it.
-        let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                ptr.cast(),
-                len as ffi::Py_ssize_t,
-                c_int::from(read_only),
-                flags,
-            )
-        };
-        if rc == -1 {
-            self.exports.fetch_sub(1, Ordering::AcqRel);
-            return Err(PyErr::fetch(slf.py()));
-        }
-        Ok(())
-    }
-
-    /// `__releasebuffer__`: uncounts one export.
-    pub(crate) fn releasebuffer(&self) {
-        self.exports.fetch_sub(1, Ordering::AcqRel);
     }
 }

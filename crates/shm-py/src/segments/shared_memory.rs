@@ -3,10 +3,7 @@
 //! traps: no resource tracker, the true size on attach, `close()` that
 //! refuses with `BufferError` while views are alive.
 
-use std::ffi::c_int;
-
 use pyo3::exceptions::PyValueError;
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyTuple};
 use shm_segment::{Mapping, PosixOptions, PosixShm, ShmName};
@@ -34,8 +31,8 @@ const NAME_PREFIX: &str = "psm_";
 /// Unlike the standard library, no resource tracker is involved: a process
 /// that attaches and exits never unlinks the segment (CPython issue 82300);
 /// the segment lives until someone calls ``unlink()``.
-/// ``close()`` raises ``BufferError`` while memoryviews of ``buf`` are alive
-/// instead of leaving them pointing at unmapped memory.
+/// ``close()`` raises ``BufferError`` while memoryviews of ``buf`` (or arrays
+/// over it) are alive, instead of leaving them pointing at unmapped memory.
 ///
 /// Example::
 ///
@@ -68,7 +65,14 @@ impl SharedMemory {
 impl SharedMemory {
     #[new]
     #[pyo3(signature = (name=None, create=false, size=0, *, mode=0o600, track=true))]
-    fn new(name: Option<&str>, create: bool, size: i64, mode: u32, track: bool) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        name: Option<&str>,
+        create: bool,
+        size: i64,
+        mode: u32,
+        track: bool,
+    ) -> PyResult<Self> {
         // No resource tracker, whatever `track` says (it exists for code
         // written for Python 3.13's signature).
         let _ = track;
@@ -100,7 +104,7 @@ impl SharedMemory {
                     return Err(seg_err(e));
                 }
             };
-            Self::from_parts(shm, map, size, true)
+            Self::from_parts(py, shm, map, size, true)
         } else {
             let Some(name) = name else {
                 return Err(PyValueError::new_err(
@@ -117,7 +121,7 @@ impl SharedMemory {
                     shm.name()
                 )));
             }
-            Self::from_parts(shm, map, actual, false)
+            Self::from_parts(py, shm, map, actual, false)
         }
     }
 
@@ -143,8 +147,9 @@ impl SharedMemory {
         self.size
     }
 
-    /// A memoryview over the whole mapping, without a copy. The same view
-    /// while it lives; ``close()`` releases it.
+    /// A memoryview over the whole mapping, without a copy (the same one
+    /// while it lives). While it, a slice of it, or an array over it is
+    /// alive, ``close()`` raises ``BufferError``: drop them first.
     ///
     /// Example::
     ///
@@ -159,7 +164,29 @@ impl SharedMemory {
                 this.what()
             )));
         }
-        this.core.buf(slf.as_any())
+        this.core.buf(slf.py(), &|| this.what())
+    }
+
+    /// ``s[i]`` and ``s[i:j]``: the same as ``s.buf[i]``, ``s.buf[i:j]``
+    /// (an extension: the standard library's class has no indexing).
+    ///
+    /// Example::
+    ///
+    ///     s[0] = 1
+    ///     assert s[0] == 1 and bytes(s[0:2]) == b"\x01\x00"
+    fn __getitem__<'py>(
+        slf: &Bound<'py, Self>,
+        index: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::buf(slf)?.get_item(index)
+    }
+
+    fn __setitem__(
+        slf: &Bound<'_, Self>,
+        index: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        Self::buf(slf)?.set_item(index, value)
     }
 
     /// Whether this object created the segment.
@@ -184,10 +211,12 @@ impl SharedMemory {
     }
 
     /// Unmaps the segment and closes its descriptor; the segment itself
-    /// stays (see ``unlink``). Releases the memoryview ``buf`` returned.
-    /// Raises ``BufferError`` while other views into the mapping are alive
-    /// (slices of ``buf``, ``memoryview(s)``, NumPy arrays over it). Closing
-    /// twice is fine.
+    /// stays (see ``unlink``). Raises ``BufferError`` while views into the
+    /// mapping are alive (``buf`` kept in a variable, slices of it,
+    /// ``memoryview(s)``, NumPy arrays over it): unlike the standard
+    /// library, which releases ``buf`` and unmaps under such arrays (a crash
+    /// at their next access), it leaves the mapping in place. Closing twice
+    /// is fine.
     ///
     /// Example::
     ///
@@ -263,41 +292,22 @@ impl SharedMemory {
             (this.name().to_owned(), false, this.size),
         ))
     }
-
-    /// The buffer protocol: ``memoryview(s)`` is a view of the whole mapping.
-    ///
-    /// # Safety
-    ///
-    /// Called by CPython with a valid `Py_buffer`.
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
-        let this = slf.get();
-        // SAFETY: `view` comes from CPython's bf_getbuffer (our contract).
-        unsafe {
-            this.core
-                .getbuffer(slf.as_any(), view, flags, &|| this.what())
-        }
-    }
-
-    /// # Safety
-    ///
-    /// Called by CPython for a view that `__getbuffer__` filled.
-    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.core.releasebuffer();
-    }
 }
 
 impl SharedMemory {
-    fn from_parts(shm: PosixShm, map: Mapping, size: usize, created: bool) -> PyResult<Self> {
+    fn from_parts(
+        py: Python<'_>,
+        shm: PosixShm,
+        map: Mapping,
+        size: usize,
+        created: bool,
+    ) -> PyResult<Self> {
         Ok(SharedMemory {
             name: shm.name().clone(),
             size,
             created,
             shm: std::sync::Mutex::new(Some(shm)),
-            core: Core::new(Some(map), "closed"),
+            core: Core::new(py, Some(map), "closed")?,
         })
     }
 }

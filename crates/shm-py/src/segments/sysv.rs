@@ -3,11 +3,9 @@
 //! `sysv_ipc`-style calls (`attach`, `detach`, `remove`, `stat`, `IPC_SET`
 //! through `uid`/`gid`/`mode`), and `ShmidDs`, the whole `shmid_ds`.
 
-use std::ffi::c_int;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyTuple};
 use shm_segment::{Access, PermChange, Region, SysvKey, SysvMapping, SysvOptions, SysvSegment};
@@ -134,7 +132,13 @@ impl SysV {
         }
     }
 
-    fn build(seg: SysvSegment, size: usize, created: bool, readonly: bool) -> PyResult<Self> {
+    fn build(
+        py: Python<'_>,
+        seg: SysvSegment,
+        size: usize,
+        created: bool,
+        readonly: bool,
+    ) -> PyResult<Self> {
         let fail = |seg: &SysvSegment, e: PyErr| {
             if created {
                 let _ = seg.remove();
@@ -167,7 +171,7 @@ impl SysV {
             size: actual,
             created,
             pos: AtomicU64::new(0),
-            core: Core::new(Some(map), "not attached; call attach() first"),
+            core: Core::new(py, Some(map), "not attached; call attach() first")?,
         })
     }
 
@@ -209,7 +213,7 @@ impl SysV {
                 }
             },
         };
-        Self::build(seg, size, created, readonly)
+        Self::build(py, seg, size, created, readonly)
     }
 
     /// Attaches the existing segment `id` (a shmid, as ``ipcs -m`` shows).
@@ -219,9 +223,9 @@ impl SysV {
     ///     other = shm.SysV.from_id(seg.id)
     #[staticmethod]
     #[pyo3(signature = (id, *, readonly=false))]
-    fn from_id(id: i32, readonly: bool) -> PyResult<Self> {
+    fn from_id(py: Python<'_>, id: i32, readonly: bool) -> PyResult<Self> {
         let seg = SysvOptions::new().open_id(id).map_err(seg_err)?;
-        Self::build(seg, 0, false, readonly)
+        Self::build(py, seg, 0, false, readonly)
     }
 
     /// Every System V segment on the host that we may see, as ``ipcs -m``
@@ -546,7 +550,7 @@ impl SysV {
             Access::ReadWrite
         };
         let map = self.seg.attach(access).map_err(seg_err)?;
-        self.core.install(map);
+        self.core.install(py, map)?;
         Ok(())
     }
 
@@ -593,7 +597,7 @@ impl SysV {
                 this.what()
             )));
         }
-        this.core.buf(slf.as_any())
+        this.core.buf(slf.py(), &|| this.what())
     }
 
     /// Example::
@@ -629,31 +633,6 @@ impl SysV {
             self.seg.id(),
             self.size
         )
-    }
-
-    /// The buffer protocol: ``memoryview(seg)`` views the attached segment.
-    ///
-    /// # Safety
-    ///
-    /// Called by CPython with a valid `Py_buffer`.
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
-        let this = slf.get();
-        // SAFETY: `view` comes from CPython's bf_getbuffer (our contract).
-        unsafe {
-            this.core
-                .getbuffer(slf.as_any(), view, flags, &|| this.what())
-        }
-    }
-
-    /// # Safety
-    ///
-    /// Called by CPython for a view that `__getbuffer__` filled.
-    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.core.releasebuffer();
     }
 }
 
