@@ -49,6 +49,9 @@ const DETACH_COPY: usize = 256 * 1024;
 pub(crate) fn seg_err(err: Error) -> PyErr {
     let msg = err.to_string();
     match &err {
+        // EIDRM, and the EINVAL that System V answers for an unused shmid,
+        // mean "no such segment" too.
+        Error::Os { .. } if err.is_not_found() => os_error(libc::ENOENT, msg),
         Error::Os { source, .. } => match source.raw_os_error() {
             Some(errno) => os_error(errno, msg),
             None => PyErr::from(std::io::Error::new(source.kind(), msg)),
