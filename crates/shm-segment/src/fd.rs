@@ -57,6 +57,9 @@ pub(crate) fn set_len(
     op: &'static str,
 ) -> Result<()> {
     let raw = fd.as_raw_fd();
+    if reserve && len > from {
+        check_reservable(target, op, (len - from) as u64)?;
+    }
     // SAFETY: plain syscall on a live descriptor.
     if unsafe { libc::ftruncate(raw, len) } == -1 {
         return Err(Error::last_os(op, target.clone()));
@@ -65,6 +68,34 @@ pub(crate) fn set_len(
         // SAFETY: plain call on a live descriptor.
         shm_sys::cvt_errno(unsafe { libc::posix_fallocate(raw, from, len - from) })
             .map_err(|e| Error::os(op, target.clone(), e))?;
+    }
+    Ok(())
+}
+
+/// Refuses to reserve more than the host's RAM and swap together: such a
+/// reservation can never succeed, and on a memfd (whose file system has no
+/// size limit, unlike `/dev/shm`) `posix_fallocate` would not fail with
+/// `ENOSPC` but wake the OOM killer, which kills some process instead.
+fn check_reservable(target: &Target, op: &'static str, bytes: u64) -> Result<()> {
+    // SAFETY: sysinfo fills the zeroed struct we pass; nothing else.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a sysinfo struct.
+    if unsafe { libc::sysinfo(&mut info) } == -1 {
+        return Ok(()); // unknown: let the kernel decide
+    }
+    let unit = u64::from(info.mem_unit.max(1));
+    let host = (info.totalram as u64)
+        .saturating_add(info.totalswap as u64)
+        .saturating_mul(unit);
+    if bytes > host {
+        return Err(Error::InvalidArgument {
+            op,
+            target: target.clone(),
+            reason: format!(
+                "reserving {bytes} bytes is more than this host's memory (RAM and swap: \
+                 {host} bytes) can ever hold"
+            ),
+        });
     }
     Ok(())
 }

@@ -779,3 +779,31 @@ fn sealed_memfd_refuses_writable_maps_and_resizes() {
     // Writing is still allowed: only the size is frozen.
     fd.map().unwrap().write_at(4090, b"end ok").unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// Reservations beyond the host's memory
+// ---------------------------------------------------------------------------
+
+/// A memfd's file system has no size limit, so reserving an absurd size did
+/// not fail with ENOSPC: posix_fallocate ran until the OOM killer killed a
+/// process. Such sizes are refused before anything is allocated.
+#[test]
+fn reserving_more_than_the_host_memory_is_refused_not_oom_killed() {
+    const HUGE: usize = 1 << 62;
+    let err = Memfd::create("shm-test-huge", HUGE).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert!(
+        err.to_string().contains("more than this host's memory"),
+        "{err}"
+    );
+
+    let fd = Memfd::create("shm-test-huge", 64).unwrap();
+    let err = fd.resize(HUGE).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert_eq!(fd.size().unwrap(), 64, "a refused resize changes nothing");
+
+    let name = common::posix_name("huge");
+    let err = PosixShm::create(&name, HUGE).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    assert!(PosixShm::open(&name).unwrap_err().is_not_found());
+}
