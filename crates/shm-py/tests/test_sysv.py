@@ -305,3 +305,20 @@ def test_another_process(key):
     s.seek(15)
     assert s.read() == b"child"
     assert s.stat().nattch == 1
+
+
+def test_read_write_at_an_offset_leave_the_position(key):
+    s = shm.SysV(key, 16)
+    s.seek(3)
+    assert s.write(b"abc", offset=10) == 3
+    assert s.read(3, offset=10) == b"abc"
+    assert s.read(offset=13) == b"\0\0\0"
+    assert s.tell() == 3
+    with pytest.raises(ValueError, match="pass the end"):
+        s.write(b"abcd", offset=13)
+    with pytest.raises(ValueError, match="pass the end"):
+        s.read(4, offset=13)
+    with pytest.raises(ValueError, match="non-negative"):
+        s.read(1, offset=-1)
+    # sysv_ipc's argument order works unchanged
+    assert s.read(3, 10) == b"abc"

@@ -174,7 +174,7 @@ impl Memfd {
         size: i64,
         seals: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let size = super::to_size(size, "'size'", &format!("memfd {name:?}"))?;
+        let size = super::to_size(size, "'size'", &|| format!("memfd {name:?}"))?;
         let fd = shm_segment::Memfd::create(name, size).map_err(seg_err)?;
         let this = Self::from_memfd(py, fd)?;
         if let Some(seals) = seals {
@@ -331,7 +331,7 @@ impl Memfd {
     ///
     ///     m.resize(2 * m.size)
     fn resize(&self, py: Python<'_>, size: i64) -> PyResult<()> {
-        let size = super::to_size(size, "'size'", &self.what())?;
+        let size = super::to_size(size, "'size'", &|| self.what())?;
         self.remapped(py, "resize", |fd| fd.resize(size))
     }
 

@@ -88,10 +88,12 @@ pub(crate) fn random_hex(n: usize) -> String {
 }
 
 /// A non-negative size or count from Python, or `ValueError` naming `what`.
-pub(crate) fn to_size(value: i64, what: &str, target: &str) -> PyResult<usize> {
+/// (`target` names the segment; it is called only for the message.)
+pub(crate) fn to_size(value: i64, what: &str, target: &dyn Fn() -> String) -> PyResult<usize> {
     usize::try_from(value).map_err(|_| {
         PyValueError::new_err(format!(
-            "{target}: {what} must be a non-negative integer, got {value}"
+            "{}: {what} must be a non-negative integer, got {value}",
+            target()
         ))
     })
 }

@@ -77,7 +77,7 @@ impl SharedMemory {
         // written for Python 3.13's signature).
         let _ = track;
         let shown = name.unwrap_or("(a new random name)");
-        let size = to_size(size, "'size'", &format!("POSIX segment {shown}"))?;
+        let size = to_size(size, "'size'", &|| format!("POSIX segment {shown}"))?;
         if create {
             if size == 0 {
                 return Err(PyValueError::new_err(format!(

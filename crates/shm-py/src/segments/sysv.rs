@@ -196,7 +196,7 @@ impl SysV {
         readonly: bool,
     ) -> PyResult<Self> {
         let shown = key.map_or_else(|| "(a new random key)".to_owned(), |k| k.to_string());
-        let size = to_size(size, "'size'", &format!("SysV key {shown}"))?;
+        let size = to_size(size, "'size'", &|| format!("SysV key {shown}"))?;
         let (seg, created) = match key {
             Some(k) => Self::open(to_key(k)?, size, create, mode)?,
             None if create == Some(false) => {
@@ -385,16 +385,32 @@ impl SysV {
 
     /// Reads `n` bytes (all the rest when ``None`` or negative) from the
     /// position, which moves past them. The bytes come as they are, NUL
-    /// padding included; ``b""`` at the end.
+    /// padding included; ``b""`` at the end. With `offset`, reads there
+    /// instead and leaves the position alone (as ``sysv_ipc``'s
+    /// ``read(byte_count, offset)``; then `n` must fit: ``ValueError``).
     ///
     /// Example::
     ///
     ///     seg.seek(0)
     ///     head = seg.read(5)
-    #[pyo3(signature = (n=None))]
-    fn read<'py>(&self, py: Python<'py>, n: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
+    ///     same = seg.read(5, offset=0)
+    #[pyo3(signature = (n=None, offset=None))]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        n: Option<i64>,
+        offset: Option<i64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let map = self.attached_map("read")?;
         let len = map.len() as u64;
+        if let Some(offset) = offset {
+            let at = to_size(offset, "offset", &|| self.what())?;
+            let k = match n {
+                Some(n) if n >= 0 => to_size(n, "n", &|| self.what())?,
+                _ => map.len().saturating_sub(at),
+            };
+            return read_bytes(py, &map, at, k);
+        }
         loop {
             let pos = self.pos.load(Ordering::Acquire);
             let avail = len.saturating_sub(pos) as usize;
@@ -453,12 +469,15 @@ impl SysV {
     /// Writes `data` (a ``str``, as UTF-8, or any bytes-like object) at the
     /// position, which moves past it; returns the number of bytes. All of
     /// it or nothing: past the end is a ``ValueError``; on a read-only
-    /// attachment a ``PermissionError``.
+    /// attachment a ``PermissionError``. With `offset`, writes there instead
+    /// and leaves the position alone (as ``sysv_ipc``'s ``write(s, offset)``).
     ///
     /// Example::
     ///
     ///     assert seg.write("Hello world!") == 12
-    fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    ///     seg.write(b"J", offset=0)
+    #[pyo3(signature = (data, offset=None))]
+    fn write(&self, data: &Bound<'_, PyAny>, offset: Option<i64>) -> PyResult<usize> {
         let data = Data::extract(data)?;
         let map = self.attached_map("write")?;
         if map.is_read_only() {
@@ -466,6 +485,11 @@ impl SysV {
                 "write {}: attached read-only (readonly=True); attach(readonly=False) to write",
                 self.what()
             )));
+        }
+        if let Some(offset) = offset {
+            let at = to_size(offset, "offset", &|| self.what())?;
+            data.write_to(&*map, at).map_err(seg_err)?;
+            return Ok(data.len());
         }
         let n = data.len();
         let pos = loop {
