@@ -2,13 +2,15 @@
 //! `multiprocessing.shared_memory.SharedMemory`), [`SysV`](sysv) (System V,
 //! file-like and `sysv_ipc`-like) and [`Memfd`](memfd) with descriptor passing.
 //!
-//! Every class keeps its mapping in a [`Core`], which counts the buffers
-//! (memoryviews) exported over it and refuses to unmap while any is alive:
+//! Every class keeps its mapping in a [`Core`]. Every buffer over a mapping
+//! is exported by one [`Mapped`] object that owns a reference to it, and
+//! `Core::take` refuses to unmap while anyone else references that object
+//! (memoryviews, their slices, NumPy arrays whose base it is):
 //! `close()`/`detach()` raise `BufferError` instead of leaving a dangling view.
 //!
 //! Locking: the classes are `Sync` (Python threads may share them), so their
 //! state sits behind `std::sync::Mutex`es. Every critical section is plain
-//! Rust and never calls into Python (no allocation, no release of the GIL),
+//! Rust and never runs Python code (no allocation, no release of the GIL),
 //! so a thread that holds one of these locks also holds the GIL, and no
 //! thread ever waits for one while another waits for the GIL.
 
