@@ -603,6 +603,7 @@ impl MempoolBlock {
         slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        slf.borrow().live("MempoolBlock[...]")?;
         let view = Self::view(slf)?;
         let item = view.get_item(key);
         let out = match item {
@@ -623,6 +624,7 @@ impl MempoolBlock {
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        slf.borrow().live("MempoolBlock[...] =")?;
         let view = Self::view(slf)?;
         let out = view.set_item(key, value);
         release(view.as_any());
