@@ -61,7 +61,7 @@ def test_pool_empty_error_names():
         mp.get()
     assert isinstance(info.value, shm.RingEmpty)
     assert isinstance(info.value, shm.ShmError)
-    assert "all 1 blocks are taken" in str(info.value)
+    assert "every block of the pool is taken" in str(info.value)
     mp.put(held)
     assert mp.free_count == 1
 

@@ -194,10 +194,11 @@ impl Mempool {
 
 fn pool_err(e: PoolError) -> PyErr {
     match e {
-        PoolError::Exhausted { blocks, .. } => PoolEmpty::new_err(format!(
-            "Mempool.get: all {blocks} blocks are taken (give some back with put, or make the \
-             pool larger)"
-        )),
+        // A static message: callers that spin on an empty pool pay no formatting.
+        PoolError::Exhausted { .. } => PoolEmpty::new_err(
+            "Mempool.get: every block of the pool is taken (give some back with put, or make \
+             the pool larger)",
+        ),
         PoolError::Corrupted { .. } => ShmError::new_err(e.to_string()),
         PoolError::TooManyProcesses { .. } => ShmError::new_err(e.to_string()),
         PoolError::WrongState { .. } | PoolError::OutOfRange { .. } => {

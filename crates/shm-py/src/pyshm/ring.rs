@@ -131,7 +131,7 @@ impl Ring {
         })?;
         let mut block = cell.try_borrow_mut()?;
         if ring.is_full() {
-            return Err(full(ring.capacity()));
+            return Err(full());
         }
         let held = block.take("Ring.enqueue")?;
         let core = Arc::clone(held.core());
@@ -150,7 +150,7 @@ impl Ring {
             ))
         })?;
         block.restore(HeldBlock::new(Arc::clone(&core), again));
-        Err(full(ring.capacity()))
+        Err(full())
     }
 
     /// Takes the oldest block: a ``MempoolBlock`` now held by this process
@@ -307,8 +307,7 @@ impl Ring {
     }
 }
 
-fn full(capacity: usize) -> PyErr {
-    RingFull::new_err(format!(
-        "Ring.enqueue: the ring is full ({capacity} entries); the block stays yours"
-    ))
+/// A static message: producers that spin on a full ring pay no formatting.
+fn full() -> PyErr {
+    RingFull::new_err("Ring.enqueue: the ring is full; the block stays yours")
 }
