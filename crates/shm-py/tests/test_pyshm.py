@@ -136,6 +136,21 @@ def test_ring_count_rounds_up():
     assert ring.Ring(1).count == 1
 
 
+def test_one_ring_many_pools():
+    small, large = mempool.Mempool(4, 8), mempool.Mempool(4, 256)
+    r = ring.Ring(8)  # a ring and pools in mappings of their own
+    for i in range(4):
+        block = (small if i % 2 else large).get()
+        struct.pack_into("=i", block, 0, i)
+        r.enqueue(block)
+    got = [r.dequeue() for _ in range(4)]
+    assert [struct.unpack_from("=i", b)[0] for b in got] == [0, 1, 2, 3]
+    assert [len(b) for b in got] == [256, 8, 256, 8]
+    for i, b in enumerate(got):
+        (small if i % 2 else large).put(b)
+    assert small.free_count == 4 and large.free_count == 4
+
+
 def test_dequeue_size():
     mp = mempool.Mempool(2, 8)
     r = ring.Ring(4)
@@ -358,6 +373,47 @@ def test_unknown_pool_tag():
     wait_ok(fork_run(child))
     with pytest.raises(shm.ShmError, match="does not have"):
         r.dequeue()
+
+
+def test_hostile_ring_entries_are_refused():
+    """Whatever a peer writes into the ring's entries, dequeue raises; it
+    never touches memory outside the pool."""
+    mem = ShareMem(1 << 16)
+    mp = mempool.Mempool(16, 8, shm=mem)
+    r = ring.Ring(4, shm=mem)
+    r.enqueue(mp.get())  # the first operations claim lanes: done with them
+    r.dequeue()
+    held = [mp.get() for _ in range(6)]
+    view = mem.buf.cast("Q")
+
+    def enqueue_and_find(block):
+        before = view.tolist()
+        r.enqueue(block)
+        changed = [(i, w) for i, (v, w) in enumerate(zip(before, view.tolist())) if v != w]
+        # The entry: pool tag (high 32 bits, never 0) and block index.
+        (found,) = [(i, w >> 32) for i, w in changed if w & 0xFFFFFFFF == block.index and w >> 32]
+        return found
+
+    cases = [
+        (lambda tag: (tag << 32) | 1_000_000, "out of range"),  # no such block
+        (lambda tag: (tag << 32) | 15, "free"),  # free, not in transit
+        (lambda tag: (tag << 32) | held[0].index, "held"),  # a block someone holds
+        (lambda tag: ((tag ^ 0x5A5A5A5A) << 32) | 5, "does not have"),  # no such pool
+    ]
+    for forge, message in cases:
+        at, tag = enqueue_and_find(mp.get())
+        view[at] = forge(tag)
+        with pytest.raises(shm.ShmError, match=message):
+            r.dequeue()
+    # The ring still works; the four blocks whose entries were overwritten
+    # stay in transit (nobody will claim them), the rest come back.
+    block = mp.get()
+    r.enqueue(block)
+    assert r.dequeue().index == block.index
+    assert held[0].held  # the forged claim of a held block changed nothing
+    view.release()
+    del held, block
+    assert mp.free_count == 16 - 4
 
 
 def test_pools_made_after_fork_do_not_overlap():
