@@ -30,7 +30,11 @@ struct RingCore {
 ///
 /// An entry names the block's pool and index; ``dequeue`` checks both, so a
 /// wrong entry is an error, never a wild access. A block in a ring belongs
-/// to nobody until dequeued: the process that dequeues it holds it.
+/// to nobody until dequeued: the process that dequeues it holds it. So a
+/// process killed while blocks wait in a ring loses none of them; one
+/// killed inside ``enqueue`` (after handing the block on, before the push)
+/// or inside ``dequeue`` (after the pop, before claiming the block) leaves
+/// that one block owned by nobody, and the pool is one block short.
 ///
 /// Example::
 ///
