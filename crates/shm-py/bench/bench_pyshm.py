@@ -13,7 +13,9 @@ Cases, each run the same way for both libraries:
   enqueues them; the parent dequeues, checks and puts them back. Both spin
   (retrying on empty/full; for pyshm also on the generic errors it raises
   while the other side is mid-operation). The time runs from the parent's "go" to its
-  last message.
+  last message. The pool and the ring have ``--fork-count`` blocks and
+  entries (16384): with few CPUs and other load, the processes mostly run
+  one at a time, and a small ring caps what each does per time slice.
 """
 
 from __future__ import annotations
@@ -56,10 +58,10 @@ class Lib:
         self.ring_full = ring_full
         self.make_ring = make_ring
 
-    def objects(self):
+    def objects(self, count=COUNT):
         mem = self.share_mem(SHM_SIZE)
-        pool = self.mempool.Mempool(COUNT, SIZE, shm=mem)
-        ring = self.make_ring(COUNT, mem)
+        pool = self.mempool.Mempool(count, SIZE, shm=mem)
+        ring = self.make_ring(count, mem)
         return mem, pool, ring
 
 
@@ -147,11 +149,11 @@ def pipeline_case(lib):
     return run
 
 
-def fork_case(lib):
+def fork_case(lib, count):
     pack, unpack = struct.pack_into, struct.unpack_from
 
     def run(n):
-        mem, pool, ring = lib.objects()
+        mem, pool, ring = lib.objects(count)
         get, put, enq, deq = pool.get, pool.put, ring.enqueue, ring.dequeue
         pool_empty, ring_empty, ring_full = lib.pool_empty, lib.ring_empty, lib.ring_full
         go_r, go_w = os.pipe()
@@ -205,18 +207,39 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200_000, help="operations per case and round")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument(
+        "--fork-count",
+        type=int,
+        default=16384,
+        help="blocks in the pool and entries in the ring of the fork case (on a busy machine "
+        "with few CPUs a small ring bounds the work each process does per time slice, and "
+        "so the rate, whatever the library)",
+    )
+    ap.add_argument(
+        "--only",
+        choices=["mempool", "ring", "pipeline", "fork"],
+        action="append",
+        help="run only these cases (repeatable)",
+    )
     args = ap.parse_args()
     base = PYSHM.name
     print(
         f"{datetime.date.today()}, {platform.machine()}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, n={args.n}, rounds={args.rounds}\n"
     )
-    for title, make, n in (
-        ("Mempool get + put (one process)", mempool_case, args.n),
-        ("Ring enqueue + dequeue of one block (one process)", ring_case, args.n),
-        ("get, pack, enqueue, dequeue, unpack, put (one process)", pipeline_case, args.n),
-        ("producer child → consumer parent across fork (messages/s)", fork_case, args.n // 2),
+    for key, title, make, n in (
+        ("mempool", "Mempool get + put (one process)", mempool_case, args.n),
+        ("ring", "Ring enqueue + dequeue of one block (one process)", ring_case, args.n),
+        ("pipeline", "get, pack, enqueue, dequeue, unpack, put (one process)", pipeline_case, args.n),
+        (
+            "fork",
+            f"producer child → consumer parent across fork, {args.fork_count} blocks (messages/s)",
+            lambda lib: fork_case(lib, args.fork_count),
+            args.n // 2,
+        ),
     ):
+        if args.only and key not in args.only:
+            continue
         cases = {base: make(PYSHM), "shm": make(SHM)}
         rows = interleave(cases, n, rounds=args.rounds, baseline=base)
         print(table(title, rows, base))
