@@ -171,7 +171,7 @@ def test_dequeue_size():
 
 
 def test_bad_input():
-    for count, size in ((0, 4), (4, 0), (-1, 4), (4, -5), (1 << 40, 4)):
+    for count, size in ((0, 4), (4, 0), (-1, 4), (4, -5), (1 << 40, 4), (1 << 31, (1 << 32) - 1)):
         with pytest.raises(ValueError):
             mempool.Mempool(count, size)
     with pytest.raises(ValueError):

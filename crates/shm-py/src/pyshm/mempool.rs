@@ -18,6 +18,8 @@ use crate::errors::{to_py, PoolEmpty, ShmError};
 
 /// At most this many blocks per pool (the crate's limit).
 const MAX_COUNT: u64 = 1 << 31;
+/// At most this many bytes of blocks per pool (so that its size is addressable).
+const MAX_BYTES: u128 = 1 << 46;
 
 /// A pool in this process: the crate's handle, the size its blocks show,
 /// its tag in ring entries, and the space it occupies (freed after the
@@ -226,6 +228,13 @@ impl Mempool {
         let _ = flags;
         let count = positive("Mempool count", count, MAX_COUNT)?;
         let size = positive("Mempool block size", size, u64::from(u32::MAX))?;
+        let total = (count as u128) * (size.next_multiple_of(shm_mempool::BLOCK_ALIGN) as u128);
+        if total > MAX_BYTES {
+            return Err(PyValueError::new_err(format!(
+                "Mempool: {count} blocks of {size} bytes make {total} bytes, more than the \
+                 {MAX_BYTES} a pool may have"
+            )));
+        }
         let need = MemPool::required_size(count, size);
         let extent = match &shm {
             Some(mem) => Extent::carve(mem.map()?, need)?,
