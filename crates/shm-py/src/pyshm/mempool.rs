@@ -658,7 +658,7 @@ impl MempoolBlock {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.try_borrow()?;
         let held = this
             .live("MempoolBlock buffer")
             .map_err(|e| PyBufferError::new_err(e.value(slf.py()).to_string()))?;

@@ -213,7 +213,7 @@ impl ShareMem {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.try_borrow()?;
         let map = this.map()?;
         let (ptr, len) = (map.as_ptr(), map.len());
         // SAFETY: `view` is CPython's to fill; `ptr..ptr + len` is the live
