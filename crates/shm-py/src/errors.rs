@@ -21,6 +21,12 @@ create_exception!(
 );
 create_exception!(
     shm,
+    PoolEmpty,
+    RingEmpty,
+    "The pool has no free block (every block is taken or in a ring)."
+);
+create_exception!(
+    shm,
     RingFull,
     ShmError,
     "The ring has no room for what was pushed."
@@ -41,5 +47,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ShmError", py.get_type::<ShmError>())?;
     m.add("RingEmpty", py.get_type::<RingEmpty>())?;
     m.add("RingFull", py.get_type::<RingFull>())?;
+    m.add("PoolEmpty", py.get_type::<PoolEmpty>())?;
     Ok(())
 }
