@@ -337,7 +337,9 @@ impl<T: Pod + Send + Sync> MpmcCore for Mpmc<T> {
         self.ring.push(load(src)).map_err(push_fail)
     }
     fn push_blocking(&self, src: &[u8], timeout: Duration) -> Result<(), PushFail> {
-        self.ring.push_blocking(load(src), timeout).map_err(push_fail)
+        self.ring
+            .push_blocking(load(src), timeout)
+            .map_err(push_fail)
     }
     fn pop(&self, dst: &mut [u8]) -> Result<(), PopFail> {
         let v = self.ring.pop().map_err(pop_fail)?;
@@ -497,5 +499,6 @@ layouts! {
     A4 4 [4, 8, 12, 16, 24, 32]
     A8 8 [8, 16, 24, 32, 48, 64]
     A16 16 [16, 32, 64]
+    A32 32 [32]
     A64 64 [64]
 }

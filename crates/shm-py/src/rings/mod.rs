@@ -14,8 +14,8 @@ use std::os::raw::c_int;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyBufferError, PyTimeoutError, PyValueError};
-use pyo3::prelude::*;
 use pyo3::ffi;
+use pyo3::prelude::*;
 use shm_ring::{RingError, RingOptions};
 use shm_segment::{Header, Kind, Segment};
 
@@ -55,10 +55,7 @@ pub(crate) fn segment_err(e: shm_segment::Error) -> PyErr {
 /// The carrier for `elem`, or a `ValueError` naming what is supported.
 pub(crate) fn makers_for(elem: &Elem) -> PyResult<Makers> {
     makers(elem.size, elem.align).ok_or_else(|| {
-        let list: Vec<String> = LAYOUTS
-            .iter()
-            .map(|(s, a)| format!("{s}/{a}"))
-            .collect();
+        let list: Vec<String> = LAYOUTS.iter().map(|(s, a)| format!("{s}/{a}")).collect();
         PyValueError::new_err(format!(
             "dtype {} ({}) is not supported by the rings; supported itemsize/alignment pairs: {}",
             elem.name,
@@ -82,9 +79,10 @@ pub(crate) fn open_checked(name: &str, kind: Kind, what: &str, elem: &Elem) -> P
     if info.kind != kind {
         return Err(PyValueError::new_err(format!(
             "{name} holds a {}, not a {what}",
-            info.kind
-                .name()
-                .map_or_else(|| format!("structure of kind {:#x}", info.kind.0), str::to_owned)
+            info.kind.name().map_or_else(
+                || format!("structure of kind {:#x}", info.kind.0),
+                str::to_owned
+            )
         )));
     }
     if info.elem_size as usize != elem.size || info.elem_align as usize != elem.align {
@@ -207,7 +205,28 @@ pub(crate) struct Borrowed {
 impl Borrowed {
     /// Gets `obj`'s buffer, C-contiguous, writable if asked. Its item size
     /// must be `size` or 1 (raw bytes, then a multiple of `size`).
-    pub(crate) fn get(obj: &Bound<'_, PyAny>, writable: bool, size: usize, what: &str) -> PyResult<Self> {
+    pub(crate) fn get(
+        obj: &Bound<'_, PyAny>,
+        writable: bool,
+        size: usize,
+        what: &str,
+    ) -> PyResult<Self> {
+        let b = Self::bytes(obj, writable)?;
+        let itemsize = b.view.itemsize as usize;
+        let len = b.view.len as usize;
+        if (itemsize != size && itemsize != 1) || len % size != 0 {
+            return Err(PyValueError::new_err(format!(
+                "{what}: the buffer has items of {itemsize} bytes ({len} bytes in all); the \
+                 ring's elements have {size} bytes (pass an array of the ring's dtype, or raw \
+                 bytes of a multiple of {size})"
+            )));
+        }
+        Ok(b)
+    }
+
+    /// Gets `obj`'s buffer, C-contiguous, writable if asked, as bytes
+    /// (any item size).
+    pub(crate) fn bytes(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Self> {
         let mut flags = ffi::PyBUF_C_CONTIGUOUS | ffi::PyBUF_FORMAT;
         if writable {
             flags |= ffi::PyBUF_WRITABLE;
@@ -219,17 +238,7 @@ impl Borrowed {
         if rc == -1 {
             return Err(PyErr::fetch(obj.py()));
         }
-        let b = Borrowed { view };
-        let itemsize = b.view.itemsize as usize;
-        let len = b.view.len as usize;
-        if (itemsize != size && itemsize != 1) || len % size != 0 {
-            return Err(PyValueError::new_err(format!(
-                "{what}: the buffer has items of {itemsize} bytes ({len} bytes in all); the \
-                 ring's elements have {size} bytes (pass an array of the ring's dtype, or raw \
-                 bytes of a multiple of {size})"
-            )));
-        }
-        Ok(b)
+        Ok(Borrowed { view })
     }
 
     pub(crate) fn ptr(&self) -> *mut u8 {

@@ -254,7 +254,9 @@ impl SpscProducer {
                 self.name
             )));
         }
-        self.core.as_mut().ok_or_else(|| closed("SpscProducer", &self.name))
+        self.core
+            .as_mut()
+            .ok_or_else(|| closed("SpscProducer", &self.name))
     }
 
     fn fail(&self, f: PushFail) -> PyErr {
@@ -433,7 +435,11 @@ impl SpscProducer {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.core.is_some() { "open" } else { "closed" };
+        let state = if self.core.is_some() {
+            "open"
+        } else {
+            "closed"
+        };
         format!("SpscProducer({:?}, {state})", self.name)
     }
 }
@@ -470,7 +476,9 @@ impl SpscConsumer {
                 self.name
             )));
         }
-        self.core.as_mut().ok_or_else(|| closed("SpscConsumer", &self.name))
+        self.core
+            .as_mut()
+            .ok_or_else(|| closed("SpscConsumer", &self.name))
     }
 
     fn live(&self) -> PyResult<&dyn ConsumerCore> {
@@ -512,7 +520,11 @@ impl SpscConsumer {
     /// >>> tx.push(3); rx.pop_blocking(timeout=1.0)
     /// 3
     #[pyo3(signature = (timeout = None))]
-    fn pop_blocking(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
+    fn pop_blocking(
+        &mut self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let mut buf = Scratch::new(self.elem.size);
         let bytes = buf.bytes();
         let what = format!("pop_blocking on {}", self.name);
@@ -647,7 +659,11 @@ impl SpscConsumer {
     }
 
     fn __repr__(&self) -> String {
-        let state = if self.core.is_some() { "open" } else { "closed" };
+        let state = if self.core.is_some() {
+            "open"
+        } else {
+            "closed"
+        };
         format!("SpscConsumer({:?}, {state})", self.name)
     }
 }
@@ -683,7 +699,9 @@ pub(crate) struct RingWriteChunk {
 impl RingWriteChunk {
     fn end(&self, py: Python<'_>, n: usize, what: &str) -> PyResult<()> {
         if !self.open.is(self.id) {
-            return Err(ShmError::new_err(format!("{what}: the chunk was already committed or released")));
+            return Err(ShmError::new_err(format!(
+                "{what}: the chunk was already committed or released"
+            )));
         }
         let exported = self.exports.load(Ordering::Relaxed);
         if exported > 0 {
@@ -699,7 +717,8 @@ impl RingWriteChunk {
         self.open.close(self.id);
         if n > 0 {
             let core = p.core()?;
-            core.chunk_commit(n).map_err(|e| bulk_err(e, FORKED_PRODUCER))?;
+            core.chunk_commit(n)
+                .map_err(|e| bulk_err(e, FORKED_PRODUCER))?;
         }
         Ok(())
     }
@@ -819,7 +838,9 @@ pub(crate) struct RingReadChunk {
 impl RingReadChunk {
     fn end(&self, py: Python<'_>, n: usize, what: &str) -> PyResult<()> {
         if !self.open.is(self.id) {
-            return Err(ShmError::new_err(format!("{what}: the chunk was already committed or released")));
+            return Err(ShmError::new_err(format!(
+                "{what}: the chunk was already committed or released"
+            )));
         }
         let exported = self.exports.load(Ordering::Relaxed);
         if exported > 0 {
@@ -835,7 +856,8 @@ impl RingReadChunk {
         self.open.close(self.id);
         if n > 0 {
             let core = c.core()?;
-            core.chunk_commit(n).map_err(|e| bulk_err(e, FORKED_CONSUMER))?;
+            core.chunk_commit(n)
+                .map_err(|e| bulk_err(e, FORKED_CONSUMER))?;
         }
         Ok(())
     }
