@@ -208,6 +208,50 @@ impl Channel {
         Ok(self.wrap(block))
     }
 
+    /// Takes a free block, waiting up to `timeout` seconds (None: for ever)
+    /// for a receiver to give one back, with the GIL released; Ctrl-C
+    /// interrupts it; TimeoutError at the deadline. The pool has no wake-up
+    /// for free blocks: it polls, yielding the CPU, then sleeping from 20 µs
+    /// up to 1 ms between tries.
+    ///
+    /// >>> ch.get_blocking(timeout=1.0).release()
+    #[pyo3(signature = (timeout = None))]
+    fn get_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<ChannelBlock> {
+        match self.chan.get() {
+            Ok(b) => return Ok(self.wrap(b)),
+            Err(PoolError::Exhausted { .. }) => {}
+            Err(e) => return Err(pool_err(e)),
+        }
+        let chan = &*self.chan;
+        let what = format!("get_blocking on {}", self.name);
+        let mut round = 0u32;
+        let held = wait_loop(py, timeout, &what, |py, slice: Duration| {
+            let got = py.detach(|| {
+                let end = std::time::Instant::now() + slice;
+                loop {
+                    match chan.get() {
+                        Ok(b) => return Ok(Some(extend(b))),
+                        Err(PoolError::Exhausted { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                    let now = std::time::Instant::now();
+                    if now >= end {
+                        return Ok(None);
+                    }
+                    round = round.saturating_add(1);
+                    if round <= 16 {
+                        std::thread::yield_now();
+                    } else {
+                        let nap = Duration::from_micros(20 << (round - 17).min(6));
+                        std::thread::sleep(nap.min(end - now));
+                    }
+                }
+            });
+            got.map_err(pool_err)
+        })?;
+        Ok(self.wrap_held(held))
+    }
+
     /// Queues `block` (from this handle's `get()` or `recv()`) for a
     /// receiver; `nbytes` sets how many bytes it holds (default: what
     /// `block.used` says). The block object is spent afterwards. Raises
