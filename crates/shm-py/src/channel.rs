@@ -547,10 +547,7 @@ impl ChannelBlock {
     fn data<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let used = slf.get().get_used()?;
         let py = slf.py();
-        let view = py
-            .import("builtins")?
-            .getattr("memoryview")?
-            .call1((slf,))?;
+        let view = pyo3::types::PyMemoryView::from(slf.as_any())?;
         view.get_item(pyo3::types::PySlice::new(py, 0, used as isize, 1))
     }
 

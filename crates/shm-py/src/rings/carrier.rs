@@ -212,16 +212,15 @@ impl<T: Pod + Send + Sync> ProducerCore for Prod<T> {
         // SAFETY: the reserved slots are this producer's alone under the
         // ring protocol until the commit below.
         let (a, b) = unsafe { chunk.as_mut_slices() };
-        let size = std::mem::size_of::<T>();
         // SAFETY: `src` holds `n >= k = a.len() + b.len()` elements (the
         // caller's promise) in memory that is not the ring's; byte copies,
         // so its alignment does not matter.
         unsafe {
-            std::ptr::copy_nonoverlapping(src, a.as_mut_ptr().cast::<u8>(), a.len() * size);
+            std::ptr::copy_nonoverlapping(src, a.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(a));
             std::ptr::copy_nonoverlapping(
-                src.add(a.len() * size),
+                src.add(std::mem::size_of_val(a)),
                 b.as_mut_ptr().cast::<u8>(),
-                b.len() * size,
+                std::mem::size_of_val(b),
             );
         }
         chunk.commit_all();
@@ -235,8 +234,8 @@ impl<T: Pod + Send + Sync> ProducerCore for Prod<T> {
         // the slots through it before `chunk_commit`).
         let (a, _) = unsafe { chunk.as_mut_slices() };
         let ptr = a.as_mut_ptr().cast::<u8>();
-        // Dropped unpublished: `chunk_commit` takes the same slots again.
-        drop(chunk);
+        // The chunk ends here unpublished: `chunk_commit` takes the same
+        // slots again.
         Ok((ptr, k))
     }
     fn chunk_commit(&mut self, n: usize) -> Result<(), BulkError> {
@@ -279,15 +278,14 @@ impl<T: Pod + Send + Sync> ConsumerCore for Cons<T> {
         // SAFETY: ready slots, which the producer does not write until the
         // commit below (the ring protocol).
         let (a, b) = unsafe { chunk.as_slices() };
-        let size = std::mem::size_of::<T>();
         // SAFETY: `dst` has room for `n >= k` elements (the caller's
         // promise), in memory that is not the ring's; byte copies.
         unsafe {
-            std::ptr::copy_nonoverlapping(a.as_ptr().cast::<u8>(), dst, a.len() * size);
+            std::ptr::copy_nonoverlapping(a.as_ptr().cast::<u8>(), dst, std::mem::size_of_val(a));
             std::ptr::copy_nonoverlapping(
                 b.as_ptr().cast::<u8>(),
-                dst.add(a.len() * size),
-                b.len() * size,
+                dst.add(std::mem::size_of_val(a)),
+                std::mem::size_of_val(b),
             );
         }
         chunk.commit_all();
@@ -469,6 +467,7 @@ macro_rules! layouts {
 
         /// The constructors for elements of `size` bytes aligned to `align`,
         /// if that pair is supported.
+        #[allow(clippy::modulo_one)] // the assertions' `% 1` for alignment 1
         pub(crate) fn makers(size: usize, align: usize) -> Option<Makers> {
             match (size, align) {
                 $( $(
