@@ -216,7 +216,11 @@ impl<T: Pod + Send + Sync> ProducerCore for Prod<T> {
         // caller's promise) in memory that is not the ring's; byte copies,
         // so its alignment does not matter.
         unsafe {
-            std::ptr::copy_nonoverlapping(src, a.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(a));
+            std::ptr::copy_nonoverlapping(
+                src,
+                a.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of_val(a),
+            );
             std::ptr::copy_nonoverlapping(
                 src.add(std::mem::size_of_val(a)),
                 b.as_mut_ptr().cast::<u8>(),
