@@ -108,6 +108,46 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
         self.written
     }
 
+    /// Counts the first `n` elements as written without writing them, for
+    /// a producer that filled them in place through the slices of an
+    /// earlier chunk's [`as_mut_slices`](WriteChunk::as_mut_slices) over the
+    /// same slots (nothing was published since, so this chunk starts where
+    /// that one did): how a binding that hands out the slots across calls,
+    /// such as the Python package's write chunks, publishes them later
+    /// without zeroing them again. An element counted but never written
+    /// publishes whatever the slot held (an earlier lap's data, or zeroes):
+    /// wrong data, never undefined behaviour (`T` is `Pod`).
+    ///
+    /// # Panics
+    ///
+    /// If `n > len()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u32>::new_heap(4)?;
+    /// let mut chunk = tx.write_chunk(2)?;
+    /// // SAFETY: only this process uses the ring.
+    /// let (a, _) = unsafe { chunk.as_mut_slices() };
+    /// let first = a.as_mut_ptr();
+    /// drop(chunk); // nothing published
+    /// // SAFETY: the slots are still the producer's: nothing was published.
+    /// unsafe { first.write(7) };
+    /// let mut chunk = tx.write_chunk(1)?;
+    /// chunk.mark_written(1);
+    /// chunk.commit_all();
+    /// assert_eq!(rx.pop(), Ok(7));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn mark_written(&mut self, n: usize) {
+        assert!(
+            n <= self.len,
+            "WriteChunk::mark_written({n}) on a chunk of {} slots",
+            self.len
+        );
+        self.written = self.written.max(n);
+    }
+
     /// Writes the whole element `i` of the chunk.
     ///
     /// # Panics

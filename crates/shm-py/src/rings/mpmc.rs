@@ -1,0 +1,289 @@
+//! `shm.MpmcRing`: any number of producers and consumers, in any processes.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use shm_segment::Kind;
+
+use super::carrier::{MpmcCore, Open, PopFail, PushFail};
+use super::spsc::resolve;
+use super::{
+    create_how, makers_for, open_checked, ring_err, segment_err, wait_loop, Borrowed, Scratch,
+};
+use crate::dtype::Elem;
+use crate::errors::{RingFull, ShmError};
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<MpmcRing>()
+}
+
+/// A multi-producer multi-consumer ring in POSIX shared memory, the same
+/// ring as Rust's `shm_ring::MpmcRing<T>` for any `T` of the dtype's size
+/// and alignment. Every handle pushes and pops, in any number of
+/// processes and threads; there are no roles. A process killed between
+/// claiming a slot and publishing (or releasing) it leaves a hole that the
+/// others prove dead and repair (`recovered`), and the ring keeps working.
+/// Handles inherited across fork(2) keep working in the child.
+///
+/// >>> import shm
+/// >>> ring = shm.MpmcRing.create("/shm-test-doc-mpmc", 16, dtype="i8")
+/// >>> other = shm.MpmcRing.attach("/shm-test-doc-mpmc", dtype="i8")
+/// >>> ring.push(-1)
+/// >>> other.pop(), other.pop()
+/// (-1, None)
+#[pyclass(module = "shm", frozen)]
+pub(crate) struct MpmcRing {
+    core: Arc<dyn MpmcCore>,
+    elem: Arc<Elem>,
+    name: String,
+}
+
+impl MpmcRing {
+    fn push_fail(&self, f: PushFail) -> PyErr {
+        match f {
+            PushFail::Full => RingFull::new_err(format!("{}: the ring is full", self.name)),
+            other => ShmError::new_err(format!("{}: push failed: {other:?}", self.name)),
+        }
+    }
+
+    fn pop_fail(&self, f: PopFail) -> PyErr {
+        match f {
+            PopFail::Stalled(position) => ShmError::new_err(format!(
+                "{}: position {position} was claimed by a producer that has not published it \
+                 for a second (alive but stopped or starved)",
+                self.name
+            )),
+            other => ShmError::new_err(format!("{}: pop failed: {other:?}", self.name)),
+        }
+    }
+}
+
+#[pymethods]
+impl MpmcRing {
+    /// Creates the POSIX segment `name` holding a new ring of `capacity`
+    /// elements (a power of two) of `dtype`, as `SpscRing.create` does.
+    ///
+    /// >>> ring = shm.MpmcRing.create("/shm-test-doc-mpmc-create", 8, dtype="u2")
+    /// >>> ring.capacity
+    /// 8
+    #[staticmethod]
+    #[pyo3(signature = (name, capacity, dtype = None, *, blocking = true))]
+    fn create(
+        py: Python<'_>,
+        name: &str,
+        capacity: usize,
+        dtype: Option<&Bound<'_, PyAny>>,
+        blocking: bool,
+    ) -> PyResult<Self> {
+        let elem = resolve(py, dtype)?;
+        let makers = makers_for(&elem)?;
+        let core = (makers.mpmc)(create_how(name, capacity, blocking)).map_err(ring_err)?;
+        Ok(MpmcRing {
+            core: Arc::from(core),
+            elem: Arc::new(elem),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Attaches to the ring `name`, checking its layout against `dtype`
+    /// (ValueError naming both layouts on a mismatch).
+    ///
+    /// >>> shm.MpmcRing.attach("/shm-test-doc-mpmc-create", dtype="u2").capacity
+    /// 8
+    #[staticmethod]
+    #[pyo3(signature = (name, dtype = None))]
+    fn attach(py: Python<'_>, name: &str, dtype: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let elem = resolve(py, dtype)?;
+        let makers = makers_for(&elem)?;
+        let seg = open_checked(name, Kind::MPMC_RING, "MPMC ring", &elem)?;
+        let core = (makers.mpmc)(Open::Attach(seg)).map_err(ring_err)?;
+        Ok(MpmcRing {
+            core: Arc::from(core),
+            elem: Arc::new(elem),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Pushes one value; raises `shm.RingFull` when the ring is full.
+    ///
+    /// >>> ring.push(5)
+    fn push(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut buf = Scratch::new(self.elem.size);
+        (self.elem.encode)(&self.elem, value, buf.bytes())?;
+        self.core.push(buf.bytes()).map_err(|f| self.push_fail(f))
+    }
+
+    /// Takes one value, or returns None when the ring is empty.
+    ///
+    /// >>> ring.pop()
+    /// 5
+    fn pop(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let mut buf = Scratch::new(self.elem.size);
+        match self.core.pop(buf.bytes()) {
+            Ok(()) => Ok(Some((self.elem.decode)(&self.elem, py, buf.bytes())?)),
+            Err(PopFail::Empty) => Ok(None),
+            Err(f) => Err(self.pop_fail(f)),
+        }
+    }
+
+    /// Pushes one value, waiting up to `timeout` seconds (None: for ever)
+    /// for room with the GIL released; Ctrl-C interrupts it; TimeoutError
+    /// at the deadline.
+    ///
+    /// >>> ring.push_blocking(6, timeout=1.0)
+    #[pyo3(signature = (value, timeout = None))]
+    fn push_blocking(
+        &self,
+        py: Python<'_>,
+        value: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let mut buf = Scratch::new(self.elem.size);
+        (self.elem.encode)(&self.elem, value, buf.bytes())?;
+        let bytes = buf.bytes();
+        match self.core.push(bytes) {
+            Err(PushFail::Full) => {}
+            r => return r.map_err(|f| self.push_fail(f)),
+        }
+        let core = &*self.core;
+        let what = format!("push_blocking on {}", self.name);
+        let r = wait_loop(py, timeout, &what, |py, slice| {
+            match py.detach(|| core.push_blocking(bytes, slice)) {
+                Err(PushFail::Full) => Ok(None),
+                r => Ok(Some(r)),
+            }
+        })?;
+        r.map_err(|f| self.push_fail(f))
+    }
+
+    /// Takes one value, waiting up to `timeout` seconds (None: for ever)
+    /// with the GIL released; Ctrl-C interrupts it; TimeoutError at the
+    /// deadline.
+    ///
+    /// >>> ring.pop_blocking(timeout=1.0)
+    /// 6
+    #[pyo3(signature = (timeout = None))]
+    fn pop_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let mut buf = Scratch::new(self.elem.size);
+        let bytes = buf.bytes();
+        let r = match self.core.pop(bytes) {
+            Err(PopFail::Empty) => {
+                let core = &*self.core;
+                let what = format!("pop_blocking on {}", self.name);
+                wait_loop(py, timeout, &what, |py, slice| {
+                    match py.detach(|| core.pop_blocking(bytes, slice)) {
+                        Err(PopFail::Empty) => Ok(None),
+                        r => Ok(Some(r)),
+                    }
+                })?
+            }
+            r => r,
+        };
+        match r {
+            Ok(()) => (self.elem.decode)(&self.elem, py, bytes),
+            Err(f) => Err(self.pop_fail(f)),
+        }
+    }
+
+    /// Pushes as many elements of `buffer` (C-contiguous, items of the
+    /// ring's item size or raw bytes; any alignment) as there is room for,
+    /// in order; returns how many.
+    ///
+    /// >>> ring.push_many(bytes(4))
+    /// 2
+    fn push_many(&self, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let size = self.elem.size;
+        let b = Borrowed::get(buffer, false, size, "push_many")?;
+        // SAFETY: the buffer holds `len / size` elements and stays exported
+        // while `b` lives; we hold the GIL.
+        Ok(unsafe { self.core.push_raw(b.ptr(), b.len() / size) })
+    }
+
+    /// Takes as many elements as fit in the writable `buffer`, in order;
+    /// returns how many.
+    ///
+    /// >>> out = bytearray(8)
+    /// >>> ring.pop_into(out)
+    /// 2
+    fn pop_into(&self, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let size = self.elem.size;
+        let b = Borrowed::get(buffer, true, size, "pop_into")?;
+        // SAFETY: a writable buffer of `len / size` elements, exported while
+        // `b` lives; we hold the GIL.
+        Ok(unsafe { self.core.pop_raw(b.ptr(), b.len() / size) })
+    }
+
+    /// `(skipped, reclaimed)`: positions skipped because their producer
+    /// died before publishing, and slots freed because their consumer died
+    /// before releasing, in all processes together.
+    ///
+    /// >>> ring.recovered
+    /// (0, 0)
+    #[getter]
+    fn recovered(&self) -> (u64, u64) {
+        self.core.recovered()
+    }
+
+    /// The ring's POSIX name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Slots in the ring.
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.core.capacity()
+    }
+
+    /// The element dtype.
+    #[getter]
+    fn dtype(&self, py: Python<'_>) -> Py<PyAny> {
+        self.elem.dtype.clone_ref(py)
+    }
+
+    /// Bytes per element.
+    #[getter]
+    fn itemsize(&self) -> usize {
+        self.elem.size
+    }
+
+    /// Items in the ring now (a snapshot).
+    fn __len__(&self) -> usize {
+        self.core.len()
+    }
+
+    /// Whether this handle removes the name when the last handle of the
+    /// ring in this process is gone (true for the creator's).
+    #[getter]
+    fn get_remove_on_drop(&self) -> bool {
+        self.core.segment().created()
+    }
+
+    #[setter]
+    fn set_remove_on_drop(&self, remove: bool) {
+        self.core.segment().set_remove_on_drop(remove);
+    }
+
+    /// Removes the name now; no unlink at drop afterwards.
+    ///
+    /// >>> ring.unlink()
+    fn unlink(&self) -> PyResult<()> {
+        let seg = self.core.segment();
+        seg.set_remove_on_drop(false);
+        match seg.posix() {
+            Some(p) => p.unlink().map_err(segment_err),
+            None => Ok(()),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "MpmcRing({:?}, capacity={}, dtype={}, len={})",
+            self.name,
+            self.core.capacity(),
+            self.elem.name,
+            self.core.len()
+        )
+    }
+}
