@@ -15,8 +15,8 @@ use pyo3::types::{PyBytes, PyList};
 use shm_mempool::{Block, Channel as RustChannel, ChannelOptions, PoolError, RecvError, SendError};
 use shm_segment::{ForkEpoch, Kind, Region, Segment, SubRegion};
 
-use crate::errors::{RingEmpty, ShmError};
-use crate::rings::{exported_err, fill_view, segment_err, wait_loop, Borrowed};
+use crate::errors::{self, ShmError};
+use crate::rings::{exported_err, fill_view, wait_loop, Borrowed};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Channel>()?;
@@ -41,18 +41,6 @@ struct HeldBlock(StaticBlock);
 unsafe impl Send for HeldBlock {}
 // SAFETY: as above; shared access is serialised by the `Mutex`.
 unsafe impl Sync for HeldBlock {}
-
-/// PoolError as a Python exception: OS errors keep their `OSError`
-/// subclass, an exhausted pool is `shm.RingEmpty`, bad arguments and
-/// foreign headers are `ValueError`, the rest `shm.ShmError`.
-fn pool_err(e: PoolError) -> PyErr {
-    match e {
-        PoolError::Segment(e) => segment_err(e),
-        e @ PoolError::Exhausted { .. } => RingEmpty::new_err(e.to_string()),
-        e @ PoolError::InvalidLayout { .. } => PyValueError::new_err(e.to_string()),
-        e => ShmError::new_err(e.to_string()),
-    }
-}
 
 /// A zero-copy channel between processes: a pool of fixed-size blocks and
 /// a queue of sent blocks, in the POSIX segment `name`, the same channel as
@@ -130,7 +118,7 @@ impl Channel {
                 "send on {}: the block belongs to another pool",
                 self.name
             )),
-            SendError::Pool(e) => pool_err(e),
+            SendError::Pool(e) => errors::pool(e),
         })
     }
 }
@@ -165,7 +153,7 @@ impl Channel {
     fn create(name: &str, blocks: usize, block_size: usize, blocking: bool) -> PyResult<Self> {
         let opts = ChannelOptions::new().blocking(blocking);
         let chan =
-            RustChannel::create_posix_with(name, blocks, block_size, opts).map_err(pool_err)?;
+            RustChannel::create_posix_with(name, blocks, block_size, opts).map_err(errors::pool)?;
         Ok(Channel {
             chan: Arc::new(chan),
             name: name.to_owned(),
@@ -179,8 +167,8 @@ impl Channel {
     /// 128
     #[staticmethod]
     fn attach(name: &str) -> PyResult<Self> {
-        let seg = Segment::open_posix(name).map_err(segment_err)?;
-        let info = shm_segment::Header::read(&seg).map_err(segment_err)?;
+        let seg = Segment::open_posix(name).map_err(errors::segment)?;
+        let info = shm_segment::Header::read(&seg).map_err(errors::segment)?;
         if info.kind != Kind::CHANNEL {
             return Err(PyValueError::new_err(format!(
                 "{name} holds a {}, not a channel",
@@ -190,7 +178,7 @@ impl Channel {
                 )
             )));
         }
-        let chan = RustChannel::attach(seg).map_err(pool_err)?;
+        let chan = RustChannel::attach(seg).map_err(errors::pool)?;
         Ok(Channel {
             chan: Arc::new(chan),
             name: name.to_owned(),
@@ -204,7 +192,7 @@ impl Channel {
     /// >>> len(blk)
     /// 128
     fn get(&self) -> PyResult<ChannelBlock> {
-        let block = self.chan.get().map_err(pool_err)?;
+        let block = self.chan.get().map_err(errors::pool)?;
         Ok(self.wrap(block))
     }
 
@@ -220,7 +208,7 @@ impl Channel {
         match self.chan.get() {
             Ok(b) => return Ok(self.wrap(b)),
             Err(PoolError::Exhausted { .. }) => {}
-            Err(e) => return Err(pool_err(e)),
+            Err(e) => return Err(errors::pool(e)),
         }
         let chan = &*self.chan;
         let what = format!("get_blocking on {}", self.name);
@@ -247,7 +235,7 @@ impl Channel {
                     }
                 }
             });
-            got.map_err(pool_err)
+            got.map_err(errors::pool)
         })?;
         Ok(self.wrap_held(held))
     }
@@ -272,7 +260,7 @@ impl Channel {
     /// >>> ch.send_bytes(b"hi")
     fn send_bytes(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let src = Borrowed::bytes(data, false)?;
-        let block = self.chan.get().map_err(pool_err)?;
+        let block = self.chan.get().map_err(errors::pool)?;
         let n = src.len();
         if n > block.len() {
             return Err(PyValueError::new_err(format!(
@@ -308,7 +296,7 @@ impl Channel {
             SendError::ForeignBlock(_) => {
                 PyValueError::new_err(format!("send_many on {}: a foreign block", self.name))
             }
-            SendError::Pool(e) => pool_err(e),
+            SendError::Pool(e) => errors::pool(e),
         })?;
         Ok(n)
     }
@@ -323,7 +311,7 @@ impl Channel {
         match self.chan.recv() {
             Ok(b) => Ok(Some(self.wrap(b))),
             Err(RecvError::Empty) => Ok(None),
-            Err(RecvError::Pool(e)) => Err(pool_err(e)),
+            Err(RecvError::Pool(e)) => Err(errors::pool(e)),
         }
     }
 
@@ -345,7 +333,7 @@ impl Channel {
                 Err(RecvError::Empty) => Ok(None),
                 Err(RecvError::Pool(e)) => Err(e),
             });
-            got.map_err(pool_err)
+            got.map_err(errors::pool)
         })?;
         Ok(self.wrap_held(held))
     }
@@ -357,7 +345,7 @@ impl Channel {
     /// [b'', b'']
     fn recv_many<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyList>> {
         let mut out = Vec::new();
-        self.chan.recv_many(&mut out, max).map_err(pool_err)?;
+        self.chan.recv_many(&mut out, max).map_err(errors::pool)?;
         let list = PyList::empty(py);
         for b in out {
             list.append(Bound::new(py, self.wrap(b))?)?;
@@ -374,7 +362,7 @@ impl Channel {
         let block = match self.chan.recv() {
             Ok(b) => b,
             Err(RecvError::Empty) => return Ok(None),
-            Err(RecvError::Pool(e)) => return Err(pool_err(e)),
+            Err(RecvError::Pool(e)) => return Err(errors::pool(e)),
         };
         let n = block.used();
         Ok(Some(PyBytes::new_with(py, n, |out| {
@@ -390,7 +378,7 @@ impl Channel {
     /// >>> ch.reclaim_dead()
     /// []
     fn reclaim_dead(&self) -> PyResult<Vec<u32>> {
-        let ids = self.chan.pool().reclaim_dead().map_err(pool_err)?;
+        let ids = self.chan.pool().reclaim_dead().map_err(errors::pool)?;
         Ok(ids.into_iter().map(|id| id.0).collect())
     }
 
@@ -442,7 +430,7 @@ impl Channel {
         let seg = self.chan.region();
         seg.set_remove_on_drop(false);
         match seg.posix() {
-            Some(p) => p.unlink().map_err(segment_err),
+            Some(p) => p.unlink().map_err(errors::segment),
             None => Ok(()),
         }
     }

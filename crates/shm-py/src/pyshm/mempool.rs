@@ -14,7 +14,7 @@ use shm_segment::{ForkEpoch, Region};
 
 use super::sharemem::ShareMem;
 use super::{positive, Extent, Mem};
-use crate::errors::{to_py, PoolEmpty, ShmError};
+use crate::errors::{self, PoolEmpty, ShmError};
 
 /// At most this many blocks per pool (the crate's limit).
 const MAX_COUNT: u64 = 1 << 31;
@@ -74,7 +74,8 @@ impl Drop for PoolCore {
 impl PoolCore {
     fn create(count: usize, size: usize, extent: Extent) -> PyResult<Arc<Self>> {
         let region = extent.region()?;
-        let pool = MemPool::create_with(region, count, size, PoolOptions::new()).map_err(to_py)?;
+        let pool =
+            MemPool::create_with(region, count, size, PoolOptions::new()).map_err(errors::pool)?;
         let mut registry = pools();
         let tag = loop {
             let tag = random_u32();
@@ -194,19 +195,15 @@ impl Mempool {
     }
 }
 
+/// As [`errors::pool`], but an empty pool raises with a static message:
+/// callers that spin on an empty pool pay no formatting.
 fn pool_err(e: PoolError) -> PyErr {
     match e {
-        // A static message: callers that spin on an empty pool pay no formatting.
         PoolError::Exhausted { .. } => PoolEmpty::new_err(
             "Mempool.get: every block of the pool is taken (give some back with put, or make \
              the pool larger)",
         ),
-        PoolError::Corrupted { .. } => ShmError::new_err(e.to_string()),
-        PoolError::TooManyProcesses { .. } => ShmError::new_err(e.to_string()),
-        PoolError::WrongState { .. } | PoolError::OutOfRange { .. } => {
-            ShmError::new_err(e.to_string())
-        }
-        other => to_py(other),
+        other => errors::pool(other),
     }
 }
 

@@ -49,7 +49,7 @@ pub(crate) struct Extent {
 impl Extent {
     /// A mapping of its own, of `len` bytes (no `shm=` given).
     pub(crate) fn own(len: usize) -> PyResult<Self> {
-        let map = AnonShared::new(len).map_err(crate::errors::to_py)?;
+        let map = AnonShared::new(len).map_err(crate::errors::segment)?;
         Ok(Extent {
             map: Arc::new(map),
             offset: 0,
@@ -75,7 +75,7 @@ impl Extent {
 
     /// The extent as a region of its own.
     pub(crate) fn region(&self) -> PyResult<Mem> {
-        SubRegion::new(Arc::clone(&self.map), self.offset, self.len).map_err(crate::errors::to_py)
+        SubRegion::new(Arc::clone(&self.map), self.offset, self.len).map_err(crate::errors::segment)
     }
 }
 
@@ -95,7 +95,7 @@ impl Drop for Extent {
 
 pub(crate) fn arena_err(e: ArenaError) -> PyErr {
     match e {
-        ArenaError::Segment(e) => crate::errors::to_py(e),
+        ArenaError::Segment(e) => crate::errors::segment(e),
         other => ShmError::new_err(other.to_string()),
     }
 }

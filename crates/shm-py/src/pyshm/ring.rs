@@ -9,7 +9,7 @@ use shm_ring::{MpmcRing, PopError, RingOptions};
 use super::mempool::{claim, claim_in, type_name, HeldBlock, MempoolBlock, PoolCore};
 use super::sharemem::ShareMem;
 use super::{positive, Extent, Mem};
-use crate::errors::{to_py, RingEmpty, RingFull, ShmError};
+use crate::errors::{self, RingEmpty, RingFull, ShmError};
 
 /// At most this many entries (rounded up to a power of two).
 const MAX_COUNT: u64 = 1 << 30;
@@ -97,7 +97,7 @@ impl Ring {
             count,
             RingOptions::new().round_up(true),
         )
-        .map_err(to_py)?;
+        .map_err(errors::ring)?;
         Ok(Ring {
             core: Some(RingCore {
                 ring,

@@ -71,7 +71,7 @@ impl ShareMem {
             )));
         }
         let size = size as usize;
-        let map = AnonShared::new(size).map_err(crate::errors::to_py)?;
+        let map = AnonShared::new(size).map_err(crate::errors::segment)?;
         Arena::init(&map).map_err(arena_err)?;
         Ok(ShareMem {
             map: Some(Arc::new(map)),

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyBufferError, PyTimeoutError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use shm_ring::{RingError, RingOptions};
+use shm_ring::RingOptions;
 use shm_segment::{Header, Kind, Segment};
 
 use crate::dtype::Elem;
-use crate::errors::{to_py, ShmError};
+use crate::errors;
 use carrier::{makers, Makers, Open, LAYOUTS};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -31,26 +31,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// Longest sleep of a blocking call between two checks for Ctrl-C.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
-
-/// A ring error as the Python exception the package documents: OS errors as
-/// their `OSError` subclass, bad arguments and foreign or mismatched headers
-/// as `ValueError`, a role held by a live process as `ShmError`.
-pub(crate) fn ring_err(err: RingError) -> PyErr {
-    match err {
-        RingError::Segment(e) => segment_err(e),
-        e @ RingError::RoleTaken { .. } => ShmError::new_err(e.to_string()),
-        e => PyValueError::new_err(e.to_string()),
-    }
-}
-
-/// A segment-layer error: OS errors keep their `OSError` subclass, the rest
-/// (headers, bounds) are `ValueError`.
-pub(crate) fn segment_err(e: shm_segment::Error) -> PyErr {
-    match e {
-        shm_segment::Error::Os { .. } => to_py(e),
-        e => PyValueError::new_err(e.to_string()),
-    }
-}
 
 /// The carrier for `elem`, or a `ValueError` naming what is supported.
 pub(crate) fn makers_for(elem: &Elem) -> PyResult<Makers> {
@@ -74,8 +54,8 @@ pub(crate) fn options(blocking: bool) -> RingOptions {
 /// have `elem`'s size and alignment, so the message of a mismatch names the
 /// ring and both layouts (attaching validates everything again).
 pub(crate) fn open_checked(name: &str, kind: Kind, what: &str, elem: &Elem) -> PyResult<Segment> {
-    let seg = Segment::open_posix(name).map_err(segment_err)?;
-    let info = Header::read(&seg).map_err(segment_err)?;
+    let seg = Segment::open_posix(name).map_err(errors::segment)?;
+    let info = Header::read(&seg).map_err(errors::segment)?;
     if info.kind != kind {
         return Err(PyValueError::new_err(format!(
             "{name} holds a {}, not a {what}",

@@ -7,11 +7,9 @@ use shm_segment::Kind;
 
 use super::carrier::{MpmcCore, Open, PopFail, PushFail};
 use super::spsc::resolve;
-use super::{
-    create_how, makers_for, open_checked, ring_err, segment_err, wait_loop, Borrowed, Scratch,
-};
+use super::{create_how, makers_for, open_checked, wait_loop, Borrowed, Scratch};
 use crate::dtype::Elem;
-use crate::errors::{RingFull, ShmError};
+use crate::errors::{self, RingFull, ShmError};
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<MpmcRing>()
@@ -77,7 +75,7 @@ impl MpmcRing {
     ) -> PyResult<Self> {
         let elem = resolve(py, dtype)?;
         let makers = makers_for(&elem)?;
-        let core = (makers.mpmc)(create_how(name, capacity, blocking)).map_err(ring_err)?;
+        let core = (makers.mpmc)(create_how(name, capacity, blocking)).map_err(errors::ring)?;
         Ok(MpmcRing {
             core: Arc::from(core),
             elem: Arc::new(elem),
@@ -96,7 +94,7 @@ impl MpmcRing {
         let elem = resolve(py, dtype)?;
         let makers = makers_for(&elem)?;
         let seg = open_checked(name, Kind::MPMC_RING, "MPMC ring", &elem)?;
-        let core = (makers.mpmc)(Open::Attach(seg)).map_err(ring_err)?;
+        let core = (makers.mpmc)(Open::Attach(seg)).map_err(errors::ring)?;
         Ok(MpmcRing {
             core: Arc::from(core),
             elem: Arc::new(elem),
@@ -272,7 +270,7 @@ impl MpmcRing {
         let seg = self.core.segment();
         seg.set_remove_on_drop(false);
         match seg.posix() {
-            Some(p) => p.unlink().map_err(segment_err),
+            Some(p) => p.unlink().map_err(errors::segment),
             None => Ok(()),
         }
     }

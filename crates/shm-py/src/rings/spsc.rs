@@ -12,11 +12,10 @@ use shm_segment::Kind;
 
 use super::carrier::{ConsumerCore, Open, PopFail, ProducerCore, PushFail, SpscCore};
 use super::{
-    create_how, exported_err, fill_view, makers_for, open_checked, ring_err, segment_err,
-    wait_loop, Borrowed, Scratch,
+    create_how, exported_err, fill_view, makers_for, open_checked, wait_loop, Borrowed, Scratch,
 };
 use crate::dtype::Elem;
-use crate::errors::{RingFull, ShmError};
+use crate::errors::{self, RingFull, ShmError};
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SpscRing>()?;
@@ -95,7 +94,7 @@ impl SpscRing {
     ) -> PyResult<Self> {
         let elem = resolve(py, dtype)?;
         let makers = makers_for(&elem)?;
-        let core = (makers.spsc)(create_how(name, capacity, blocking)).map_err(ring_err)?;
+        let core = (makers.spsc)(create_how(name, capacity, blocking)).map_err(errors::ring)?;
         Ok(SpscRing {
             core: Arc::from(core),
             elem: Arc::new(elem),
@@ -117,7 +116,7 @@ impl SpscRing {
         let elem = resolve(py, dtype)?;
         let makers = makers_for(&elem)?;
         let seg = open_checked(name, Kind::SPSC_RING, "SPSC ring", &elem)?;
-        let core = (makers.spsc)(Open::Attach(seg)).map_err(ring_err)?;
+        let core = (makers.spsc)(Open::Attach(seg)).map_err(errors::ring)?;
         Ok(SpscRing {
             core: Arc::from(core),
             elem: Arc::new(elem),
@@ -130,7 +129,7 @@ impl SpscRing {
     ///
     /// >>> tx = ring.producer()
     fn producer(&self) -> PyResult<SpscProducer> {
-        let core = self.core.producer().map_err(ring_err)?;
+        let core = self.core.producer().map_err(errors::ring)?;
         Ok(SpscProducer {
             core: Some(core),
             elem: Arc::clone(&self.elem),
@@ -143,7 +142,7 @@ impl SpscRing {
     ///
     /// >>> rx = ring.consumer()
     fn consumer(&self) -> PyResult<SpscConsumer> {
-        let core = self.core.consumer().map_err(ring_err)?;
+        let core = self.core.consumer().map_err(errors::ring)?;
         Ok(SpscConsumer {
             core: Some(core),
             elem: Arc::clone(&self.elem),
@@ -201,7 +200,7 @@ impl SpscRing {
         let seg = self.core.segment();
         seg.set_remove_on_drop(false);
         match seg.posix() {
-            Some(p) => p.unlink().map_err(segment_err),
+            Some(p) => p.unlink().map_err(errors::segment),
             None => Ok(()),
         }
     }

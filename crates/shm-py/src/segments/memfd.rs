@@ -13,8 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyString, PyTuple};
 use shm_segment::{Mapping, Region, Seals};
 
-use super::{os_error, seg_err, Core};
-use crate::errors::to_py;
+use super::Core;
+use crate::errors;
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Memfd>()?;
@@ -110,7 +110,7 @@ impl Memfd {
                 self.what()
             )));
         };
-        f(fd).map_err(seg_err)
+        f(fd).map_err(errors::segment)
     }
 
     /// A mapping of the memfd: read-write, unless its seals (or a
@@ -127,7 +127,7 @@ impl Memfd {
     }
 
     fn from_memfd(py: Python<'_>, fd: shm_segment::Memfd) -> PyResult<Self> {
-        let map = Self::map(&fd).map_err(seg_err)?;
+        let map = Self::map(&fd).map_err(errors::segment)?;
         Ok(Memfd {
             name: fd.name().to_owned(),
             fd: Mutex::new(Some(fd)),
@@ -158,9 +158,9 @@ impl Memfd {
         drop(guard);
         match map {
             Ok(map) => self.core.install(py, map)?,
-            Err(e) => return Err(seg_err(e)),
+            Err(e) => return Err(errors::segment(e)),
         }
-        res.map_err(seg_err)
+        res.map_err(errors::segment)
     }
 }
 
@@ -175,7 +175,7 @@ impl Memfd {
         seals: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let size = super::to_size(size, "'size'", &|| format!("memfd {name:?}"))?;
-        let fd = shm_segment::Memfd::create(name, size).map_err(seg_err)?;
+        let fd = shm_segment::Memfd::create(name, size).map_err(errors::segment)?;
         let this = Self::from_memfd(py, fd)?;
         if let Some(seals) = seals {
             this.add_seals(py, seals)?;
@@ -203,14 +203,14 @@ impl Memfd {
         let dup = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
         if dup == -1 {
             let e = std::io::Error::last_os_error();
-            return Err(os_error(
+            return Err(errors::os_error(
                 e.raw_os_error().unwrap_or(libc::EBADF),
                 format!("from_fd: cannot duplicate descriptor {raw}: {e}"),
             ));
         }
         // SAFETY: `dup` is a fresh descriptor that nothing else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(dup) };
-        let fd = shm_segment::Memfd::from_fd(owned).map_err(seg_err)?;
+        let fd = shm_segment::Memfd::from_fd(owned).map_err(errors::segment)?;
         Self::from_memfd(py, fd)
     }
 
@@ -308,7 +308,7 @@ impl Memfd {
                 .and_then(|n| n.extract::<i32>())
                 .is_ok_and(|n| n == libc::EBUSY);
             if busy {
-                os_error(
+                errors::os_error(
                     libc::EBUSY,
                     format!(
                         "{}; another writable mapping of it exists (a Memfd.from_fd in this \
@@ -454,7 +454,7 @@ fn wait_ready(
         match rc {
             (n, _) if n > 0 => return Ok(()),
             (-1, e) if e.raw_os_error() != Some(libc::EINTR) => {
-                return Err(os_error(
+                return Err(errors::os_error(
                     e.raw_os_error().unwrap_or(libc::EIO),
                     format!("{op}: poll on descriptor {fd}: {e}"),
                 ))
@@ -505,7 +505,7 @@ fn send_fd(
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(f) };
     shm_segment::send_fd(&borrow_stream(s), borrowed).map_err(|e| {
         let errno = e.raw_os_error().unwrap_or(libc::EIO);
-        os_error(
+        errors::os_error(
             errno,
             format!("send_fd: descriptor {f} over socket {s}: {e}"),
         )
@@ -537,10 +537,10 @@ fn recv_fd(py: Python<'_>, sock: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyR
             let msg = msg.strip_prefix("recv_fd: ").unwrap_or(&msg).to_owned();
             Err(PyEOFError::new_err(format!("recv_fd on socket {s}: {msg}")))
         }
-        Err(e) if e.raw_os_error().is_some() => Err(os_error(
+        Err(e) if e.raw_os_error().is_some() => Err(errors::os_error(
             e.raw_os_error().unwrap_or(libc::EIO),
             format!("recv_fd on socket {s}: {e}"),
         )),
-        Err(e) => Err(to_py(e)),
+        Err(e) => Err(PyErr::from(e)),
     }
 }

@@ -17,13 +17,13 @@
 use std::ffi::c_int;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyo3::exceptions::{PyBufferError, PyPermissionError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyString, PyWeakrefMethods, PyWeakrefReference};
 use shm_segment::{Error, Region, RegionChecks};
 
-use crate::errors::ShmError;
+use crate::errors;
 
 mod memfd;
 mod shared_memory;
@@ -38,40 +38,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// Copies at least this long run with the GIL released.
 const DETACH_COPY: usize = 256 * 1024;
-
-/// The crate's error as the matching Python exception, with the crate's
-/// message (which names the operation and the segment):
-///
-/// - an OS error becomes `OSError(errno, message)`, which Python turns into
-///   the matching subclass (`FileNotFoundError`, `FileExistsError`,
-///   `PermissionError`, ...) with `errno` set;
-/// - a bad name, size, offset or argument becomes `ValueError`;
-/// - a write through a read-only mapping, or a refused shrink, `PermissionError`;
-/// - the rest (a segment that is not what it claims to be) `shm.ShmError`.
-pub(crate) fn seg_err(err: Error) -> PyErr {
-    let msg = err.to_string();
-    match &err {
-        // EIDRM, and the EINVAL that System V answers for an unused shmid,
-        // mean "no such segment" too.
-        Error::Os { .. } if err.is_not_found() => os_error(libc::ENOENT, msg),
-        Error::Os { source, .. } => match source.raw_os_error() {
-            Some(errno) => os_error(errno, msg),
-            None => PyErr::from(std::io::Error::new(source.kind(), msg)),
-        },
-        Error::InvalidName { .. }
-        | Error::InvalidArgument { .. }
-        | Error::OutOfBounds { .. }
-        | Error::Misaligned { .. }
-        | Error::TooSmall { .. } => PyValueError::new_err(msg),
-        Error::ReadOnly { .. } | Error::ShrinkRefused { .. } => PyPermissionError::new_err(msg),
-        _ => ShmError::new_err(msg),
-    }
-}
-
-/// `OSError(errno, message)`: Python picks the subclass from the errno.
-pub(crate) fn os_error(errno: i32, msg: String) -> PyErr {
-    pyo3::exceptions::PyOSError::new_err((errno, msg))
-}
 
 /// `n` random bytes from the kernel, as hex.
 pub(crate) fn random_hex(n: usize) -> String {
@@ -179,7 +145,9 @@ pub(crate) fn read_bytes<'py, R>(
 where
     R: Region + Send + Sync,
 {
-    region.check_range("read", offset, len).map_err(seg_err)?;
+    region
+        .check_range("read", offset, len)
+        .map_err(errors::segment)?;
     PyBytes::new_with(py, len, |out| {
         let res = if len >= DETACH_COPY {
             // `out` is a fresh bytes object that nobody else can see yet.
@@ -187,7 +155,7 @@ where
         } else {
             region.read_at(offset, out)
         };
-        res.map_err(seg_err)
+        res.map_err(errors::segment)
     })
 }
 

@@ -3,12 +3,13 @@
 //! traps: no resource tracker, the true size on attach, `close()` that
 //! refuses with `BufferError` while views are alive.
 
+use crate::errors;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyTuple};
 use shm_segment::{Mapping, PosixOptions, PosixShm, ShmName};
 
-use super::{random_hex, seg_err, to_size, Core};
+use super::{random_hex, to_size, Core};
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SharedMemory>()
@@ -87,12 +88,12 @@ impl SharedMemory {
             }
             let opts = PosixOptions::new().mode(mode);
             let shm = match name {
-                Some(n) => opts.create(n, size).map_err(seg_err)?,
+                Some(n) => opts.create(n, size).map_err(errors::segment)?,
                 None => loop {
                     let n = format!("/{NAME_PREFIX}{}", random_hex(4));
                     match opts.create(&n, size) {
                         Err(e) if e.is_exists() => continue,
-                        other => break other.map_err(seg_err)?,
+                        other => break other.map_err(errors::segment)?,
                     }
                 },
             };
@@ -101,7 +102,7 @@ impl SharedMemory {
                 Ok(map) => map,
                 Err(e) => {
                     let _ = shm.unlink();
-                    return Err(seg_err(e));
+                    return Err(errors::segment(e));
                 }
             };
             Self::from_parts(py, shm, map, size, true)
@@ -111,8 +112,8 @@ impl SharedMemory {
                     "SharedMemory: 'name' can only be None if create=True",
                 ));
             };
-            let shm = PosixOptions::new().open(name).map_err(seg_err)?;
-            let map = shm.map().map_err(seg_err)?;
+            let shm = PosixOptions::new().open(name).map_err(errors::segment)?;
+            let map = shm.map().map_err(errors::segment)?;
             let actual = shm_segment::Region::len(&map);
             if size > actual {
                 return Err(PyValueError::new_err(format!(
@@ -242,7 +243,7 @@ impl SharedMemory {
     ///     s.close()
     ///     s.unlink()
     fn unlink(&self) -> PyResult<()> {
-        PosixShm::unlink_name(self.name.as_str()).map_err(seg_err)
+        PosixShm::unlink_name(self.name.as_str()).map_err(errors::segment)
     }
 
     /// Example::

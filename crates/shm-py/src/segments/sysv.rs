@@ -10,7 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyTuple};
 use shm_segment::{Access, PermChange, Region, SysvKey, SysvMapping, SysvOptions, SysvSegment};
 
-use super::{os_error, read_bytes, seg_err, to_size, Core, Data};
+use super::{read_bytes, to_size, Core, Data};
+use crate::errors;
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SysV>()?;
@@ -47,7 +48,7 @@ fn id_err(op: &str, id: i32, err: std::io::Error) -> PyErr {
     } else {
         err.to_string()
     };
-    os_error(errno, format!("{op} SysV shmid {id}: {why}"))
+    errors::os_error(errno, format!("{op} SysV shmid {id}: {why}"))
 }
 
 /// A System V shared memory segment, attached when made.
@@ -108,26 +109,26 @@ impl SysV {
                         "create {target}: 'size' must be at least 1 byte"
                     )));
                 }
-                Ok((opts.create(key, size).map_err(seg_err)?, true))
+                Ok((opts.create(key, size).map_err(errors::segment)?, true))
             }
-            Some(false) => Ok((opts.open(key).map_err(seg_err)?, false)),
-            None if size == 0 => Ok((opts.open(key).map_err(seg_err)?, false)),
+            Some(false) => Ok((opts.open(key).map_err(errors::segment)?, false)),
+            None if size == 0 => Ok((opts.open(key).map_err(errors::segment)?, false)),
             None => {
                 let mut last = None;
                 for _ in 0..16 {
                     match opts.create(key, size) {
                         Ok(seg) => return Ok((seg, true)),
                         Err(e) if e.is_exists() => {}
-                        Err(e) => return Err(seg_err(e)),
+                        Err(e) => return Err(errors::segment(e)),
                     }
                     match opts.open(key) {
                         Ok(seg) => return Ok((seg, false)),
                         // Removed between our create and open: again.
                         Err(e) if e.is_not_found() => last = Some(e),
-                        Err(e) => return Err(seg_err(e)),
+                        Err(e) => return Err(errors::segment(e)),
                     }
                 }
-                Err(seg_err(last.expect("the loop ran")))
+                Err(errors::segment(last.expect("the loop ran")))
             }
         }
     }
@@ -147,7 +148,7 @@ impl SysV {
         };
         let actual = match seg.stat() {
             Ok(st) => st.size,
-            Err(e) => return Err(fail(&seg, seg_err(e))),
+            Err(e) => return Err(fail(&seg, errors::segment(e))),
         };
         if size > actual {
             return Err(PyValueError::new_err(format!(
@@ -164,7 +165,7 @@ impl SysV {
         };
         let map = match seg.attach(access) {
             Ok(map) => map,
-            Err(e) => return Err(fail(&seg, seg_err(e))),
+            Err(e) => return Err(fail(&seg, errors::segment(e))),
         };
         Ok(SysV {
             seg,
@@ -224,7 +225,7 @@ impl SysV {
     #[staticmethod]
     #[pyo3(signature = (id, *, readonly=false))]
     fn from_id(py: Python<'_>, id: i32, readonly: bool) -> PyResult<Self> {
-        let seg = SysvOptions::new().open_id(id).map_err(seg_err)?;
+        let seg = SysvOptions::new().open_id(id).map_err(errors::segment)?;
         Self::build(py, seg, 0, false, readonly)
     }
 
@@ -237,7 +238,7 @@ impl SysV {
     #[staticmethod]
     fn list() -> PyResult<Vec<ShmidDs>> {
         let (max, _) = shm_sys::shm_info().map_err(|e| {
-            os_error(
+            errors::os_error(
                 e.raw_os_error().unwrap_or(libc::EIO),
                 format!("list SysV segments (SHM_INFO): {e}"),
             )
@@ -331,7 +332,7 @@ impl SysV {
     fn set_uid(&self, uid: u32) -> PyResult<()> {
         self.seg
             .set_perms(PermChange::new().uid(uid))
-            .map_err(seg_err)
+            .map_err(errors::segment)
     }
 
     /// The owner's gid; setting it changes it (``IPC_SET``).
@@ -348,7 +349,7 @@ impl SysV {
     fn set_gid(&self, gid: u32) -> PyResult<()> {
         self.seg
             .set_perms(PermChange::new().gid(gid))
-            .map_err(seg_err)
+            .map_err(errors::segment)
     }
 
     /// The permission bits (``mode & 0o777``); setting them changes them
@@ -367,7 +368,7 @@ impl SysV {
     fn set_mode(&self, mode: u32) -> PyResult<()> {
         self.seg
             .set_perms(PermChange::new().mode(mode))
-            .map_err(seg_err)
+            .map_err(errors::segment)
     }
 
     /// The segment's whole ``shmid_ds`` (``IPC_STAT``), as a ``ShmidDs``.
@@ -452,7 +453,7 @@ impl SysV {
                 let take = chunk.min(end_max - at);
                 let old = line.len();
                 line.resize(old + take, 0);
-                map.read_at(at, &mut line[old..]).map_err(seg_err)?;
+                map.read_at(at, &mut line[old..]).map_err(errors::segment)?;
                 if let Some(i) = line[old..].iter().position(|&b| b == b'\n') {
                     line.truncate(old + i + 1);
                     break;
@@ -488,7 +489,7 @@ impl SysV {
         }
         if let Some(offset) = offset {
             let at = to_size(offset, "offset", &|| self.what())?;
-            data.write_to(&*map, at).map_err(seg_err)?;
+            data.write_to(&*map, at).map_err(errors::segment)?;
             return Ok(data.len());
         }
         let n = data.len();
@@ -505,7 +506,7 @@ impl SysV {
                     self.what()
                 ))
             })
-            .and_then(|at| data.write_to(&*map, at).map_err(seg_err));
+            .and_then(|at| data.write_to(&*map, at).map_err(errors::segment));
         if let Err(e) = res {
             // Nothing was written: the position goes back (unless moved since).
             let _ =
@@ -573,7 +574,7 @@ impl SysV {
         } else {
             Access::ReadWrite
         };
-        let map = self.seg.attach(access).map_err(seg_err)?;
+        let map = self.seg.attach(access).map_err(errors::segment)?;
         self.core.install(py, map)?;
         Ok(())
     }
