@@ -482,6 +482,12 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 #[pyclass(module = "shm.mempool", name = "MempoolBlock")]
 pub(crate) struct MempoolBlock {
     inner: Option<HeldBlock>,
+    /// The block's pool, kept for the object's whole life (not only while
+    /// the block is held): NumPy's ``ndarray(shape, buffer=block)`` releases
+    /// the buffer at once and keeps only this object, so `exports` cannot
+    /// see such an array, and the pool's memory must stay mapped (and its
+    /// space in a ``ShareMem`` unused by others) while the object lives.
+    pool: Arc<PoolCore>,
     /// Bytes the buffer shows.
     len: usize,
     id: u32,
@@ -492,6 +498,7 @@ impl MempoolBlock {
     pub(crate) fn new(held: HeldBlock, len: usize) -> Self {
         let id = held.block.as_ref().map_or(0, |b| b.id().0);
         MempoolBlock {
+            pool: Arc::clone(held.core()),
             inner: Some(held),
             len,
             id,
@@ -531,9 +538,9 @@ impl MempoolBlock {
         Ok(self.inner.take().expect("checked by live"))
     }
 
-    /// The pool of the block it holds.
-    pub(crate) fn pool(&self) -> Option<&Arc<PoolCore>> {
-        self.inner.as_ref().map(HeldBlock::core)
+    /// The block's pool.
+    pub(crate) fn pool(&self) -> &Arc<PoolCore> {
+        &self.pool
     }
 
     /// Puts a held block back (an `enqueue` that did not happen).
@@ -610,7 +617,7 @@ impl MempoolBlock {
         slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.borrow().live("MempoolBlock[...]")?;
+        slf.try_borrow()?.live("MempoolBlock[...]")?;
         let view = Self::view(slf)?;
         let item = view.get_item(key);
         let out = match item {
@@ -631,7 +638,7 @@ impl MempoolBlock {
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        slf.borrow().live("MempoolBlock[...] =")?;
+        slf.try_borrow()?.live("MempoolBlock[...] =")?;
         let view = Self::view(slf)?;
         let out = view.set_item(key, value);
         release(view.as_any());
@@ -662,8 +669,8 @@ impl MempoolBlock {
         let ptr = held.ptr as *mut c_void;
         // SAFETY: `view` is CPython's to fill; `ptr..ptr + len` is this
         // block's memory (len <= block size), mapped while the pool lives:
-        // the view references this object, whose `HeldBlock` keeps the pool
-        // (and its mapping) alive, and `put`/`enqueue` refuse to let the
+        // the view references this object, which keeps the pool (and its
+        // mapping) alive (`pool`), and `put`/`enqueue` refuse to let the
         // block go while `exports` (bumped below) is not zero.
         let rc = unsafe {
             ffi::PyBuffer_FillInfo(

@@ -208,9 +208,7 @@ impl Ring {
             }
         }
         let block = claim(py, tag, id, size)?;
-        if let Some(core) = block.borrow(py).pool() {
-            self.last = Some((tag, Arc::downgrade(core)));
-        }
+        self.last = Some((tag, Arc::downgrade(block.try_borrow(py)?.pool())));
         Ok(block)
     }
 

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::ffi;
@@ -38,6 +38,11 @@ use super::arena_err;
 #[pyclass(module = "shm", name = "ShareMem")]
 pub(crate) struct ShareMem {
     map: Option<Arc<AnonShared>>,
+    /// The mapping again, kept for the object's whole life once its buffer
+    /// was exported: NumPy's ``ndarray(shape, buffer=mem)`` releases the
+    /// buffer at once and keeps only this object (its base), so `exports`
+    /// cannot see such an array, and `cleanup` must not unmap under it.
+    pinned: OnceLock<Arc<AnonShared>>,
     size: usize,
     exports: AtomicUsize,
 }
@@ -75,6 +80,7 @@ impl ShareMem {
         Arena::init(&map).map_err(arena_err)?;
         Ok(ShareMem {
             map: Some(Arc::new(map)),
+            pinned: OnceLock::new(),
             size,
             exports: AtomicUsize::new(0),
         })
@@ -136,7 +142,9 @@ impl ShareMem {
     }
 
     /// Drops this handle's mapping (pyshm's ``cleanup``). Pools and rings
-    /// made in it keep the pages mapped until they are gone too. Raises
+    /// made in it keep the pages mapped until they are gone too, and so
+    /// does this object itself once its buffer was exported (NumPy arrays
+    /// made with ``buffer=mem`` reference only the object). Raises
     /// ``BufferError`` while a memoryview of it is alive.
     ///
     /// Example::
@@ -216,10 +224,11 @@ impl ShareMem {
         let this = slf.try_borrow()?;
         let map = this.map()?;
         let (ptr, len) = (map.as_ptr(), map.len());
+        this.pinned.get_or_init(|| Arc::clone(map));
         // SAFETY: `view` is CPython's to fill; `ptr..ptr + len` is the live
-        // mapping, which stays mapped while the view exists: the view holds
-        // a reference to this object, and `cleanup` refuses while `exports`
-        // (bumped below, dropped in `__releasebuffer__`) is not zero.
+        // mapping, which stays mapped while this object lives (`pinned`),
+        // and the view (or an array whose base this object is) holds a
+        // reference to this object.
         let rc = unsafe {
             ffi::PyBuffer_FillInfo(
                 view,

@@ -132,6 +132,7 @@ impl SpscRing {
         let core = self.core.producer().map_err(errors::ring)?;
         Ok(SpscProducer {
             core: Some(core),
+            ring: Arc::clone(&self.core),
             elem: Arc::clone(&self.elem),
             name: self.name.clone(),
             chunk_open: Arc::default(),
@@ -145,6 +146,7 @@ impl SpscRing {
         let core = self.core.consumer().map_err(errors::ring)?;
         Ok(SpscConsumer {
             core: Some(core),
+            ring: Arc::clone(&self.core),
             elem: Arc::clone(&self.elem),
             name: self.name.clone(),
             chunk_open: Arc::default(),
@@ -239,6 +241,8 @@ pub(super) fn resolve(py: Python<'_>, dtype: Option<&Bound<'_, PyAny>>) -> PyRes
 #[pyclass(module = "shm")]
 pub(crate) struct SpscProducer {
     core: Option<Box<dyn ProducerCore>>,
+    /// The ring (and so its mapping), for the chunks to keep.
+    ring: Arc<dyn SpscCore>,
     elem: Arc<Elem>,
     name: String,
     /// A `RingWriteChunk` reserved slots and did not commit or release them.
@@ -352,7 +356,7 @@ impl SpscProducer {
     /// ...     view[:4] = b"\x01\x00\x00\x00"
     /// >>> chunk.commit()
     fn write_chunk(slf: &Bound<'_, Self>, n: usize) -> PyResult<RingWriteChunk> {
-        let mut me = slf.borrow_mut();
+        let mut me = slf.try_borrow_mut()?;
         let size = me.elem.size;
         let (ptr, k) = me
             .core()?
@@ -365,6 +369,7 @@ impl SpscProducer {
         Ok(RingWriteChunk {
             id,
             producer: slf.clone().unbind(),
+            _ring: Arc::clone(&me.ring),
             ptr: ptr as usize,
             len: k,
             size,
@@ -462,6 +467,8 @@ impl SpscProducer {
 #[pyclass(module = "shm")]
 pub(crate) struct SpscConsumer {
     core: Option<Box<dyn ConsumerCore>>,
+    /// The ring (and so its mapping), for the chunks to keep.
+    ring: Arc<dyn SpscCore>,
     elem: Arc<Elem>,
     name: String,
     chunk_open: Arc<ChunkSlot>,
@@ -577,7 +584,7 @@ impl SpscConsumer {
     /// b'\t\x00'
     /// >>> chunk.commit()
     fn read_chunk(slf: &Bound<'_, Self>, n: usize) -> PyResult<Option<RingReadChunk>> {
-        let mut me = slf.borrow_mut();
+        let mut me = slf.try_borrow_mut()?;
         let size = me.elem.size;
         let (ptr, k) = me
             .core()?
@@ -590,6 +597,7 @@ impl SpscConsumer {
         Ok(Some(RingReadChunk {
             id,
             consumer: slf.clone().unbind(),
+            _ring: Arc::clone(&me.ring),
             ptr: ptr as usize,
             len: k,
             size,
@@ -686,6 +694,11 @@ impl SpscConsumer {
 #[pyclass(module = "shm", frozen)]
 pub(crate) struct RingWriteChunk {
     producer: Py<SpscProducer>,
+    /// Keeps the slots mapped for the chunk's whole life: NumPy's
+    /// `ndarray(shape, buffer=chunk)` releases the buffer at once and keeps
+    /// only the chunk, so `exports` cannot see such an array, and the
+    /// producer may be closed and the ring dropped while it lives.
+    _ring: Arc<dyn SpscCore>,
     ptr: usize,
     len: usize,
     size: usize,
@@ -712,7 +725,7 @@ impl RingWriteChunk {
                 self.len
             )));
         }
-        let mut p = self.producer.bind(py).borrow_mut();
+        let mut p = self.producer.bind(py).try_borrow_mut()?;
         self.open.close(self.id);
         if n > 0 {
             let core = p.core()?;
@@ -787,9 +800,9 @@ impl RingWriteChunk {
         }
         let (ptr, len) = (me.ptr as *mut u8, me.len * me.size);
         // SAFETY: the reserved slots, `len` bytes inside the ring's mapping,
-        // which the producer (kept alive by this chunk, kept alive by the
-        // view) keeps mapped; they stay the producer's until commit or
-        // release, which refuse while this export is counted.
+        // which this chunk (kept alive by the view) keeps mapped (`_ring`);
+        // they stay the producer's until commit or release, which refuse
+        // while this export is counted.
         unsafe { fill_view(view, flags, ptr, len, false, slf.clone().into_any())? };
         me.exports.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -826,6 +839,9 @@ impl Drop for RingWriteChunk {
 #[pyclass(module = "shm", frozen)]
 pub(crate) struct RingReadChunk {
     consumer: Py<SpscConsumer>,
+    /// Keeps the slots mapped for the chunk's whole life (see
+    /// `RingWriteChunk`).
+    _ring: Arc<dyn SpscCore>,
     ptr: usize,
     len: usize,
     size: usize,
@@ -851,7 +867,7 @@ impl RingReadChunk {
                 self.len
             )));
         }
-        let mut c = self.consumer.bind(py).borrow_mut();
+        let mut c = self.consumer.bind(py).try_borrow_mut()?;
         self.open.close(self.id);
         if n > 0 {
             let core = c.core()?;
@@ -925,9 +941,9 @@ impl RingReadChunk {
             ));
         }
         let (ptr, len) = (me.ptr as *mut u8, me.len * me.size);
-        // SAFETY: ready slots inside the mapping the consumer keeps alive;
-        // read-only; the producer does not write them until commit, which
-        // refuses while this export is counted.
+        // SAFETY: ready slots inside the mapping this chunk keeps alive
+        // (`_ring`); read-only; the producer does not write them until
+        // commit, which refuses while this export is counted.
         unsafe { fill_view(view, flags, ptr, len, true, slf.clone().into_any())? };
         me.exports.fetch_add(1, Ordering::Relaxed);
         Ok(())
