@@ -1,10 +1,9 @@
 //! `shm.ShareMem`: anonymous shared memory, inherited across `fork`.
 
-use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ffi::c_int;
 use std::sync::{Arc, OnceLock};
 
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
@@ -12,6 +11,7 @@ use shm_segment::{AnonShared, Region};
 
 use super::arena::{Arena, ARENA_HEAD, MAX_LEN, UNIT};
 use super::arena_err;
+use crate::common::{fill_view, Exports};
 
 /// Anonymous shared memory (``MAP_SHARED|MAP_ANONYMOUS``), as pyshm's
 /// ``ShareMem``: create it *before* ``os.fork()``; parent and child then
@@ -44,7 +44,7 @@ pub(crate) struct ShareMem {
     /// cannot see such an array, and `cleanup` must not unmap under it.
     pinned: OnceLock<Arc<AnonShared>>,
     size: usize,
-    exports: AtomicUsize,
+    exports: Exports,
 }
 
 impl ShareMem {
@@ -82,7 +82,7 @@ impl ShareMem {
             map: Some(Arc::new(map)),
             pinned: OnceLock::new(),
             size,
-            exports: AtomicUsize::new(0),
+            exports: Exports::default(),
         })
     }
 
@@ -155,12 +155,7 @@ impl ShareMem {
     ///     >>> mem.closed
     ///     True
     fn cleanup(&mut self) -> PyResult<()> {
-        let n = self.exports.load(Ordering::Acquire);
-        if n != 0 {
-            return Err(PyBufferError::new_err(format!(
-                "ShareMem.cleanup: {n} memoryview(s) of it are still alive; release them first"
-            )));
-        }
+        self.exports.refuse("ShareMem.cleanup")?;
         self.map = None;
         Ok(())
     }
@@ -229,20 +224,8 @@ impl ShareMem {
         // mapping, which stays mapped while this object lives (`pinned`),
         // and the view (or an array whose base this object is) holds a
         // reference to this object.
-        let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                ptr.cast::<c_void>(),
-                len as ffi::Py_ssize_t,
-                0,
-                flags,
-            )
-        };
-        if rc != 0 {
-            return Err(PyErr::fetch(slf.py()));
-        }
-        this.exports.fetch_add(1, Ordering::AcqRel);
+        unsafe { fill_view(view, flags, ptr, len, false, slf.as_any())? };
+        this.exports.add();
         Ok(())
     }
 
@@ -252,6 +235,6 @@ impl ShareMem {
     ///
     /// Called by CPython for a view `__getbuffer__` filled.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.exports.fetch_sub(1, Ordering::AcqRel);
+        self.exports.sub();
     }
 }

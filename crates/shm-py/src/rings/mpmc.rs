@@ -7,7 +7,8 @@ use shm_segment::Kind;
 
 use super::carrier::{MpmcCore, Open, PopFail, PushFail};
 use super::spsc::resolve;
-use super::{create_how, makers_for, open_checked, wait_loop, Borrowed, Scratch};
+use super::{create_how, makers_for, open_checked, Scratch};
+use crate::common::{wait_loop, Borrowed};
 use crate::dtype::Elem;
 use crate::errors::{self, RingFull, ShmError};
 
@@ -267,12 +268,7 @@ impl MpmcRing {
     ///
     /// >>> ring.unlink()
     fn unlink(&self) -> PyResult<()> {
-        let seg = self.core.segment();
-        seg.set_remove_on_drop(false);
-        match seg.posix() {
-            Some(p) => p.unlink().map_err(errors::segment),
-            None => Ok(()),
-        }
+        super::unlink(self.core.segment())
     }
 
     fn __repr__(&self) -> String {

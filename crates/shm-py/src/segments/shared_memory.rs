@@ -9,7 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyTuple};
 use shm_segment::{Mapping, PosixOptions, PosixShm, ShmName};
 
-use super::{random_hex, to_size, Core};
+use super::Core;
+use crate::common::{non_negative, random_hex};
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SharedMemory>()
@@ -78,7 +79,7 @@ impl SharedMemory {
         // written for Python 3.13's signature).
         let _ = track;
         let shown = name.unwrap_or("(a new random name)");
-        let size = to_size(size, "'size'", &|| format!("POSIX segment {shown}"))?;
+        let size = non_negative(size, "'size'", &|| format!("POSIX segment {shown}"))?;
         if create {
             if size == 0 {
                 return Err(PyValueError::new_err(format!(
