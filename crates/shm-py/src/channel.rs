@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyList};
 use shm_mempool::{Block, Channel as RustChannel, ChannelOptions, PoolError, RecvError, SendError};
 use shm_segment::{ForkEpoch, Kind, Region, Segment, SubRegion};
 
-use crate::common::{fill_view, wait_loop, Borrowed, Exports};
+use crate::common::{fill_view, non_negative, wait_loop, Borrowed, Exports};
 use crate::errors::{self, ShmError};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -146,7 +146,10 @@ impl Channel {
     /// (4, 128)
     #[staticmethod]
     #[pyo3(signature = (name, blocks, block_size, *, blocking = true))]
-    fn create(name: &str, blocks: usize, block_size: usize, blocking: bool) -> PyResult<Self> {
+    fn create(name: &str, blocks: i64, block_size: i64, blocking: bool) -> PyResult<Self> {
+        let target = || format!("create channel {name}");
+        let blocks = non_negative(blocks, "'blocks'", &target)?;
+        let block_size = non_negative(block_size, "'block_size'", &target)?;
         let opts = ChannelOptions::new().blocking(blocking);
         let chan =
             RustChannel::create_posix_with(name, blocks, block_size, opts).map_err(errors::pool)?;
@@ -331,7 +334,8 @@ impl Channel {
     ///
     /// >>> [b.tobytes() for b in ch.recv_many(8)]
     /// [b'', b'']
-    fn recv_many<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyList>> {
+    fn recv_many<'py>(&self, py: Python<'py>, max: i64) -> PyResult<Bound<'py, PyList>> {
+        let max = non_negative(max, "'max'", &|| format!("recv_many on {}", self.name))?;
         let mut out = Vec::new();
         self.chan.recv_many(&mut out, max).map_err(errors::pool)?;
         let list = PyList::empty(py);

@@ -81,3 +81,31 @@ def test_channel_remove_on_drop_reads_back_what_was_set(name):
     assert not ch.remove_on_drop
     ch.unlink()
     assert not ch.remove_on_drop
+
+
+def test_negative_counts_are_value_errors(name):
+    # As the segments' and pyshm's classes: a bad count is a ValueError
+    # (it was an OverflowError from the int conversion on rings and channels).
+    with pytest.raises(ValueError, match="capacity"):
+        shm.SpscRing.create(name, -1)
+    with pytest.raises(ValueError, match="capacity"):
+        shm.MpmcRing.create(name, -4)
+    with pytest.raises(ValueError, match="blocks"):
+        shm.Channel.create(name, -1, 64)
+    with pytest.raises(ValueError, match="block_size"):
+        shm.Channel.create(name, 2, -64)
+    ring = shm.SpscRing.create(name + "-r", 4)
+    try:
+        tx, rx = ring.producer(), ring.consumer()
+        with pytest.raises(ValueError, match="write_chunk"):
+            tx.write_chunk(-1)
+        with pytest.raises(ValueError, match="read_chunk"):
+            rx.read_chunk(-1)
+    finally:
+        ring.unlink()
+    ch = shm.Channel.create(name + "-c", 2, 64)
+    try:
+        with pytest.raises(ValueError, match="recv_many"):
+            ch.recv_many(-1)
+    finally:
+        ch.unlink()

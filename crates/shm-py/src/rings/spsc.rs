@@ -12,7 +12,7 @@ use shm_segment::Kind;
 
 use super::carrier::{ConsumerCore, Open, PopFail, ProducerCore, PushFail, SpscCore};
 use super::{create_how, makers_for, open_checked, Scratch};
-use crate::common::{fill_view, wait_loop, Borrowed, Exports};
+use crate::common::{fill_view, non_negative, wait_loop, Borrowed, Exports};
 use crate::dtype::Elem;
 use crate::errors::{self, RingFull, ShmError};
 
@@ -87,10 +87,13 @@ impl SpscRing {
     fn create(
         py: Python<'_>,
         name: &str,
-        capacity: usize,
+        capacity: i64,
         dtype: Option<&Bound<'_, PyAny>>,
         blocking: bool,
     ) -> PyResult<Self> {
+        let capacity = non_negative(capacity, "'capacity'", &|| {
+            format!("create SPSC ring {name}")
+        })?;
         let elem = resolve(py, dtype)?;
         let makers = makers_for(&elem)?;
         let core = (makers.spsc)(create_how(name, capacity, blocking)).map_err(errors::ring)?;
@@ -349,8 +352,9 @@ impl SpscProducer {
     /// >>> with memoryview(chunk) as view:
     /// ...     view[:4] = b"\x01\x00\x00\x00"
     /// >>> chunk.commit()
-    fn write_chunk(slf: &Bound<'_, Self>, n: usize) -> PyResult<RingWriteChunk> {
+    fn write_chunk(slf: &Bound<'_, Self>, n: i64) -> PyResult<RingWriteChunk> {
         let mut me = slf.try_borrow_mut()?;
+        let n = non_negative(n, "n", &|| format!("write_chunk on {}", me.name))?;
         let size = me.elem.size;
         let (ptr, k) = me
             .core()?
@@ -570,8 +574,9 @@ impl SpscConsumer {
     /// >>> bytes(chunk)
     /// b'\t\x00'
     /// >>> chunk.commit()
-    fn read_chunk(slf: &Bound<'_, Self>, n: usize) -> PyResult<Option<RingReadChunk>> {
+    fn read_chunk(slf: &Bound<'_, Self>, n: i64) -> PyResult<Option<RingReadChunk>> {
         let mut me = slf.try_borrow_mut()?;
+        let n = non_negative(n, "n", &|| format!("read_chunk on {}", me.name))?;
         let size = me.elem.size;
         let (ptr, k) = me
             .core()?
