@@ -255,12 +255,6 @@ impl Memfd {
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
-        if !this.core.is_mapped() {
-            return Err(PyValueError::new_err(format!(
-                "buf of {}: closed",
-                this.what()
-            )));
-        }
         this.core.buf(slf.py(), &|| this.what())
     }
 

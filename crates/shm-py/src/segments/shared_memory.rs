@@ -160,12 +160,6 @@ impl SharedMemory {
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
-        if !this.core.is_mapped() {
-            return Err(PyValueError::new_err(format!(
-                "buf of {}: the segment is closed",
-                this.what()
-            )));
-        }
         this.core.buf(slf.py(), &|| this.what())
     }
 
@@ -215,7 +209,7 @@ impl SharedMemory {
     /// Unmaps the segment and closes its descriptor; the segment itself
     /// stays (see ``unlink``). Raises ``BufferError`` while views into the
     /// mapping are alive (``buf`` kept in a variable, slices of it,
-    /// ``memoryview(s)``, NumPy arrays over it): unlike the standard
+    /// ``s[i:j]`` views, NumPy arrays over it): unlike the standard
     /// library, which releases ``buf`` and unmaps under such arrays (a crash
     /// at their next access), it leaves the mapping in place. Closing twice
     /// is fine.

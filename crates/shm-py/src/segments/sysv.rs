@@ -617,12 +617,6 @@ impl SysV {
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
-        if !this.core.is_mapped() {
-            return Err(PyValueError::new_err(format!(
-                "buf of {}: not attached",
-                this.what()
-            )));
-        }
         this.core.buf(slf.py(), &|| this.what())
     }
 
