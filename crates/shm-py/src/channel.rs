@@ -4,7 +4,6 @@
 //! `shm.ChannelBlock`, a held block.
 
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -15,8 +14,8 @@ use pyo3::types::{PyBytes, PyList};
 use shm_mempool::{Block, Channel as RustChannel, ChannelOptions, PoolError, RecvError, SendError};
 use shm_segment::{ForkEpoch, Kind, Region, Segment, SubRegion};
 
+use crate::common::{fill_view, non_negative, wait_loop, Borrowed, Exports};
 use crate::errors::{self, ShmError};
-use crate::rings::{exported_err, fill_view, wait_loop, Borrowed};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Channel>()?;
@@ -77,7 +76,7 @@ impl Channel {
         ChannelBlock {
             block: Mutex::new(Some(held)),
             chan: Arc::clone(&self.chan),
-            exports: AtomicUsize::new(0),
+            exports: Exports::default(),
             epoch: ForkEpoch::now(),
             name: self.name.clone(),
         }
@@ -92,10 +91,7 @@ impl Channel {
                 self.name
             )));
         }
-        let exported = blk.exports.load(Ordering::Relaxed);
-        if exported > 0 {
-            return Err(exported_err("Channel.send", exported));
-        }
+        blk.exports.refuse("Channel.send")?;
         let mut guard = blk.lock();
         let held = guard.as_ref().ok_or_else(|| gone(&self.name))?;
         blk.check_fork()?;
@@ -150,7 +146,10 @@ impl Channel {
     /// (4, 128)
     #[staticmethod]
     #[pyo3(signature = (name, blocks, block_size, *, blocking = true))]
-    fn create(name: &str, blocks: usize, block_size: usize, blocking: bool) -> PyResult<Self> {
+    fn create(name: &str, blocks: i64, block_size: i64, blocking: bool) -> PyResult<Self> {
+        let target = || format!("create channel {name}");
+        let blocks = non_negative(blocks, "'blocks'", &target)?;
+        let block_size = non_negative(block_size, "'block_size'", &target)?;
         let opts = ChannelOptions::new().blocking(blocking);
         let chan =
             RustChannel::create_posix_with(name, blocks, block_size, opts).map_err(errors::pool)?;
@@ -167,17 +166,7 @@ impl Channel {
     /// 128
     #[staticmethod]
     fn attach(name: &str) -> PyResult<Self> {
-        let seg = Segment::open_posix(name).map_err(errors::segment)?;
-        let info = shm_segment::Header::read(&seg).map_err(errors::segment)?;
-        if info.kind != Kind::CHANNEL {
-            return Err(PyValueError::new_err(format!(
-                "{name} holds a {}, not a channel",
-                info.kind.name().map_or_else(
-                    || format!("structure of kind {:#x}", info.kind.0),
-                    str::to_owned
-                )
-            )));
-        }
+        let (seg, _) = crate::rings::open_kind(name, Kind::CHANNEL, "channel")?;
         let chan = RustChannel::attach(seg).map_err(errors::pool)?;
         Ok(Channel {
             chan: Arc::new(chan),
@@ -270,9 +259,11 @@ impl Channel {
             )));
         }
         // SAFETY: `n` bytes fit the block (checked), which this process
-        // holds alone; the source is the exported Python buffer (not the
-        // block); a raw copy, no Rust slice over either.
-        unsafe { std::ptr::copy_nonoverlapping(src.ptr(), block.as_ptr(), n) };
+        // holds alone; the source is the exported Python buffer. A raw
+        // copy, no Rust slice over either, and `copy`, which allows overlap:
+        // the buffer may be a NumPy array left over this very block (NumPy
+        // keeps only a released block object as an array's base).
+        unsafe { std::ptr::copy(src.ptr(), block.as_ptr(), n) };
         block.set_used(n);
         self.send_one(block)
     }
@@ -343,7 +334,8 @@ impl Channel {
     ///
     /// >>> [b.tobytes() for b in ch.recv_many(8)]
     /// [b'', b'']
-    fn recv_many<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyList>> {
+    fn recv_many<'py>(&self, py: Python<'py>, max: i64) -> PyResult<Bound<'py, PyList>> {
+        let max = non_negative(max, "'max'", &|| format!("recv_many on {}", self.name))?;
         let mut out = Vec::new();
         self.chan.recv_many(&mut out, max).map_err(errors::pool)?;
         let list = PyList::empty(py);
@@ -427,12 +419,7 @@ impl Channel {
     ///
     /// >>> ch.unlink()
     fn unlink(&self) -> PyResult<()> {
-        let seg = self.chan.region();
-        seg.set_remove_on_drop(false);
-        match seg.posix() {
-            Some(p) => p.unlink().map_err(errors::segment),
-            None => Ok(()),
-        }
+        crate::rings::unlink(self.chan.region())
     }
 
     fn __repr__(&self) -> String {
@@ -470,7 +457,7 @@ pub(crate) struct ChannelBlock {
     // Field order: the block drops before the channel that owns its pool.
     block: Mutex<Option<HeldBlock>>,
     chan: Arc<RustChannel>,
-    exports: AtomicUsize,
+    exports: Exports,
     epoch: ForkEpoch,
     name: String,
 }
@@ -574,10 +561,7 @@ impl ChannelBlock {
     ///
     /// >>> blk.release()
     fn release(&self) -> PyResult<()> {
-        let exported = self.exports.load(Ordering::Relaxed);
-        if exported > 0 {
-            return Err(exported_err("ChannelBlock.release", exported));
-        }
+        self.exports.refuse("ChannelBlock.release")?;
         let held = self.lock().take();
         drop(held);
         Ok(())
@@ -624,13 +608,13 @@ impl ChannelBlock {
         // (kept alive by this object, kept alive by the view) keeps mapped;
         // the block stays this process's until send or release, which
         // refuse while this export is counted.
-        unsafe { fill_view(view, flags, ptr, len, false, slf.clone().into_any())? };
-        me.exports.fetch_add(1, Ordering::Relaxed);
+        unsafe { fill_view(view, flags, ptr, len, false, slf.as_any())? };
+        me.exports.add();
         Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.exports.fetch_sub(1, Ordering::Relaxed);
+        self.exports.sub();
     }
 
     fn __repr__(&self) -> String {

@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod channel;
+mod common;
 mod dtype;
 mod errors;
 mod pyshm;

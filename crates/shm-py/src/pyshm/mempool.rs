@@ -1,8 +1,7 @@
 //! `shm.mempool.Mempool` and its blocks (`MempoolBlock`).
 
 use std::collections::BTreeMap;
-use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ffi::c_int;
 use std::sync::{Arc, Mutex, Weak};
 
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
@@ -13,7 +12,8 @@ use shm_mempool::{Block, BlockId, MemPool, PoolError, PoolOptions};
 use shm_segment::{ForkEpoch, Region};
 
 use super::sharemem::ShareMem;
-use super::{positive, Extent, Mem};
+use super::{Extent, Mem};
+use crate::common::{fill_view, positive, random_u32, Exports};
 use crate::errors::{self, PoolEmpty, ShmError};
 
 /// At most this many blocks per pool (the crate's limit).
@@ -45,21 +45,6 @@ fn pools() -> std::sync::MutexGuard<'static, BTreeMap<u32, Weak<PoolCore>>> {
 /// The pool of this process with tag `tag`, if it is still alive here.
 pub(crate) fn pool_by_tag(tag: u32) -> Option<Arc<PoolCore>> {
     pools().get(&tag).and_then(Weak::upgrade)
-}
-
-fn random_u32() -> u32 {
-    let mut bytes = [0u8; 4];
-    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n == 4 {
-        u32::from_ne_bytes(bytes)
-    } else {
-        // No getrandom: the clock and the pid tell pools apart well enough.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.subsec_nanos());
-        t ^ std::process::id().rotate_left(16)
-    }
 }
 
 impl Drop for PoolCore {
@@ -482,20 +467,27 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 #[pyclass(module = "shm.mempool", name = "MempoolBlock")]
 pub(crate) struct MempoolBlock {
     inner: Option<HeldBlock>,
+    /// The block's pool, kept for the object's whole life (not only while
+    /// the block is held): NumPy's ``ndarray(shape, buffer=block)`` releases
+    /// the buffer at once and keeps only this object, so `exports` cannot
+    /// see such an array, and the pool's memory must stay mapped (and its
+    /// space in a ``ShareMem`` unused by others) while the object lives.
+    pool: Arc<PoolCore>,
     /// Bytes the buffer shows.
     len: usize,
     id: u32,
-    exports: AtomicUsize,
+    exports: Exports,
 }
 
 impl MempoolBlock {
     pub(crate) fn new(held: HeldBlock, len: usize) -> Self {
         let id = held.block.as_ref().map_or(0, |b| b.id().0);
         MempoolBlock {
+            pool: Arc::clone(held.core()),
             inner: Some(held),
             len,
             id,
-            exports: AtomicUsize::new(0),
+            exports: Exports::default(),
         }
     }
 
@@ -521,19 +513,13 @@ impl MempoolBlock {
     /// Takes the held block out (for `put` and `enqueue`), after the checks.
     pub(crate) fn take(&mut self, op: &str) -> PyResult<HeldBlock> {
         self.live(op)?;
-        let n = self.exports.load(Ordering::Acquire);
-        if n != 0 {
-            return Err(PyBufferError::new_err(format!(
-                "{op}: {n} memoryview(s) of block {} are still alive; release them first",
-                self.id
-            )));
-        }
+        self.exports.refuse(&format!("{op} of block {}", self.id))?;
         Ok(self.inner.take().expect("checked by live"))
     }
 
-    /// The pool of the block it holds.
-    pub(crate) fn pool(&self) -> Option<&Arc<PoolCore>> {
-        self.inner.as_ref().map(HeldBlock::core)
+    /// The block's pool.
+    pub(crate) fn pool(&self) -> &Arc<PoolCore> {
+        &self.pool
     }
 
     /// Puts a held block back (an `enqueue` that did not happen).
@@ -610,7 +596,7 @@ impl MempoolBlock {
         slf: &Bound<'py, Self>,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.borrow().live("MempoolBlock[...]")?;
+        slf.try_borrow()?.live("MempoolBlock[...]")?;
         let view = Self::view(slf)?;
         let item = view.get_item(key);
         let out = match item {
@@ -631,7 +617,7 @@ impl MempoolBlock {
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        slf.borrow().live("MempoolBlock[...] =")?;
+        slf.try_borrow()?.live("MempoolBlock[...] =")?;
         let view = Self::view(slf)?;
         let out = view.set_item(key, value);
         release(view.as_any());
@@ -659,26 +645,21 @@ impl MempoolBlock {
         let held = this
             .live("MempoolBlock buffer")
             .map_err(|e| PyBufferError::new_err(e.value(slf.py()).to_string()))?;
-        let ptr = held.ptr as *mut c_void;
-        // SAFETY: `view` is CPython's to fill; `ptr..ptr + len` is this
-        // block's memory (len <= block size), mapped while the pool lives:
-        // the view references this object, whose `HeldBlock` keeps the pool
-        // (and its mapping) alive, and `put`/`enqueue` refuse to let the
-        // block go while `exports` (bumped below) is not zero.
-        let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
+        // SAFETY: CPython's view; `ptr..ptr + len` is this block's memory
+        // (len <= block size), mapped while the pool lives, which this
+        // object keeps alive (`pool`); the block stays this process's while
+        // `exports` (bumped below) is not zero: `put`/`enqueue` refuse.
+        unsafe {
+            fill_view(
                 view,
-                slf.as_ptr(),
-                ptr,
-                this.len as ffi::Py_ssize_t,
-                0,
                 flags,
-            )
+                held.ptr as *mut u8,
+                this.len,
+                false,
+                slf.as_any(),
+            )?
         };
-        if rc != 0 {
-            return Err(PyErr::fetch(slf.py()));
-        }
-        this.exports.fetch_add(1, Ordering::AcqRel);
+        this.exports.add();
         Ok(())
     }
 
@@ -688,7 +669,7 @@ impl MempoolBlock {
     ///
     /// Called by CPython for a view `__getbuffer__` filled.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.exports.fetch_sub(1, Ordering::AcqRel);
+        self.exports.sub();
     }
 }
 

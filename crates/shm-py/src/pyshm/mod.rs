@@ -18,7 +18,6 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use shm_segment::{AnonShared, ForkEpoch, Region, SubRegion};
 
@@ -98,16 +97,6 @@ pub(crate) fn arena_err(e: ArenaError) -> PyErr {
         ArenaError::Segment(e) => crate::errors::segment(e),
         other => ShmError::new_err(other.to_string()),
     }
-}
-
-/// A count or size argument: at least 1 and at most `max`.
-pub(crate) fn positive(what: &str, value: i64, max: u64) -> PyResult<usize> {
-    if value < 1 || value as u64 > max {
-        return Err(PyValueError::new_err(format!(
-            "{what} must be between 1 and {max}, not {value}"
-        )));
-    }
-    Ok(value as usize)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -8,7 +8,8 @@ use shm_ring::{MpmcRing, PopError, RingOptions};
 
 use super::mempool::{claim, claim_in, type_name, HeldBlock, MempoolBlock, PoolCore};
 use super::sharemem::ShareMem;
-use super::{positive, Extent, Mem};
+use super::{Extent, Mem};
+use crate::common::positive;
 use crate::errors::{self, RingEmpty, RingFull, ShmError};
 
 /// At most this many entries (rounded up to a power of two).
@@ -208,9 +209,7 @@ impl Ring {
             }
         }
         let block = claim(py, tag, id, size)?;
-        if let Some(core) = block.borrow(py).pool() {
-            self.last = Some((tag, Arc::downgrade(core)));
-        }
+        self.last = Some((tag, Arc::downgrade(block.try_borrow(py)?.pool())));
         Ok(block)
     }
 

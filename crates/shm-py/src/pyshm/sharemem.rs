@@ -1,10 +1,9 @@
 //! `shm.ShareMem`: anonymous shared memory, inherited across `fork`.
 
-use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::ffi::c_int;
+use std::sync::{Arc, OnceLock};
 
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
@@ -12,6 +11,7 @@ use shm_segment::{AnonShared, Region};
 
 use super::arena::{Arena, ARENA_HEAD, MAX_LEN, UNIT};
 use super::arena_err;
+use crate::common::{fill_view, Exports};
 
 /// Anonymous shared memory (``MAP_SHARED|MAP_ANONYMOUS``), as pyshm's
 /// ``ShareMem``: create it *before* ``os.fork()``; parent and child then
@@ -38,8 +38,13 @@ use super::arena_err;
 #[pyclass(module = "shm", name = "ShareMem")]
 pub(crate) struct ShareMem {
     map: Option<Arc<AnonShared>>,
+    /// The mapping again, kept for the object's whole life once its buffer
+    /// was exported: NumPy's ``ndarray(shape, buffer=mem)`` releases the
+    /// buffer at once and keeps only this object (its base), so `exports`
+    /// cannot see such an array, and `cleanup` must not unmap under it.
+    pinned: OnceLock<Arc<AnonShared>>,
     size: usize,
-    exports: AtomicUsize,
+    exports: Exports,
 }
 
 impl ShareMem {
@@ -75,8 +80,9 @@ impl ShareMem {
         Arena::init(&map).map_err(arena_err)?;
         Ok(ShareMem {
             map: Some(Arc::new(map)),
+            pinned: OnceLock::new(),
             size,
-            exports: AtomicUsize::new(0),
+            exports: Exports::default(),
         })
     }
 
@@ -136,7 +142,9 @@ impl ShareMem {
     }
 
     /// Drops this handle's mapping (pyshm's ``cleanup``). Pools and rings
-    /// made in it keep the pages mapped until they are gone too. Raises
+    /// made in it keep the pages mapped until they are gone too, and so
+    /// does this object itself once its buffer was exported (NumPy arrays
+    /// made with ``buffer=mem`` reference only the object). Raises
     /// ``BufferError`` while a memoryview of it is alive.
     ///
     /// Example::
@@ -147,12 +155,7 @@ impl ShareMem {
     ///     >>> mem.closed
     ///     True
     fn cleanup(&mut self) -> PyResult<()> {
-        let n = self.exports.load(Ordering::Acquire);
-        if n != 0 {
-            return Err(PyBufferError::new_err(format!(
-                "ShareMem.cleanup: {n} memoryview(s) of it are still alive; release them first"
-            )));
-        }
+        self.exports.refuse("ShareMem.cleanup")?;
         self.map = None;
         Ok(())
     }
@@ -216,24 +219,13 @@ impl ShareMem {
         let this = slf.try_borrow()?;
         let map = this.map()?;
         let (ptr, len) = (map.as_ptr(), map.len());
+        this.pinned.get_or_init(|| Arc::clone(map));
         // SAFETY: `view` is CPython's to fill; `ptr..ptr + len` is the live
-        // mapping, which stays mapped while the view exists: the view holds
-        // a reference to this object, and `cleanup` refuses while `exports`
-        // (bumped below, dropped in `__releasebuffer__`) is not zero.
-        let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                ptr.cast::<c_void>(),
-                len as ffi::Py_ssize_t,
-                0,
-                flags,
-            )
-        };
-        if rc != 0 {
-            return Err(PyErr::fetch(slf.py()));
-        }
-        this.exports.fetch_add(1, Ordering::AcqRel);
+        // mapping, which stays mapped while this object lives (`pinned`),
+        // and the view (or an array whose base this object is) holds a
+        // reference to this object.
+        unsafe { fill_view(view, flags, ptr, len, false, slf.as_any())? };
+        this.exports.add();
         Ok(())
     }
 
@@ -243,6 +235,6 @@ impl ShareMem {
     ///
     /// Called by CPython for a view `__getbuffer__` filled.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.exports.fetch_sub(1, Ordering::AcqRel);
+        self.exports.sub();
     }
 }

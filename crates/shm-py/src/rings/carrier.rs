@@ -213,15 +213,13 @@ impl<T: Pod + Send + Sync> ProducerCore for Prod<T> {
         // ring protocol until the commit below.
         let (a, b) = unsafe { chunk.as_mut_slices() };
         // SAFETY: `src` holds `n >= k = a.len() + b.len()` elements (the
-        // caller's promise) in memory that is not the ring's; byte copies,
-        // so its alignment does not matter.
+        // caller's promise); byte copies, so its alignment does not matter.
+        // `copy`, which allows overlap: a Python buffer may be anything,
+        // even an array left over these very slots (NumPy keeps a chunk's
+        // memory as an array's base after the chunk ended).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                src,
-                a.as_mut_ptr().cast::<u8>(),
-                std::mem::size_of_val(a),
-            );
-            std::ptr::copy_nonoverlapping(
+            std::ptr::copy(src, a.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(a));
+            std::ptr::copy(
                 src.add(std::mem::size_of_val(a)),
                 b.as_mut_ptr().cast::<u8>(),
                 std::mem::size_of_val(b),
@@ -283,10 +281,11 @@ impl<T: Pod + Send + Sync> ConsumerCore for Cons<T> {
         // commit below (the ring protocol).
         let (a, b) = unsafe { chunk.as_slices() };
         // SAFETY: `dst` has room for `n >= k` elements (the caller's
-        // promise), in memory that is not the ring's; byte copies.
+        // promise); byte copies; `copy`, which allows overlap, as in
+        // `push_raw`.
         unsafe {
-            std::ptr::copy_nonoverlapping(a.as_ptr().cast::<u8>(), dst, std::mem::size_of_val(a));
-            std::ptr::copy_nonoverlapping(
+            std::ptr::copy(a.as_ptr().cast::<u8>(), dst, std::mem::size_of_val(a));
+            std::ptr::copy(
                 b.as_ptr().cast::<u8>(),
                 dst.add(std::mem::size_of_val(a)),
                 std::mem::size_of_val(b),

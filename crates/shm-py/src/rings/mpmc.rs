@@ -7,7 +7,8 @@ use shm_segment::Kind;
 
 use super::carrier::{MpmcCore, Open, PopFail, PushFail};
 use super::spsc::resolve;
-use super::{create_how, makers_for, open_checked, wait_loop, Borrowed, Scratch};
+use super::{create_how, makers_for, open_checked, Scratch};
+use crate::common::{non_negative, wait_loop, Borrowed};
 use crate::dtype::Elem;
 use crate::errors::{self, RingFull, ShmError};
 
@@ -69,10 +70,13 @@ impl MpmcRing {
     fn create(
         py: Python<'_>,
         name: &str,
-        capacity: usize,
+        capacity: i64,
         dtype: Option<&Bound<'_, PyAny>>,
         blocking: bool,
     ) -> PyResult<Self> {
+        let capacity = non_negative(capacity, "'capacity'", &|| {
+            format!("create MPMC ring {name}")
+        })?;
         let elem = resolve(py, dtype)?;
         let makers = makers_for(&elem)?;
         let core = (makers.mpmc)(create_how(name, capacity, blocking)).map_err(errors::ring)?;
@@ -267,12 +271,7 @@ impl MpmcRing {
     ///
     /// >>> ring.unlink()
     fn unlink(&self) -> PyResult<()> {
-        let seg = self.core.segment();
-        seg.set_remove_on_drop(false);
-        match seg.posix() {
-            Some(p) => p.unlink().map_err(errors::segment),
-            None => Ok(()),
-        }
+        super::unlink(self.core.segment())
     }
 
     fn __repr__(&self) -> String {

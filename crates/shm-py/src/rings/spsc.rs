@@ -2,18 +2,17 @@
 //! their zero-copy chunks `shm.RingWriteChunk` / `shm.RingReadChunk`.
 
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyBrokenPipeError, PyValueError};
+use pyo3::exceptions::{PyBrokenPipeError, PyBufferError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use shm_segment::Kind;
 
 use super::carrier::{ConsumerCore, Open, PopFail, ProducerCore, PushFail, SpscCore};
-use super::{
-    create_how, exported_err, fill_view, makers_for, open_checked, wait_loop, Borrowed, Scratch,
-};
+use super::{create_how, makers_for, open_checked, Scratch};
+use crate::common::{fill_view, non_negative, wait_loop, Borrowed, Exports};
 use crate::dtype::Elem;
 use crate::errors::{self, RingFull, ShmError};
 
@@ -88,10 +87,13 @@ impl SpscRing {
     fn create(
         py: Python<'_>,
         name: &str,
-        capacity: usize,
+        capacity: i64,
         dtype: Option<&Bound<'_, PyAny>>,
         blocking: bool,
     ) -> PyResult<Self> {
+        let capacity = non_negative(capacity, "'capacity'", &|| {
+            format!("create SPSC ring {name}")
+        })?;
         let elem = resolve(py, dtype)?;
         let makers = makers_for(&elem)?;
         let core = (makers.spsc)(create_how(name, capacity, blocking)).map_err(errors::ring)?;
@@ -132,6 +134,7 @@ impl SpscRing {
         let core = self.core.producer().map_err(errors::ring)?;
         Ok(SpscProducer {
             core: Some(core),
+            ring: Arc::clone(&self.core),
             elem: Arc::clone(&self.elem),
             name: self.name.clone(),
             chunk_open: Arc::default(),
@@ -145,6 +148,7 @@ impl SpscRing {
         let core = self.core.consumer().map_err(errors::ring)?;
         Ok(SpscConsumer {
             core: Some(core),
+            ring: Arc::clone(&self.core),
             elem: Arc::clone(&self.elem),
             name: self.name.clone(),
             chunk_open: Arc::default(),
@@ -197,12 +201,7 @@ impl SpscRing {
     ///
     /// >>> ring.unlink()
     fn unlink(&self) -> PyResult<()> {
-        let seg = self.core.segment();
-        seg.set_remove_on_drop(false);
-        match seg.posix() {
-            Some(p) => p.unlink().map_err(errors::segment),
-            None => Ok(()),
-        }
+        super::unlink(self.core.segment())
     }
 
     fn __repr__(&self) -> String {
@@ -239,6 +238,8 @@ pub(super) fn resolve(py: Python<'_>, dtype: Option<&Bound<'_, PyAny>>) -> PyRes
 #[pyclass(module = "shm")]
 pub(crate) struct SpscProducer {
     core: Option<Box<dyn ProducerCore>>,
+    /// The ring (and so its mapping), for the chunks to keep.
+    ring: Arc<dyn SpscCore>,
     elem: Arc<Elem>,
     name: String,
     /// A `RingWriteChunk` reserved slots and did not commit or release them.
@@ -351,8 +352,9 @@ impl SpscProducer {
     /// >>> with memoryview(chunk) as view:
     /// ...     view[:4] = b"\x01\x00\x00\x00"
     /// >>> chunk.commit()
-    fn write_chunk(slf: &Bound<'_, Self>, n: usize) -> PyResult<RingWriteChunk> {
-        let mut me = slf.borrow_mut();
+    fn write_chunk(slf: &Bound<'_, Self>, n: i64) -> PyResult<RingWriteChunk> {
+        let mut me = slf.try_borrow_mut()?;
+        let n = non_negative(n, "n", &|| format!("write_chunk on {}", me.name))?;
         let size = me.elem.size;
         let (ptr, k) = me
             .core()?
@@ -361,15 +363,9 @@ impl SpscProducer {
         if k == 0 && n > 0 {
             return Err(RingFull::new_err(format!("{}: the ring is full", me.name)));
         }
-        let id = me.chunk_open.open();
         Ok(RingWriteChunk {
-            id,
             producer: slf.clone().unbind(),
-            ptr: ptr as usize,
-            len: k,
-            size,
-            exports: AtomicUsize::new(0),
-            open: Arc::clone(&me.chunk_open),
+            slots: Slots::new(ptr as usize, k, size, &me.chunk_open, &me.ring),
         })
     }
 
@@ -462,6 +458,8 @@ impl SpscProducer {
 #[pyclass(module = "shm")]
 pub(crate) struct SpscConsumer {
     core: Option<Box<dyn ConsumerCore>>,
+    /// The ring (and so its mapping), for the chunks to keep.
+    ring: Arc<dyn SpscCore>,
     elem: Arc<Elem>,
     name: String,
     chunk_open: Arc<ChunkSlot>,
@@ -576,8 +574,9 @@ impl SpscConsumer {
     /// >>> bytes(chunk)
     /// b'\t\x00'
     /// >>> chunk.commit()
-    fn read_chunk(slf: &Bound<'_, Self>, n: usize) -> PyResult<Option<RingReadChunk>> {
-        let mut me = slf.borrow_mut();
+    fn read_chunk(slf: &Bound<'_, Self>, n: i64) -> PyResult<Option<RingReadChunk>> {
+        let mut me = slf.try_borrow_mut()?;
+        let n = non_negative(n, "n", &|| format!("read_chunk on {}", me.name))?;
         let size = me.elem.size;
         let (ptr, k) = me
             .core()?
@@ -586,15 +585,9 @@ impl SpscConsumer {
         if k == 0 && n > 0 {
             return Ok(None);
         }
-        let id = me.chunk_open.open();
         Ok(Some(RingReadChunk {
-            id,
             consumer: slf.clone().unbind(),
-            ptr: ptr as usize,
-            len: k,
-            size,
-            exports: AtomicUsize::new(0),
-            open: Arc::clone(&me.chunk_open),
+            slots: Slots::new(ptr as usize, k, size, &me.chunk_open, &me.ring),
         }))
     }
 
@@ -686,41 +679,7 @@ impl SpscConsumer {
 #[pyclass(module = "shm", frozen)]
 pub(crate) struct RingWriteChunk {
     producer: Py<SpscProducer>,
-    ptr: usize,
-    len: usize,
-    size: usize,
-    exports: AtomicUsize,
-    /// This chunk's id in the producer's slot.
-    id: u64,
-    open: Arc<ChunkSlot>,
-}
-
-impl RingWriteChunk {
-    fn end(&self, py: Python<'_>, n: usize, what: &str) -> PyResult<()> {
-        if !self.open.is(self.id) {
-            return Err(ShmError::new_err(format!(
-                "{what}: the chunk was already committed or released"
-            )));
-        }
-        let exported = self.exports.load(Ordering::Relaxed);
-        if exported > 0 {
-            return Err(exported_err(what, exported));
-        }
-        if n > self.len {
-            return Err(PyValueError::new_err(format!(
-                "{what}({n}) on a chunk of {} elements",
-                self.len
-            )));
-        }
-        let mut p = self.producer.bind(py).borrow_mut();
-        self.open.close(self.id);
-        if n > 0 {
-            let core = p.core()?;
-            core.chunk_commit(n)
-                .map_err(|e| bulk_err(e, FORKED_PRODUCER))?;
-        }
-        Ok(())
-    }
+    slots: Slots,
 }
 
 #[pymethods]
@@ -730,7 +689,7 @@ impl RingWriteChunk {
     /// >>> tx.write_chunk(1).commit()
     #[pyo3(signature = (n = None))]
     fn commit(&self, py: Python<'_>, n: Option<usize>) -> PyResult<()> {
-        self.end(py, n.unwrap_or(self.len), "RingWriteChunk.commit")
+        self.end(py, n.unwrap_or(self.slots.len), "RingWriteChunk.commit")
     }
 
     /// Publishes nothing and ends the chunk.
@@ -743,17 +702,17 @@ impl RingWriteChunk {
     /// Bytes per element.
     #[getter]
     fn itemsize(&self) -> usize {
-        self.size
+        self.slots.size
     }
 
     /// Whether the chunk is still open (neither committed nor released).
     #[getter]
     fn is_open(&self) -> bool {
-        self.open.is(self.id)
+        self.slots.is_open()
     }
 
     fn __len__(&self) -> usize {
-        self.len
+        self.slots.len
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -768,7 +727,7 @@ impl RingWriteChunk {
         _v: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        if self.open.is(self.id) {
+        if self.slots.is_open() {
             self.end(py, 0, "RingWriteChunk.__exit__")?;
         }
         Ok(false)
@@ -779,31 +738,35 @@ impl RingWriteChunk {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let me = slf.get();
-        if !me.open.is(me.id) {
-            return Err(pyo3::exceptions::PyBufferError::new_err(
+        // SAFETY: CPython's view; the slots stay the producer's until commit
+        // or release, which refuse while this export is counted.
+        unsafe {
+            slf.get().slots.export(
+                view,
+                flags,
+                false,
+                slf.as_any(),
                 "the chunk was committed or released: its slots are no longer the producer's",
-            ));
+            )
         }
-        let (ptr, len) = (me.ptr as *mut u8, me.len * me.size);
-        // SAFETY: the reserved slots, `len` bytes inside the ring's mapping,
-        // which the producer (kept alive by this chunk, kept alive by the
-        // view) keeps mapped; they stay the producer's until commit or
-        // release, which refuse while this export is counted.
-        unsafe { fill_view(view, flags, ptr, len, false, slf.clone().into_any())? };
-        me.exports.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.exports.fetch_sub(1, Ordering::Relaxed);
+        self.slots.exports.sub();
     }
 }
 
-impl Drop for RingWriteChunk {
-    fn drop(&mut self) {
-        // Collected while open: publishes nothing, frees the producer.
-        self.open.close(self.id);
+impl RingWriteChunk {
+    fn end(&self, py: Python<'_>, n: usize, what: &str) -> PyResult<()> {
+        self.slots.may_end(n, what)?;
+        let mut p = self.producer.bind(py).try_borrow_mut()?;
+        self.slots.close();
+        if n > 0 {
+            p.core()?
+                .chunk_commit(n)
+                .map_err(|e| bulk_err(e, FORKED_PRODUCER))?;
+        }
+        Ok(())
     }
 }
 
@@ -826,40 +789,7 @@ impl Drop for RingWriteChunk {
 #[pyclass(module = "shm", frozen)]
 pub(crate) struct RingReadChunk {
     consumer: Py<SpscConsumer>,
-    ptr: usize,
-    len: usize,
-    size: usize,
-    exports: AtomicUsize,
-    id: u64,
-    open: Arc<ChunkSlot>,
-}
-
-impl RingReadChunk {
-    fn end(&self, py: Python<'_>, n: usize, what: &str) -> PyResult<()> {
-        if !self.open.is(self.id) {
-            return Err(ShmError::new_err(format!(
-                "{what}: the chunk was already committed or released"
-            )));
-        }
-        let exported = self.exports.load(Ordering::Relaxed);
-        if exported > 0 {
-            return Err(exported_err(what, exported));
-        }
-        if n > self.len {
-            return Err(PyValueError::new_err(format!(
-                "{what}({n}) on a chunk of {} elements",
-                self.len
-            )));
-        }
-        let mut c = self.consumer.bind(py).borrow_mut();
-        self.open.close(self.id);
-        if n > 0 {
-            let core = c.core()?;
-            core.chunk_commit(n)
-                .map_err(|e| bulk_err(e, FORKED_CONSUMER))?;
-        }
-        Ok(())
-    }
+    slots: Slots,
 }
 
 #[pymethods]
@@ -869,7 +799,7 @@ impl RingReadChunk {
     /// >>> tx.push(1); rx.read_chunk(1).commit()
     #[pyo3(signature = (n = None))]
     fn commit(&self, py: Python<'_>, n: Option<usize>) -> PyResult<()> {
-        self.end(py, n.unwrap_or(self.len), "RingReadChunk.commit")
+        self.end(py, n.unwrap_or(self.slots.len), "RingReadChunk.commit")
     }
 
     /// Releases nothing and ends the chunk: the elements stay first in line.
@@ -882,17 +812,17 @@ impl RingReadChunk {
     /// Bytes per element.
     #[getter]
     fn itemsize(&self) -> usize {
-        self.size
+        self.slots.size
     }
 
     /// Whether the chunk is still open.
     #[getter]
     fn is_open(&self) -> bool {
-        self.open.is(self.id)
+        self.slots.is_open()
     }
 
     fn __len__(&self) -> usize {
-        self.len
+        self.slots.len
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -907,7 +837,7 @@ impl RingReadChunk {
         _v: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        if self.open.is(self.id) {
+        if self.slots.is_open() {
             self.end(py, 0, "RingReadChunk.__exit__")?;
         }
         Ok(false)
@@ -918,29 +848,143 @@ impl RingReadChunk {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        let me = slf.get();
-        if !me.open.is(me.id) {
-            return Err(pyo3::exceptions::PyBufferError::new_err(
+        // SAFETY: CPython's view; read-only; the producer does not write
+        // these slots until commit, which refuses while this export is
+        // counted.
+        unsafe {
+            slf.get().slots.export(
+                view,
+                flags,
+                true,
+                slf.as_any(),
                 "the chunk was committed or released: its elements may be overwritten",
-            ));
+            )
         }
-        let (ptr, len) = (me.ptr as *mut u8, me.len * me.size);
-        // SAFETY: ready slots inside the mapping the consumer keeps alive;
-        // read-only; the producer does not write them until commit, which
-        // refuses while this export is counted.
-        unsafe { fill_view(view, flags, ptr, len, true, slf.clone().into_any())? };
-        me.exports.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.exports.fetch_sub(1, Ordering::Relaxed);
+        self.slots.exports.sub();
     }
 }
 
-impl Drop for RingReadChunk {
-    fn drop(&mut self) {
+impl RingReadChunk {
+    fn end(&self, py: Python<'_>, n: usize, what: &str) -> PyResult<()> {
+        self.slots.may_end(n, what)?;
+        let mut c = self.consumer.bind(py).try_borrow_mut()?;
+        self.slots.close();
+        if n > 0 {
+            c.core()?
+                .chunk_commit(n)
+                .map_err(|e| bulk_err(e, FORKED_CONSUMER))?;
+        }
+        Ok(())
+    }
+}
+
+/// The slots of a write or read chunk: where they are, their exports, the
+/// chunk's id in its role's [`ChunkSlot`], and the ring that keeps them
+/// mapped. Collected while open, the chunk ends (publishing or releasing
+/// nothing).
+struct Slots {
+    ptr: usize,
+    /// Elements.
+    len: usize,
+    /// Bytes per element.
+    size: usize,
+    exports: Exports,
+    id: u64,
+    open: Arc<ChunkSlot>,
+    /// Keeps the slots mapped for the chunk's whole life: NumPy's
+    /// `ndarray(shape, buffer=chunk)` releases the buffer at once and keeps
+    /// only the chunk, so `exports` cannot see such an array, and the role
+    /// may be closed and the ring dropped while it lives.
+    _ring: Arc<dyn SpscCore>,
+}
+
+impl Slots {
+    fn new(
+        ptr: usize,
+        len: usize,
+        size: usize,
+        open: &Arc<ChunkSlot>,
+        ring: &Arc<dyn SpscCore>,
+    ) -> Self {
+        Slots {
+            ptr,
+            len,
+            size,
+            exports: Exports::default(),
+            id: open.open(),
+            open: Arc::clone(open),
+            _ring: Arc::clone(ring),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.is(self.id)
+    }
+
+    fn close(&self) {
         self.open.close(self.id);
+    }
+
+    /// Whether the chunk may end with its first `n` elements committed.
+    fn may_end(&self, n: usize, what: &str) -> PyResult<()> {
+        if !self.is_open() {
+            return Err(ShmError::new_err(format!(
+                "{what}: the chunk was already committed or released"
+            )));
+        }
+        self.exports.refuse(what)?;
+        if n > self.len {
+            return Err(PyValueError::new_err(format!(
+                "{what}({n}) on a chunk of {} elements",
+                self.len
+            )));
+        }
+        Ok(())
+    }
+
+    /// Exports the slots as `owner`'s buffer while the chunk is open
+    /// (`BufferError` saying `ended` once it is not).
+    ///
+    /// # Safety
+    ///
+    /// `view` is the pointer CPython passed to `__getbuffer__`; the slots
+    /// are not written by anyone else while the chunk is open (read-only
+    /// exports: not written at all), as the ring protocol has it.
+    unsafe fn export(
+        &self,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+        readonly: bool,
+        owner: &Bound<'_, PyAny>,
+        ended: &'static str,
+    ) -> PyResult<()> {
+        if !self.is_open() {
+            return Err(PyBufferError::new_err(ended));
+        }
+        // SAFETY: `len * size` bytes of slots inside the ring's mapping,
+        // which `_ring` keeps mapped for as long as `owner` (the chunk, which
+        // owns these slots) lives; the rest is the caller's promise.
+        unsafe {
+            fill_view(
+                view,
+                flags,
+                self.ptr as *mut u8,
+                self.len * self.size,
+                readonly,
+                owner,
+            )?
+        };
+        self.exports.add();
+        Ok(())
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -6,14 +6,14 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyEOFError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyEOFError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyString, PyTuple};
 use shm_segment::{Mapping, Region, Seals};
 
 use super::Core;
+use crate::common::{non_negative, wait_loop};
 use crate::errors;
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -174,7 +174,7 @@ impl Memfd {
         size: i64,
         seals: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let size = super::to_size(size, "'size'", &|| format!("memfd {name:?}"))?;
+        let size = non_negative(size, "'size'", &|| format!("memfd {name:?}"))?;
         let fd = shm_segment::Memfd::create(name, size).map_err(errors::segment)?;
         let this = Self::from_memfd(py, fd)?;
         if let Some(seals) = seals {
@@ -255,12 +255,6 @@ impl Memfd {
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
-        if !this.core.is_mapped() {
-            return Err(PyValueError::new_err(format!(
-                "buf of {}: closed",
-                this.what()
-            )));
-        }
         this.core.buf(slf.py(), &|| this.what())
     }
 
@@ -331,7 +325,7 @@ impl Memfd {
     ///
     ///     m.resize(2 * m.size)
     fn resize(&self, py: Python<'_>, size: i64) -> PyResult<()> {
-        let size = super::to_size(size, "'size'", &|| self.what())?;
+        let size = non_negative(size, "'size'", &|| self.what())?;
         self.remapped(py, "resize", |fd| fd.resize(size))
     }
 
@@ -416,8 +410,8 @@ fn to_fd(obj: &Bound<'_, PyAny>, op: &str) -> PyResult<RawFd> {
 }
 
 /// Waits, with the GIL released, until `fd` is ready for `events`, in
-/// slices of at most 100 ms with Ctrl-C honoured in between;
-/// `TimeoutError` after `timeout` seconds (never when `None`).
+/// short slices with Ctrl-C honoured in between; `TimeoutError` after
+/// `timeout` seconds (never when `None`).
 fn wait_ready(
     py: Python<'_>,
     fd: RawFd,
@@ -425,50 +419,28 @@ fn wait_ready(
     timeout: Option<f64>,
     op: &str,
 ) -> PyResult<()> {
-    let deadline = match timeout {
-        Some(t) if !(t >= 0.0 && t.is_finite()) => {
-            return Err(PyValueError::new_err(format!(
-                "{op}: timeout must be a non-negative number of seconds, not {t}"
-            )))
-        }
-        Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
-        None => None,
-    };
-    loop {
-        let slice = match deadline {
-            Some(d) => d
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100)),
-            None => Duration::from_millis(100),
-        };
+    let what = format!("{op}: descriptor {fd} not ready");
+    wait_loop(py, timeout, &what, |py, slice| {
         let mut pfd = libc::pollfd {
             fd,
             events,
             revents: 0,
         };
-        let rc = py.detach(|| {
+        let ms = c_int::try_from(slice.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX);
+        let (rc, err) = py.detach(|| {
             // SAFETY: one valid pollfd, for the duration of the call.
-            let rc = unsafe { libc::poll(&mut pfd, 1, slice.as_millis() as c_int) };
+            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
             (rc, std::io::Error::last_os_error())
         });
         match rc {
-            (n, _) if n > 0 => return Ok(()),
-            (-1, e) if e.raw_os_error() != Some(libc::EINTR) => {
-                return Err(errors::os_error(
-                    e.raw_os_error().unwrap_or(libc::EIO),
-                    format!("{op}: poll on descriptor {fd}: {e}"),
-                ))
-            }
-            _ => {}
+            n if n > 0 => Ok(Some(())),
+            -1 if err.raw_os_error() != Some(libc::EINTR) => Err(errors::os_error(
+                err.raw_os_error().unwrap_or(libc::EIO),
+                format!("{op}: poll on descriptor {fd}: {err}"),
+            )),
+            _ => Ok(None),
         }
-        py.check_signals()?;
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(PyTimeoutError::new_err(format!(
-                "{op}: descriptor {fd} not ready after {} s",
-                timeout.unwrap_or(0.0)
-            )));
-        }
-    }
+    })
 }
 
 /// The socket `fd` as a `UnixStream` that never closes it.

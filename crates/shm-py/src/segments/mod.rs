@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyString, PyWeakrefMethods, PyWeakrefReference};
 use shm_segment::{Error, Region, RegionChecks};
 
+use crate::common::fill_view;
 use crate::errors;
 
 mod memfd;
@@ -38,33 +39,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// Copies at least this long run with the GIL released.
 const DETACH_COPY: usize = 256 * 1024;
-
-/// `n` random bytes from the kernel, as hex.
-pub(crate) fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    let mut filled = 0;
-    while filled < n {
-        // SAFETY: writes at most `n - filled` bytes into the rest of `bytes`.
-        let got = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), n - filled, 0) };
-        if got > 0 {
-            filled += got as usize;
-        }
-        // EINTR: try again. getrandom(2) cannot otherwise fail here (a small
-        // request, a valid buffer, no flags).
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A non-negative size or count from Python, or `ValueError` naming `what`.
-/// (`target` names the segment; it is called only for the message.)
-pub(crate) fn to_size(value: i64, what: &str, target: &dyn Fn() -> String) -> PyResult<usize> {
-    usize::try_from(value).map_err(|_| {
-        PyValueError::new_err(format!(
-            "{}: {what} must be a non-negative integer, got {value}",
-            target()
-        ))
-    })
-}
 
 /// Bytes to write, from `str` (as UTF-8) or any bytes-like object.
 pub(crate) enum Data<'py> {
@@ -191,9 +165,6 @@ impl Mapped {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
-        if view.is_null() {
-            return Err(PyBufferError::new_err("getbuffer: the view is NULL"));
-        }
         let region = &slf.get().region;
         let read_only = region.is_read_only();
         if read_only && flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
@@ -202,24 +173,18 @@ impl Mapped {
                 region.target()
             )));
         }
-        // SAFETY: `view` is valid (CPython's contract, checked non-null).
-        // The memory is `len` mapped bytes that stay mapped while this object
-        // lives (it owns a reference to the mapping), and FillInfo makes the
-        // view hold a reference to this object.
-        let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
+        // SAFETY: CPython's view; `len` mapped bytes that stay mapped
+        // while this object lives (it owns a reference to the mapping).
+        unsafe {
+            fill_view(
                 view,
-                slf.as_ptr(),
-                region.as_ptr().cast(),
-                region.len() as ffi::Py_ssize_t,
-                c_int::from(read_only),
                 flags,
+                region.as_ptr(),
+                region.len(),
+                read_only,
+                slf.as_any(),
             )
-        };
-        if rc == -1 {
-            return Err(PyErr::fetch(slf.py()));
         }
-        Ok(())
     }
 
     fn __repr__(&self) -> String {

@@ -9,7 +9,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyTuple};
 use shm_segment::{Mapping, PosixOptions, PosixShm, ShmName};
 
-use super::{random_hex, to_size, Core};
+use super::Core;
+use crate::common::{non_negative, random_hex};
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SharedMemory>()
@@ -78,7 +79,7 @@ impl SharedMemory {
         // written for Python 3.13's signature).
         let _ = track;
         let shown = name.unwrap_or("(a new random name)");
-        let size = to_size(size, "'size'", &|| format!("POSIX segment {shown}"))?;
+        let size = non_negative(size, "'size'", &|| format!("POSIX segment {shown}"))?;
         if create {
             if size == 0 {
                 return Err(PyValueError::new_err(format!(
@@ -159,12 +160,6 @@ impl SharedMemory {
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
-        if !this.core.is_mapped() {
-            return Err(PyValueError::new_err(format!(
-                "buf of {}: the segment is closed",
-                this.what()
-            )));
-        }
         this.core.buf(slf.py(), &|| this.what())
     }
 
@@ -214,7 +209,7 @@ impl SharedMemory {
     /// Unmaps the segment and closes its descriptor; the segment itself
     /// stays (see ``unlink``). Raises ``BufferError`` while views into the
     /// mapping are alive (``buf`` kept in a variable, slices of it,
-    /// ``memoryview(s)``, NumPy arrays over it): unlike the standard
+    /// ``s[i:j]`` views, NumPy arrays over it): unlike the standard
     /// library, which releases ``buf`` and unmaps under such arrays (a crash
     /// at their next access), it leaves the mapping in place. Closing twice
     /// is fine.

@@ -10,7 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyTuple};
 use shm_segment::{Access, PermChange, Region, SysvKey, SysvMapping, SysvOptions, SysvSegment};
 
-use super::{read_bytes, to_size, Core, Data};
+use super::{read_bytes, Core, Data};
+use crate::common::non_negative;
 use crate::errors;
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -197,7 +198,7 @@ impl SysV {
         readonly: bool,
     ) -> PyResult<Self> {
         let shown = key.map_or_else(|| "(a new random key)".to_owned(), |k| k.to_string());
-        let size = to_size(size, "'size'", &|| format!("SysV key {shown}"))?;
+        let size = non_negative(size, "'size'", &|| format!("SysV key {shown}"))?;
         let (seg, created) = match key {
             Some(k) => Self::open(to_key(k)?, size, create, mode)?,
             None if create == Some(false) => {
@@ -405,9 +406,9 @@ impl SysV {
         let map = self.attached_map("read")?;
         let len = map.len() as u64;
         if let Some(offset) = offset {
-            let at = to_size(offset, "offset", &|| self.what())?;
+            let at = non_negative(offset, "offset", &|| self.what())?;
             let k = match n {
-                Some(n) if n >= 0 => to_size(n, "n", &|| self.what())?,
+                Some(n) if n >= 0 => non_negative(n, "n", &|| self.what())?,
                 _ => map.len().saturating_sub(at),
             };
             return read_bytes(py, &map, at, k);
@@ -488,7 +489,7 @@ impl SysV {
             )));
         }
         if let Some(offset) = offset {
-            let at = to_size(offset, "offset", &|| self.what())?;
+            let at = non_negative(offset, "offset", &|| self.what())?;
             data.write_to(&*map, at).map_err(errors::segment)?;
             return Ok(data.len());
         }
@@ -616,12 +617,6 @@ impl SysV {
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
-        if !this.core.is_mapped() {
-            return Err(PyValueError::new_err(format!(
-                "buf of {}: not attached",
-                this.what()
-            )));
-        }
         this.core.buf(slf.py(), &|| this.what())
     }
 
