@@ -157,12 +157,11 @@ fn messages<L: mp::Link + 'static>(
     })
 }
 
-/// How our channel rows send.
-///
-/// TODO(send_many): when `Channel::send_many` lands, make
-/// `mp::channel_batch_many` call it (its one marked line) and point this at
-/// `mp::channel_batch_many`.
-const CHANNEL_STEP: fn(&mut mp::ChannelLink, &mut [u8], u64, u64) -> Duration = mp::batch;
+/// How our channel rows send: in bursts of `mp::BURST` blocks with one
+/// `Channel::send_many` each, received with `recv_many` (the child does the
+/// same for every channel case). `channel_4k_single` sends one at a time.
+const CHANNEL_STEP: fn(&mut mp::ChannelLink, &mut [u8], u64, u64) -> Duration =
+    mp::channel_batch_many;
 
 struct Case {
     id: &'static str,
@@ -374,6 +373,11 @@ fn cases() -> Vec<Case> {
         case("channel_4k", "Channel, 4 KiB messages to a child", || {
             messages(mp::ChannelLink::start(4096), 4096, CHANNEL_STEP)
         }),
+        case(
+            "channel_4k_single",
+            "Channel, 4 KiB messages to a child, one send each",
+            || messages(mp::ChannelLink::start(4096), 4096, mp::batch),
+        ),
         case("pipe_4k", "pipe, 4 KiB messages to a child", || {
             messages(mp::PipeLink::start(4096), 4096, mp::batch)
         }),
@@ -616,6 +620,15 @@ const ROWS: &[Row] = &[
         "channel_4k",
         "iceoryx2_4k",
         "iceoryx2",
+        Goal::ReportSpeed,
+        "report",
+    ),
+    row(
+        "channel_4k_single",
+        "channel, 4 KiB messages parent → child, one `send` each",
+        "channel_4k_single",
+        "pipe_4k",
+        "pipe",
         Goal::ReportSpeed,
         "report",
     ),

@@ -199,8 +199,9 @@ pub(crate) fn batch<L: Link>(link: &mut L, msg: &mut [u8], id: u64, n: u64) -> D
 pub(crate) const BURST: usize = BLOCKS / 2;
 
 /// [`batch`] for our channel in bursts of [`BURST`] messages: take and fill
-/// `BURST` blocks, then send them all. The hook for `Channel::send_many`
-/// (not on main yet): today the burst goes out one `send` at a time.
+/// `BURST` blocks, then send them with one `Channel::send_many` (one
+/// wake-up check for the burst; each block still has its own decisive
+/// step). The child takes what is there with `recv_many`.
 pub(crate) fn channel_batch_many(
     link: &mut ChannelLink,
     msg: &mut [u8],
@@ -214,21 +215,19 @@ pub(crate) fn channel_batch_many(
     msg[16..24].copy_from_slice(&id.to_ne_bytes());
     link.send(msg);
     let mut seq = 0;
+    let mut blocks = Vec::with_capacity(BURST);
     while seq < n {
         let k = (n - seq).min(BURST as u64);
-        let mut blocks = Vec::with_capacity(BURST);
         for _ in 0..k {
             stamp(msg, seq);
             blocks.push(link.filled_block(msg));
             seq += 1;
         }
-        // TODO(send_many): one `link.ch.send_many(blocks)` call once it lands.
-        for block in blocks {
-            if let Err(e) = link.ch.send(block) {
-                panic!("send: {e}");
-            }
+        if let Err(e) = link.ch.send_many(blocks.drain(..)) {
+            panic!("send_many: {e}");
         }
     }
+    drop(blocks);
     link.wait_ack(id);
     let elapsed = start.elapsed();
     watchdog(0);
@@ -390,30 +389,32 @@ pub(crate) fn channel_sink(name: &str, size: usize) {
     let ack = map.atomic_u64(ack_offset(size)).expect("ack word");
     ack.store(ATTACHED, Ordering::Release);
     let mut sink = Sink::new();
+    let mut got = Vec::with_capacity(BURST);
     loop {
         let mut backoff = Backoff::new("the next message", CHILD_IDLE);
-        let block = loop {
-            // TODO(recv_many): take what is there with `ch.recv_many` once it
-            // lands, and check each block of the burst in this loop.
-            let got = if backoff.sleepy() {
-                ch.recv_blocking(Duration::from_millis(10))
-            } else {
-                ch.recv()
-            };
-            match got {
-                Ok(block) => break block,
-                Err(RecvError::Empty) => backoff.snooze(),
-                Err(e) => panic!("recv: {e}"),
+        // What is there, up to a burst (`recv_many`); one block at a time
+        // with a futex sleep once the sender has been idle a while.
+        while got.is_empty() {
+            if backoff.sleepy() {
+                match ch.recv_blocking(Duration::from_millis(10)) {
+                    Ok(block) => got.push(block),
+                    Err(RecvError::Empty) => {}
+                    Err(e) => panic!("recv: {e}"),
+                }
+            } else if ch.recv_many(&mut got, BURST).expect("recv_many") == 0 {
+                backoff.snooze();
             }
-        };
-        // Read in place: three words at the start, one at the end.
-        let head: [u64; 3] = block.read_pod(0).expect("head");
-        let last: u64 = block.read_pod(size - 8).expect("trailer");
-        drop(block);
-        match sink.take(head, last) {
-            Ok(Some(batch)) => ack.store(batch, Ordering::Release),
-            Ok(None) => {}
-            Err(()) => return,
+        }
+        for block in got.drain(..) {
+            // Read in place: three words at the start, one at the end.
+            let head: [u64; 3] = block.read_pod(0).expect("head");
+            let last: u64 = block.read_pod(size - 8).expect("trailer");
+            drop(block);
+            match sink.take(head, last) {
+                Ok(Some(batch)) => ack.store(batch, Ordering::Release),
+                Ok(None) => {}
+                Err(()) => return,
+            }
         }
     }
 }
