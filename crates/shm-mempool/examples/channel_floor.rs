@@ -20,7 +20,8 @@
 //! - `cg`: one thread sends and receives in turn, for callgrind's
 //!   instruction counts (cross-process times are noisy on a shared VM).
 //!
-//! `LIFO=1` makes the channel's pool hand out the block given back last.
+//! `LIFO=1` makes the channel's pool hand out the block given back last;
+//! `FLOOR_BUFS=k` makes the floor cycle through `k` buffers instead of 16.
 //! `RT=1` (root only) runs both processes under `SCHED_FIFO` once pinned, so
 //! that other work on a shared machine does not preempt the pair.
 
@@ -113,7 +114,13 @@ fn main() {
     }
     let ctl = AnonShared::new(BUFS + BLOCKS * size).unwrap();
     let word = |at: usize| ctl.atomic_u64(at).unwrap();
-    let buf = |seq: u64| BUFS + (seq % BLOCKS as u64) as usize * size;
+    // FLOOR_BUFS=k: the floor cycles k buffers (at most 16) instead of 16.
+    let nbufs: u64 = std::env::var("FLOOR_BUFS").map_or(BLOCKS as u64, |k| k.parse().unwrap());
+    assert!(
+        (1..=BLOCKS as u64).contains(&nbufs),
+        "FLOOR_BUFS from 1 to 16"
+    );
+    let buf = |seq: u64| BUFS + (seq % nbufs) as usize * size;
     let ch = match mode {
         "chan" => Some(make(size, true)),
         "chanpoll" => Some(make(size, false)),
@@ -168,7 +175,7 @@ fn main() {
         match &ch {
             Some(ch) => send(ch, &msg),
             None => {
-                while seq - freed >= BLOCKS as u64 {
+                while seq - freed >= nbufs {
                     // SYNC POINT: Acquire pairs with the child's Release
                     // store of its head: it is done with the buffers before.
                     freed = head.load(Ordering::Acquire);
