@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The same settings from the environment: `SHM_GOALS_ROUNDS`,
-//! `SHM_GOALS_QUICK=1`, `SHM_GOALS_OUT`, `SHM_GOALS_ONLY`. `cargo xtask
+//! `SHM_GOALS_QUICK=1`, `SHM_GOALS_OUT`, `SHM_GOALS_ONLY`; and, for
+//! profiling one case, `SHM_GOALS_CASES=channel_4k,...` (only those cases;
+//! rows missing one of theirs report nothing). `cargo xtask
 //! bench` runs this once and turns the JSON it writes into the "Goals"
 //! section of `docs/benchmarks.md` and `docs/benchmarks.svg`.
 //!
