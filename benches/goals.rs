@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The same settings from the environment: `SHM_GOALS_ROUNDS`,
-//! `SHM_GOALS_QUICK=1`, `SHM_GOALS_OUT`, `SHM_GOALS_ONLY`. `cargo xtask
+//! `SHM_GOALS_QUICK=1`, `SHM_GOALS_OUT`, `SHM_GOALS_ONLY`; and, for
+//! profiling one case, `SHM_GOALS_CASES=channel_4k,...` (only those cases;
+//! rows missing one of theirs report nothing). `cargo xtask
 //! bench` runs this once and turns the JSON it writes into the "Goals"
 //! section of `docs/benchmarks.md` and `docs/benchmarks.svg`.
 //!
@@ -157,12 +159,11 @@ fn messages<L: mp::Link + 'static>(
     })
 }
 
-/// How our channel rows send.
-///
-/// TODO(send_many): when `Channel::send_many` lands, make
-/// `mp::channel_batch_many` call it (its one marked line) and point this at
-/// `mp::channel_batch_many`.
-const CHANNEL_STEP: fn(&mut mp::ChannelLink, &mut [u8], u64, u64) -> Duration = mp::batch;
+/// How our channel rows send: in bursts of `mp::BURST` blocks with one
+/// `Channel::send_many` each, received with `recv_many` (the child does the
+/// same for every channel case). `channel_4k_single` sends one at a time.
+const CHANNEL_STEP: fn(&mut mp::ChannelLink, &mut [u8], u64, u64) -> Duration =
+    mp::channel_batch_many;
 
 struct Case {
     id: &'static str,
@@ -374,17 +375,28 @@ fn cases() -> Vec<Case> {
         case("channel_4k", "Channel, 4 KiB messages to a child", || {
             messages(mp::ChannelLink::start(4096), 4096, CHANNEL_STEP)
         }),
+        case(
+            "channel_4k_single",
+            "Channel, 4 KiB messages to a child, one send each",
+            || messages(mp::ChannelLink::start(4096), 4096, mp::batch),
+        ),
         case("pipe_4k", "pipe, 4 KiB messages to a child", || {
             messages(mp::PipeLink::start(4096), 4096, mp::batch)
         }),
         case("iceoryx2_4k", "iceoryx2, 4 KiB messages to a child", || {
             messages(mp::IoxLink::<4096>::start(), 4096, mp::batch)
         }),
+        case("floor_4k", "4 KiB copies + one store to a child", || {
+            messages(mp::FloorLink::start(4096), 4096, mp::batch)
+        }),
         case("channel_64k", "Channel, 64 KiB messages to a child", || {
             messages(mp::ChannelLink::start(65536), 65536, CHANNEL_STEP)
         }),
         case("pipe_64k", "pipe, 64 KiB messages to a child", || {
             messages(mp::PipeLink::start(65536), 65536, mp::batch)
+        }),
+        case("floor_64k", "64 KiB copies + one store to a child", || {
+            messages(mp::FloorLink::start(65536), 65536, mp::batch)
         }),
         case(
             "iceoryx2_64k",
@@ -614,6 +626,24 @@ const ROWS: &[Row] = &[
         "report",
     ),
     row(
+        "channel_4k_single",
+        "channel, 4 KiB messages parent → child, one `send` each",
+        "channel_4k_single",
+        "pipe_4k",
+        "pipe",
+        Goal::ReportSpeed,
+        "report",
+    ),
+    row(
+        "channel_4k_floor",
+        "channel, 4 KiB messages parent → child",
+        "channel_4k",
+        "floor_4k",
+        "floor (a copy into shared memory + one store)",
+        Goal::ReportTime,
+        "report",
+    ),
+    row(
         "channel_64k",
         "channel, 64 KiB messages parent → child",
         "channel_64k",
@@ -629,6 +659,15 @@ const ROWS: &[Row] = &[
         "pipe_64k",
         "pipe",
         Goal::ReportSpeed,
+        "report",
+    ),
+    row(
+        "channel_64k_floor",
+        "channel, 64 KiB messages parent → child",
+        "channel_64k",
+        "floor_64k",
+        "floor (a copy into shared memory + one store)",
+        Goal::ReportTime,
         "report",
     ),
 ];
@@ -923,6 +962,11 @@ fn main() {
     let cases: Vec<Case> = cases()
         .into_iter()
         .filter(|c| rows.iter().any(|r| r.ours == c.id || r.peer == c.id))
+        .filter(|c| {
+            // Profiling aid: only these cases (comma-separated ids); the
+            // rows whose other case is left out report nothing.
+            std::env::var("SHM_GOALS_CASES").map_or(true, |ids| ids.split(',').any(|id| id == c.id))
+        })
         .collect();
     assert!(!cases.is_empty(), "no row matches --only");
     eprintln!(
@@ -956,12 +1000,7 @@ fn main() {
         }
         eprintln!();
     }
-    let index = |id: &str| {
-        cases
-            .iter()
-            .position(|c| c.id == id)
-            .expect("case of a row")
-    };
+    let index = |id: &str| cases.iter().position(|c| c.id == id);
 
     let mut json_cases = Vec::new();
     for (i, c) in cases.iter().enumerate() {
@@ -981,7 +1020,9 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for r in &rows {
-        let (o, p) = (index(r.ours), index(r.peer));
+        let (Some(o), Some(p)) = (index(r.ours), index(r.peer)) else {
+            continue; // a case left out by SHM_GOALS_CASES
+        };
         let mut ratios: Vec<f64> = times[o]
             .iter()
             .zip(&times[p])

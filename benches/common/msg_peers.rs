@@ -61,18 +61,25 @@ pub(crate) const ATTACHED: u64 = u64::MAX;
 // ---------------------------------------------------------------------------
 
 /// Every busy-polling loop of every peer backs off alike: 64 spins, then
-/// `sched_yield`, then 50 µs sleeps; and gives up at a deadline.
+/// `sched_yield`, then 50 µs sleeps; and gives up at a deadline. Making one
+/// reads no clock (every sender and sink makes one per message): the
+/// deadline is set at the first clock check, 1024 rounds in, so a wait
+/// gives up `timeout` after that (a little later than `timeout` from
+/// `new`).
 pub(crate) struct Backoff {
     round: u32,
-    deadline: Instant,
+    deadline: Option<Instant>,
+    timeout: Duration,
     what: &'static str,
 }
 
 impl Backoff {
+    #[inline]
     pub(crate) fn new(what: &'static str, timeout: Duration) -> Self {
         Backoff {
             round: 0,
-            deadline: Instant::now() + timeout,
+            deadline: None,
+            timeout,
             what,
         }
     }
@@ -87,8 +94,12 @@ impl Backoff {
             thread::sleep(Duration::from_micros(50));
         }
         self.round = self.round.saturating_add(1);
-        if self.round % 1024 == 0 && Instant::now() > self.deadline {
-            panic!("{}: gave up waiting", self.what);
+        if self.round % 1024 == 0 {
+            let now = Instant::now();
+            let deadline = *self.deadline.get_or_insert(now + self.timeout);
+            if now > deadline {
+                panic!("{}: gave up waiting", self.what);
+            }
         }
     }
 
@@ -188,8 +199,9 @@ pub(crate) fn batch<L: Link>(link: &mut L, msg: &mut [u8], id: u64, n: u64) -> D
 pub(crate) const BURST: usize = BLOCKS / 2;
 
 /// [`batch`] for our channel in bursts of [`BURST`] messages: take and fill
-/// `BURST` blocks, then send them all. The hook for `Channel::send_many`
-/// (not on main yet): today the burst goes out one `send` at a time.
+/// `BURST` blocks, then send them with one `Channel::send_many` (one
+/// wake-up check for the burst; each block still has its own decisive
+/// step). The child takes what is there with `recv_many`.
 pub(crate) fn channel_batch_many(
     link: &mut ChannelLink,
     msg: &mut [u8],
@@ -203,21 +215,19 @@ pub(crate) fn channel_batch_many(
     msg[16..24].copy_from_slice(&id.to_ne_bytes());
     link.send(msg);
     let mut seq = 0;
+    let mut blocks = Vec::with_capacity(BURST);
     while seq < n {
         let k = (n - seq).min(BURST as u64);
-        let mut blocks = Vec::with_capacity(BURST);
         for _ in 0..k {
             stamp(msg, seq);
             blocks.push(link.filled_block(msg));
             seq += 1;
         }
-        // TODO(send_many): one `link.ch.send_many(blocks)` call once it lands.
-        for block in blocks {
-            if let Err(e) = link.ch.send(block) {
-                panic!("send: {e}");
-            }
+        if let Err(e) = link.ch.send_many(blocks.drain(..)) {
+            panic!("send_many: {e}");
         }
     }
+    drop(blocks);
     link.wait_ack(id);
     let elapsed = start.elapsed();
     watchdog(0);
@@ -379,27 +389,167 @@ pub(crate) fn channel_sink(name: &str, size: usize) {
     let ack = map.atomic_u64(ack_offset(size)).expect("ack word");
     ack.store(ATTACHED, Ordering::Release);
     let mut sink = Sink::new();
+    let mut got = Vec::with_capacity(BURST);
     loop {
         let mut backoff = Backoff::new("the next message", CHILD_IDLE);
-        let block = loop {
-            // TODO(recv_many): take what is there with `ch.recv_many` once it
-            // lands, and check each block of the burst in this loop.
-            let got = if backoff.sleepy() {
-                ch.recv_blocking(Duration::from_millis(10))
-            } else {
-                ch.recv()
-            };
-            match got {
-                Ok(block) => break block,
-                Err(RecvError::Empty) => backoff.snooze(),
-                Err(e) => panic!("recv: {e}"),
+        // What is there, up to a burst (`recv_many`); one block at a time
+        // with a futex sleep once the sender has been idle a while.
+        while got.is_empty() {
+            if backoff.sleepy() {
+                match ch.recv_blocking(Duration::from_millis(10)) {
+                    Ok(block) => got.push(block),
+                    Err(RecvError::Empty) => {}
+                    Err(e) => panic!("recv: {e}"),
+                }
+            } else if ch.recv_many(&mut got, BURST).expect("recv_many") == 0 {
+                backoff.snooze();
             }
-        };
-        // Read in place: three words at the start, one at the end.
-        let head: [u64; 3] = block.read_pod(0).expect("head");
-        let last: u64 = block.read_pod(size - 8).expect("trailer");
-        drop(block);
-        match sink.take(head, last) {
+        }
+        for block in got.drain(..) {
+            // Read in place: three words at the start, one at the end.
+            let head: [u64; 3] = block.read_pod(0).expect("head");
+            let last: u64 = block.read_pod(size - 8).expect("trailer");
+            drop(block);
+            match sink.take(head, last) {
+                Ok(Some(batch)) => ack.store(batch, Ordering::Release),
+                Ok(None) => {}
+                Err(()) => return,
+            }
+        }
+    }
+}
+
+// --- the floor: a copy into shared memory and one store -----------------------
+
+/// The floor's segment: the tail (the parent's next message), the head (the
+/// child's), the acknowledgement word, each on its own line; then
+/// [`BLOCKS`] message buffers.
+const FLOOR_TAIL: usize = 0;
+const FLOOR_HEAD: usize = 128;
+const FLOOR_ACK: usize = 256;
+const FLOOR_BUFS: usize = 4096;
+
+fn floor_buf(seq: u64, size: usize) -> usize {
+    FLOOR_BUFS + (seq % BLOCKS as u64) as usize * size
+}
+
+/// What moving a message to another process costs at least: the sender
+/// copies it into one of [`BLOCKS`] buffers of a POSIX segment and stores
+/// the new tail (one word); the child reads the message's first words and
+/// its last one in place, as the other sinks do, and stores its head. No
+/// ownership, no free list, no crash safety: an SPSC ring of buffers.
+pub(crate) struct FloorLink {
+    map: Mapping,
+    size: usize,
+    /// The next message's sequence number, and the child's head as last read.
+    tail: u64,
+    head: u64,
+    peer: Peer,
+}
+
+impl FloorLink {
+    pub(crate) fn start(size: usize) -> Self {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "/shm-bench-floor-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let shm = PosixOptions::new()
+            .unlink_on_drop(true)
+            .create(&name, FLOOR_BUFS + BLOCKS * size)
+            .expect("create the segment");
+        let map = shm.map().expect("map");
+        let child = Peer::spawn(
+            format!("floor-sink-{size}"),
+            &name,
+            Stdio::null(),
+            Stdio::null(),
+        );
+        let peer = Peer(Some(child));
+        let ack = map.atomic_u64(FLOOR_ACK).expect("ack word");
+        let mut backoff = Backoff::new("the child attaching", SETUP_TIMEOUT);
+        while ack.load(Ordering::Acquire) != ATTACHED {
+            backoff.snooze();
+        }
+        drop(shm); // unlinks the name
+        FloorLink {
+            map,
+            size,
+            tail: 0,
+            head: 0,
+            peer,
+        }
+    }
+}
+
+impl Link for FloorLink {
+    #[inline]
+    fn send(&mut self, msg: &[u8]) {
+        if self.tail - self.head >= BLOCKS as u64 {
+            let head = self.map.atomic_u64(FLOOR_HEAD).expect("head word");
+            let mut backoff = Backoff::new("a free buffer", SETUP_TIMEOUT);
+            loop {
+                // SYNC POINT: Acquire pairs with the child's Release store
+                // of its head: it is done with the buffers before it.
+                self.head = head.load(Ordering::Acquire);
+                if self.tail - self.head < BLOCKS as u64 {
+                    break;
+                }
+                backoff.snooze();
+            }
+        }
+        self.map
+            .write_at(floor_buf(self.tail, self.size), msg)
+            .expect("fill the buffer");
+        self.tail += 1;
+        // SYNC POINT: Release publishes the buffer's bytes to the child.
+        self.map
+            .atomic_u64(FLOOR_TAIL)
+            .expect("tail word")
+            .store(self.tail, Ordering::Release);
+    }
+
+    fn wait_ack(&mut self, batch: u64) {
+        let ack = self.map.atomic_u64(FLOOR_ACK).expect("ack word");
+        let mut backoff = Backoff::new("the child's acknowledgement", SETUP_TIMEOUT);
+        while ack.load(Ordering::Acquire) != batch {
+            backoff.snooze();
+        }
+    }
+
+    fn stop(mut self) {
+        let mut quit = vec![0u8; self.size];
+        quit[..8].copy_from_slice(&QUIT.to_ne_bytes());
+        self.send(&quit);
+        self.peer.finish();
+    }
+}
+
+pub(crate) fn floor_sink(name: &str, size: usize) {
+    let shm = PosixShm::open(name).expect("open the segment");
+    let map = shm.map().expect("map");
+    drop(shm);
+    let tail = map.atomic_u64(FLOOR_TAIL).expect("tail word");
+    let head = map.atomic_u64(FLOOR_HEAD).expect("head word");
+    let ack = map.atomic_u64(FLOOR_ACK).expect("ack word");
+    ack.store(ATTACHED, Ordering::Release);
+    let mut sink = Sink::new();
+    let mut next = 0u64;
+    loop {
+        let mut backoff = Backoff::new("the next message", CHILD_IDLE);
+        // SYNC POINT: Acquire pairs with the parent's Release store of the
+        // tail: the buffer's bytes are visible.
+        while tail.load(Ordering::Acquire) == next {
+            backoff.snooze();
+        }
+        let at = floor_buf(next, size);
+        let head3: [u64; 3] = map.read_pod(at).expect("head");
+        let last: u64 = map.read_pod(at + size - 8).expect("trailer");
+        next += 1;
+        // SYNC POINT: Release: done with the buffer, the parent may reuse it.
+        head.store(next, Ordering::Release);
+        match sink.take(head3, last) {
             Ok(Some(batch)) => ack.store(batch, Ordering::Release),
             Ok(None) => {}
             Err(()) => return,
@@ -688,6 +838,7 @@ pub(crate) fn child_main(role: &str) {
     match (kind, size) {
         ("channel-sink", _) => channel_sink(&names, size),
         ("pipe-sink", _) => pipe_sink(size),
+        ("floor-sink", _) => floor_sink(&names, size),
         ("iox-sink", 4096) => iox_sink::<4096>(&names),
         ("iox-sink", 65536) => iox_sink::<65536>(&names),
         _ => panic!("unknown role {role}"),

@@ -110,34 +110,74 @@ impl<'p, R: Region> Block<'p, R> {
         }
     }
 
-    /// `Err(ForkedHandle)` in a `fork`ed child.
+    /// `Err(ForkedHandle)` in a `fork`ed child. The check is one load and
+    /// a compare inlined into every access; the error is built out of line.
+    #[inline(always)]
     fn live(&self, op: &'static str) -> Result<(), PoolError> {
         if self.epoch.is_current() {
             Ok(())
         } else {
-            Err(PoolError::ForkedHandle {
-                op,
-                target: self.pool.target(),
-                id: self.id,
-            })
+            Err(self.forked(op))
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forked(&self, op: &'static str) -> PoolError {
+        PoolError::ForkedHandle {
+            op,
+            target: self.pool.target(),
+            id: self.id,
         }
     }
 
     /// The same check for the [`Region`] methods, with the segment layer's error.
+    #[inline(always)]
     fn live_region(&self, op: &'static str) -> shm_segment::Result<()> {
-        self.live(op)
-            .map_err(|e| shm_segment::Error::InvalidArgument {
-                op,
-                target: self.pool.target(),
-                reason: e.to_string(),
-            })
+        if self.epoch.is_current() {
+            Ok(())
+        } else {
+            Err(self.forked_region(op))
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forked_region(&self, op: &'static str) -> shm_segment::Error {
+        shm_segment::Error::InvalidArgument {
+            op,
+            target: self.pool.target(),
+            reason: self.forked(op).to_string(),
+        }
     }
 
     /// Panics in a `fork`ed child (for the accessors that cannot fail).
+    #[inline(always)]
     #[track_caller]
     fn assert_live(&self, op: &'static str) {
-        if let Err(e) = self.live(op) {
-            panic!("{e}");
+        if !self.epoch.is_current() {
+            self.forked_panic(op);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn forked_panic(&self, op: &'static str) -> ! {
+        panic!("{}", self.forked(op));
+    }
+
+    /// The block's first byte, for the accessors that checked the fork
+    /// epoch already (`as_ptr` checks it again).
+    #[inline(always)]
+    fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: block `id < blocks` lies at `data + id * block_size`
+        // inside the pool's region (checked in `wire`).
+        unsafe {
+            self.pool
+                .inner
+                .data
+                .add(self.id.0 as usize * self.pool.inner.block_size)
         }
     }
 
@@ -273,16 +313,12 @@ impl<R: Region> Drop for Block<'_, R> {
 // borrowed pool keeps alive; writable iff the region is. `as_ptr` panics
 // rather than return a different pointer, so it never changes.
 unsafe impl<R: Region> Region for Block<'_, R> {
+    #[inline]
     fn as_ptr(&self) -> *mut u8 {
         self.assert_live("access");
-        // SAFETY: in bounds, as above.
-        unsafe {
-            self.pool
-                .inner
-                .data
-                .add(self.id.0 as usize * self.pool.inner.block_size)
-        }
+        self.data_ptr()
     }
+    #[inline]
     fn len(&self) -> usize {
         self.pool.inner.block_size
     }
@@ -296,17 +332,19 @@ unsafe impl<R: Region> Region for Block<'_, R> {
     // The methods that return a `Result` check the fork epoch first, then do
     // what the provided methods do (they cannot be called from here).
 
+    #[inline]
     fn read_at(&self, offset: usize, buf: &mut [u8]) -> shm_segment::Result<()> {
         self.live_region("read")?;
         self.check_range("read", offset, buf.len())?;
         // SAFETY: in range (checked above) of memory readable for `len`
         // bytes (see the impl); `buf` is a local buffer, not the mapping.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
+            std::ptr::copy_nonoverlapping(self.data_ptr().add(offset), buf.as_mut_ptr(), buf.len())
         };
         Ok(())
     }
 
+    #[inline]
     fn write_at(&self, offset: usize, data: &[u8]) -> shm_segment::Result<()> {
         self.live_region("write")?;
         self.check_writable("write")?;
@@ -314,7 +352,7 @@ unsafe impl<R: Region> Region for Block<'_, R> {
         // SAFETY: in range and writable (checked above); `data` is a Rust
         // slice, which safe code never makes over the mapping.
         unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.data_ptr().add(offset), data.len())
         };
         Ok(())
     }
@@ -324,7 +362,7 @@ unsafe impl<R: Region> Region for Block<'_, R> {
         self.check_writable("fill")?;
         self.check_range("fill", offset, len)?;
         // SAFETY: in range and writable (checked above).
-        unsafe { std::ptr::write_bytes(self.as_ptr().add(offset), byte, len) };
+        unsafe { std::ptr::write_bytes(self.data_ptr().add(offset), byte, len) };
         Ok(())
     }
 

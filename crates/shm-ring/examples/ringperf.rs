@@ -229,7 +229,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Single-threaded operation loops for `valgrind --tool=callgrind`
 /// (instruction counts are repeatable where wall-clock times are not):
-/// `ringperf cg single|batchK|chunks32|slices32|mpmc [items]` moves `items`
+/// `ringperf cg single|batchK|chunks32|slices32|rtrb32|mpmc [items]` moves `items`
 /// values through a heap ring, one op, one batch of K or one chunk of 32 at
 /// a time (`chunks32` element by element, `slices32` with `write_slice`/`read_slice`). The ring
 /// starts one slot in, so some batches wrap around its end.
@@ -282,6 +282,28 @@ fn callgrind(mode: &str, n: u64) {
                 chunk.commit_all();
                 let chunk = rx.read_chunk(BATCH).unwrap();
                 chunk.read_slice(std::hint::black_box(&mut out));
+                chunk.commit_all();
+                sum = sum.wrapping_add(out[0]);
+            }
+        }
+        "rtrb32" => {
+            // rtrb's chunks of 32, as the goals harness uses them
+            // (`write_chunk_uninit` + `fill_from_iter`, `read_chunk` +
+            // `as_slices` copied out + `commit_all`): the peer of `slices32`.
+            let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            p.push(0).unwrap();
+            c.pop().unwrap();
+            let mut buf = [0u64; BATCH];
+            let mut out = [0u64; BATCH];
+            for i in 0..n / BATCH as u64 {
+                buf[0] = i;
+                let chunk = p.write_chunk_uninit(BATCH).unwrap();
+                chunk.fill_from_iter(std::hint::black_box(&buf).iter().copied());
+                let chunk = c.read_chunk(BATCH).unwrap();
+                let (a, b) = chunk.as_slices();
+                let out = std::hint::black_box(&mut out);
+                out[..a.len()].copy_from_slice(a);
+                out[a.len()..a.len() + b.len()].copy_from_slice(b);
                 chunk.commit_all();
                 sum = sum.wrapping_add(out[0]);
             }
