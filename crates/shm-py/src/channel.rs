@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyList};
 use shm_mempool::{Block, Channel as RustChannel, ChannelOptions, PoolError, RecvError, SendError};
 use shm_segment::{ForkEpoch, Kind, Region, Segment, SubRegion};
 
-use crate::common::{fill_view, non_negative, wait_loop, Borrowed, Exports};
+use crate::common::{closed, fill_view, non_negative, wait_loop, Borrowed, Exports};
 use crate::errors::{self, ShmError};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -51,6 +51,13 @@ unsafe impl Sync for HeldBlock {}
 /// releasing it (`release()`, a `with` block, or letting it be collected).
 /// Blocks a killed process held go back with `reclaim_dead()`.
 ///
+/// `close()` (or leaving a `with` block) drops the handle; the block
+/// objects it handed out hold the channel (its mapping) themselves for
+/// their whole life and stay usable (written, read, released; a closed
+/// handle sends nothing). The creator's handle removes the name once it is
+/// closed and those block objects are collected; `unlink()` removes it at
+/// once.
+///
 /// >>> import shm
 /// >>> tx = shm.Channel.create("/shm-test-doc-chan", 8, 4096)
 /// >>> rx = shm.Channel.attach("/shm-test-doc-chan")
@@ -61,21 +68,29 @@ unsafe impl Sync for HeldBlock {}
 /// >>> with rx.recv() as got:
 /// ...     bytes(got.data)
 /// b'hello'
-#[pyclass(module = "shm", frozen)]
+#[pyclass(module = "shm")]
 pub(crate) struct Channel {
-    chan: Arc<RustChannel>,
+    /// `None` once closed.
+    chan: Option<Arc<RustChannel>>,
     name: String,
 }
 
 impl Channel {
-    fn wrap(&self, block: Block<'_, Part>) -> ChannelBlock {
-        self.wrap_held(extend(block))
+    fn chan(&self) -> PyResult<&Arc<RustChannel>> {
+        self.chan
+            .as_ref()
+            .ok_or_else(|| closed("Channel", &self.name))
     }
 
-    fn wrap_held(&self, held: HeldBlock) -> ChannelBlock {
+    /// `block`, of `chan` (this handle's channel), as a Python object.
+    fn wrap(&self, chan: &Arc<RustChannel>, block: Block<'_, Part>) -> ChannelBlock {
+        self.wrap_held(chan, extend(block))
+    }
+
+    fn wrap_held(&self, chan: &Arc<RustChannel>, held: HeldBlock) -> ChannelBlock {
         ChannelBlock {
             block: Mutex::new(Some(held)),
-            chan: Arc::clone(&self.chan),
+            chan: Arc::clone(chan),
             exports: Exports::default(),
             epoch: ForkEpoch::now(),
             name: self.name.clone(),
@@ -84,7 +99,7 @@ impl Channel {
 
     /// The block out of a `ChannelBlock` of this channel, ready to send.
     fn take(&self, blk: &ChannelBlock, nbytes: Option<usize>) -> PyResult<StaticBlock> {
-        if !Arc::ptr_eq(&blk.chan, &self.chan) {
+        if !Arc::ptr_eq(&blk.chan, self.chan()?) {
             return Err(PyValueError::new_err(format!(
                 "send on {}: the block belongs to another channel (or another handle of it: send \
                  through the handle that gave the block)",
@@ -108,8 +123,8 @@ impl Channel {
         Ok(guard.take().expect("checked above").0)
     }
 
-    fn send_one<'c>(&'c self, block: Block<'c, Part>) -> PyResult<()> {
-        self.chan.send(block).map_err(|e| match e {
+    fn send_one<'c>(&'c self, chan: &'c RustChannel, block: Block<'c, Part>) -> PyResult<()> {
+        chan.send(block).map_err(|e| match e {
             SendError::ForeignBlock(_) => PyValueError::new_err(format!(
                 "send on {}: the block belongs to another pool",
                 self.name
@@ -154,7 +169,7 @@ impl Channel {
         let chan =
             RustChannel::create_posix_with(name, blocks, block_size, opts).map_err(errors::pool)?;
         Ok(Channel {
-            chan: Arc::new(chan),
+            chan: Some(Arc::new(chan)),
             name: name.to_owned(),
         })
     }
@@ -169,7 +184,7 @@ impl Channel {
         let (seg, _) = crate::rings::open_kind(name, Kind::CHANNEL, "channel")?;
         let chan = RustChannel::attach(seg).map_err(errors::pool)?;
         Ok(Channel {
-            chan: Arc::new(chan),
+            chan: Some(Arc::new(chan)),
             name: name.to_owned(),
         })
     }
@@ -181,8 +196,9 @@ impl Channel {
     /// >>> len(blk)
     /// 128
     fn get(&self) -> PyResult<ChannelBlock> {
-        let block = self.chan.get().map_err(errors::pool)?;
-        Ok(self.wrap(block))
+        let chan = self.chan()?;
+        let block = chan.get().map_err(errors::pool)?;
+        Ok(self.wrap(chan, block))
     }
 
     /// Takes a free block, waiting up to `timeout` seconds (None: for ever)
@@ -194,12 +210,13 @@ impl Channel {
     /// >>> ch.get_blocking(timeout=1.0).release()
     #[pyo3(signature = (timeout = None))]
     fn get_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<ChannelBlock> {
-        match self.chan.get() {
-            Ok(b) => return Ok(self.wrap(b)),
+        let arc = self.chan()?;
+        match arc.get() {
+            Ok(b) => return Ok(self.wrap(arc, b)),
             Err(PoolError::Exhausted { .. }) => {}
             Err(e) => return Err(errors::pool(e)),
         }
-        let chan = &*self.chan;
+        let chan = &**arc;
         let what = format!("get_blocking on {}", self.name);
         let mut round = 0u32;
         let held = wait_loop(py, timeout, &what, |py, slice: Duration| {
@@ -226,7 +243,7 @@ impl Channel {
             });
             got.map_err(errors::pool)
         })?;
-        Ok(self.wrap_held(held))
+        Ok(self.wrap_held(arc, held))
     }
 
     /// Queues `block` (from this handle's `get()` or `recv()`) for a
@@ -239,7 +256,7 @@ impl Channel {
     #[pyo3(signature = (block, nbytes = None))]
     fn send(&self, block: &Bound<'_, ChannelBlock>, nbytes: Option<usize>) -> PyResult<()> {
         let b = self.take(block.get(), nbytes)?;
-        self.send_one(b)
+        self.send_one(self.chan()?, b)
     }
 
     /// Copies `data` (any bytes-like object) into a fresh block and sends
@@ -248,8 +265,9 @@ impl Channel {
     ///
     /// >>> ch.send_bytes(b"hi")
     fn send_bytes(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let chan = self.chan()?;
         let src = Borrowed::bytes(data, false)?;
-        let block = self.chan.get().map_err(errors::pool)?;
+        let block = chan.get().map_err(errors::pool)?;
         let n = src.len();
         if n > block.len() {
             return Err(PyValueError::new_err(format!(
@@ -265,7 +283,7 @@ impl Channel {
         // keeps only a released block object as an array's base).
         unsafe { std::ptr::copy(src.ptr(), block.as_ptr(), n) };
         block.set_used(n);
-        self.send_one(block)
+        self.send_one(chan, block)
     }
 
     /// Sends the blocks of an iterable in order, waking receivers once;
@@ -274,6 +292,7 @@ impl Channel {
     /// >>> ch.send_many([ch.get(), ch.get()])
     /// 2
     fn send_many(&self, blocks: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let chan = self.chan()?;
         let mut taken = Vec::new();
         for item in blocks.try_iter()? {
             let item = item?;
@@ -283,7 +302,7 @@ impl Channel {
             taken.push(self.take(blk.get(), None)?);
         }
         let n = taken.len();
-        self.chan.send_many(taken).map_err(|e| match e {
+        chan.send_many(taken).map_err(|e| match e {
             SendError::ForeignBlock(_) => {
                 PyValueError::new_err(format!("send_many on {}: a foreign block", self.name))
             }
@@ -299,8 +318,9 @@ impl Channel {
     /// >>> got.tobytes()
     /// b'\x00\x00\x00'
     fn recv(&self) -> PyResult<Option<ChannelBlock>> {
-        match self.chan.recv() {
-            Ok(b) => Ok(Some(self.wrap(b))),
+        let chan = self.chan()?;
+        match chan.recv() {
+            Ok(b) => Ok(Some(self.wrap(chan, b))),
             Err(RecvError::Empty) => Ok(None),
             Err(RecvError::Pool(e)) => Err(errors::pool(e)),
         }
@@ -316,7 +336,8 @@ impl Channel {
         if let Some(b) = self.recv()? {
             return Ok(b);
         }
-        let chan = &*self.chan;
+        let arc = self.chan()?;
+        let chan = &**arc;
         let what = format!("recv_blocking on {}", self.name);
         let held = wait_loop(py, timeout, &what, |py, slice: Duration| {
             let got = py.detach(|| match chan.recv_blocking(slice) {
@@ -326,7 +347,7 @@ impl Channel {
             });
             got.map_err(errors::pool)
         })?;
-        Ok(self.wrap_held(held))
+        Ok(self.wrap_held(arc, held))
     }
 
     /// Takes up to `max` queued blocks, in order; returns a list (empty
@@ -336,11 +357,12 @@ impl Channel {
     /// [b'', b'']
     fn recv_many<'py>(&self, py: Python<'py>, max: i64) -> PyResult<Bound<'py, PyList>> {
         let max = non_negative(max, "'max'", &|| format!("recv_many on {}", self.name))?;
+        let chan = self.chan()?;
         let mut out = Vec::new();
-        self.chan.recv_many(&mut out, max).map_err(errors::pool)?;
+        chan.recv_many(&mut out, max).map_err(errors::pool)?;
         let list = PyList::empty(py);
         for b in out {
-            list.append(Bound::new(py, self.wrap(b))?)?;
+            list.append(Bound::new(py, self.wrap(chan, b))?)?;
         }
         Ok(list)
     }
@@ -351,7 +373,7 @@ impl Channel {
     /// >>> ch.send_bytes(b"x"); ch.recv_bytes()
     /// b'x'
     fn recv_bytes<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let block = match self.chan.recv() {
+        let block = match self.chan()?.recv() {
             Ok(b) => b,
             Err(RecvError::Empty) => return Ok(None),
             Err(RecvError::Pool(e)) => return Err(errors::pool(e)),
@@ -370,31 +392,31 @@ impl Channel {
     /// >>> ch.reclaim_dead()
     /// []
     fn reclaim_dead(&self) -> PyResult<Vec<u32>> {
-        let ids = self.chan.pool().reclaim_dead().map_err(errors::pool)?;
+        let ids = self.chan()?.pool().reclaim_dead().map_err(errors::pool)?;
         Ok(ids.into_iter().map(|id| id.0).collect())
     }
 
     /// Blocks queued now (a snapshot).
-    fn __len__(&self) -> usize {
-        self.chan.len()
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.chan()?.len())
     }
 
     /// Blocks in the pool.
     #[getter]
-    fn blocks(&self) -> usize {
-        self.chan.pool().blocks()
+    fn blocks(&self) -> PyResult<usize> {
+        Ok(self.chan()?.pool().blocks())
     }
 
     /// Bytes per block.
     #[getter]
-    fn block_size(&self) -> usize {
-        self.chan.pool().block_size()
+    fn block_size(&self) -> PyResult<usize> {
+        Ok(self.chan()?.pool().block_size())
     }
 
     /// Free blocks now (a snapshot).
     #[getter]
-    fn free(&self) -> usize {
-        self.chan.pool().stats().free
+    fn free(&self) -> PyResult<usize> {
+        Ok(self.chan()?.pool().stats().free)
     }
 
     /// The channel's POSIX name.
@@ -403,33 +425,75 @@ impl Channel {
         &self.name
     }
 
-    /// Whether this handle removes the name when the last handle in this
-    /// process is gone (true for the creator's).
+    /// Whether the name is removed when this handle and the block objects
+    /// it handed out are gone (true for the creator's handle).
+    ///
+    /// >>> ch.remove_on_drop
+    /// True
     #[getter]
-    fn get_remove_on_drop(&self) -> bool {
-        self.chan.region().created()
+    fn get_remove_on_drop(&self) -> PyResult<bool> {
+        Ok(self.chan()?.region().created())
     }
 
     #[setter]
-    fn set_remove_on_drop(&self, remove: bool) {
-        self.chan.region().set_remove_on_drop(remove);
+    fn set_remove_on_drop(&self, remove: bool) -> PyResult<()> {
+        self.chan()?.region().set_remove_on_drop(remove);
+        Ok(())
     }
 
     /// Removes the name now; no unlink at drop afterwards.
     ///
     /// >>> ch.unlink()
     fn unlink(&self) -> PyResult<()> {
-        crate::rings::unlink(self.chan.region())
+        crate::rings::unlink(self.chan()?.region())
+    }
+
+    /// Drops this handle; later calls on it raise ValueError, and a second
+    /// close does nothing. The block objects it handed out hold the channel
+    /// themselves and stay usable. The creator's handle removes the name
+    /// when it is closed and those objects are collected: at `close()` if
+    /// none is left.
+    ///
+    /// >>> with shm.Channel.create("/shm-test-doc-chan-close", 2, 64) as c:
+    /// ...     c.send_bytes(b"x")
+    /// >>> c.closed
+    /// True
+    fn close(&mut self) {
+        self.chan = None;
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.chan.is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Leaves a `with` block: `close()`.
+    fn __exit__(
+        &mut self,
+        _t: Option<&Bound<'_, PyAny>>,
+        _v: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close();
+        false
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "Channel({:?}, blocks={}, block_size={}, queued={})",
-            self.name,
-            self.chan.pool().blocks(),
-            self.chan.pool().block_size(),
-            self.chan.len()
-        )
+        match &self.chan {
+            Some(chan) => format!(
+                "Channel({:?}, blocks={}, block_size={}, queued={})",
+                self.name,
+                chan.pool().blocks(),
+                chan.pool().block_size(),
+                chan.len()
+            ),
+            None => format!("Channel({:?}, closed)", self.name),
+        }
     }
 }
 

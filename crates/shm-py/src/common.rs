@@ -35,6 +35,13 @@ pub(crate) fn positive(what: &str, value: i64, max: u64) -> PyResult<usize> {
     }
 }
 
+/// `ValueError` for an object used after it was closed: Python's convention
+/// for a closed file ("I/O operation on closed file"). `what` names the
+/// object's class (and how it relates to `name`).
+pub(crate) fn closed(what: &str, name: &str) -> PyErr {
+    PyValueError::new_err(format!("{what} {name} is closed"))
+}
+
 // ------------------------------------------------------------------- random
 
 /// Fills `buf` from the kernel's random source (`getrandom(2)`).

@@ -8,7 +8,7 @@ use shm_segment::Kind;
 use super::carrier::{MpmcCore, Open, PopFail, PushFail};
 use super::spsc::resolve;
 use super::{create_how, makers_for, open_checked, Scratch};
-use crate::common::{non_negative, wait_loop, Borrowed};
+use crate::common::{closed, non_negative, wait_loop, Borrowed};
 use crate::dtype::Elem;
 use crate::errors::{self, RingFull, ShmError};
 
@@ -24,20 +24,31 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// others prove dead and repair (`recovered`), and the ring keeps working.
 /// Handles inherited across fork(2) keep working in the child.
 ///
+/// `close()` (or leaving a `with` block) drops the handle. The creator's
+/// handle removes the name when it is closed or collected; `unlink()`
+/// removes it at once.
+///
 /// >>> import shm
 /// >>> ring = shm.MpmcRing.create("/shm-test-doc-mpmc", 16, dtype="i8")
 /// >>> other = shm.MpmcRing.attach("/shm-test-doc-mpmc", dtype="i8")
 /// >>> ring.push(-1)
 /// >>> other.pop(), other.pop()
 /// (-1, None)
-#[pyclass(module = "shm", frozen)]
+#[pyclass(module = "shm")]
 pub(crate) struct MpmcRing {
-    core: Arc<dyn MpmcCore>,
+    /// `None` once closed.
+    core: Option<Box<dyn MpmcCore>>,
     elem: Arc<Elem>,
     name: String,
 }
 
 impl MpmcRing {
+    fn core(&self) -> PyResult<&dyn MpmcCore> {
+        self.core
+            .as_deref()
+            .ok_or_else(|| closed("MpmcRing", &self.name))
+    }
+
     fn push_fail(&self, f: PushFail) -> PyErr {
         match f {
             PushFail::Full => RingFull::new_err(format!("{}: the ring is full", self.name)),
@@ -81,7 +92,7 @@ impl MpmcRing {
         let makers = makers_for(&elem)?;
         let core = (makers.mpmc)(create_how(name, capacity, blocking)).map_err(errors::ring)?;
         Ok(MpmcRing {
-            core: Arc::from(core),
+            core: Some(core),
             elem: Arc::new(elem),
             name: name.to_owned(),
         })
@@ -100,7 +111,7 @@ impl MpmcRing {
         let seg = open_checked(name, Kind::MPMC_RING, "MPMC ring", &elem)?;
         let core = (makers.mpmc)(Open::Attach(seg)).map_err(errors::ring)?;
         Ok(MpmcRing {
-            core: Arc::from(core),
+            core: Some(core),
             elem: Arc::new(elem),
             name: name.to_owned(),
         })
@@ -112,7 +123,9 @@ impl MpmcRing {
     fn push(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut buf = Scratch::new(self.elem.size);
         (self.elem.encode)(&self.elem, value, buf.bytes())?;
-        self.core.push(buf.bytes()).map_err(|f| self.push_fail(f))
+        self.core()?
+            .push(buf.bytes())
+            .map_err(|f| self.push_fail(f))
     }
 
     /// Takes one value, or returns None when the ring is empty.
@@ -121,7 +134,7 @@ impl MpmcRing {
     /// 5
     fn pop(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let mut buf = Scratch::new(self.elem.size);
-        match self.core.pop(buf.bytes()) {
+        match self.core()?.pop(buf.bytes()) {
             Ok(()) => Ok(Some((self.elem.decode)(&self.elem, py, buf.bytes())?)),
             Err(PopFail::Empty) => Ok(None),
             Err(f) => Err(self.pop_fail(f)),
@@ -143,11 +156,11 @@ impl MpmcRing {
         let mut buf = Scratch::new(self.elem.size);
         (self.elem.encode)(&self.elem, value, buf.bytes())?;
         let bytes = buf.bytes();
-        match self.core.push(bytes) {
+        let core = self.core()?;
+        match core.push(bytes) {
             Err(PushFail::Full) => {}
             r => return r.map_err(|f| self.push_fail(f)),
         }
-        let core = &*self.core;
         let what = format!("push_blocking on {}", self.name);
         let r = wait_loop(py, timeout, &what, |py, slice| {
             match py.detach(|| core.push_blocking(bytes, slice)) {
@@ -168,9 +181,9 @@ impl MpmcRing {
     fn pop_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let mut buf = Scratch::new(self.elem.size);
         let bytes = buf.bytes();
-        let r = match self.core.pop(bytes) {
+        let core = self.core()?;
+        let r = match core.pop(bytes) {
             Err(PopFail::Empty) => {
-                let core = &*self.core;
                 let what = format!("pop_blocking on {}", self.name);
                 wait_loop(py, timeout, &what, |py, slice| {
                     match py.detach(|| core.pop_blocking(bytes, slice)) {
@@ -195,10 +208,11 @@ impl MpmcRing {
     /// 2
     fn push_many(&self, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
         let size = self.elem.size;
+        let core = self.core()?;
         let b = Borrowed::get(buffer, false, size, "push_many")?;
         // SAFETY: the buffer holds `len / size` elements and stays exported
         // while `b` lives; we hold the GIL.
-        Ok(unsafe { self.core.push_raw(b.ptr(), b.len() / size) })
+        Ok(unsafe { core.push_raw(b.ptr(), b.len() / size) })
     }
 
     /// Takes as many elements as fit in the writable `buffer`, in order;
@@ -209,10 +223,11 @@ impl MpmcRing {
     /// 2
     fn pop_into(&self, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
         let size = self.elem.size;
+        let core = self.core()?;
         let b = Borrowed::get(buffer, true, size, "pop_into")?;
         // SAFETY: a writable buffer of `len / size` elements, exported while
         // `b` lives; we hold the GIL.
-        Ok(unsafe { self.core.pop_raw(b.ptr(), b.len() / size) })
+        Ok(unsafe { core.pop_raw(b.ptr(), b.len() / size) })
     }
 
     /// `(skipped, reclaimed)`: positions skipped because their producer
@@ -222,8 +237,8 @@ impl MpmcRing {
     /// >>> ring.recovered
     /// (0, 0)
     #[getter]
-    fn recovered(&self) -> (u64, u64) {
-        self.core.recovered()
+    fn recovered(&self) -> PyResult<(u64, u64)> {
+        Ok(self.core()?.recovered())
     }
 
     /// The ring's POSIX name.
@@ -234,8 +249,8 @@ impl MpmcRing {
 
     /// Slots in the ring.
     #[getter]
-    fn capacity(&self) -> usize {
-        self.core.capacity()
+    fn capacity(&self) -> PyResult<usize> {
+        Ok(self.core()?.capacity())
     }
 
     /// The element dtype.
@@ -251,36 +266,79 @@ impl MpmcRing {
     }
 
     /// Items in the ring now (a snapshot).
-    fn __len__(&self) -> usize {
-        self.core.len()
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.core()?.len())
     }
 
-    /// Whether this handle removes the name when the last handle of the
-    /// ring in this process is gone (true for the creator's).
+    /// Whether this handle removes the name when it is closed or collected
+    /// (true for the creator's).
+    ///
+    /// >>> ring.remove_on_drop
+    /// True
     #[getter]
-    fn get_remove_on_drop(&self) -> bool {
-        self.core.segment().created()
+    fn get_remove_on_drop(&self) -> PyResult<bool> {
+        Ok(self.core()?.segment().created())
     }
 
     #[setter]
-    fn set_remove_on_drop(&self, remove: bool) {
-        self.core.segment().set_remove_on_drop(remove);
+    fn set_remove_on_drop(&self, remove: bool) -> PyResult<()> {
+        self.core()?.segment().set_remove_on_drop(remove);
+        Ok(())
     }
 
     /// Removes the name now; no unlink at drop afterwards.
     ///
     /// >>> ring.unlink()
     fn unlink(&self) -> PyResult<()> {
-        super::unlink(self.core.segment())
+        super::unlink(self.core()?.segment())
+    }
+
+    /// Drops this handle (unmapping the ring; the creator's removes the
+    /// name); later calls on it raise ValueError, and a second close does
+    /// nothing.
+    ///
+    /// >>> with shm.MpmcRing.create("/shm-test-doc-mpmc-close", 4) as r:
+    /// ...     r.push(1)
+    /// >>> r.closed
+    /// True
+    fn close(&mut self) {
+        self.core = None;
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Leaves a `with` block: `close()`.
+    fn __exit__(
+        &mut self,
+        _t: Option<&Bound<'_, PyAny>>,
+        _v: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close();
+        false
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "MpmcRing({:?}, capacity={}, dtype={}, len={})",
-            self.name,
-            self.core.capacity(),
-            self.elem.name,
-            self.core.len()
-        )
+        match &self.core {
+            Some(core) => format!(
+                "MpmcRing({:?}, capacity={}, dtype={}, len={})",
+                self.name,
+                core.capacity(),
+                self.elem.name,
+                core.len()
+            ),
+            None => format!(
+                "MpmcRing({:?}, dtype={}, closed)",
+                self.name, self.elem.name
+            ),
+        }
     }
 }

@@ -12,7 +12,7 @@ use shm_segment::Kind;
 
 use super::carrier::{ConsumerCore, Open, PopFail, ProducerCore, PushFail, SpscCore};
 use super::{create_how, makers_for, open_checked, Scratch};
-use crate::common::{fill_view, non_negative, wait_loop, Borrowed, Exports};
+use crate::common::{closed, fill_view, non_negative, wait_loop, Borrowed, Exports};
 use crate::dtype::Elem;
 use crate::errors::{self, RingFull, ShmError};
 
@@ -48,8 +48,14 @@ fn bulk_err(e: shm_ring::BulkError, forked: &str) -> PyErr {
 /// (`consumer()`) in one process. A role is held by one live process at a
 /// time: a second claim raises `shm.ShmError` naming the holder, and a
 /// role whose holder died (even by SIGKILL) is taken over, from where it
-/// stopped. The creator's handle unlinks the name when the last handle in
-/// its process is gone (or call `unlink()`).
+/// stopped.
+///
+/// `close()` (or leaving a `with` block) drops the handle; the roles and
+/// chunks made from it hold the ring themselves and keep working. The
+/// creator's handle removes the name once it and everything made from it
+/// are gone (roles closed or collected, chunk objects collected: a chunk
+/// keeps the mapping for its whole life, for arrays made over it);
+/// `unlink()` removes it at once.
 ///
 /// Example:
 ///
@@ -62,9 +68,10 @@ fn bulk_err(e: shm_ring::BulkError, forked: &str) -> PyErr {
 /// 42
 /// >>> rx.pop() is None
 /// True
-#[pyclass(module = "shm", frozen)]
+#[pyclass(module = "shm")]
 pub(crate) struct SpscRing {
-    core: Arc<dyn SpscCore>,
+    /// `None` once closed.
+    core: Option<Arc<dyn SpscCore>>,
     elem: Arc<Elem>,
     name: String,
 }
@@ -98,7 +105,7 @@ impl SpscRing {
         let makers = makers_for(&elem)?;
         let core = (makers.spsc)(create_how(name, capacity, blocking)).map_err(errors::ring)?;
         Ok(SpscRing {
-            core: Arc::from(core),
+            core: Some(Arc::from(core)),
             elem: Arc::new(elem),
             name: name.to_owned(),
         })
@@ -120,7 +127,7 @@ impl SpscRing {
         let seg = open_checked(name, Kind::SPSC_RING, "SPSC ring", &elem)?;
         let core = (makers.spsc)(Open::Attach(seg)).map_err(errors::ring)?;
         Ok(SpscRing {
-            core: Arc::from(core),
+            core: Some(Arc::from(core)),
             elem: Arc::new(elem),
             name: name.to_owned(),
         })
@@ -131,10 +138,11 @@ impl SpscRing {
     ///
     /// >>> tx = ring.producer()
     fn producer(&self) -> PyResult<SpscProducer> {
-        let core = self.core.producer().map_err(errors::ring)?;
+        let ring = self.ring()?;
+        let core = ring.producer().map_err(errors::ring)?;
         Ok(SpscProducer {
             core: Some(core),
-            ring: Arc::clone(&self.core),
+            ring: Some(Arc::clone(ring)),
             elem: Arc::clone(&self.elem),
             name: self.name.clone(),
             chunk_open: Arc::default(),
@@ -145,10 +153,11 @@ impl SpscRing {
     ///
     /// >>> rx = ring.consumer()
     fn consumer(&self) -> PyResult<SpscConsumer> {
-        let core = self.core.consumer().map_err(errors::ring)?;
+        let ring = self.ring()?;
+        let core = ring.consumer().map_err(errors::ring)?;
         Ok(SpscConsumer {
             core: Some(core),
-            ring: Arc::clone(&self.core),
+            ring: Some(Arc::clone(ring)),
             elem: Arc::clone(&self.elem),
             name: self.name.clone(),
             chunk_open: Arc::default(),
@@ -163,8 +172,8 @@ impl SpscRing {
 
     /// Slots in the ring.
     #[getter]
-    fn capacity(&self) -> usize {
-        self.core.capacity()
+    fn capacity(&self) -> PyResult<usize> {
+        Ok(self.ring()?.capacity())
     }
 
     /// The element dtype (a numpy dtype when numpy is installed).
@@ -180,20 +189,24 @@ impl SpscRing {
     }
 
     /// Items in the ring now (a snapshot).
-    fn __len__(&self) -> usize {
-        self.core.len()
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.ring()?.len())
     }
 
-    /// Whether this handle removes the name when the last handle of the
-    /// ring in this process is gone (true for the creator's).
+    /// Whether the name is removed when this handle and everything made
+    /// from it (roles, chunks) are gone: true for the creator's handle.
+    ///
+    /// >>> ring.remove_on_drop
+    /// True
     #[getter]
-    fn get_remove_on_drop(&self) -> bool {
-        self.core.segment().created()
+    fn get_remove_on_drop(&self) -> PyResult<bool> {
+        Ok(self.ring()?.segment().created())
     }
 
     #[setter]
-    fn set_remove_on_drop(&self, remove: bool) {
-        self.core.segment().set_remove_on_drop(remove);
+    fn set_remove_on_drop(&self, remove: bool) -> PyResult<()> {
+        self.ring()?.segment().set_remove_on_drop(remove);
+        Ok(())
     }
 
     /// Removes the name now (the ring lives on for those who have it
@@ -201,17 +214,67 @@ impl SpscRing {
     ///
     /// >>> ring.unlink()
     fn unlink(&self) -> PyResult<()> {
-        super::unlink(self.core.segment())
+        super::unlink(self.ring()?.segment())
+    }
+
+    /// Drops this handle; later calls on it raise ValueError, and a second
+    /// close does nothing. The roles and chunks made from it hold the ring
+    /// (its mapping) themselves and keep working. The creator's handle
+    /// removes the name when it and everything made from it are gone, as
+    /// when it is collected: at `close()` if nothing else of it is left.
+    ///
+    /// >>> with shm.SpscRing.create("/shm-test-doc-close", 4) as r:
+    /// ...     r.closed
+    /// False
+    /// >>> r.closed
+    /// True
+    fn close(&mut self) {
+        self.core = None;
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Leaves a `with` block: `close()`.
+    fn __exit__(
+        &mut self,
+        _t: Option<&Bound<'_, PyAny>>,
+        _v: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close();
+        false
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "SpscRing({:?}, capacity={}, dtype={}, len={})",
-            self.name,
-            self.core.capacity(),
-            self.elem.name,
-            self.core.len()
-        )
+        match &self.core {
+            Some(core) => format!(
+                "SpscRing({:?}, capacity={}, dtype={}, len={})",
+                self.name,
+                core.capacity(),
+                self.elem.name,
+                core.len()
+            ),
+            None => format!(
+                "SpscRing({:?}, dtype={}, closed)",
+                self.name, self.elem.name
+            ),
+        }
+    }
+}
+
+impl SpscRing {
+    fn ring(&self) -> PyResult<&Arc<dyn SpscCore>> {
+        self.core
+            .as_ref()
+            .ok_or_else(|| crate::common::closed("SpscRing", &self.name))
     }
 }
 
@@ -238,8 +301,9 @@ pub(super) fn resolve(py: Python<'_>, dtype: Option<&Bound<'_, PyAny>>) -> PyRes
 #[pyclass(module = "shm")]
 pub(crate) struct SpscProducer {
     core: Option<Box<dyn ProducerCore>>,
-    /// The ring (and so its mapping), for the chunks to keep.
-    ring: Arc<dyn SpscCore>,
+    /// The ring (and so its mapping), for the chunks to keep; `None` once
+    /// closed, so that a closed role no longer keeps the ring.
+    ring: Option<Arc<dyn SpscCore>>,
     elem: Arc<Elem>,
     name: String,
     /// A `RingWriteChunk` reserved slots and did not commit or release them.
@@ -256,7 +320,7 @@ impl SpscProducer {
         }
         self.core
             .as_mut()
-            .ok_or_else(|| closed("SpscProducer", &self.name))
+            .ok_or_else(|| closed("SpscProducer of", &self.name))
     }
 
     fn fail(&self, f: PushFail) -> PyErr {
@@ -269,10 +333,6 @@ impl SpscProducer {
             )),
         }
     }
-}
-
-pub(super) fn closed(class: &str, name: &str) -> PyErr {
-    PyValueError::new_err(format!("{class} of {name} is closed"))
 }
 
 #[pymethods]
@@ -356,6 +416,11 @@ impl SpscProducer {
         let mut me = slf.try_borrow_mut()?;
         let n = non_negative(n, "n", &|| format!("write_chunk on {}", me.name))?;
         let size = me.elem.size;
+        // There while the role is open.
+        let ring = me
+            .ring
+            .clone()
+            .ok_or_else(|| closed("SpscProducer of", &me.name))?;
         let (ptr, k) = me
             .core()?
             .chunk_begin(n)
@@ -365,7 +430,7 @@ impl SpscProducer {
         }
         Ok(RingWriteChunk {
             producer: slf.clone().unbind(),
-            slots: Slots::new(ptr as usize, k, size, &me.chunk_open, &me.ring),
+            slots: Slots::new(ptr as usize, k, size, &me.chunk_open, ring),
         })
     }
 
@@ -412,6 +477,7 @@ impl SpscProducer {
             )));
         }
         self.core = None;
+        self.ring = None;
         Ok(())
     }
 
@@ -443,7 +509,7 @@ impl SpscProducer {
     fn live(&self) -> PyResult<&dyn ProducerCore> {
         self.core
             .as_deref()
-            .ok_or_else(|| closed("SpscProducer", &self.name))
+            .ok_or_else(|| closed("SpscProducer of", &self.name))
     }
 }
 
@@ -458,8 +524,9 @@ impl SpscProducer {
 #[pyclass(module = "shm")]
 pub(crate) struct SpscConsumer {
     core: Option<Box<dyn ConsumerCore>>,
-    /// The ring (and so its mapping), for the chunks to keep.
-    ring: Arc<dyn SpscCore>,
+    /// The ring (and so its mapping), for the chunks to keep; `None` once
+    /// closed, so that a closed role no longer keeps the ring.
+    ring: Option<Arc<dyn SpscCore>>,
     elem: Arc<Elem>,
     name: String,
     chunk_open: Arc<ChunkSlot>,
@@ -475,13 +542,13 @@ impl SpscConsumer {
         }
         self.core
             .as_mut()
-            .ok_or_else(|| closed("SpscConsumer", &self.name))
+            .ok_or_else(|| closed("SpscConsumer of", &self.name))
     }
 
     fn live(&self) -> PyResult<&dyn ConsumerCore> {
         self.core
             .as_deref()
-            .ok_or_else(|| closed("SpscConsumer", &self.name))
+            .ok_or_else(|| closed("SpscConsumer of", &self.name))
     }
 
     fn fail(&self, f: PopFail) -> PyErr {
@@ -578,6 +645,11 @@ impl SpscConsumer {
         let mut me = slf.try_borrow_mut()?;
         let n = non_negative(n, "n", &|| format!("read_chunk on {}", me.name))?;
         let size = me.elem.size;
+        // There while the role is open.
+        let ring = me
+            .ring
+            .clone()
+            .ok_or_else(|| closed("SpscConsumer of", &me.name))?;
         let (ptr, k) = me
             .core()?
             .chunk_begin(n)
@@ -587,7 +659,7 @@ impl SpscConsumer {
         }
         Ok(Some(RingReadChunk {
             consumer: slf.clone().unbind(),
-            slots: Slots::new(ptr as usize, k, size, &me.chunk_open, &me.ring),
+            slots: Slots::new(ptr as usize, k, size, &me.chunk_open, ring),
         }))
     }
 
@@ -633,6 +705,7 @@ impl SpscConsumer {
             )));
         }
         self.core = None;
+        self.ring = None;
         Ok(())
     }
 
@@ -907,7 +980,7 @@ impl Slots {
         len: usize,
         size: usize,
         open: &Arc<ChunkSlot>,
-        ring: &Arc<dyn SpscCore>,
+        ring: Arc<dyn SpscCore>,
     ) -> Self {
         Slots {
             ptr,
@@ -916,7 +989,7 @@ impl Slots {
             exports: Exports::default(),
             id: open.open(),
             open: Arc::clone(open),
-            _ring: Arc::clone(ring),
+            _ring: ring,
         }
     }
 
