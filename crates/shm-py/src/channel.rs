@@ -7,7 +7,7 @@ use std::os::raw::c_int;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -661,7 +661,7 @@ impl ChannelBlock {
         let (ptr, len) = {
             let guard = me.lock();
             let held = guard.as_ref().ok_or_else(|| {
-                PyBufferError::new_err(format!(
+                PyValueError::new_err(format!(
                     "a block of {} that was already sent or released has no buffer",
                     me.name
                 ))

@@ -3,6 +3,19 @@
 //! `OSError` subclass (`FileExistsError`, `FileNotFoundError`,
 //! `PermissionError`, ...) with `errno` set and the crate's full message,
 //! which names the segment and the operation.
+//!
+//! Three states every class reports the same way:
+//!
+//! - an object used after it ended (a closed segment, ring, channel, role
+//!   or pool; a committed or released chunk; a sent or released channel
+//!   block; a given-back pool block) raises `ValueError`, for its methods
+//!   and its buffer alike, as Python does for a closed file ("I/O operation
+//!   on closed file");
+//! - an object inherited across `fork(2)` that belongs to the parent (a
+//!   ring role, a channel or pool block) did not end: it raises
+//!   `shm.ShmError` saying so, and the parent keeps it;
+//! - an end refused while memoryviews of the object are exported raises
+//!   `BufferError`.
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOSError, PyPermissionError, PyValueError};

@@ -252,9 +252,9 @@ def test_write_and_read_chunks(name):
     del view
     chunk.commit(3)
     assert not chunk.is_open
-    with pytest.raises(BufferError):
+    with pytest.raises(ValueError, match="committed or released"):
         memoryview(chunk)
-    with pytest.raises(shm.ShmError, match="already"):
+    with pytest.raises(ValueError, match="already"):
         chunk.commit()
     rchunk = rx.read_chunk(8)
     assert len(rchunk) == 3

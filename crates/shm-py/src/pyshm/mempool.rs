@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::ffi::c_int;
 use std::sync::{Arc, Mutex, Weak};
 
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PySlice};
@@ -252,8 +252,9 @@ impl Mempool {
     }
 
     /// Gives a block back. ``ValueError`` if it was given back already (or
-    /// enqueued), belongs to another pool, or was taken by the parent
-    /// before ``fork``; ``BufferError`` while a memoryview of it is alive.
+    /// enqueued) or belongs to another pool, ``shm.ShmError`` if it was
+    /// taken by the parent before ``fork``, ``BufferError`` while a
+    /// memoryview of it is alive.
     ///
     /// Example::
     ///
@@ -453,8 +454,10 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// ``block[i]`` and ``block[a:b]`` read bytes, and assign them. Give it back
 /// with ``Mempool.put`` or hand it to another process with
 /// ``Ring.enqueue``; if dropped, it goes back to the pool. After ``put`` or
-/// ``enqueue`` it is empty: using it raises ``ValueError``. While a
-/// memoryview of it is alive, ``put`` and ``enqueue`` raise ``BufferError``.
+/// ``enqueue`` it is empty: using it raises ``ValueError``; one inherited
+/// across ``fork`` is the parent's: using it raises ``shm.ShmError``. While
+/// a memoryview of it is alive, ``put`` and ``enqueue`` raise
+/// ``BufferError``.
 ///
 /// Example::
 ///
@@ -491,8 +494,8 @@ impl MempoolBlock {
         }
     }
 
-    /// The held block, checked usable here: not given back, taken in this
-    /// process (not inherited across `fork`).
+    /// The held block, checked usable here: not given back (`ValueError`),
+    /// taken in this process, not inherited across `fork` (`shm.ShmError`).
     fn live(&self, op: &str) -> PyResult<&HeldBlock> {
         let held = self.inner.as_ref().ok_or_else(|| {
             PyValueError::new_err(format!(
@@ -501,7 +504,7 @@ impl MempoolBlock {
             ))
         })?;
         if !held.epoch.is_current() {
-            return Err(PyValueError::new_err(format!(
+            return Err(ShmError::new_err(format!(
                 "{op}: block {} was taken by the parent before fork(); it is the parent's, \
                  take blocks of this process with Mempool.get",
                 self.id
@@ -642,9 +645,7 @@ impl MempoolBlock {
         flags: c_int,
     ) -> PyResult<()> {
         let this = slf.try_borrow()?;
-        let held = this
-            .live("MempoolBlock buffer")
-            .map_err(|e| PyBufferError::new_err(e.value(slf.py()).to_string()))?;
+        let held = this.live("MempoolBlock buffer")?;
         // SAFETY: CPython's view; `ptr..ptr + len` is this block's memory
         // (len <= block size), mapped while the pool lives, which this
         // object keeps alive (`pool`); the block stays this process's while

@@ -5,7 +5,7 @@ use std::os::raw::c_int;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyBrokenPipeError, PyBufferError, PyValueError};
+use pyo3::exceptions::{PyBrokenPipeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use shm_segment::Kind;
@@ -1004,7 +1004,7 @@ impl Slots {
     /// Whether the chunk may end with its first `n` elements committed.
     fn may_end(&self, n: usize, what: &str) -> PyResult<()> {
         if !self.is_open() {
-            return Err(ShmError::new_err(format!(
+            return Err(PyValueError::new_err(format!(
                 "{what}: the chunk was already committed or released"
             )));
         }
@@ -1019,7 +1019,7 @@ impl Slots {
     }
 
     /// Exports the slots as `owner`'s buffer while the chunk is open
-    /// (`BufferError` saying `ended` once it is not).
+    /// (`ValueError` saying `ended` once it is not).
     ///
     /// # Safety
     ///
@@ -1035,7 +1035,7 @@ impl Slots {
         ended: &'static str,
     ) -> PyResult<()> {
         if !self.is_open() {
-            return Err(PyBufferError::new_err(ended));
+            return Err(PyValueError::new_err(ended));
         }
         // SAFETY: `len * size` bytes of slots inside the ring's mapping,
         // which `_ring` keeps mapped for as long as `owner` (the chunk, which
