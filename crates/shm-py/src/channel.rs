@@ -10,12 +10,12 @@ use std::time::Duration;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyList, PyString};
 use shm_mempool::{Block, Channel as RustChannel, ChannelOptions, PoolError, RecvError, SendError};
 use shm_segment::{ForkEpoch, Kind, Region, Segment, SubRegion};
 
 use crate::common::{closed, fill_view, non_negative, wait_loop, Borrowed, Exports};
-use crate::errors::{self, ShmError};
+use crate::errors::{self, PoolEmpty, ShmError};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Channel>()?;
@@ -72,10 +72,35 @@ unsafe impl Sync for HeldBlock {}
 pub(crate) struct Channel {
     /// `None` once closed.
     chan: Option<Arc<RustChannel>>,
-    name: String,
+    /// Shared with the blocks (no allocation per block).
+    name: Arc<str>,
+    /// The message of `shm.PoolEmpty`, made once: a sender that retries on
+    /// an empty pool pays for no formatting.
+    empty_msg: Py<PyString>,
 }
 
 impl Channel {
+    fn new(py: Python<'_>, chan: RustChannel, name: &str) -> Self {
+        let msg = format!(
+            "get on channel {name}: all {} blocks are in use (wait with get_blocking, or have \
+             the receivers release theirs)",
+            chan.pool().blocks()
+        );
+        Channel {
+            chan: Some(Arc::new(chan)),
+            name: Arc::from(name),
+            empty_msg: PyString::new(py, &msg).unbind(),
+        }
+    }
+
+    /// As [`errors::pool`], with the message made once for an empty pool.
+    fn pool_err(&self, py: Python<'_>, e: PoolError) -> PyErr {
+        match e {
+            PoolError::Exhausted { .. } => PoolEmpty::new_err(self.empty_msg.clone_ref(py)),
+            e => errors::pool(e),
+        }
+    }
+
     fn chan(&self) -> PyResult<&Arc<RustChannel>> {
         self.chan
             .as_ref()
@@ -93,7 +118,7 @@ impl Channel {
             chan: Arc::clone(chan),
             exports: Exports::default(),
             epoch: ForkEpoch::now(),
-            name: self.name.clone(),
+            name: Arc::clone(&self.name),
         }
     }
 
@@ -161,17 +186,20 @@ impl Channel {
     /// (4, 128)
     #[staticmethod]
     #[pyo3(signature = (name, blocks, block_size, *, blocking = true))]
-    fn create(name: &str, blocks: i64, block_size: i64, blocking: bool) -> PyResult<Self> {
+    fn create(
+        py: Python<'_>,
+        name: &str,
+        blocks: i64,
+        block_size: i64,
+        blocking: bool,
+    ) -> PyResult<Self> {
         let target = || format!("create channel {name}");
         let blocks = non_negative(blocks, "'blocks'", &target)?;
         let block_size = non_negative(block_size, "'block_size'", &target)?;
         let opts = ChannelOptions::new().blocking(blocking);
         let chan =
             RustChannel::create_posix_with(name, blocks, block_size, opts).map_err(errors::pool)?;
-        Ok(Channel {
-            chan: Some(Arc::new(chan)),
-            name: name.to_owned(),
-        })
+        Ok(Channel::new(py, chan, name))
     }
 
     /// Attaches to the channel `name` (FileNotFoundError if there is none,
@@ -180,13 +208,10 @@ impl Channel {
     /// >>> shm.Channel.attach("/shm-test-doc-chan-create").block_size
     /// 128
     #[staticmethod]
-    fn attach(name: &str) -> PyResult<Self> {
+    fn attach(py: Python<'_>, name: &str) -> PyResult<Self> {
         let (seg, _) = crate::rings::open_kind(name, Kind::CHANNEL, "channel")?;
         let chan = RustChannel::attach(seg).map_err(errors::pool)?;
-        Ok(Channel {
-            chan: Some(Arc::new(chan)),
-            name: name.to_owned(),
-        })
+        Ok(Channel::new(py, chan, name))
     }
 
     /// Takes a free block to fill (a `ChannelBlock`, writable, `block_size`
@@ -195,9 +220,9 @@ impl Channel {
     /// >>> blk = ch.get()
     /// >>> len(blk)
     /// 128
-    fn get(&self) -> PyResult<ChannelBlock> {
+    fn get(&self, py: Python<'_>) -> PyResult<ChannelBlock> {
         let chan = self.chan()?;
-        let block = chan.get().map_err(errors::pool)?;
+        let block = chan.get().map_err(|e| self.pool_err(py, e))?;
         Ok(self.wrap(chan, block))
     }
 
@@ -267,7 +292,7 @@ impl Channel {
     fn send_bytes(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let chan = self.chan()?;
         let src = Borrowed::bytes(data, false)?;
-        let block = chan.get().map_err(errors::pool)?;
+        let block = chan.get().map_err(|e| self.pool_err(data.py(), e))?;
         let n = src.len();
         if n > block.len() {
             return Err(PyValueError::new_err(format!(
@@ -523,7 +548,7 @@ pub(crate) struct ChannelBlock {
     chan: Arc<RustChannel>,
     exports: Exports,
     epoch: ForkEpoch,
-    name: String,
+    name: Arc<str>,
 }
 
 impl ChannelBlock {

@@ -366,12 +366,13 @@ impl SpscProducer {
         let mut buf = Scratch::new(self.elem.size);
         (self.elem.encode)(&self.elem, value, buf.bytes())?;
         let bytes = buf.bytes();
-        let what = format!("push_blocking on {}", self.name);
-        // The fast path: room now, no wait set up, the GIL kept.
+        // The fast path: room now, no wait set up (nor its message), the
+        // GIL kept.
         match self.core()?.push(bytes) {
             Err(PushFail::Full) => {}
             r => return r.map_err(|f| self.fail(f)),
         }
+        let what = format!("push_blocking on {}", self.name);
         let core = self.core()?;
         let r = wait_loop(py, timeout, &what, |py, slice| {
             match py.detach(|| core.push_blocking(bytes, slice)) {
@@ -591,10 +592,11 @@ impl SpscConsumer {
     ) -> PyResult<Option<Py<PyAny>>> {
         let mut buf = Scratch::new(self.elem.size);
         let bytes = buf.bytes();
-        let what = format!("pop_blocking on {}", self.name);
+        // The fast path: an element now, no wait set up (nor its message).
         let first = self.core()?.pop(bytes);
         let r = match first {
             Err(PopFail::Empty) => {
+                let what = format!("pop_blocking on {}", self.name);
                 let core = self.core()?;
                 wait_loop(py, timeout, &what, |py, slice| {
                     match py.detach(|| core.pop_blocking(bytes, slice)) {
