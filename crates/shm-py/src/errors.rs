@@ -28,25 +28,25 @@ create_exception!(
     shm,
     ShmError,
     PyException,
-    "Base class of the errors that `shm` raises itself."
+    "Base class of the errors that `shm` raises itself.\n\n>>> issubclass(shm.RingFull, shm.ShmError)\nTrue"
 );
 create_exception!(
     shm,
     RingEmpty,
     ShmError,
-    "The ring (or pool) has nothing to take."
+    "The ring (or pool) has nothing to take.\n\n>>> from shm import ring\n>>> try:\n...     ring.Ring(2).dequeue()\n... except shm.RingEmpty:\n...     print(\"empty\")\nempty"
 );
 create_exception!(
     shm,
     PoolEmpty,
     RingEmpty,
-    "The pool has no free block (every block is taken or in a ring)."
+    "The pool has no free block (every block is taken or in a ring).\n\n>>> from shm import mempool\n>>> mp = mempool.Mempool(1, 8); held = mp.get()\n>>> try:\n...     mp.get()\n... except shm.PoolEmpty:\n...     print(\"empty\")\nempty"
 );
 create_exception!(
     shm,
     RingFull,
     ShmError,
-    "The ring has no room for what was pushed."
+    "The ring has no room for what was pushed.\n\n>>> with shm.MpmcRing.create(\"/shm-test-doc-full\", 2, dtype=\"u1\") as r:\n...     r.push_many(b\"ab\")\n...     try:\n...         r.push(3)\n...     except shm.RingFull:\n...         print(\"full\")\n2\nfull"
 );
 
 /// A segment-layer error as the matching Python exception, with the crate's

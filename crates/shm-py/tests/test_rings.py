@@ -376,3 +376,16 @@ def test_mpmc_bulk_larger_than_the_stage(name):
     out = np.zeros(9000, dtype="u8")
     assert ring.pop_into(out) == 8192
     assert (out[:8192] == data).all()
+
+
+def test_chunk_repr(name):
+    ring = shm.SpscRing.create(name, 8, dtype="u8")
+    tx, rx = ring.producer(), ring.consumer()
+    c = tx.write_chunk(3)
+    assert repr(c) == f"RingWriteChunk({name!r}, len=3, itemsize=8, open)".replace("'", '"')
+    c.commit(1)
+    assert repr(c).endswith("ended)")
+    r = rx.read_chunk(4)
+    assert repr(r) == f'RingReadChunk("{name}", len=1, itemsize=8, open)'
+    r.release()
+    assert "ended" in repr(r)

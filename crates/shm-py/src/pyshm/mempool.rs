@@ -198,12 +198,10 @@ impl Mempool {
     /// ``size`` bytes (both at least 1). ``ValueError`` for a bad count or
     /// size; ``ShmError`` when ``shm`` has no room left.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mp = mempool.Mempool(8, 100)
-    ///     >>> mp.count, mp.size, mp.free_count
-    ///     (8, 100, 8)
+    /// >>> from shm import mempool
+    /// >>> mp = mempool.Mempool(8, 100)
+    /// >>> mp.count, mp.size, mp.free_count
+    /// (8, 100, 8)
     #[new]
     #[pyo3(signature = (count, size, flags = 0, shm = None))]
     fn new(count: i64, size: i64, flags: i64, shm: Option<PyRef<'_, ShareMem>>) -> PyResult<Self> {
@@ -232,15 +230,13 @@ impl Mempool {
     /// copy). Raises ``shm.PoolEmpty`` (a ``shm.RingEmpty``) when every
     /// block is taken.
     ///
-    /// Example::
-    ///
-    ///     >>> import struct
-    ///     >>> from shm import mempool
-    ///     >>> mp = mempool.Mempool(1, 4)
-    ///     >>> buf = mp.get()
-    ///     >>> struct.pack_into("=i", buf, 0, 42)
-    ///     >>> struct.unpack_from("=i", buf)
-    ///     (42,)
+    /// >>> import struct
+    /// >>> from shm import mempool
+    /// >>> mp = mempool.Mempool(1, 4)
+    /// >>> buf = mp.get()
+    /// >>> struct.pack_into("=i", buf, 0, 42)
+    /// >>> struct.unpack_from("=i", buf)
+    /// (42,)
     #[pyo3(signature = (flags = None))]
     fn get(&self, py: Python<'_>, flags: Option<i64>) -> PyResult<Py<MempoolBlock>> {
         let _ = flags;
@@ -256,14 +252,12 @@ impl Mempool {
     /// taken by the parent before ``fork``, ``BufferError`` while a
     /// memoryview of it is alive.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mp = mempool.Mempool(2, 8)
-    ///     >>> buf = mp.get()
-    ///     >>> mp.put(buf)
-    ///     >>> mp.free_count
-    ///     2
+    /// >>> from shm import mempool
+    /// >>> mp = mempool.Mempool(2, 8)
+    /// >>> buf = mp.get()
+    /// >>> mp.put(buf)
+    /// >>> mp.free_count
+    /// 2
     #[pyo3(signature = (buf, flags = None))]
     fn put(&self, buf: &Bound<'_, PyAny>, flags: Option<i64>) -> PyResult<()> {
         let _ = flags;
@@ -291,11 +285,9 @@ impl Mempool {
 
     /// Blocks in the pool.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mempool.Mempool(3, 8).count
-    ///     3
+    /// >>> from shm import mempool
+    /// >>> mempool.Mempool(3, 8).count
+    /// 3
     #[getter]
     fn count(&self) -> PyResult<usize> {
         Ok(self.core()?.pool.blocks())
@@ -303,11 +295,9 @@ impl Mempool {
 
     /// Bytes a block shows (``len(block)``).
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mempool.Mempool(3, 8).size
-    ///     8
+    /// >>> from shm import mempool
+    /// >>> mempool.Mempool(3, 8).size
+    /// 8
     #[getter]
     fn size(&self) -> PyResult<usize> {
         Ok(self.core()?.size)
@@ -315,11 +305,9 @@ impl Mempool {
 
     /// Bytes a block really has (``size`` rounded up to 64).
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mempool.Mempool(3, 8).block_size
-    ///     64
+    /// >>> from shm import mempool
+    /// >>> mempool.Mempool(3, 8).block_size
+    /// 64
     #[getter]
     fn block_size(&self) -> PyResult<usize> {
         Ok(self.core()?.pool.block_size())
@@ -327,13 +315,11 @@ impl Mempool {
 
     /// Free blocks (a snapshot: other processes take and give back too).
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mp = mempool.Mempool(3, 8)
-    ///     >>> buf = mp.get()
-    ///     >>> mp.free_count, mp.used_count
-    ///     (2, 1)
+    /// >>> from shm import mempool
+    /// >>> mp = mempool.Mempool(3, 8)
+    /// >>> buf = mp.get()
+    /// >>> mp.free_count, mp.used_count
+    /// (2, 1)
     #[getter]
     fn free_count(&self) -> PyResult<usize> {
         Ok(self.core()?.pool.stats().free)
@@ -353,18 +339,16 @@ impl Mempool {
     /// indexes. Safe at any time, while others work. Blocks that were in a
     /// ring are not held by anyone: they stay in the ring.
     ///
-    /// Example::
-    ///
-    ///     >>> import os, signal
-    ///     >>> from shm import mempool
-    ///     >>> mp = mempool.Mempool(2, 8)
-    ///     >>> pid = os.fork()
-    ///     >>> if pid == 0:
-    ///     ...     held = [mp.get(), mp.get()]
-    ///     ...     os.kill(os.getpid(), signal.SIGKILL)
-    ///     >>> _ = os.waitpid(pid, 0)
-    ///     >>> sorted(mp.reclaim()), mp.free_count
-    ///     ([0, 1], 2)
+    /// >>> import os, signal
+    /// >>> from shm import mempool
+    /// >>> mp = mempool.Mempool(2, 8)
+    /// >>> pid = os.fork()
+    /// >>> if pid == 0:
+    /// ...     held = [mp.get(), mp.get()]
+    /// ...     os.kill(os.getpid(), signal.SIGKILL)
+    /// >>> _ = os.waitpid(pid, 0)
+    /// >>> sorted(mp.reclaim()), mp.free_count
+    /// ([0, 1], 2)
     fn reclaim(&self) -> PyResult<Vec<u32>> {
         let ids = self.core()?.pool.reclaim_dead().map_err(pool_err)?;
         Ok(ids.into_iter().map(|id| id.0).collect())
@@ -374,11 +358,9 @@ impl Mempool {
     /// while no other process changes it); returns the number of free
     /// blocks, or raises ``ShmError`` saying what is wrong.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mempool.Mempool(3, 8).check()
-    ///     3
+    /// >>> from shm import mempool
+    /// >>> mempool.Mempool(3, 8).check()
+    /// 3
     fn check(&self) -> PyResult<usize> {
         self.core()?.pool.check().map_err(pool_err)
     }
@@ -388,24 +370,20 @@ impl Mempool {
     /// ``ShareMem`` is freed once they are gone. Call it when no other
     /// process uses the pool any more.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mp = mempool.Mempool(3, 8)
-    ///     >>> mp.cleanup()
-    ///     >>> mp.closed
-    ///     True
+    /// >>> from shm import mempool
+    /// >>> mp = mempool.Mempool(3, 8)
+    /// >>> mp.cleanup()
+    /// >>> mp.closed
+    /// True
     fn cleanup(&mut self) {
         self.core = None;
     }
 
     /// Whether ``cleanup()`` ran.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mempool.Mempool(3, 8).closed
-    ///     False
+    /// >>> from shm import mempool
+    /// >>> mempool.Mempool(3, 8).closed
+    /// False
     #[getter]
     fn closed(&self) -> bool {
         self.core.is_none()
@@ -413,12 +391,10 @@ impl Mempool {
 
     /// ``with Mempool(...) as mp:`` cleans up on exit.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> with mempool.Mempool(3, 8) as mp:
-    ///     ...     len(mp.get())
-    ///     8
+    /// >>> from shm import mempool
+    /// >>> with mempool.Mempool(3, 8) as mp:
+    /// ...     len(mp.get())
+    /// 8
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
@@ -459,14 +435,12 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// a memoryview of it is alive, ``put`` and ``enqueue`` raise
 /// ``BufferError``.
 ///
-/// Example::
-///
-///     >>> from shm import mempool
-///     >>> mp = mempool.Mempool(2, 8)
-///     >>> buf = mp.get()
-///     >>> buf[0:5] = b"hello"
-///     >>> bytes(buf[0:5]), len(buf), buf.index
-///     (b'hello', 8, 0)
+/// >>> from shm import mempool
+/// >>> mp = mempool.Mempool(2, 8)
+/// >>> buf = mp.get()
+/// >>> buf[0:5] = b"hello"
+/// >>> bytes(buf[0:5]), len(buf), buf.index
+/// (b'hello', 8, 0)
 #[pyclass(module = "shm.mempool", name = "MempoolBlock")]
 pub(crate) struct MempoolBlock {
     inner: Option<HeldBlock>,
@@ -545,11 +519,9 @@ fn release(view: &Bound<'_, PyAny>) {
 impl MempoolBlock {
     /// The block's index in its pool.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mempool.Mempool(2, 8).get().index
-    ///     0
+    /// >>> from shm import mempool
+    /// >>> mempool.Mempool(2, 8).get().index
+    /// 0
     #[getter]
     fn index(&self) -> u32 {
         self.id
@@ -558,14 +530,12 @@ impl MempoolBlock {
     /// Whether the block is still this object's (not given back or
     /// enqueued).
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mp = mempool.Mempool(2, 8)
-    ///     >>> buf = mp.get()
-    ///     >>> mp.put(buf)
-    ///     >>> buf.held
-    ///     False
+    /// >>> from shm import mempool
+    /// >>> mp = mempool.Mempool(2, 8)
+    /// >>> buf = mp.get()
+    /// >>> mp.put(buf)
+    /// >>> buf.held
+    /// False
     #[getter]
     fn held(&self) -> bool {
         self.inner.is_some()
@@ -573,11 +543,9 @@ impl MempoolBlock {
 
     /// A copy of the block's bytes.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool
-    ///     >>> mempool.Mempool(1, 4).get().tobytes()
-    ///     b'\x00\x00\x00\x00'
+    /// >>> from shm import mempool
+    /// >>> mempool.Mempool(1, 4).get().tobytes()
+    /// b'\x00\x00\x00\x00'
     fn tobytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let held = self.live("MempoolBlock.tobytes")?;
         let ptr = held.ptr as *const u8;

@@ -37,24 +37,22 @@ struct RingCore {
 /// or inside ``dequeue`` (after the pop, before claiming the block) leaves
 /// that one block owned by nobody, and the pool is one block short.
 ///
-/// Example::
-///
-///     >>> import os, struct
-///     >>> from shm import ShareMem, mempool, ring
-///     >>> mem = ShareMem(1 << 20)
-///     >>> mp = mempool.Mempool(8, 8, shm=mem)
-///     >>> r = ring.Ring(8, shm=mem)
-///     >>> pid = os.fork()
-///     >>> if pid == 0:
-///     ...     for i in range(3):
-///     ...         buf = mp.get()
-///     ...         struct.pack_into("=q", buf, 0, i)
-///     ...         r.enqueue(buf)
-///     ...     os._exit(0)
-///     >>> _ = os.waitpid(pid, 0)
-///     >>> got = [r.dequeue() for _ in range(3)]
-///     >>> [struct.unpack_from("=q", b)[0] for b in got]
-///     [0, 1, 2]
+/// >>> import os, struct
+/// >>> from shm import ShareMem, mempool, ring
+/// >>> mem = ShareMem(1 << 20)
+/// >>> mp = mempool.Mempool(8, 8, shm=mem)
+/// >>> r = ring.Ring(8, shm=mem)
+/// >>> pid = os.fork()
+/// >>> if pid == 0:
+/// ...     for i in range(3):
+/// ...         buf = mp.get()
+/// ...         struct.pack_into("=q", buf, 0, i)
+/// ...         r.enqueue(buf)
+/// ...     os._exit(0)
+/// >>> _ = os.waitpid(pid, 0)
+/// >>> got = [r.dequeue() for _ in range(3)]
+/// >>> [struct.unpack_from("=q", b)[0] for b in got]
+/// [0, 1, 2]
 #[pyclass(module = "shm.ring", name = "Ring")]
 pub(crate) struct Ring {
     core: Option<RingCore>,
@@ -78,11 +76,9 @@ impl Ring {
     /// least 1; rounded up to a power of two). ``ValueError`` for a bad
     /// count, ``ShmError`` when ``shm`` has no room left.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ring
-    ///     >>> ring.Ring(5).count
-    ///     8
+    /// >>> from shm import ring
+    /// >>> ring.Ring(5).count
+    /// 8
     #[new]
     #[pyo3(signature = (count, flags = 0, shm = None))]
     fn new(count: i64, flags: i64, shm: Option<PyRef<'_, ShareMem>>) -> PyResult<Self> {
@@ -114,16 +110,14 @@ impl Ring {
     /// memoryview of the block is alive, ``ValueError`` for a block given
     /// back already.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool, ring
-    ///     >>> mp, r = mempool.Mempool(2, 8), ring.Ring(1)
-    ///     >>> r.enqueue(mp.get())
-    ///     >>> try:
-    ///     ...     r.enqueue(mp.get())
-    ///     ... except ring.FullError as e:
-    ///     ...     print(type(e).__name__)
-    ///     RingFull
+    /// >>> from shm import mempool, ring
+    /// >>> mp, r = mempool.Mempool(2, 8), ring.Ring(1)
+    /// >>> r.enqueue(mp.get())
+    /// >>> try:
+    /// ...     r.enqueue(mp.get())
+    /// ... except ring.FullError as e:
+    /// ...     print(type(e).__name__)
+    /// RingFull
     #[pyo3(signature = (buf, flags = None))]
     fn enqueue(&self, buf: &Bound<'_, PyAny>, flags: Option<i64>) -> PyResult<()> {
         let _ = flags;
@@ -164,18 +158,16 @@ impl Ring {
     /// size. Raises ``shm.RingEmpty`` when the ring is empty, ``ShmError``
     /// for an entry that names no block of a pool this process has.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool, ring
-    ///     >>> mp, r = mempool.Mempool(2, 8), ring.Ring(2)
-    ///     >>> r.enqueue(mp.get())
-    ///     >>> len(r.dequeue(4))
-    ///     4
-    ///     >>> try:
-    ///     ...     r.dequeue()
-    ///     ... except ring.EmptyError as e:
-    ///     ...     print(type(e).__name__)
-    ///     RingEmpty
+    /// >>> from shm import mempool, ring
+    /// >>> mp, r = mempool.Mempool(2, 8), ring.Ring(2)
+    /// >>> r.enqueue(mp.get())
+    /// >>> len(r.dequeue(4))
+    /// 4
+    /// >>> try:
+    /// ...     r.dequeue()
+    /// ... except ring.EmptyError as e:
+    /// ...     print(type(e).__name__)
+    /// RingEmpty
     #[pyo3(signature = (size = None, flags = None))]
     fn dequeue(
         &mut self,
@@ -215,11 +207,9 @@ impl Ring {
 
     /// Entries the ring can hold (``count`` rounded up to a power of two).
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ring
-    ///     >>> ring.Ring(4).count
-    ///     4
+    /// >>> from shm import ring
+    /// >>> ring.Ring(4).count
+    /// 4
     #[getter]
     fn count(&self) -> PyResult<usize> {
         Ok(self.ring()?.capacity())
@@ -227,13 +217,11 @@ impl Ring {
 
     /// Entries in the ring now (a snapshot).
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import mempool, ring
-    ///     >>> mp, r = mempool.Mempool(2, 8), ring.Ring(4)
-    ///     >>> r.enqueue(mp.get())
-    ///     >>> r.used_count, r.free_count, len(r)
-    ///     (1, 3, 1)
+    /// >>> from shm import mempool, ring
+    /// >>> mp, r = mempool.Mempool(2, 8), ring.Ring(4)
+    /// >>> r.enqueue(mp.get())
+    /// >>> r.used_count, r.free_count, len(r)
+    /// (1, 3, 1)
     #[getter]
     fn used_count(&self) -> PyResult<usize> {
         Ok(self.ring()?.len())
@@ -255,13 +243,11 @@ impl Ring {
     /// it stay in transit (see ``Mempool``). Call it when no other process
     /// uses the ring any more.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ring
-    ///     >>> r = ring.Ring(4)
-    ///     >>> r.cleanup()
-    ///     >>> r.closed
-    ///     True
+    /// >>> from shm import ring
+    /// >>> r = ring.Ring(4)
+    /// >>> r.cleanup()
+    /// >>> r.closed
+    /// True
     fn cleanup(&mut self) {
         self.core = None;
         self.last = None;
@@ -269,11 +255,9 @@ impl Ring {
 
     /// Whether ``cleanup()`` ran.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ring
-    ///     >>> ring.Ring(4).closed
-    ///     False
+    /// >>> from shm import ring
+    /// >>> ring.Ring(4).closed
+    /// False
     #[getter]
     fn closed(&self) -> bool {
         self.core.is_none()
@@ -281,12 +265,10 @@ impl Ring {
 
     /// ``with Ring(...) as r:`` cleans up on exit.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ring
-    ///     >>> with ring.Ring(4) as r:
-    ///     ...     r.count
-    ///     4
+    /// >>> from shm import ring
+    /// >>> with ring.Ring(4) as r:
+    /// ...     r.count
+    /// 4
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }

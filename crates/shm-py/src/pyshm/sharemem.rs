@@ -25,16 +25,14 @@ use crate::common::{fill_view, Exports};
 /// table included); the object itself supports the buffer protocol too.
 /// While a view is exported, ``cleanup()`` raises ``BufferError``.
 ///
-/// Example::
-///
-///     >>> import os, struct
-///     >>> from shm import ShareMem, mempool
-///     >>> mem = ShareMem(1 << 20)
-///     >>> mem.size
-///     1048576
-///     >>> pool = mempool.Mempool(4, 64, shm=mem)
-///     >>> mem.used > 0
-///     True
+/// >>> import os, struct
+/// >>> from shm import ShareMem, mempool
+/// >>> mem = ShareMem(1 << 20)
+/// >>> mem.size
+/// 1048576
+/// >>> pool = mempool.Mempool(4, 64, shm=mem)
+/// >>> mem.used > 0
+/// True
 #[pyclass(module = "shm", name = "ShareMem")]
 pub(crate) struct ShareMem {
     map: Option<Arc<AnonShared>>,
@@ -62,11 +60,9 @@ impl ShareMem {
     /// memory (at least 4096 + 128: the first 4096 hold the allocator's
     /// table).
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ShareMem
-    ///     >>> ShareMem(64 * 1024 * 1024).size
-    ///     67108864
+    /// >>> from shm import ShareMem
+    /// >>> ShareMem(64 * 1024 * 1024).size
+    /// 67108864
     #[new]
     fn new(size: i64) -> PyResult<Self> {
         let min = (ARENA_HEAD + UNIT) as i64;
@@ -88,11 +84,9 @@ impl ShareMem {
 
     /// Bytes in the mapping.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ShareMem
-    ///     >>> ShareMem(8192).size
-    ///     8192
+    /// >>> from shm import ShareMem
+    /// >>> ShareMem(8192).size
+    /// 8192
     #[getter]
     fn size(&self) -> usize {
         self.size
@@ -100,11 +94,9 @@ impl ShareMem {
 
     /// Bytes handed out to pools and rings (by every process that shares it).
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ShareMem
-    ///     >>> ShareMem(8192).used
-    ///     0
+    /// >>> from shm import ShareMem
+    /// >>> ShareMem(8192).used
+    /// 0
     #[getter]
     fn used(&self) -> PyResult<usize> {
         let arena = Arena::of(self.map()?).map_err(arena_err)?;
@@ -113,11 +105,9 @@ impl ShareMem {
 
     /// Bytes still free for pools and rings.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ShareMem
-    ///     >>> ShareMem(8192).free
-    ///     4096
+    /// >>> from shm import ShareMem
+    /// >>> ShareMem(8192).free
+    /// 4096
     #[getter]
     fn free(&self) -> PyResult<usize> {
         let arena = Arena::of(self.map()?).map_err(arena_err)?;
@@ -127,15 +117,13 @@ impl ShareMem {
     /// A writable memoryview of the whole mapping. It keeps the mapping
     /// alive: ``cleanup()`` raises ``BufferError`` until it is released.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ShareMem
-    ///     >>> mem = ShareMem(8192)
-    ///     >>> view = mem.buf
-    ///     >>> view[4096] = 7
-    ///     >>> len(view), view[4096]
-    ///     (8192, 7)
-    ///     >>> view.release()
+    /// >>> from shm import ShareMem
+    /// >>> mem = ShareMem(8192)
+    /// >>> view = mem.buf
+    /// >>> view[4096] = 7
+    /// >>> len(view), view[4096]
+    /// (8192, 7)
+    /// >>> view.release()
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         PyMemoryView::from(slf.as_any())
@@ -147,13 +135,11 @@ impl ShareMem {
     /// made with ``buffer=mem`` reference only the object). Raises
     /// ``BufferError`` while a memoryview of it is alive.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ShareMem
-    ///     >>> mem = ShareMem(8192)
-    ///     >>> mem.cleanup()
-    ///     >>> mem.closed
-    ///     True
+    /// >>> from shm import ShareMem
+    /// >>> mem = ShareMem(8192)
+    /// >>> mem.cleanup()
+    /// >>> mem.closed
+    /// True
     fn cleanup(&mut self) -> PyResult<()> {
         self.exports.refuse("ShareMem.cleanup")?;
         self.map = None;
@@ -162,11 +148,9 @@ impl ShareMem {
 
     /// Whether ``cleanup()`` ran.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ShareMem
-    ///     >>> ShareMem(8192).closed
-    ///     False
+    /// >>> from shm import ShareMem
+    /// >>> ShareMem(8192).closed
+    /// False
     #[getter]
     fn closed(&self) -> bool {
         self.map.is_none()
@@ -174,12 +158,10 @@ impl ShareMem {
 
     /// ``with ShareMem(size) as mem:`` cleans up on exit.
     ///
-    /// Example::
-    ///
-    ///     >>> from shm import ShareMem
-    ///     >>> with ShareMem(8192) as mem:
-    ///     ...     mem.size
-    ///     8192
+    /// >>> from shm import ShareMem
+    /// >>> with ShareMem(8192) as mem:
+    /// ...     mem.size
+    /// 8192
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }

@@ -57,8 +57,6 @@ fn bulk_err(e: shm_ring::BulkError, forked: &str) -> PyErr {
 /// keeps the mapping for its whole life, for arrays made over it);
 /// `unlink()` removes it at once.
 ///
-/// Example:
-///
 /// >>> import shm
 /// >>> ring = shm.SpscRing.create("/shm-test-doc-spsc", 1024, dtype="u8")
 /// >>> tx = ring.producer()
@@ -808,6 +806,16 @@ impl RingWriteChunk {
         Ok(false)
     }
 
+    fn __repr__(&self, py: Python<'_>) -> String {
+        // `try_borrow`: another thread may be inside a call of the role.
+        let name = self
+            .producer
+            .bind(py)
+            .try_borrow()
+            .map_or_else(|_| "?".to_owned(), |r| r.name.clone());
+        self.slots.repr("RingWriteChunk", &name)
+    }
+
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -918,6 +926,16 @@ impl RingReadChunk {
         Ok(false)
     }
 
+    fn __repr__(&self, py: Python<'_>) -> String {
+        // `try_borrow`: another thread may be inside a call of the role.
+        let name = self
+            .consumer
+            .bind(py)
+            .try_borrow()
+            .map_or_else(|_| "?".to_owned(), |r| r.name.clone());
+        self.slots.repr("RingReadChunk", &name)
+    }
+
     unsafe fn __getbuffer__(
         slf: Bound<'_, Self>,
         view: *mut ffi::Py_buffer,
@@ -997,6 +1015,15 @@ impl Slots {
 
     fn is_open(&self) -> bool {
         self.open.is(self.id)
+    }
+
+    /// `Class("/name", len=3, itemsize=8, open)`.
+    fn repr(&self, class: &str, name: &str) -> String {
+        let state = if self.is_open() { "open" } else { "ended" };
+        format!(
+            "{class}({name:?}, len={}, itemsize={}, {state})",
+            self.len, self.size
+        )
     }
 
     fn close(&self) {

@@ -74,12 +74,10 @@ fn to_seals(obj: &Bound<'_, PyAny>) -> PyResult<Seals> {
 /// - `size`: bytes.
 /// - `seals`: seals to add at once (see ``add_seals``).
 ///
-/// Example::
-///
-///     m = shm.Memfd("frames", 4096)
-///     m.buf[:5] = b"hello"
-///     m.add_seals("grow")
-///     shm.send_fd(sock, m)           # the peer: shm.Memfd.from_fd(shm.recv_fd(sock))
+/// >>> m = shm.Memfd("frames", 4096)
+/// >>> m.buf[:5] = b"hello"
+/// >>> m.add_seals("grow")
+/// >>> shm.send_fd(sock, m)           # the peer: shm.Memfd.from_fd(shm.recv_fd(sock))
 #[pyclass(module = "shm", frozen, name = "Memfd")]
 #[derive(Debug)]
 pub(crate) struct Memfd {
@@ -190,11 +188,9 @@ impl Memfd {
     /// one this process can seal so. Mapped read-only when its seals (or the
     /// descriptor) allow only reading.
     ///
-    /// Example::
-    ///
-    ///     fd = shm.recv_fd(sock)
-    ///     m = shm.Memfd.from_fd(fd)
-    ///     os.close(fd)
+    /// >>> fd = shm.recv_fd(sock)
+    /// >>> m = shm.Memfd.from_fd(fd)
+    /// >>> os.close(fd)
     #[staticmethod]
     fn from_fd(py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Self> {
         let raw = to_fd(fd, "from_fd")?;
@@ -216,9 +212,7 @@ impl Memfd {
 
     /// The name it was created with.
     ///
-    /// Example::
-    ///
-    ///     assert shm.Memfd("x", 1).name == "x"
+    /// >>> assert shm.Memfd("x", 1).name == "x"
     #[getter]
     fn name(&self) -> &str {
         &self.name
@@ -226,10 +220,8 @@ impl Memfd {
 
     /// The size in bytes now (``fstat``).
     ///
-    /// Example::
-    ///
-    ///     m.resize(8192)
-    ///     assert m.size == 8192
+    /// >>> m.resize(8192)
+    /// >>> assert m.size == 8192
     #[getter]
     fn size(&self) -> PyResult<usize> {
         self.with_fd("size", |fd| fd.size())
@@ -238,9 +230,7 @@ impl Memfd {
     /// The descriptor, for ``send_fd``, ``os.fstat``, ``mmap``. It stays
     /// owned by this object (closed by ``close()``).
     ///
-    /// Example::
-    ///
-    ///     os.fstat(m.fileno()).st_size
+    /// >>> os.fstat(m.fileno()).st_size
     fn fileno(&self) -> PyResult<RawFd> {
         self.with_fd("fileno", |fd| Ok(fd.as_fd().as_raw_fd()))
     }
@@ -249,9 +239,7 @@ impl Memfd {
     /// writing). While it lives, ``close``, ``resize`` and sealing against
     /// writing raise ``BufferError``.
     ///
-    /// Example::
-    ///
-    ///     m.buf[0] = 7
+    /// >>> m.buf[0] = 7
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
@@ -260,9 +248,7 @@ impl Memfd {
 
     /// The seals in place, as ``F_SEAL_*`` bits.
     ///
-    /// Example::
-    ///
-    ///     assert m.seals & shm.F_SEAL_SHRINK
+    /// >>> assert m.seals & shm.F_SEAL_SHRINK
     #[getter]
     fn seals(&self) -> PyResult<u32> {
         self.with_fd("seals", |fd| fd.seals().map(|s| s.bits()))
@@ -277,10 +263,8 @@ impl Memfd {
     /// another writable mapping exists. ``PermissionError`` once
     /// ``F_SEAL_SEAL`` is set.
     ///
-    /// Example::
-    ///
-    ///     m.add_seals(["grow", "write"])
-    ///     assert m.buf.readonly
+    /// >>> m.add_seals(["grow", "write"])
+    /// >>> assert m.buf.readonly
     fn add_seals(&self, py: Python<'_>, seals: &Bound<'_, PyAny>) -> PyResult<()> {
         let seals = to_seals(seals)?;
         let writable = self
@@ -321,9 +305,7 @@ impl Memfd {
     /// The mapping is made again, so ``buf`` views must be released first
     /// (``BufferError``).
     ///
-    /// Example::
-    ///
-    ///     m.resize(2 * m.size)
+    /// >>> m.resize(2 * m.size)
     fn resize(&self, py: Python<'_>, size: i64) -> PyResult<()> {
         let size = non_negative(size, "'size'", &|| self.what())?;
         self.remapped(py, "resize", |fd| fd.resize(size))
@@ -331,10 +313,8 @@ impl Memfd {
 
     /// Whether ``close()`` was called.
     ///
-    /// Example::
-    ///
-    ///     m.close()
-    ///     assert m.closed
+    /// >>> m.close()
+    /// >>> assert m.closed
     #[getter]
     fn closed(&self) -> bool {
         self.fd().is_none()
@@ -344,29 +324,23 @@ impl Memfd {
     /// holds it any more). Raises ``BufferError`` while views are alive.
     /// Closing twice is fine.
     ///
-    /// Example::
-    ///
-    ///     m.close()
+    /// >>> m.close()
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         drop(self.core.take(py, "close", &|| self.what())?);
         self.fd().take();
         Ok(())
     }
 
-    /// Example::
-    ///
-    ///     with shm.Memfd("x", 64) as m:
-    ///         m.buf[0] = 1
+    /// >>> with shm.Memfd("x", 64) as m:
+    /// ...     m.buf[0] = 1
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
     /// Closes.
     ///
-    /// Example::
-    ///
-    ///     with shm.Memfd("x", 64) as m:
-    ///         pass
+    /// >>> with shm.Memfd("x", 64) as m:
+    /// ...     pass
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.close(py)?;
@@ -457,11 +431,9 @@ fn borrow_stream(fd: RawFd) -> ManuallyDrop<UnixStream> {
 /// data. The peer receives its own copy of the descriptor with ``recv_fd``.
 /// Waits (GIL released, Ctrl-C honoured) at most `timeout` seconds for room.
 ///
-/// Example::
-///
-///     a, b = socket.socketpair()
-///     shm.send_fd(a, shm.Memfd("x", 4096))
-///     fd = shm.recv_fd(b)
+/// >>> a, b = socket.socketpair()
+/// >>> shm.send_fd(a, shm.Memfd("x", 4096))
+/// >>> fd = shm.recv_fd(b)
 #[pyfunction]
 #[pyo3(signature = (sock, fd, *, timeout=None))]
 fn send_fd(
@@ -491,12 +463,10 @@ fn send_fd(
 /// seconds (``None``: for ever), then ``TimeoutError``; ``EOFError`` when
 /// the peer closed the socket.
 ///
-/// Example::
-///
-///     fd = shm.recv_fd(sock, timeout=5)
-///     with shm.Memfd.from_fd(fd) as m:
-///         os.close(fd)
-///         data = bytes(m.buf[:5])
+/// >>> fd = shm.recv_fd(sock, timeout=5)
+/// >>> with shm.Memfd.from_fd(fd) as m:
+/// ...     os.close(fd)
+/// ...     data = bytes(m.buf[:5])
 #[pyfunction]
 #[pyo3(signature = (sock, *, timeout=None))]
 fn recv_fd(py: Python<'_>, sock: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<RawFd> {

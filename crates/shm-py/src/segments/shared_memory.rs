@@ -36,14 +36,12 @@ const NAME_PREFIX: &str = "psm_";
 /// ``close()`` raises ``BufferError`` while memoryviews of ``buf`` (or arrays
 /// over it) are alive, instead of leaving them pointing at unmapped memory.
 ///
-/// Example::
-///
-///     with shm.SharedMemory(create=True, size=100) as a:
-///         a.buf[:5] = b"hello"
-///         b = shm.SharedMemory(a.name)
-///         assert bytes(b.buf[:5]) == b"hello" and b.size == 100
-///         b.close()
-///         a.unlink()
+/// >>> with shm.SharedMemory(create=True, size=100) as a:
+/// ...     a.buf[:5] = b"hello"
+/// ...     b = shm.SharedMemory(a.name)
+/// ...     assert bytes(b.buf[:5]) == b"hello" and b.size == 100
+/// ...     b.close()
+/// ...     a.unlink()
 #[pyclass(module = "shm", frozen)]
 #[derive(Debug)]
 pub(crate) struct SharedMemory {
@@ -129,10 +127,8 @@ impl SharedMemory {
 
     /// The name, without the leading ``/`` (as the standard library gives it).
     ///
-    /// Example::
-    ///
-    ///     s = shm.SharedMemory("shm-test-name", create=True, size=1)
-    ///     assert s.name == "shm-test-name"
+    /// >>> s = shm.SharedMemory("shm-test-name", create=True, size=1)
+    /// >>> assert s.name == "shm-test-name"
     #[getter]
     fn name(&self) -> &str {
         &self.name.as_str()[1..]
@@ -141,9 +137,7 @@ impl SharedMemory {
     /// The size in bytes: the segment's true size, also when attached (the
     /// standard library may report it rounded up to whole pages).
     ///
-    /// Example::
-    ///
-    ///     assert shm.SharedMemory(a.name).size == a.size
+    /// >>> assert shm.SharedMemory(a.name).size == a.size
     #[getter]
     fn size(&self) -> usize {
         self.size
@@ -153,10 +147,8 @@ impl SharedMemory {
     /// while it lives). While it, a slice of it, or an array over it is
     /// alive, ``close()`` raises ``BufferError``: drop them first.
     ///
-    /// Example::
-    ///
-    ///     s.buf[0] = 1
-    ///     assert s.buf[0] == 1
+    /// >>> s.buf[0] = 1
+    /// >>> assert s.buf[0] == 1
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
@@ -166,10 +158,8 @@ impl SharedMemory {
     /// ``s[i]`` and ``s[i:j]``: the same as ``s.buf[i]``, ``s.buf[i:j]``
     /// (an extension: the standard library's class has no indexing).
     ///
-    /// Example::
-    ///
-    ///     s[0] = 1
-    ///     assert s[0] == 1 and bytes(s[0:2]) == b"\x01\x00"
+    /// >>> s[0] = 1
+    /// >>> assert s[0] == 1 and bytes(s[0:2]) == b"\x01\x00"
     fn __getitem__<'py>(
         slf: &Bound<'py, Self>,
         index: &Bound<'py, PyAny>,
@@ -187,9 +177,7 @@ impl SharedMemory {
 
     /// Whether this object created the segment.
     ///
-    /// Example::
-    ///
-    ///     assert shm.SharedMemory(create=True, size=1).created
+    /// >>> assert shm.SharedMemory(create=True, size=1).created
     #[getter]
     fn created(&self) -> bool {
         self.created
@@ -197,10 +185,8 @@ impl SharedMemory {
 
     /// Whether ``close()`` was called.
     ///
-    /// Example::
-    ///
-    ///     s.close()
-    ///     assert s.closed
+    /// >>> s.close()
+    /// >>> assert s.closed
     #[getter]
     fn closed(&self) -> bool {
         !self.core.is_mapped()
@@ -214,14 +200,12 @@ impl SharedMemory {
     /// at their next access), it leaves the mapping in place. Closing twice
     /// is fine.
     ///
-    /// Example::
-    ///
-    ///     view = s.buf[0:4]
-    ///     try:
-    ///         s.close()          # BufferError: view is alive
-    ///     except BufferError:
-    ///         view.release()
-    ///     s.close()
+    /// >>> view = s.buf[0:4]
+    /// >>> try:
+    /// ...     s.close()          # BufferError: view is alive
+    /// ... except BufferError:
+    /// ...     view.release()
+    /// >>> s.close()
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let map = self.core.take(py, "close", &|| self.what())?;
         drop(map);
@@ -233,29 +217,23 @@ impl SharedMemory {
     /// more; mappings stay valid until closed. Call it once, in one process
     /// (usually the creator). ``FileNotFoundError`` if it is already gone.
     ///
-    /// Example::
-    ///
-    ///     s.close()
-    ///     s.unlink()
+    /// >>> s.close()
+    /// >>> s.unlink()
     fn unlink(&self) -> PyResult<()> {
         PosixShm::unlink_name(self.name.as_str()).map_err(errors::segment)
     }
 
-    /// Example::
-    ///
-    ///     with shm.SharedMemory(create=True, size=10) as s:
-    ///         ...
-    ///     # closed here (not unlinked)
+    /// >>> with shm.SharedMemory(create=True, size=10) as s:
+    /// ...     ...
+    /// >>> # closed here (not unlinked)
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
     /// Closes (never unlinks).
     ///
-    /// Example::
-    ///
-    ///     with shm.SharedMemory(name) as s:
-    ///         data = bytes(s.buf[:10])
+    /// >>> with shm.SharedMemory(name) as s:
+    /// ...     data = bytes(s.buf[:10])
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.close(py)?;
@@ -276,9 +254,7 @@ impl SharedMemory {
     /// unpickled), as the standard library does: pass it to a
     /// ``multiprocessing`` child.
     ///
-    /// Example::
-    ///
-    ///     multiprocessing.Process(target=work, args=(s,)).start()
+    /// >>> multiprocessing.Process(target=work, args=(s,)).start()
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, (String, bool, usize))> {

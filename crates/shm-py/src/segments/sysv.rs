@@ -69,13 +69,11 @@ fn id_err(op: &str, id: i32, err: std::io::Error) -> PyErr {
 /// The object reads and writes like a file, from a position that starts at
 /// 0. The segment is never removed implicitly: call ``remove()``.
 ///
-/// Example::
-///
-///     seg = shm.SysV(123456, 100)        # process 1: creates
-///     seg.write("Hello world!")
-///     other = shm.SysV(123456, 100)      # process 2: attaches
-///     assert other.read() == b"Hello world!" + bytes(88)
-///     seg.remove()
+/// >>> seg = shm.SysV(123456, 100)        # process 1: creates
+/// >>> seg.write("Hello world!")
+/// >>> other = shm.SysV(123456, 100)      # process 2: attaches
+/// >>> assert other.read() == b"Hello world!" + bytes(88)
+/// >>> seg.remove()
 #[pyclass(module = "shm", frozen, name = "SysV")]
 #[derive(Debug)]
 pub(crate) struct SysV {
@@ -220,9 +218,7 @@ impl SysV {
 
     /// Attaches the existing segment `id` (a shmid, as ``ipcs -m`` shows).
     ///
-    /// Example::
-    ///
-    ///     other = shm.SysV.from_id(seg.id)
+    /// >>> other = shm.SysV.from_id(seg.id)
     #[staticmethod]
     #[pyo3(signature = (id, *, readonly=false))]
     fn from_id(py: Python<'_>, id: i32, readonly: bool) -> PyResult<Self> {
@@ -233,9 +229,7 @@ impl SysV {
     /// Every System V segment on the host that we may see, as ``ipcs -m``
     /// lists them: a list of ``ShmidDs``.
     ///
-    /// Example::
-    ///
-    ///     assert any(ds.id == seg.id for ds in shm.SysV.list())
+    /// >>> assert any(ds.id == seg.id for ds in shm.SysV.list())
     #[staticmethod]
     fn list() -> PyResult<Vec<ShmidDs>> {
         let (max, _) = shm_sys::shm_info().map_err(|e| {
@@ -256,9 +250,7 @@ impl SysV {
 
     /// The key (``shm.IPC_PRIVATE`` for a private segment).
     ///
-    /// Example::
-    ///
-    ///     assert shm.SysV(key, 10).key == key
+    /// >>> assert shm.SysV(key, 10).key == key
     #[getter]
     fn key(&self) -> i32 {
         self.seg.key().0
@@ -266,9 +258,7 @@ impl SysV {
 
     /// The shmid.
     ///
-    /// Example::
-    ///
-    ///     print(seg.id)
+    /// >>> print(seg.id)
     #[getter]
     fn id(&self) -> i32 {
         self.seg.id()
@@ -276,9 +266,7 @@ impl SysV {
 
     /// The size in bytes (``shm_segsz``).
     ///
-    /// Example::
-    ///
-    ///     assert shm.SysV(key, 100).size == 100
+    /// >>> assert shm.SysV(key, 100).size == 100
     #[getter]
     fn size(&self) -> usize {
         self.size
@@ -286,9 +274,7 @@ impl SysV {
 
     /// Whether this object created the segment.
     ///
-    /// Example::
-    ///
-    ///     assert shm.SysV(None, 10).created
+    /// >>> assert shm.SysV(None, 10).created
     #[getter]
     fn created(&self) -> bool {
         self.created
@@ -296,10 +282,8 @@ impl SysV {
 
     /// Whether the segment is attached now.
     ///
-    /// Example::
-    ///
-    ///     seg.detach()
-    ///     assert not seg.attached
+    /// >>> seg.detach()
+    /// >>> assert not seg.attached
     #[getter]
     fn attached(&self) -> bool {
         self.core.is_mapped()
@@ -307,10 +291,8 @@ impl SysV {
 
     /// Whether the current attachment is read-only (``False`` when detached).
     ///
-    /// Example::
-    ///
-    ///     seg.attach(readonly=True)
-    ///     assert seg.readonly
+    /// >>> seg.attach(readonly=True)
+    /// >>> assert seg.readonly
     #[getter]
     fn readonly(&self) -> bool {
         self.core
@@ -321,9 +303,7 @@ impl SysV {
 
     /// The owner's uid; setting it changes it (``IPC_SET``).
     ///
-    /// Example::
-    ///
-    ///     seg.uid = os.geteuid()
+    /// >>> seg.uid = os.geteuid()
     #[getter]
     fn uid(&self) -> PyResult<u32> {
         Ok(self.stat()?.uid)
@@ -338,9 +318,7 @@ impl SysV {
 
     /// The owner's gid; setting it changes it (``IPC_SET``).
     ///
-    /// Example::
-    ///
-    ///     seg.gid = os.getegid()
+    /// >>> seg.gid = os.getegid()
     #[getter]
     fn gid(&self) -> PyResult<u32> {
         Ok(self.stat()?.gid)
@@ -356,10 +334,8 @@ impl SysV {
     /// The permission bits (``mode & 0o777``); setting them changes them
     /// (``IPC_SET``). ``stat().mode`` has the status bits too.
     ///
-    /// Example::
-    ///
-    ///     seg.mode = 0o640
-    ///     assert seg.mode == 0o640
+    /// >>> seg.mode = 0o640
+    /// >>> assert seg.mode == 0o640
     #[getter]
     fn mode(&self) -> PyResult<u32> {
         Ok(self.stat()?.mode & 0o777)
@@ -374,10 +350,8 @@ impl SysV {
 
     /// The segment's whole ``shmid_ds`` (``IPC_STAT``), as a ``ShmidDs``.
     ///
-    /// Example::
-    ///
-    ///     ds = seg.stat()
-    ///     assert ds.segsz == seg.size and ds.nattch >= 1
+    /// >>> ds = seg.stat()
+    /// >>> assert ds.segsz == seg.size and ds.nattch >= 1
     fn stat(&self) -> PyResult<ShmidDs> {
         let id = self.seg.id();
         shm_sys::shm_stat(id)
@@ -391,11 +365,9 @@ impl SysV {
     /// instead and leaves the position alone (as ``sysv_ipc``'s
     /// ``read(byte_count, offset)``; then `n` must fit: ``ValueError``).
     ///
-    /// Example::
-    ///
-    ///     seg.seek(0)
-    ///     head = seg.read(5)
-    ///     same = seg.read(5, offset=0)
+    /// >>> seg.seek(0)
+    /// >>> head = seg.read(5)
+    /// >>> same = seg.read(5, offset=0)
     #[pyo3(signature = (n=None, offset=None))]
     fn read<'py>(
         &self,
@@ -433,11 +405,9 @@ impl SysV {
     /// end of the segment (NUL padding and all), or `limit` bytes when
     /// `limit` is not negative. ``b""`` at the end.
     ///
-    /// Example::
-    ///
-    ///     seg.write(b"one\ntwo\n")
-    ///     seg.seek(0)
-    ///     assert seg.readline() == b"one\n"
+    /// >>> seg.write(b"one\ntwo\n")
+    /// >>> seg.seek(0)
+    /// >>> assert seg.readline() == b"one\n"
     #[pyo3(signature = (limit=-1))]
     fn readline<'py>(&self, py: Python<'py>, limit: i64) -> PyResult<Bound<'py, PyBytes>> {
         let map = self.attached_map("readline")?;
@@ -474,10 +444,8 @@ impl SysV {
     /// attachment a ``PermissionError``. With `offset`, writes there instead
     /// and leaves the position alone (as ``sysv_ipc``'s ``write(s, offset)``).
     ///
-    /// Example::
-    ///
-    ///     assert seg.write("Hello world!") == 12
-    ///     seg.write(b"J", offset=0)
+    /// >>> assert seg.write("Hello world!") == 12
+    /// >>> seg.write(b"J", offset=0)
     #[pyo3(signature = (data, offset=None))]
     fn write(&self, data: &Bound<'_, PyAny>, offset: Option<i64>) -> PyResult<usize> {
         let data = Data::extract(data)?;
@@ -522,10 +490,8 @@ impl SysV {
     /// position (1) or from the end (2), as files do. Returns the new
     /// position. A position past the end reads ``b""``.
     ///
-    /// Example::
-    ///
-    ///     seg.seek(0)
-    ///     seg.seek(-10, 2)     # the last 10 bytes
+    /// >>> seg.seek(0)
+    /// >>> seg.seek(-10, 2)     # the last 10 bytes
     #[pyo3(signature = (offset, whence=0))]
     fn seek(&self, offset: i64, whence: i32) -> PyResult<u64> {
         let base = match whence {
@@ -551,10 +517,8 @@ impl SysV {
 
     /// The position.
     ///
-    /// Example::
-    ///
-    ///     seg.write(b"abc")
-    ///     assert seg.tell() == 3
+    /// >>> seg.write(b"abc")
+    /// >>> assert seg.tell() == 3
     fn tell(&self) -> u64 {
         self.pos.load(Ordering::Acquire)
     }
@@ -563,10 +527,8 @@ impl SysV {
     /// already, that attachment is detached first (``BufferError`` while
     /// views of it are alive). The position is kept.
     ///
-    /// Example::
-    ///
-    ///     seg.detach()
-    ///     seg.attach(readonly=True)
+    /// >>> seg.detach()
+    /// >>> seg.attach(readonly=True)
     #[pyo3(signature = (readonly=false))]
     fn attach(&self, py: Python<'_>, readonly: bool) -> PyResult<()> {
         drop(self.core.take(py, "re-attach", &|| self.what())?);
@@ -584,9 +546,7 @@ impl SysV {
     /// ``BufferError`` while memoryviews of ``buf`` are alive. Detaching a
     /// detached segment does nothing.
     ///
-    /// Example::
-    ///
-    ///     seg.detach()
+    /// >>> seg.detach()
     fn detach(&self, py: Python<'_>) -> PyResult<()> {
         drop(self.core.take(py, "detach", &|| self.what())?);
         Ok(())
@@ -596,9 +556,7 @@ impl SysV {
     /// process detaches, and its key is free at once. ``FileNotFoundError``
     /// if it no longer exists.
     ///
-    /// Example::
-    ///
-    ///     seg.remove()
+    /// >>> seg.remove()
     fn remove(&self) -> PyResult<()> {
         let id = self.seg.id();
         // SAFETY: IPC_RMID ignores the buffer argument.
@@ -611,30 +569,24 @@ impl SysV {
     /// A memoryview over the attached segment, without a copy. While it (or
     /// a slice of it) lives, ``detach()`` raises ``BufferError``.
     ///
-    /// Example::
-    ///
-    ///     seg.buf[0:5] = b"hello"
+    /// >>> seg.buf[0:5] = b"hello"
     #[getter]
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
         this.core.buf(slf.py(), &|| this.what())
     }
 
-    /// Example::
-    ///
-    ///     with shm.SysV(key, 100) as seg:
-    ///         seg.write(b"x")
-    ///     # detached here (not removed)
+    /// >>> with shm.SysV(key, 100) as seg:
+    /// ...     seg.write(b"x")
+    /// >>> # detached here (not removed)
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
     /// Detaches (never removes).
     ///
-    /// Example::
-    ///
-    ///     with shm.SysV(key) as seg:
-    ///         data = seg.read()
+    /// >>> with shm.SysV(key) as seg:
+    /// ...     data = seg.read()
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.detach(py)?;
@@ -669,28 +621,41 @@ const FIELDS: [&str; 15] = [
 /// ``nattch``, plus the shmid as ``id``. Read them as attributes or as a
 /// mapping (``ds["segsz"]``, also ``ds["shm_segsz"]``; ``dict(ds)``).
 ///
-/// Example::
-///
-///     ds = seg.stat()
-///     print(ds.segsz, ds.nattch, oct(ds.mode & 0o777))
-///     assert dict(ds)["cpid"] == os.getpid()
+/// >>> ds = seg.stat()
+/// >>> print(ds.segsz, ds.nattch, oct(ds.mode & 0o777))
+/// >>> assert dict(ds)["cpid"] == os.getpid()
 #[pyclass(module = "shm", frozen, get_all, eq, name = "ShmidDs")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ShmidDs {
+    /// The key (``shm_perm.__key``); ``shm.IPC_PRIVATE`` for a private one.
     key: i32,
+    /// The shmid.
     id: i32,
+    /// The size in bytes (``shm_segsz``).
     segsz: usize,
+    /// The owner's user id (``shm_perm.uid``).
     uid: u32,
+    /// The owner's group id (``shm_perm.gid``).
     gid: u32,
+    /// The creator's user id (``shm_perm.cuid``).
     cuid: u32,
+    /// The creator's group id (``shm_perm.cgid``).
     cgid: u32,
+    /// Permission bits and status bits (``SHM_DEST``, ``SHM_LOCKED``).
     mode: u32,
+    /// The slot usage sequence number (``shm_perm.__seq``).
     seq: u32,
+    /// Last attach, seconds since the epoch (0: never).
     atime: i64,
+    /// Last detach, seconds since the epoch (0: never).
     dtime: i64,
+    /// Last change (create, ``IPC_SET``), seconds since the epoch.
     ctime: i64,
+    /// The creator's pid.
     cpid: i32,
+    /// The pid of the last attach or detach.
     lpid: i32,
+    /// Attachments now, in all processes.
     nattch: u64,
 }
 
@@ -743,9 +708,7 @@ impl ShmidDs {
 impl ShmidDs {
     /// The permission bits, ``mode & 0o777``.
     ///
-    /// Example::
-    ///
-    ///     assert seg.stat().perms == 0o600
+    /// >>> assert seg.stat().perms == 0o600
     #[getter]
     fn perms(&self) -> u32 {
         self.mode & 0o777
@@ -754,10 +717,8 @@ impl ShmidDs {
     /// Whether the segment is marked for removal (``SHM_DEST``, ``ipcs``'
     /// "dest"): it goes when the last process detaches.
     ///
-    /// Example::
-    ///
-    ///     seg.remove()
-    ///     assert seg.stat().removed
+    /// >>> seg.remove()
+    /// >>> assert seg.stat().removed
     #[getter]
     fn removed(&self) -> bool {
         self.mode & shm_sys::SHM_DEST != 0
@@ -765,18 +726,14 @@ impl ShmidDs {
 
     /// The field names, in order.
     ///
-    /// Example::
-    ///
-    ///     assert "nattch" in ds.keys()
+    /// >>> assert "nattch" in ds.keys()
     fn keys(&self) -> Vec<&'static str> {
         FIELDS.to_vec()
     }
 
     /// The fields as a ``dict``.
     ///
-    /// Example::
-    ///
-    ///     json.dumps(ds._asdict())
+    /// >>> json.dumps(ds._asdict())
     fn _asdict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for name in FIELDS {
