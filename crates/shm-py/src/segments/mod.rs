@@ -28,6 +28,7 @@ use crate::errors;
 
 mod memfd;
 mod shared_memory;
+mod subscript;
 mod sysv;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -83,6 +84,25 @@ impl<'py> Data<'py> {
         match self {
             Data::Bytes(b) => b.as_bytes().len(),
             Data::Buffer(b) => b.len_bytes(),
+        }
+    }
+
+    /// The data as a private copy (raw pointers only: a buffer may itself
+    /// be shared memory).
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        match self {
+            Data::Bytes(b) => b.as_bytes().to_vec(),
+            Data::Buffer(b) => {
+                let len = b.len_bytes();
+                let mut out = vec![0u8; len];
+                // SAFETY: the source is a C-contiguous buffer of `len` bytes
+                // that stays valid while `b` holds it; `out` is private and
+                // `len` bytes long.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(b.buf_ptr().cast::<u8>(), out.as_mut_ptr(), len)
+                };
+                out
+            }
         }
     }
 

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyTuple};
 use shm_segment::{Access, PermChange, Region, SysvKey, SysvMapping, SysvOptions, SysvSegment};
 
-use super::{read_bytes, Core, Data};
+use super::{read_bytes, subscript, Core, Data};
 use crate::common::non_negative;
 use crate::errors;
 
@@ -574,6 +574,33 @@ impl SysV {
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
         this.core.buf(slf.py(), &|| this.what())
+    }
+
+    /// ``seg[i]`` (an int) and ``seg[i:j]`` (a new ``bytes``, any step), as
+    /// ``mmap`` has them: negative indices count from the end, slices are
+    /// clipped, an index out of range is an ``IndexError``. The position is
+    /// left alone. The fastest way to copy out of the segment.
+    ///
+    /// >>> seg[0:5] = b"hello"
+    /// >>> assert seg[0:5] == b"hello" and seg[0] == ord("h")
+    /// >>> assert seg[-3:] == bytes(3)
+    fn __getitem__<'py>(&self, index: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let map = self.attached_map("SysV[...] of")?;
+        subscript::get_item(&map, index, &|| format!("SysV[...] of {}", self.what()))
+    }
+
+    /// ``seg[i] = byte`` and ``seg[i:j] = data``: `data` is any bytes-like
+    /// object exactly as long as the slice (else ``IndexError``, as
+    /// ``mmap``), copied in; any step. ``PermissionError`` when attached
+    /// read-only. The position is left alone.
+    ///
+    /// >>> seg[0] = 1
+    /// >>> seg[1:3] = b"ab"
+    fn __setitem__(&self, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let map = self.attached_map("SysV[...] = of")?;
+        subscript::set_item(&*map, index, value, &|| {
+            format!("SysV[...] = of {}", self.what())
+        })
     }
 
     /// >>> with shm.SysV(key, 100) as seg:
