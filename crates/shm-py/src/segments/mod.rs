@@ -277,6 +277,57 @@ impl<M: Region + Send + Sync + 'static> Core<M> {
         }
     }
 
+    /// Runs `f` on the mapping with the lock held, without taking a
+    /// reference to it: the cheapest access, for short copies. `f` must be
+    /// plain Rust (it runs under the lock: no Python, no GIL release).
+    pub(crate) fn with<T>(
+        &self,
+        op: &str,
+        what: &dyn Fn() -> String,
+        f: impl FnOnce(&M) -> T,
+    ) -> PyResult<T> {
+        match self.lock().as_ref() {
+            Some(held) => Ok(f(&held.region)),
+            None => Err(PyValueError::new_err(format!(
+                "{op} {}: {}",
+                what(),
+                self.unmapped
+            ))),
+        }
+    }
+
+    /// `len` bytes at `offset` as a new `bytes`, checked: short copies
+    /// under the lock, long ones (`DETACH_COPY` and up) from a reference
+    /// to the mapping with the GIL released.
+    pub(crate) fn read_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        op: &str,
+        what: &dyn Fn() -> String,
+        offset: usize,
+        len: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if len >= DETACH_COPY {
+            return read_bytes(py, &self.get(op, what)?, offset, len);
+        }
+        PyBytes::new_with(py, len, |out| {
+            self.with(op, what, |m| m.read_at(offset, out))?
+                .map_err(errors::segment)
+        })
+    }
+
+    /// Copies `data` in at `offset`, checked, under the lock.
+    pub(crate) fn write_data(
+        &self,
+        op: &str,
+        what: &dyn Fn() -> String,
+        data: &Data<'_>,
+        offset: usize,
+    ) -> PyResult<()> {
+        self.with(op, what, |m| data.write_to(m, offset))?
+            .map_err(errors::segment)
+    }
+
     pub(crate) fn is_mapped(&self) -> bool {
         self.lock().is_some()
     }

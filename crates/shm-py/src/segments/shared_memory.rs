@@ -7,9 +7,9 @@ use crate::errors;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
-use shm_segment::{Mapping, PosixOptions, PosixShm, Region, ShmName};
+use shm_segment::{Mapping, PosixOptions, PosixShm, ShmName};
 
-use super::{read_bytes, subscript, Core, Data};
+use super::{subscript, Core, Data};
 use crate::common::{non_negative, random_hex};
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -165,10 +165,7 @@ impl SharedMemory {
     /// >>> assert s[0:5] == b"hello" and s[0] == ord("h") and s[-1] == 0
     /// >>> assert s[4::-1] == b"olleh"
     fn __getitem__<'py>(&self, index: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let map = self.core.get("SharedMemory[...] of", &|| self.what())?;
-        subscript::get_item(&map, index, &|| {
-            format!("SharedMemory[...] of {}", self.what())
-        })
+        subscript::get_item(&self.core, self.size, index, &|| self.what())
     }
 
     /// ``s[i] = byte`` and ``s[i:j] = data``: `data` is any bytes-like
@@ -179,10 +176,7 @@ impl SharedMemory {
     /// >>> s[1:3] = b"ab"
     /// >>> s[8:12] = bytearray(4)
     fn __setitem__(&self, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let map = self.core.get("SharedMemory[...] = of", &|| self.what())?;
-        subscript::set_item(&*map, index, value, &|| {
-            format!("SharedMemory[...] = of {}", self.what())
-        })
+        subscript::set_item(&self.core, self.size, index, value, &|| self.what())
     }
 
     /// Reads `n` bytes at `offset` (default 0) into a new ``bytes``; ``n``
@@ -198,13 +192,13 @@ impl SharedMemory {
         n: Option<i64>,
         offset: i64,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let map = self.core.get("read", &|| self.what())?;
+        let what = || self.what();
         let at = non_negative(offset, "offset", &|| format!("read {}", self.what()))?;
         let k = match n {
-            Some(n) if n >= 0 => non_negative(n, "n", &|| self.what())?,
-            _ => map.len().saturating_sub(at),
+            Some(n) if n >= 0 => non_negative(n, "n", &|| format!("read {}", self.what()))?,
+            _ => self.size.saturating_sub(at),
         };
-        read_bytes(py, &map, at, k)
+        self.core.read_bytes(py, "read", &what, at, k)
     }
 
     /// Writes `data` (a ``str``, as UTF-8, or any bytes-like object) at
@@ -215,9 +209,8 @@ impl SharedMemory {
     #[pyo3(signature = (data, offset=0))]
     fn write(&self, data: &Bound<'_, PyAny>, offset: i64) -> PyResult<usize> {
         let data = Data::extract(data)?;
-        let map = self.core.get("write", &|| self.what())?;
         let at = non_negative(offset, "offset", &|| format!("write {}", self.what()))?;
-        data.write_to(&*map, at).map_err(errors::segment)?;
+        self.core.write_data("write", &|| self.what(), &data, at)?;
         Ok(data.len())
     }
 

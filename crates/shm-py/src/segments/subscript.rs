@@ -8,15 +8,13 @@
 //! CPython calls them without a method lookup or argument parsing, which
 //! makes `seg[a:b]` the cheapest way to copy in or out from Python.
 
-use std::sync::Arc;
-
 use pyo3::exceptions::{PyIndexError, PyOverflowError, PyPermissionError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PySlice, PyString};
 use shm_segment::Region;
 
-use super::{read_bytes, Data};
+use super::{Core, Data};
 use crate::errors;
 
 /// What a subscript selects, inside `0..len`.
@@ -79,19 +77,25 @@ fn resolve(index: &Bound<'_, PyAny>, len: usize, what: &dyn Fn() -> String) -> P
 }
 
 /// `seg[index]`: an int for an index, a new `bytes` for a slice.
+///
+/// `size` is the mapping's size (fixed for the object's life; every copy
+/// is checked against the mapping itself all the same).
 pub(crate) fn get_item<'py, R>(
-    map: &Arc<R>,
+    core: &Core<R>,
+    size: usize,
     index: &Bound<'py, PyAny>,
     what: &dyn Fn() -> String,
 ) -> PyResult<Bound<'py, PyAny>>
 where
-    R: Region + Send + Sync,
+    R: Region + Send + Sync + 'static,
 {
     let py = index.py();
-    match resolve(index, map.len(), what)? {
-        Sub::Slice { start, step: 1, n } => Ok(read_bytes(py, map, start, n)?.into_any()),
+    let op = "read item of";
+    match resolve(index, size, &|| format!("{op} {}", what()))? {
+        Sub::Slice { start, step: 1, n } => Ok(core.read_bytes(py, op, what, start, n)?.into_any()),
         Sub::Slice { n: 0, .. } => Ok(PyBytes::new(py, b"").into_any()),
         Sub::Slice { start, step, n } => {
+            let map = core.get(op, what)?;
             // The span from the lowest to the highest selected byte, copied
             // out once, then picked from (a private buffer).
             let gap = step.unsigned_abs();
@@ -109,7 +113,8 @@ where
         }
         Sub::Index(i) => {
             let mut byte = [0u8; 1];
-            map.read_at(i, &mut byte).map_err(errors::segment)?;
+            core.with(op, what, |m| m.read_at(i, &mut byte))?
+                .map_err(errors::segment)?;
             Ok(byte[0].into_pyobject(py)?.into_any())
         }
     }
@@ -118,44 +123,52 @@ where
 /// `seg[index] = value`: one byte (an int in `range(256)`) for an index, a
 /// bytes-like object exactly as long as the slice for a slice.
 pub(crate) fn set_item<R>(
-    map: &R,
+    core: &Core<R>,
+    size: usize,
     index: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     what: &dyn Fn() -> String,
 ) -> PyResult<()>
 where
-    R: Region,
+    R: Region + Send + Sync + 'static,
 {
-    if map.is_read_only() {
-        return Err(PyPermissionError::new_err(format!(
-            "{}: attached read-only; item assignment needs a writable mapping",
+    let op = "assign item of";
+    let read_only = || {
+        PyPermissionError::new_err(format!(
+            "{op} {}: attached read-only; item assignment needs a writable mapping",
             what()
-        )));
-    }
-    match resolve(index, map.len(), what)? {
+        ))
+    };
+    let target = || format!("{op} {}", what());
+    match resolve(index, size, &target)? {
         Sub::Index(i) => {
             let byte = match value.extract::<i64>() {
                 Ok(v) => u8::try_from(v).map_err(|_| {
                     pyo3::exceptions::PyValueError::new_err(format!(
                         "{}: a byte must be in range(0, 256), not {v}",
-                        what()
+                        target()
                     ))
                 })?,
                 Err(_) => {
                     return Err(PyTypeError::new_err(format!(
                         "{}: an item is an int in range(0, 256), not '{}'",
-                        what(),
+                        target(),
                         type_name(value)
                     )))
                 }
             };
-            map.write_at(i, &[byte]).map_err(errors::segment)
+            match core.with(op, what, |m| {
+                (!m.is_read_only()).then(|| m.write_at(i, &[byte]))
+            })? {
+                Some(res) => res.map_err(errors::segment),
+                None => Err(read_only()),
+            }
         }
         Sub::Slice { start, step, n } => {
             if value.is_instance_of::<PyString>() {
                 return Err(PyTypeError::new_err(format!(
                     "{}: slice assignment needs a bytes-like object, not 'str' (encode it)",
-                    what()
+                    target()
                 )));
             }
             let data = Data::extract(value)?;
@@ -163,12 +176,21 @@ where
                 return Err(PyIndexError::new_err(format!(
                     "{}: slice assignment is the wrong size: the slice has {n} bytes, the \
                      value {}",
-                    what(),
+                    target(),
                     data.len()
                 )));
             }
             if step == 1 || n == 0 {
-                return data.write_to(map, start).map_err(errors::segment);
+                return match core.with(op, what, |m| {
+                    (!m.is_read_only()).then(|| data.write_to(m, start))
+                })? {
+                    Some(res) => res.map_err(errors::segment),
+                    None => Err(read_only()),
+                };
+            }
+            let map = core.get(op, what)?;
+            if map.is_read_only() {
+                return Err(read_only());
             }
             // Strided: the value copied out once (it may be shared memory
             // itself), then written a byte at a time.
