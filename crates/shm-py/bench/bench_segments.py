@@ -1,7 +1,7 @@
 """Plain segment reads and writes from Python: one write then one read of
-`size` bytes at an offset, many times, with this package's SysV (read/write
-with an offset, and file-like seek+write+seek+read) and SharedMemory.buf
-slicing, against sysv_ipc.SharedMemory.read/write, posix_ipc + mmap
+`size` bytes at an offset, many times, with this package's SysV and SharedMemory
+(read/write with an offset, `seg[a:b]` slicing, SysV's file-like
+seek+write+seek+read, SharedMemory.buf slicing), against sysv_ipc.SharedMemory.read/write, posix_ipc + mmap
 slicing, and the stdlib's SharedMemory.buf slicing.
 
 Usage: python bench_segments.py [--quick]
@@ -78,6 +78,30 @@ def cases(size: int, made: list) -> dict:
             s.read(size)
         return time.perf_counter() - t
 
+    def ours_sysv_slice(n):
+        s = ours_sysv
+        t = time.perf_counter()
+        for _ in range(n):
+            s[OFFSET:end] = data
+            s[OFFSET:end]
+        return time.perf_counter() - t
+
+    def ours_posix_slice(n):
+        s = ours_posix
+        t = time.perf_counter()
+        for _ in range(n):
+            s[OFFSET:end] = data
+            s[OFFSET:end]
+        return time.perf_counter() - t
+
+    def ours_posix_rw(n):
+        w, r = ours_posix.write, ours_posix.read
+        t = time.perf_counter()
+        for _ in range(n):
+            w(data, OFFSET)
+            r(size, OFFSET)
+        return time.perf_counter() - t
+
     def ours_posix_buf(n):
         buf = ours_posix.buf
         t = time.perf_counter()
@@ -111,6 +135,9 @@ def cases(size: int, made: list) -> dict:
         "sysv_ipc read/write(offset)": sysv_ipc_rw,
         "shm.SysV read/write(offset)": ours_sysv_offset,
         "shm.SysV seek+write+seek+read": ours_sysv_seek,
+        "shm.SysV[a:b] slicing": ours_sysv_slice,
+        "shm.SharedMemory read/write(offset)": ours_posix_rw,
+        "shm.SharedMemory[a:b] slicing": ours_posix_slice,
         "shm.SharedMemory buf slicing": ours_posix_buf,
         "stdlib SharedMemory buf slicing": stdlib_buf,
         "posix_ipc + mmap slicing": posix_ipc_mmap,

@@ -28,6 +28,7 @@ use crate::errors;
 
 mod memfd;
 mod shared_memory;
+mod subscript;
 mod sysv;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -83,6 +84,25 @@ impl<'py> Data<'py> {
         match self {
             Data::Bytes(b) => b.as_bytes().len(),
             Data::Buffer(b) => b.len_bytes(),
+        }
+    }
+
+    /// The data as a private copy (raw pointers only: a buffer may itself
+    /// be shared memory).
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        match self {
+            Data::Bytes(b) => b.as_bytes().to_vec(),
+            Data::Buffer(b) => {
+                let len = b.len_bytes();
+                let mut out = vec![0u8; len];
+                // SAFETY: the source is a C-contiguous buffer of `len` bytes
+                // that stays valid while `b` holds it; `out` is private and
+                // `len` bytes long.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(b.buf_ptr().cast::<u8>(), out.as_mut_ptr(), len)
+                };
+                out
+            }
         }
     }
 
@@ -255,6 +275,57 @@ impl<M: Region + Send + Sync + 'static> Core<M> {
                 self.unmapped
             ))),
         }
+    }
+
+    /// Runs `f` on the mapping with the lock held, without taking a
+    /// reference to it: the cheapest access, for short copies. `f` must be
+    /// plain Rust (it runs under the lock: no Python, no GIL release).
+    pub(crate) fn with<T>(
+        &self,
+        op: &str,
+        what: &dyn Fn() -> String,
+        f: impl FnOnce(&M) -> T,
+    ) -> PyResult<T> {
+        match self.lock().as_ref() {
+            Some(held) => Ok(f(&held.region)),
+            None => Err(PyValueError::new_err(format!(
+                "{op} {}: {}",
+                what(),
+                self.unmapped
+            ))),
+        }
+    }
+
+    /// `len` bytes at `offset` as a new `bytes`, checked: short copies
+    /// under the lock, long ones (`DETACH_COPY` and up) from a reference
+    /// to the mapping with the GIL released.
+    pub(crate) fn read_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        op: &str,
+        what: &dyn Fn() -> String,
+        offset: usize,
+        len: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if len >= DETACH_COPY {
+            return read_bytes(py, &self.get(op, what)?, offset, len);
+        }
+        PyBytes::new_with(py, len, |out| {
+            self.with(op, what, |m| m.read_at(offset, out))?
+                .map_err(errors::segment)
+        })
+    }
+
+    /// Copies `data` in at `offset`, checked, under the lock.
+    pub(crate) fn write_data(
+        &self,
+        op: &str,
+        what: &dyn Fn() -> String,
+        data: &Data<'_>,
+        offset: usize,
+    ) -> PyResult<()> {
+        self.with(op, what, |m| data.write_to(m, offset))?
+            .map_err(errors::segment)
     }
 
     pub(crate) fn is_mapped(&self) -> bool {

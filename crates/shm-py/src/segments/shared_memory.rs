@@ -6,10 +6,10 @@
 use crate::errors;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyMemoryView, PyTuple};
+use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
 use shm_segment::{Mapping, PosixOptions, PosixShm, ShmName};
 
-use super::Core;
+use super::{subscript, Core, Data};
 use crate::common::{non_negative, random_hex};
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -155,24 +155,63 @@ impl SharedMemory {
         this.core.buf(slf.py(), &|| this.what())
     }
 
-    /// ``s[i]`` and ``s[i:j]``: the same as ``s.buf[i]``, ``s.buf[i:j]``
-    /// (an extension: the standard library's class has no indexing).
+    /// ``s[i]`` (an int) and ``s[i:j]`` (a new ``bytes``, any step), as
+    /// ``mmap`` has them: negative indices count from the end, slices are
+    /// clipped, an index out of range is an ``IndexError``. The fastest
+    /// way to copy out of the segment. (``s.buf[i:j]`` is the view without
+    /// a copy.)
     ///
-    /// >>> s[0] = 1
-    /// >>> assert s[0] == 1 and bytes(s[0:2]) == b"\x01\x00"
-    fn __getitem__<'py>(
-        slf: &Bound<'py, Self>,
-        index: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        Self::buf(slf)?.get_item(index)
+    /// >>> s[0:5] = b"hello"
+    /// >>> assert s[0:5] == b"hello" and s[0] == ord("h") and s[-1] == 0
+    /// >>> assert s[4::-1] == b"olleh"
+    fn __getitem__<'py>(&self, index: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        subscript::get_item(&self.core, self.size, index, &|| self.what())
     }
 
-    fn __setitem__(
-        slf: &Bound<'_, Self>,
-        index: &Bound<'_, PyAny>,
-        value: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        Self::buf(slf)?.set_item(index, value)
+    /// ``s[i] = byte`` and ``s[i:j] = data``: `data` is any bytes-like
+    /// object exactly as long as the slice (else ``IndexError``, as
+    /// ``mmap``), copied in; any step.
+    ///
+    /// >>> s[0] = 1
+    /// >>> s[1:3] = b"ab"
+    /// >>> s[8:12] = bytearray(4)
+    fn __setitem__(&self, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        subscript::set_item(&self.core, self.size, index, value, &|| self.what())
+    }
+
+    /// Reads `n` bytes at `offset` (default 0) into a new ``bytes``; ``n``
+    /// ``None`` or negative reads to the end. Past the end is a
+    /// ``ValueError``. (The same as ``SysV.read(n, offset)``.)
+    ///
+    /// >>> s.write(b"hello", 10)
+    /// >>> assert s.read(5, 10) == b"hello"
+    #[pyo3(signature = (n=None, offset=0))]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        n: Option<i64>,
+        offset: i64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let what = || self.what();
+        let at = non_negative(offset, "offset", &|| format!("read {}", self.what()))?;
+        let k = match n {
+            Some(n) if n >= 0 => non_negative(n, "n", &|| format!("read {}", self.what()))?,
+            _ => self.size.saturating_sub(at),
+        };
+        self.core.read_bytes(py, "read", &what, at, k)
+    }
+
+    /// Writes `data` (a ``str``, as UTF-8, or any bytes-like object) at
+    /// `offset` (default 0); returns its length. All or nothing: past the
+    /// end is a ``ValueError``.
+    ///
+    /// >>> assert s.write(b"hello", 10) == 5
+    #[pyo3(signature = (data, offset=0))]
+    fn write(&self, data: &Bound<'_, PyAny>, offset: i64) -> PyResult<usize> {
+        let data = Data::extract(data)?;
+        let at = non_negative(offset, "offset", &|| format!("write {}", self.what()))?;
+        self.core.write_data("write", &|| self.what(), &data, at)?;
+        Ok(data.len())
     }
 
     /// Whether this object created the segment.
@@ -195,7 +234,7 @@ impl SharedMemory {
     /// Unmaps the segment and closes its descriptor; the segment itself
     /// stays (see ``unlink``). Raises ``BufferError`` while views into the
     /// mapping are alive (``buf`` kept in a variable, slices of it,
-    /// ``s[i:j]`` views, NumPy arrays over it): unlike the standard
+    /// NumPy arrays over it): unlike the standard
     /// library, which releases ``buf`` and unmaps under such arrays (a crash
     /// at their next access), it leaves the mapping in place. Closing twice
     /// is fine.

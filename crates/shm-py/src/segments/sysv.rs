@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyTuple};
 use shm_segment::{Access, PermChange, Region, SysvKey, SysvMapping, SysvOptions, SysvSegment};
 
-use super::{read_bytes, Core, Data};
+use super::{read_bytes, subscript, Core, Data};
 use crate::common::non_negative;
 use crate::errors;
 
@@ -375,16 +375,17 @@ impl SysV {
         n: Option<i64>,
         offset: Option<i64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let map = self.attached_map("read")?;
-        let len = map.len() as u64;
         if let Some(offset) = offset {
+            // The fast path: no reference to the mapping taken, no position.
             let at = non_negative(offset, "offset", &|| self.what())?;
             let k = match n {
                 Some(n) if n >= 0 => non_negative(n, "n", &|| self.what())?,
-                _ => map.len().saturating_sub(at),
+                _ => self.size.saturating_sub(at),
             };
-            return read_bytes(py, &map, at, k);
+            return self.core.read_bytes(py, "read", &|| self.what(), at, k);
         }
+        let map = self.attached_map("read")?;
+        let len = map.len() as u64;
         loop {
             let pos = self.pos.load(Ordering::Acquire);
             let avail = len.saturating_sub(pos) as usize;
@@ -449,17 +450,26 @@ impl SysV {
     #[pyo3(signature = (data, offset=None))]
     fn write(&self, data: &Bound<'_, PyAny>, offset: Option<i64>) -> PyResult<usize> {
         let data = Data::extract(data)?;
-        let map = self.attached_map("write")?;
-        if map.is_read_only() {
-            return Err(pyo3::exceptions::PyPermissionError::new_err(format!(
+        let read_only = || {
+            pyo3::exceptions::PyPermissionError::new_err(format!(
                 "write {}: attached read-only (readonly=True); attach(readonly=False) to write",
                 self.what()
-            )));
-        }
+            ))
+        };
         if let Some(offset) = offset {
+            // The fast path: the copy under the lock, no position.
             let at = non_negative(offset, "offset", &|| self.what())?;
-            data.write_to(&*map, at).map_err(errors::segment)?;
-            return Ok(data.len());
+            let written = self.core.with("write", &|| self.what(), |m| {
+                (!m.is_read_only()).then(|| data.write_to(m, at))
+            })?;
+            return match written {
+                Some(res) => res.map(|()| data.len()).map_err(errors::segment),
+                None => Err(read_only()),
+            };
+        }
+        let map = self.attached_map("write")?;
+        if map.is_read_only() {
+            return Err(read_only());
         }
         let n = data.len();
         let pos = loop {
@@ -574,6 +584,29 @@ impl SysV {
     fn buf<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
         let this = slf.get();
         this.core.buf(slf.py(), &|| this.what())
+    }
+
+    /// ``seg[i]`` (an int) and ``seg[i:j]`` (a new ``bytes``, any step), as
+    /// ``mmap`` has them: negative indices count from the end, slices are
+    /// clipped, an index out of range is an ``IndexError``. The position is
+    /// left alone. The fastest way to copy out of the segment.
+    ///
+    /// >>> seg[0:5] = b"hello"
+    /// >>> assert seg[0:5] == b"hello" and seg[0] == ord("h")
+    /// >>> assert seg[-3:] == bytes(3)
+    fn __getitem__<'py>(&self, index: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        subscript::get_item(&self.core, self.size, index, &|| self.what())
+    }
+
+    /// ``seg[i] = byte`` and ``seg[i:j] = data``: `data` is any bytes-like
+    /// object exactly as long as the slice (else ``IndexError``, as
+    /// ``mmap``), copied in; any step. ``PermissionError`` when attached
+    /// read-only. The position is left alone.
+    ///
+    /// >>> seg[0] = 1
+    /// >>> seg[1:3] = b"ab"
+    fn __setitem__(&self, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        subscript::set_item(&self.core, self.size, index, value, &|| self.what())
     }
 
     /// >>> with shm.SysV(key, 100) as seg:
