@@ -401,29 +401,72 @@ impl<T: Pod, R: Region> MpmcRing<T, R> {
     }
 }
 
+/// The slot array's address and mask, copied into locals once per
+/// operation: the ring's fields sit behind a pointer, so after each atomic
+/// access the compiler would load them again for every slot.
+#[derive(Clone, Copy)]
+struct Slots<T> {
+    base: *mut Slot<T>,
+    mask: u64,
+}
+
+impl<T> Slots<T> {
+    /// Slot of position `pos`: masked, so always inside the checked array.
+    #[inline]
+    fn at(self, pos: u64) -> *mut Slot<T> {
+        // SAFETY: `pos & mask < capacity`, and `wire` checked that
+        // `capacity` slots fit in the region (as `Shared::slot_ptr`).
+        unsafe { self.base.add((pos & self.mask) as usize) }
+    }
+}
+
 impl<T: Pod, R> MpmcRing<T, R> {
     #[inline]
-    fn seq(&self, pos: u64) -> &AtomicU64 {
-        let slot = self.inner.slot_ptr::<Slot<T>>(pos);
+    fn slots(&self) -> Slots<T> {
+        Slots {
+            base: self.inner.slot_ptr::<Slot<T>>(0),
+            mask: self.inner.mask,
+        }
+    }
+
+    /// The sequence of position `pos`'s slot (of this ring's `slots`).
+    #[inline]
+    fn seq_in(&self, slots: Slots<T>, pos: u64) -> &AtomicU64 {
+        let slot = slots.at(pos);
         // SAFETY: the slot pointer is masked into the checked slot array, and
         // the sequence is an atomic: any bits are valid, sharing is its purpose.
         unsafe { &*addr_of!((*slot).seq) }
     }
 
     #[inline]
-    fn write_value(&self, pos: u64, value: T) {
-        let slot = self.inner.slot_ptr::<Slot<T>>(pos);
+    fn seq(&self, pos: u64) -> &AtomicU64 {
+        self.seq_in(self.slots(), pos)
+    }
+
+    /// Writes `value` into position `pos`'s slot and publishes it.
+    #[inline]
+    fn put(&self, slots: Slots<T>, pos: u64, value: T) {
+        let slot = slots.at(pos);
         // SAFETY: in bounds (masked); the caller claimed position `pos`, so
         // no one else reads or writes this value until it is published.
         unsafe { ValueCell::write(addr_of_mut!((*slot).value), value) }
+        // SYNC POINT: Release pairs with the consumers' Acquire load in `claim_pop`.
+        self.seq_in(slots, pos)
+            .store(free_for(pos) + 1, Ordering::Release);
     }
 
+    /// Reads the value of position `pos`'s slot and frees the slot for the
+    /// next lap (`capacity` ahead).
     #[inline]
-    fn read_value(&self, pos: u64) -> T {
-        let slot = self.inner.slot_ptr::<Slot<T>>(pos);
+    fn take(&self, slots: Slots<T>, pos: u64, capacity: u64) -> T {
+        let slot = slots.at(pos);
         // SAFETY: in bounds (masked); the caller claimed position `pos`, whose
         // value was published; T is Pod, so any bytes are a valid T.
-        unsafe { ValueCell::read(addr_of!((*slot).value)) }
+        let value = unsafe { ValueCell::read(addr_of!((*slot).value)) };
+        // SYNC POINT: Release pairs with the producers' Acquire load in `claim_push`.
+        self.seq_in(slots, pos)
+            .store(free_for(pos.wrapping_add(capacity)), Ordering::Release);
+        value
     }
 
     /// Claims at least `min` and up to `max` consecutive positions from the
@@ -434,6 +477,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     #[inline]
     fn claim_push(&self, lane: &LaneRef<'_>, max: u64, min: u64) -> Result<(u64, u64), u64> {
         let tail = &self.inner.control().tail.pos;
+        let slots = self.slots();
         let mut pos = tail.load(Ordering::Relaxed);
         let mut announced = false;
         let mut stuck = None;
@@ -443,7 +487,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
                 let i = pos.wrapping_add(k);
                 // SYNC POINT: Acquire pairs with the Release store of the
                 // sequence by whoever last owned this slot.
-                if self.seq(i).load(Ordering::Acquire) != free_for(i) {
+                if self.seq_in(slots, i).load(Ordering::Acquire) != free_for(i) {
                     break;
                 }
                 k += 1;
@@ -533,10 +577,6 @@ impl<T: Pod, R> MpmcRing<T, R> {
         }
     }
 
-    /// Claims up to `max` (at least 1) consecutive published positions from
-    /// the head; returns the first position and the count. Announces the
-    /// claim in `lane` first.
-    #[inline]
     /// What a pop says when it found no lane to announce its claim in:
     /// stalled at the head (every lane held by a stuck peer, or a corrupted
     /// header).
@@ -547,8 +587,12 @@ impl<T: Pod, R> MpmcRing<T, R> {
         }
     }
 
+    /// Claims up to `max` (at least 1) consecutive published positions from
+    /// the head; returns the first position and the count. Announces the
+    /// claim in `lane` first.
     fn claim_pop(&self, lane: &LaneRef<'_>, max: u64) -> Result<(u64, u64), PopError> {
         let head = &self.inner.control().head.pos;
+        let slots = self.slots();
         let mut pos = head.load(Ordering::Relaxed);
         let mut announced = false;
         let mut stuck = None;
@@ -557,8 +601,8 @@ impl<T: Pod, R> MpmcRing<T, R> {
             while k < max {
                 let i = pos.wrapping_add(k);
                 // SYNC POINT: Acquire pairs with the producer's Release store
-                // of the sequence in `published`.
-                if self.seq(i).load(Ordering::Acquire) != free_for(i) + 1 {
+                // of the sequence in `put`.
+                if self.seq_in(slots, i).load(Ordering::Acquire) != free_for(i) + 1 {
                     break;
                 }
                 k += 1;
@@ -723,28 +767,17 @@ impl<T: Pod, R> MpmcRing<T, R> {
         }
     }
 
+    /// After publishing: wakes sleeping consumers of a blocking ring.
     #[inline]
-    fn published(&self, first: u64, k: u64) {
-        for i in 0..k {
-            let pos = first.wrapping_add(i);
-            // SYNC POINT: Release pairs with the consumers' Acquire load in `claim_pop`.
-            self.seq(pos).store(free_for(pos) + 1, Ordering::Release);
-        }
+    fn published(&self) {
         if self.inner.blocking {
             self.inner.control().items.notify();
         }
     }
 
+    /// After freeing slots: wakes sleeping producers of a blocking ring.
     #[inline]
-    fn freed(&self, first: u64, k: u64) {
-        for i in 0..k {
-            let pos = first.wrapping_add(i);
-            // SYNC POINT: Release pairs with the producers' Acquire load in `claim_push`.
-            self.seq(pos).store(
-                free_for(pos.wrapping_add(self.inner.capacity)),
-                Ordering::Release,
-            );
-        }
+    fn freed(&self) {
         if self.inner.blocking {
             self.inner.control().room.notify();
         }
@@ -786,8 +819,8 @@ impl<T: Pod, R> MpmcRing<T, R> {
                 let Some(_lane) = self.dies_at(crate::fault::Point::PushClaimed, lane) else {
                     return Ok(());
                 };
-                self.write_value(pos, value);
-                self.published(pos, 1);
+                self.put(self.slots(), pos, value);
+                self.published();
                 Ok(())
             }
             Err(_) => Err(PushError::Full(value)),
@@ -819,8 +852,8 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let Some(_lane) = self.dies_at(crate::fault::Point::PopClaimed, lane) else {
             return Err(PopError::Empty);
         };
-        let value = self.read_value(pos);
-        self.freed(pos, 1);
+        let value = self.take(self.slots(), pos, self.inner.capacity);
+        self.freed();
         Ok(value)
     }
 
@@ -849,10 +882,11 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let Some(_lane) = self.dies_at(crate::fault::Point::PushClaimed, lane) else {
             return k as usize;
         };
+        let slots = self.slots();
         for (i, v) in values[..k as usize].iter().enumerate() {
-            self.write_value(first.wrapping_add(i as u64), *v);
+            self.put(slots, first.wrapping_add(i as u64), *v);
         }
-        self.published(first, k);
+        self.published();
         k as usize
     }
 
@@ -889,10 +923,11 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let Some(_lane) = self.dies_at(crate::fault::Point::PushClaimed, lane) else {
             return Ok(());
         };
+        let slots = self.slots();
         for (i, v) in values.iter().enumerate() {
-            self.write_value(first.wrapping_add(i as u64), *v);
+            self.put(slots, first.wrapping_add(i as u64), *v);
         }
-        self.published(first, n);
+        self.published();
         Ok(())
     }
 
@@ -925,10 +960,11 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let Some(_lane) = self.dies_at(crate::fault::Point::PopClaimed, lane) else {
             return 0;
         };
+        let (slots, capacity) = (self.slots(), self.inner.capacity);
         for (i, slot) in out[..k as usize].iter_mut().enumerate() {
-            *slot = self.read_value(first.wrapping_add(i as u64));
+            *slot = self.take(slots, first.wrapping_add(i as u64), capacity);
         }
-        self.freed(first, k);
+        self.freed();
         k as usize
     }
 
