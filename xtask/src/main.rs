@@ -10,7 +10,7 @@
 //!   on the nightly toolchain, installing cargo-fuzz if it is missing.
 //! - `python`: builds the Python package (`crates/shm-py`) into a virtual
 //!   environment under `target/` and runs its pytest suite, or says why it
-//!   skipped (maturin, pytest or numpy missing).
+//!   skipped (maturin, pytest, numpy or sysv_ipc missing).
 //! - `kill [--rounds N]`: the kill -9 tests of the rings (SPSC and MPMC) and the
 //!   pool with N rounds each (default 2000; CI runs 300).
 //! - `bench [--quick] [--rounds N] [--no-run]`: the goals harness
@@ -129,7 +129,7 @@ fn ci() -> Result {
 /// The Python package: built with maturin into `target/py-venv` (a virtual
 /// environment that sees the system's site-packages, where `.ci/run` put
 /// maturin, pytest, numpy and the peers), then its pytest suite. Skips, saying
-/// why, when the build tools are missing.
+/// why, when the build or test tools are missing.
 fn python() -> Result {
     let has = |module: &str| {
         Command::new("python3")
@@ -137,13 +137,13 @@ fn python() -> Result {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    let missing: Vec<&str> = ["maturin", "pytest", "numpy"]
+    let missing: Vec<&str> = ["maturin", "pytest", "numpy", "sysv_ipc"]
         .into_iter()
         .filter(|m| !has(m))
         .collect();
     if !missing.is_empty() {
         println!(
-            "\n==> python SKIPPED: python3 lacks {} (pip install maturin pytest numpy)",
+            "\n==> python SKIPPED: python3 lacks {} (pip install maturin pytest numpy sysv_ipc)",
             missing.join(", ")
         );
         return Ok(());
