@@ -390,16 +390,28 @@ impl Drop for Bindings {
     }
 }
 
+/// The lane this thread used last, with its address: the fast path reads
+/// one thread-local and compares two words, without going through the ring.
+#[derive(Clone, Copy)]
+struct Fast {
+    uid: u64,
+    epoch: ForkEpoch,
+    index: usize,
+    /// `&records.lanes[index]` of the `Home` numbered `uid`: valid while that
+    /// `Home` lives, which a caller holding it (the only one that can match
+    /// `uid`, never reused) guarantees.
+    lane: *const Lane,
+}
+
 #[cfg(not(loom))]
 std::thread_local! {
-    /// The lane this thread used last: (ring uid, lane, epoch). One relaxed
-    /// TLS read; a miss goes to `BOUND`.
-    static FAST: Cell<Option<(u64, usize, ForkEpoch)>> = const { Cell::new(None) };
+    /// The lane this thread used last. One TLS read; a miss goes to `BOUND`.
+    static FAST: Cell<Option<Fast>> = const { Cell::new(None) };
     static BOUND: RefCell<Bindings> = const { RefCell::new(Bindings(Vec::new())) };
 }
 #[cfg(loom)]
 loom::thread_local! {
-    static FAST: Cell<Option<(u64, usize, ForkEpoch)>> = Cell::new(None);
+    static FAST: Cell<Option<Fast>> = Cell::new(None);
     static BOUND: RefCell<Bindings> = RefCell::new(Bindings(Vec::new()));
 }
 
@@ -448,11 +460,14 @@ impl Home {
     /// header), which the operation reports as `Full` or `Stalled`.
     #[inline]
     pub(crate) fn lane(self: &Arc<Self>) -> Option<LaneRef<'_>> {
-        if let Some((uid, index, epoch)) = FAST.with(Cell::get) {
-            if uid == self.uid && epoch.is_current() {
+        if let Some(fast) = FAST.with(Cell::get) {
+            if fast.uid == self.uid && fast.epoch.is_current() {
                 return Some(LaneRef {
-                    lane: self.lane_at(index),
-                    index,
+                    // SAFETY: `fast` was stored by this `Home` (uids are
+                    // unique and never reused), which `self` keeps alive, so
+                    // the lane it points to is inside its live mapping.
+                    lane: unsafe { &*fast.lane },
+                    index: fast.index,
                     per_op: false,
                 });
             }
@@ -465,9 +480,17 @@ impl Home {
     fn lane_slow(self: &Arc<Self>) -> Option<LaneRef<'_>> {
         let epoch = ForkEpoch::now();
         let bound = |index| {
-            FAST.with(|f| f.set(Some((self.uid, index, epoch))));
+            let lane = self.lane_at(index);
+            FAST.with(|f| {
+                f.set(Some(Fast {
+                    uid: self.uid,
+                    epoch,
+                    index,
+                    lane,
+                }))
+            });
             LaneRef {
-                lane: self.lane_at(index),
+                lane,
                 index,
                 per_op: false,
             }
