@@ -26,7 +26,7 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::{
     ipc, LogLevel, NodeBuilder, ServiceName, SignalHandlingMode, ZeroCopySend,
 };
-use shm::mempool::{Block, Channel, ChannelOptions, PoolError, RecvError};
+use shm::mempool::{Block, Channel, ChannelOptions, RecvError};
 use shm::segment::{Mapping, PosixOptions, PosixShm, Region, SubRegion};
 
 use super::iox_domain::IoxDomain;
@@ -342,9 +342,9 @@ impl ChannelLink {
     fn filled_block(&self, msg: &[u8]) -> Block<'_, SubRegion<Arc<Arc<Mapping>>>> {
         let mut backoff = Backoff::new("a free block", SETUP_TIMEOUT);
         let block = loop {
-            match self.ch.get() {
-                Ok(block) => break block,
-                Err(PoolError::Exhausted { .. }) => backoff.snooze(),
+            match self.ch.try_get() {
+                Ok(Some(block)) => break block,
+                Ok(None) => backoff.snooze(),
                 Err(e) => panic!("alloc: {e}"),
             }
         };

@@ -28,7 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use shm_mempool::{Channel, PoolError, RecvError, SendError};
+use shm_mempool::{Channel, RecvError, SendError};
 use shm_ring::{RingOptions, SpscRing};
 use shm_segment::{Mapping, PosixOptions, Region};
 
@@ -441,9 +441,9 @@ fn channel_4k(dur: Duration) -> Result<Measured> {
         dur,
         "channel",
         move |seq| {
-            let block = match tx.get() {
-                Ok(b) => b,
-                Err(PoolError::Exhausted { .. }) => return Ok(false),
+            let block = match tx.try_get() {
+                Ok(Some(b)) => b,
+                Ok(None) => return Ok(false),
                 Err(e) => return Err(format!("bench: channel alloc: {e}")),
             };
             msg[..8].copy_from_slice(&seq.to_ne_bytes());

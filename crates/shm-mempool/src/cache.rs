@@ -236,30 +236,53 @@ impl<'p, R: Region> BlockCache<'p, R> {
     /// See [`BlockCache`].
     #[inline]
     pub fn get(&self) -> Result<Block<'_, R>, PoolError> {
+        self.try_get()?.ok_or_else(|| self.pool.exhausted())
+    }
+
+    /// As [`get`](BlockCache::get), but no block in the cache or the pool
+    /// is `Ok(None)`, not an error (see [`MemPool::try_get`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](BlockCache::get), but never [`PoolError::Exhausted`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = shm_mempool::MemPool::new_heap(1, 64)?;
+    /// let cache = pool.cache(2)?;
+    /// let block = cache.try_get()?.expect("a free block");
+    /// assert!(cache.try_get()?.is_none());
+    /// drop(block);
+    /// assert!(cache.try_get()?.is_some());
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    #[inline]
+    pub fn try_get(&self) -> Result<Option<Block<'_, R>>, PoolError> {
         if !self.epoch.is_current() {
-            return self.pool.get();
+            return self.pool.try_get();
         }
         let Some((i, held)) = self.core.take(self.pool) else {
             return self.refill();
         };
         self.pool.reset_used(i);
-        Ok(Block::cached(
+        Ok(Some(Block::cached(
             self.pool,
             BlockId(i),
             held,
             self.epoch,
             &self.core,
-        ))
+        )))
     }
 
-    /// `get` with an empty cache: takes up to half the capacity from the
+    /// `try_get` with an empty cache: takes up to half the capacity from the
     /// pool, hands out the first and caches the rest.
     #[cold]
     #[inline(never)]
-    fn refill(&self) -> Result<Block<'_, R>, PoolError> {
+    fn refill(&self) -> Result<Option<Block<'_, R>>, PoolError> {
         let want = self.core.capacity.div_ceil(2);
         let Some((first, held)) = self.pool.pop_free(self.core.slot)? else {
-            return Err(self.pool.exhausted());
+            return Ok(None);
         };
         for _ in 1..want {
             match self.pool.pop_free(self.core.slot) {
@@ -268,13 +291,13 @@ impl<'p, R: Region> BlockCache<'p, R> {
             }
         }
         self.pool.reset_used(first);
-        Ok(Block::cached(
+        Ok(Some(Block::cached(
             self.pool,
             BlockId(first),
             held,
             self.epoch,
             &self.core,
-        ))
+        )))
     }
 
     /// Gives every cached block back to the pool (in the order they were

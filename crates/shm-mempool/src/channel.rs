@@ -555,6 +555,22 @@ impl<R: Region> Channel<R> {
         self.pool.get()
     }
 
+    /// [`MemPool::try_get`] on the channel's pool: `Ok(None)` when no block
+    /// is free, without building an error (for retry loops).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = shm_mempool::Channel::create_memfd("doc", 1, 64)?;
+    /// let block = ch.try_get()?.expect("a free block");
+    /// assert!(ch.try_get()?.is_none());
+    /// # drop(block);
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    pub fn try_get(&self) -> Result<Option<Block<'_, Part<R>>>, PoolError> {
+        self.pool.try_get()
+    }
+
     /// The old name of [`get`](Channel::get).
     ///
     /// # Examples

@@ -280,13 +280,37 @@ impl<R: Region> MemPool<R> {
     /// ```
     #[inline]
     pub fn get(&self) -> Result<Block<'_, R>, PoolError> {
+        self.try_get()?.ok_or_else(|| self.exhausted())
+    }
+
+    /// As [`get`](MemPool::get), but no free block is `Ok(None)`, not an
+    /// error: the call for a retry loop. It allocates nothing when it fails
+    /// ([`PoolError::Exhausted`] names the pool's segment, which costs a
+    /// `String` per failed `get`).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](MemPool::get), but never [`PoolError::Exhausted`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = shm_mempool::MemPool::new_heap(1, 64)?;
+    /// let block = pool.try_get()?.expect("a free block");
+    /// assert!(pool.try_get()?.is_none());
+    /// drop(block);
+    /// assert!(pool.try_get()?.is_some());
+    /// # Ok::<(), shm_mempool::PoolError>(())
+    /// ```
+    #[inline]
+    pub fn try_get(&self) -> Result<Option<Block<'_, R>>, PoolError> {
         let epoch = ForkEpoch::now();
         let slot = self.slot()?;
         let Some((i, word)) = self.pop_free(slot)? else {
-            return Err(self.exhausted());
+            return Ok(None);
         };
         self.reset_used(i);
-        Ok(Block::new(self, BlockId(i), word, epoch))
+        Ok(Some(Block::new(self, BlockId(i), word, epoch)))
     }
 
     pub(crate) fn exhausted(&self) -> PoolError {
