@@ -268,6 +268,20 @@ fn cases() -> Vec<Case> {
                 })
             },
         ),
+        case(
+            "floor_batch32",
+            "the least ring: memcpy of 32 + one index store",
+            || {
+                steps(|n| {
+                    rp::two_threads(
+                        n,
+                        rp::floor_ring(),
+                        |tx, n| rp::push_batches(n, |v| tx.push(v)),
+                        |mut rx, n| rp::pop_batches(n, |out| rx.pop(out)),
+                    )
+                })
+            },
+        ),
         // SPSC to a child process, and the same ring between threads.
         case(
             "spsc_process",
@@ -507,6 +521,24 @@ const ROWS: &[Row] = &[
         "rtrb chunks of 32",
         Goal::AtLeast(1.5),
         "≥ 1.5×",
+    ),
+    row(
+        "spsc_batch32_floor",
+        "batches of 32, `push_slice`/`pop_into`",
+        "spsc_batch32",
+        "floor_batch32",
+        "floor (memcpy of 32 + one index store)",
+        Goal::ReportTime,
+        "report",
+    ),
+    row(
+        "rtrb_chunk32_floor",
+        "rtrb chunks of 32 (the peer of the two rows above)",
+        "rtrb_chunk32",
+        "floor_batch32",
+        "floor (memcpy of 32 + one index store)",
+        Goal::ReportTime,
+        "report",
     ),
     row(
         "spsc_process",

@@ -1004,6 +1004,107 @@ pub(crate) fn rtrb_pop_chunk(c: &mut rtrb::Consumer<u64>, out: &mut [u64]) -> us
     n
 }
 
+/// The batch floor: the least any SPSC ring of `u64`s between two threads
+/// can do per batch. Copy the items into a shared array with `memcpy`, then
+/// publish one index (Release); each side keeps the other's index cached
+/// and reloads it only when the cache says full or empty. No header, no
+/// roles, no checks of shared indices, no crash safety: what every real ring
+/// (ours, rtrb) adds to it is its cost above this.
+pub(crate) struct FloorRing {
+    slots: Box<[std::cell::UnsafeCell<u64>]>,
+    head: crossbeam_utils::CachePadded<AtomicUsize>,
+    tail: crossbeam_utils::CachePadded<AtomicUsize>,
+}
+
+// SAFETY: a slot is written only by the producer while it is free (between
+// the head the producer loaded and the tail it has not yet published) and
+// read only by the consumer once published; the indices' Release/Acquire
+// order the two.
+unsafe impl Sync for FloorRing {}
+
+/// The producer end of a [`FloorRing`].
+pub(crate) struct FloorTx {
+    ring: Arc<FloorRing>,
+    tail: usize,
+    head: usize,
+}
+
+/// The consumer end of a [`FloorRing`].
+pub(crate) struct FloorRx {
+    ring: Arc<FloorRing>,
+    head: usize,
+    tail: usize,
+}
+
+/// A [`FloorRing`] of [`CAPACITY`] slots, split into its ends.
+pub(crate) fn floor_ring() -> (FloorTx, FloorRx) {
+    let ring = Arc::new(FloorRing {
+        slots: (0..CAPACITY).map(|_| 0.into()).collect(),
+        head: Default::default(),
+        tail: Default::default(),
+    });
+    let rx = FloorRx {
+        ring: Arc::clone(&ring),
+        head: 0,
+        tail: 0,
+    };
+    (
+        FloorTx {
+            ring,
+            tail: 0,
+            head: 0,
+        },
+        rx,
+    )
+}
+
+impl FloorTx {
+    /// Copies as many of `values` as fit; returns how many.
+    #[inline]
+    pub(crate) fn push(&mut self, values: &[u64]) -> usize {
+        if CAPACITY - (self.tail - self.head) < values.len() {
+            self.head = self.ring.head.load(Ordering::Acquire);
+        }
+        let n = values.len().min(CAPACITY - (self.tail - self.head));
+        let at = self.tail % CAPACITY;
+        let first = n.min(CAPACITY - at);
+        let base = self.ring.slots.as_ptr().cast_mut().cast::<u64>();
+        // SAFETY: `at + first <= CAPACITY` and `n - first <= at`: both runs
+        // are inside `slots`, and free (the consumer's head is at most `n`
+        // slots behind a lap); `values` is a private slice.
+        unsafe {
+            std::ptr::copy_nonoverlapping(values.as_ptr(), base.add(at), first);
+            std::ptr::copy_nonoverlapping(values.as_ptr().add(first), base, n - first);
+        }
+        self.tail += n;
+        self.ring.tail.store(self.tail, Ordering::Release);
+        n
+    }
+}
+
+impl FloorRx {
+    /// Copies up to `out.len()` published items out; returns how many.
+    #[inline]
+    pub(crate) fn pop(&mut self, out: &mut [u64]) -> usize {
+        if self.tail - self.head < out.len() {
+            self.tail = self.ring.tail.load(Ordering::Acquire);
+        }
+        let n = out.len().min(self.tail - self.head);
+        let at = self.head % CAPACITY;
+        let first = n.min(CAPACITY - at);
+        let base = self.ring.slots.as_ptr().cast::<u64>();
+        // SAFETY: both runs are inside `slots` (as in `push`) and published
+        // (below the tail loaded with Acquire); `out` is a private slice.
+        unsafe {
+            std::ptr::copy_nonoverlapping(base.add(at), out.as_mut_ptr(), first);
+            std::ptr::copy_nonoverlapping(base, out.as_mut_ptr().add(first), n - first);
+        }
+        self.head += n;
+        self.ring.head.store(self.head, Ordering::Release);
+        n
+    }
+}
+
 // ---------------------------------------------------------------------------
 // d. MPMC throughput
 // ---------------------------------------------------------------------------
