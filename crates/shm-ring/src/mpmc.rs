@@ -151,6 +151,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
+use crossbeam_utils::Backoff;
 use shm_segment::{HeapRegion, Kind, Region, Segment};
 
 use crate::constructors::segment_constructors;
@@ -481,6 +482,10 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let mut pos = tail.load(Ordering::Relaxed);
         let mut announced = false;
         let mut stuck = None;
+        // A lost CAS means another producer is on the same word: back off
+        // (exponentially, as `ArrayQueue` does) instead of making the line
+        // bounce again at once.
+        let contended = Backoff::new();
         loop {
             let mut k = 0;
             while k < max {
@@ -507,6 +512,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
                     Ok(_) => return Ok((pos, k)),
                     Err(now) => {
                         pos = now;
+                        contended.spin();
                         continue;
                     }
                 }
@@ -596,6 +602,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let mut pos = head.load(Ordering::Relaxed);
         let mut announced = false;
         let mut stuck = None;
+        let contended = Backoff::new(); // as in `claim_push`
         loop {
             let mut k = 0;
             while k < max {
@@ -622,6 +629,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
                     Ok(_) => return Ok((pos, k)),
                     Err(now) => {
                         pos = now;
+                        contended.spin();
                         continue;
                     }
                 }
