@@ -333,7 +333,7 @@ fn cases() -> Vec<Case> {
         case(
             "floor_process",
             "one cache line, two processes",
-            move || Box::new(FloorProcess::start(peer)),
+            move || Box::new(FloorProcess::start(peer, false)),
         ),
         case("rt_iceoryx2", "iceoryx2 pub-sub, echo child", move || {
             over(rp::IoxProcess::start(peer), rp::round_trips)
@@ -352,6 +352,11 @@ fn cases() -> Vec<Case> {
                     round_trips_blocking,
                 )
             },
+        ),
+        case(
+            "floor_1cpu",
+            "one cache line, two processes, sched_yield, one CPU",
+            || Box::new(FloorProcess::start(cpu_for(0), true)),
         ),
         case("pipe_1cpu", "pipe pair, echo child, one CPU", || {
             over(
@@ -631,6 +636,15 @@ const ROWS: &[Row] = &[
         "≤ 0.5× pipe time",
     ),
     row(
+        "blocking_1cpu_floor",
+        "blocking round trip, one CPU: the floor (`sched_yield` ping-pong)",
+        "floor_1cpu",
+        "pipe_1cpu",
+        "pipe",
+        Goal::ReportTime,
+        "report",
+    ),
+    row(
         "pool_get_drop",
         "pool get + drop, one thread (64-block pool)",
         "pool_get_drop",
@@ -714,8 +728,9 @@ const FLOOR_STOP: u64 = u64::MAX;
 const FLOOR_ATTACHED: u64 = u64::MAX - 1;
 
 /// The other side of the floor: answers every odd value `v` with `v + 1`,
-/// backing off like every other peer; exits on [`FLOOR_STOP`].
-fn floor_echo(line: &AtomicU64) {
+/// backing off like every other peer (or, `yielding`, with a `sched_yield`
+/// between polls); exits on [`FLOOR_STOP`].
+fn floor_echo(line: &AtomicU64, yielding: bool) {
     loop {
         let mut backoff = rp::Backoff::new();
         let v = loop {
@@ -723,7 +738,7 @@ fn floor_echo(line: &AtomicU64) {
             if v == FLOOR_STOP || v % 2 == 1 {
                 break v;
             }
-            backoff.snooze();
+            snooze(&mut backoff, yielding);
         };
         if v == FLOOR_STOP {
             return;
@@ -734,7 +749,7 @@ fn floor_echo(line: &AtomicU64) {
 
 /// `n` pings on the line, each waiting for its pong; `next` is the next odd
 /// value to send.
-fn floor_pings(line: &AtomicU64, next: &mut u64, n: u64) -> Duration {
+fn floor_pings(line: &AtomicU64, next: &mut u64, n: u64, yielding: bool) -> Duration {
     watchdog(STEP_LIMIT_S);
     let start = Instant::now();
     for _ in 0..n {
@@ -742,13 +757,25 @@ fn floor_pings(line: &AtomicU64, next: &mut u64, n: u64) -> Duration {
         line.store(ping, Ordering::Release);
         let mut backoff = rp::Backoff::new();
         while line.load(Ordering::Acquire) != ping + 1 {
-            backoff.snooze();
+            snooze(&mut backoff, yielding);
         }
         *next += 2;
     }
     let elapsed = start.elapsed();
     watchdog(0);
     elapsed
+}
+
+/// Between two polls of the floor: the peers' back-off, or (`yielding`, the
+/// floor of a blocking round trip on one CPU) one `sched_yield`, the least a
+/// waiter must do to let a peer on its CPU run.
+#[inline(always)]
+fn snooze(backoff: &mut rp::Backoff, yielding: bool) {
+    if yielding {
+        thread::yield_now();
+    } else {
+        backoff.snooze();
+    }
 }
 
 /// A cache line of its own.
@@ -767,7 +794,7 @@ impl FloorThreads {
         let theirs = Arc::clone(&line);
         let peer = thread::spawn(move || {
             common::pin_slot(1);
-            floor_echo(&theirs.0);
+            floor_echo(&theirs.0, false);
         });
         FloorThreads {
             line,
@@ -779,7 +806,7 @@ impl FloorThreads {
 
 impl Running for FloorThreads {
     fn step(&mut self, n: u64) -> Duration {
-        floor_pings(&self.line.0, &mut self.next, n)
+        floor_pings(&self.line.0, &mut self.next, n, false)
     }
     fn stop(mut self: Box<Self>) {
         self.line.0.store(FLOOR_STOP, Ordering::Release);
@@ -799,10 +826,12 @@ struct FloorProcess {
     map: Mapping,
     next: u64,
     child: Option<std::process::Child>,
+    /// Both sides `sched_yield` between polls (see [`snooze`]).
+    yielding: bool,
 }
 
 impl FloorProcess {
-    fn start(cpu: Option<usize>) -> Self {
+    fn start(cpu: Option<usize>, yielding: bool) -> Self {
         let name = segment_name("floor");
         let shm = PosixOptions::new()
             .unlink_on_drop(true)
@@ -810,7 +839,12 @@ impl FloorProcess {
             .expect("create the floor's segment");
         let map = shm.map().expect("map");
         let mut cmd = std::process::Command::new(std::env::current_exe().expect("current_exe"));
-        cmd.env(ROLE_ENV, "floor-echo")
+        let role = if yielding {
+            "floor-echo-yield"
+        } else {
+            "floor-echo"
+        };
+        cmd.env(ROLE_ENV, role)
             .env(NAMES_ENV, &name)
             .env(PARENT_ENV, std::process::id().to_string())
             .stdin(std::process::Stdio::null())
@@ -823,6 +857,7 @@ impl FloorProcess {
             map,
             next: 1,
             child: Some(child),
+            yielding,
         };
         let line = this.map.atomic_u64(0).expect("the line");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -843,7 +878,7 @@ impl FloorProcess {
 impl Running for FloorProcess {
     fn step(&mut self, n: u64) -> Duration {
         let line = self.map.atomic_u64(0).expect("the line");
-        floor_pings(line, &mut self.next, n)
+        floor_pings(line, &mut self.next, n, self.yielding)
     }
     fn stop(mut self: Box<Self>) {
         let line = self.map.atomic_u64(0).expect("the line");
@@ -884,7 +919,7 @@ fn floor_child() {
     drop(shm);
     let line = map.atomic_u64(0).expect("the line");
     line.store(FLOOR_ATTACHED, Ordering::Release);
-    floor_echo(line);
+    floor_echo(line, env(ROLE_ENV) == "floor-echo-yield");
 }
 
 // ---------------------------------------------------------------------------

@@ -45,6 +45,14 @@ pub(crate) const RELEASED: u64 = u64::MAX;
 /// held by a live process (see
 /// [`PopError::PeerGone`](crate::PopError::PeerGone)).
 ///
+/// An SPSC blocking call whose strategy starts by yielding (the default
+/// does) makes that first yield before it sets up the wait, before it even
+/// reads the clock: on a CPU shared with the other side, the answer is
+/// usually there when the yield returns, and a blocking round trip then
+/// costs one `sched_yield` on each side and little else. That yield counts
+/// among the strategy's `yields`, and the timeout counts from after it: such
+/// a call may give up one yield later than its timeout, never earlier.
+///
 /// The strategy belongs to the handle, in this process only (it is not
 /// stored in shared memory): each process, and each handle, chooses its own.
 /// Set it with [`RingOptions::wait_strategy`](crate::RingOptions::wait_strategy)
@@ -124,6 +132,14 @@ impl WaitStrategy {
         spins: 0,
         yields: 64,
     };
+
+    /// Whether a blocking call that may wait `timeout` hands its CPU over
+    /// first, before it sets up the wait (see [`hand_off`]): the strategy
+    /// starts by yielding (the default does) and the timeout is not zero.
+    #[inline]
+    pub(crate) fn yields_first(self, timeout: Duration) -> bool {
+        !timeout.is_zero() && self.step(0) == Step::Yield
+    }
 
     /// What poll number `round` (from 0) does before the next poll.
     #[inline]
@@ -223,11 +239,13 @@ pub struct WaitCounts {
     /// Parks of blocking calls on this thread: futex sleeps, or back-off
     /// sleeps on a ring without futexes.
     pub parks: u64,
+    /// `sched_yield` calls of blocking calls on this thread.
+    pub yields: u64,
 }
 
 thread_local! {
     static COUNTS: Cell<WaitCounts> = const {
-        Cell::new(WaitCounts { futex_wakes: 0, parks: 0 })
+        Cell::new(WaitCounts { futex_wakes: 0, parks: 0, yields: 0 })
     };
 }
 
@@ -366,11 +384,50 @@ pub(crate) struct Peer<'a> {
     pub(crate) dead: &'a mut u64,
 }
 
+/// Whether the other role is gone by what its owner word alone says
+/// (released, or a holder already found dead: `dead` is the handle's memo,
+/// see [`Peer::dead`]); no syscall.
+#[inline]
+pub(crate) fn gone_cheap(owner: &AtomicU64, dead: u64) -> bool {
+    let w = owner.load(Ordering::Acquire);
+    w == RELEASED || (w != 0 && w == dead)
+}
+
+/// The first step of an SPSC blocking call whose strategy
+/// [yields first](WaitStrategy::yields_first), before any of the wait is set
+/// up: one `sched_yield(2)`, for the caller to retry at once.
+///
+/// On one CPU shared with the other side (both pinned to it, or a busy
+/// machine) this yield is what lets the other side run and answer, and the
+/// answer is usually there when it returns: a blocking round trip is then
+/// one yield on each side, and nothing else costs as much. Setting up the
+/// wait first (reading the clock, the handle's reference count, the
+/// watched peer) cost about 5% of such a round trip (two processes on one
+/// CPU of a 2-vCPU KVM machine), so it comes after this yield, and the
+/// caller continues with [`Wait::until_from`] at round 1 if the retry fails:
+/// the strategy's count of yields includes this one, and the timeout counts
+/// from after it (a wait may last one yield longer than its timeout, never
+/// shorter). Like the wait's first round, it is skipped when the peer is
+/// already gone by its owner word, which it reads first.
+#[inline]
+pub(crate) fn hand_off(
+    strategy: WaitStrategy,
+    timeout: Duration,
+    owner: &AtomicU64,
+    dead: u64,
+) -> bool {
+    let handed = strategy.yields_first(timeout) && !gone_cheap(owner, dead);
+    if handed {
+        counted(|c| c.yields += 1);
+        std::thread::yield_now();
+    }
+    handed
+}
+
 impl Peer<'_> {
     /// Gone by what the word alone says (released, or a holder already found dead).
     fn gone_cheap(&self) -> bool {
-        let w = self.owner.load(Ordering::Acquire);
-        w == RELEASED || (w != 0 && w == *self.dead)
+        gone_cheap(self.owner, *self.dead)
     }
 
     /// Gone, asking the kernel about the holder (a syscall).
@@ -416,6 +473,20 @@ impl Wait {
         &self,
         words: &WaitWords,
         timeout: Duration,
+        peer: Option<Peer<'_>>,
+        attempt: impl FnMut() -> Option<T>,
+    ) -> Waited<T> {
+        self.until_from(0, words, timeout, peer, attempt)
+    }
+
+    /// [`until`](Self::until), going on from round `first` of the strategy:
+    /// 1 after a [`hand_off`] (which did round 0, the peer check before it
+    /// included), 0 otherwise.
+    pub(crate) fn until_from<T>(
+        &self,
+        first: u32,
+        words: &WaitWords,
+        timeout: Duration,
         mut peer: Option<Peer<'_>>,
         mut attempt: impl FnMut() -> Option<T>,
     ) -> Waited<T> {
@@ -426,7 +497,7 @@ impl Wait {
         let deadline = start.checked_add(timeout);
         let mut next_check = start + SLICE;
         let mut now = start;
-        let mut round = 0u32;
+        let mut round = first;
         let mut spun = 0u32;
         let mut backoff = 0u32;
         let last_try = |attempt: &mut dyn FnMut() -> Option<T>| match attempt() {
@@ -456,7 +527,10 @@ impl Wait {
             round = round.saturating_add(1);
             match step {
                 Step::Spin => std::hint::spin_loop(),
-                Step::Yield => std::thread::yield_now(),
+                Step::Yield => {
+                    counted(|c| c.yields += 1);
+                    std::thread::yield_now();
+                }
                 Step::Park => {
                     if peer.as_ref().is_some_and(|p| p.gone_cheap()) {
                         return last_try(&mut attempt);

@@ -655,3 +655,96 @@ fn the_wait_strategy_is_honoured() {
     assert_eq!(ring.pop_blocking(WAIT), Err(PopError::Empty));
     assert!(parks() > before);
 }
+
+/// `sched_yield` calls on this thread so far (`thread_counts`).
+fn yields() -> u64 {
+    shm_ring::thread_counts().yields
+}
+
+/// A blocking call yields as many times as its strategy says before it
+/// parks: the SPSC calls' first yield, made before the wait is set up (the
+/// hand-off), is one of them, not one more; a zero timeout and a peer
+/// already gone skip it; an MPMC call (no hand-off) counts the same.
+#[test]
+fn yields_are_counted_as_the_strategy_says() {
+    let cases = [
+        (WaitStrategy::DEFAULT, 64),
+        (
+            WaitStrategy::SpinYieldThenPark {
+                spins: 0,
+                yields: 3,
+            },
+            3,
+        ),
+        (
+            WaitStrategy::SpinYieldThenPark {
+                spins: 0,
+                yields: 1,
+            },
+            1,
+        ),
+        (
+            WaitStrategy::SpinYieldThenPark {
+                spins: 2,
+                yields: 1,
+            },
+            1,
+        ),
+        (
+            WaitStrategy::SpinYieldThenPark {
+                spins: 0,
+                yields: 0,
+            },
+            0,
+        ),
+    ];
+    for (strategy, expected) in cases {
+        for futex in [true, false] {
+            // An empty ring, its producer held: pop waits the whole timeout.
+            let ring = spsc(CAP, futex).with_wait_strategy(strategy);
+            let mut tx = ring.producer().unwrap();
+            let mut rx = ring.consumer().unwrap();
+            let before = yields();
+            assert_eq!(rx.pop_blocking(WAIT), Err(PopError::Empty));
+            assert_eq!(
+                yields() - before,
+                expected,
+                "pop, {strategy:?}, futex {futex}"
+            );
+            // A full ring, its consumer held: push waits the whole timeout.
+            for v in 0..CAP as u64 {
+                tx.push(v).unwrap();
+            }
+            let before = yields();
+            assert_eq!(tx.push_blocking(9, WAIT), Err(PushError::Full(9)));
+            assert_eq!(
+                yields() - before,
+                expected,
+                "push, {strategy:?}, futex {futex}"
+            );
+            // MPMC: no hand-off, the same count.
+            let ring = mpmc(CAP, futex).with_wait_strategy(strategy);
+            let before = yields();
+            assert_eq!(ring.pop_blocking(WAIT), Err(PopError::Empty));
+            assert_eq!(
+                yields() - before,
+                expected,
+                "mpmc pop, {strategy:?}, futex {futex}"
+            );
+        }
+    }
+    // No time to wait: no yield, no park.
+    let ring = spsc(CAP, true);
+    let _tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let (y, p) = (yields(), shm_ring::thread_counts().parks);
+    assert_eq!(rx.pop_blocking(Duration::ZERO), Err(PopError::Empty));
+    assert_eq!((yields(), shm_ring::thread_counts().parks), (y, p));
+    // The producer given back: PeerGone at once, without a yield.
+    let ring = spsc(CAP, true);
+    drop(ring.producer().unwrap());
+    let mut rx = ring.consumer().unwrap();
+    let y = yields();
+    assert_eq!(rx.pop_blocking(Duration::MAX), Err(PopError::PeerGone));
+    assert_eq!(yields(), y);
+}

@@ -12,7 +12,7 @@ use super::{forked_bulk, forked_count, forked_pop, wait_of, ReadChunk};
 use crate::error::{BulkError, PopError};
 use crate::shared::{release_role, role_abandoned, Shared};
 use crate::sync::ValueCell;
-use crate::wait::{Peer, WaitStrategy, Waited};
+use crate::wait::{hand_off, Peer, WaitStrategy, Waited};
 
 /// The consuming end of an [`SpscRing`](crate::SpscRing). Gives the role back on drop.
 ///
@@ -258,6 +258,13 @@ impl<T: Pod, R> Consumer<T, R> {
         timeout: Duration,
         mut attempt: impl FnMut(&mut Self) -> Option<V>,
     ) -> Waited<V> {
+        let owner = &self.shared.control().tail.owner;
+        let handed = hand_off(self.wait, timeout, owner, self.dead_peer);
+        if handed {
+            if let Some(v) = attempt(self) {
+                return Waited::Ready(v);
+            }
+        }
         let shared = Arc::clone(&self.shared);
         let ctl = shared.control();
         let mut dead = self.dead_peer;
@@ -265,8 +272,13 @@ impl<T: Pod, R> Consumer<T, R> {
             owner: &ctl.tail.owner,
             dead: &mut dead,
         };
-        let waited =
-            wait_of(&shared, self.wait).until(&ctl.items, timeout, Some(peer), || attempt(self));
+        let waited = wait_of(&shared, self.wait).until_from(
+            u32::from(handed),
+            &ctl.items,
+            timeout,
+            Some(peer),
+            || attempt(self),
+        );
         self.dead_peer = dead;
         waited
     }

@@ -12,7 +12,7 @@ use super::{forked_bulk, forked_count, forked_push, wait_of, WriteChunk};
 use crate::error::{BulkError, PushError};
 use crate::shared::{release_role, role_abandoned, Shared};
 use crate::sync::{AtomicU64, ValueCell};
-use crate::wait::{Peer, WaitStrategy, Waited};
+use crate::wait::{hand_off, Peer, WaitStrategy, Waited};
 
 /// The producing end of an [`SpscRing`](crate::SpscRing). Gives the role back on drop.
 ///
@@ -251,6 +251,11 @@ impl<T: Pod, R> Producer<T, R> {
     /// Waits up to `timeout` until a slot is free (`Ready`), or the ring is
     /// full and the consumer gone (`PeerGone`), as `push_blocking` does.
     pub(super) fn wait_for_room(&mut self, timeout: Duration) -> Waited<()> {
+        let owner = &self.shared.control().head.owner;
+        let handed = hand_off(self.wait, timeout, owner, self.dead_peer);
+        if handed && self.free(1) > 0 {
+            return Waited::Ready(());
+        }
         let shared = Arc::clone(&self.shared);
         let ctl = shared.control();
         let mut dead = self.dead_peer;
@@ -258,9 +263,13 @@ impl<T: Pod, R> Producer<T, R> {
             owner: &ctl.head.owner,
             dead: &mut dead,
         };
-        let waited = wait_of(&shared, self.wait).until(&ctl.room, timeout, Some(peer), || {
-            (self.free(1) > 0).then_some(())
-        });
+        let waited = wait_of(&shared, self.wait).until_from(
+            u32::from(handed),
+            &ctl.room,
+            timeout,
+            Some(peer),
+            || (self.free(1) > 0).then_some(()),
+        );
         self.dead_peer = dead;
         waited
     }
