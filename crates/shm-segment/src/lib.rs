@@ -75,7 +75,7 @@
 #![warn(missing_docs)]
 
 mod anon;
-mod copy;
+pub mod copy;
 mod cursor;
 mod error;
 mod fd;
