@@ -478,22 +478,32 @@ mod tests {
     /// different alignments of the two sides.
     #[test]
     fn shared_to_shared_is_memmove() {
-        for &len in LENS.iter().chain(&[9000]) {
+        // 9000: more than two bounce buffers. Miri takes fewer cases of the
+        // long lengths (it runs about a million times slower).
+        let lens = LENS
+            .iter()
+            .chain(if cfg!(miri) { &[][..] } else { &[9000][..] });
+        for &len in lens {
             let gap = len + 16;
-            let deltas: Vec<isize> = [-9, -8, -7, -1, 0, 1, 7, 8, 9, len as isize - 1]
-                .into_iter()
-                .chain([-(gap as isize), gap as isize])
-                .filter(|&d| !(cfg!(miri) && len > 1025 && d.unsigned_abs() % 8 == 7))
-                .collect();
+            let long_under_miri = cfg!(miri) && len > 64;
+            let deltas: Vec<isize> = if long_under_miri {
+                vec![-9, -1, 1, 8, len as isize - 1, gap as isize]
+            } else {
+                [-9, -8, -7, -1, 0, 1, 7, 8, 9, len as isize - 1]
+                    .into_iter()
+                    .chain([-(gap as isize), gap as isize])
+                    .collect()
+            };
+            let base = gap + 9;
+            let orig = pattern(base * 2 + len + 32);
             for &shift in shifts(len) {
                 for &delta in &deltas {
-                    let base = gap + 9;
                     let s = base + shift;
                     let Some(d) = s.checked_add_signed(delta) else {
                         continue;
                     };
-                    let mut mem = pattern(base * 2 + len + 32);
-                    let mut want = mem.clone();
+                    let mut mem = orig.clone();
+                    let mut want = orig.clone();
                     want.copy_within(s..s + len, d);
                     let p = mem.as_mut_ptr();
                     // SAFETY: both ranges are inside `mem`, which is ours
