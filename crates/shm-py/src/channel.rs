@@ -12,9 +12,10 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use shm_mempool::{Block, Channel as RustChannel, ChannelOptions, PoolError, RecvError, SendError};
+use shm_segment::copy::{copy_from_shared_raw, copy_shared_to_shared};
 use shm_segment::{ForkEpoch, Kind, Region, Segment, SubRegion};
 
-use crate::common::{closed, fill_view, non_negative, wait_loop, Borrowed, Exports};
+use crate::common::{closed, fill_view, new_bytes, non_negative, wait_loop, Borrowed, Exports};
 use crate::errors::{self, PoolEmpty, ShmError};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -302,11 +303,13 @@ impl Channel {
             )));
         }
         // SAFETY: `n` bytes fit the block (checked), which this process
-        // holds alone; the source is the exported Python buffer. A raw
-        // copy, no Rust slice over either, and `copy`, which allows overlap:
-        // the buffer may be a NumPy array left over this very block (NumPy
-        // keeps only a released block object as an array's base).
-        unsafe { std::ptr::copy(src.ptr(), block.as_ptr(), n) };
+        // holds; the source is the exported Python buffer, valid while `src`
+        // lives. Both sides may be shared memory that others write
+        // (atomically): the buffer may be another segment, another block,
+        // even a NumPy array left over this very block (NumPy keeps only a
+        // released block object as an array's base), so a shared-to-shared
+        // copy, atomic on both sides, that allows overlap.
+        unsafe { copy_shared_to_shared(src.ptr(), block.as_ptr(), n) };
         block.set_used(n);
         self.send_one(chan, block)
     }
@@ -404,10 +407,11 @@ impl Channel {
             Err(RecvError::Pool(e)) => return Err(errors::pool(e)),
         };
         let n = block.used();
-        Ok(Some(PyBytes::new_with(py, n, |out| {
+        Ok(Some(new_bytes(py, n, |out| {
             // SAFETY: `n <= block size`; the block is this process's until
-            // it drops; `out` is a fresh Python bytes object.
-            unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), out.as_mut_ptr(), n) };
+            // it drops, and others may only touch it atomically; `out` is a
+            // fresh Python bytes object of `n` bytes, private.
+            unsafe { copy_from_shared_raw(block.as_ptr(), out, n) };
             Ok(())
         })?))
     }
@@ -622,10 +626,11 @@ impl ChannelBlock {
     fn tobytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         self.with(|b| {
             let n = b.used();
-            PyBytes::new_with(py, n, |out| {
+            new_bytes(py, n, |out| {
                 // SAFETY: `n <= block size`; the block is held by this
-                // process; `out` is a fresh Python bytes object.
-                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), out.as_mut_ptr(), n) };
+                // process, and others may only touch it atomically; `out` is
+                // a fresh Python bytes object of `n` bytes, private.
+                unsafe { copy_from_shared_raw(b.as_ptr(), out, n) };
                 Ok(())
             })
         })?

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyBufferError, PyTimeoutError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 // ---------------------------------------------------------------- arguments
 
@@ -273,4 +274,33 @@ impl Drop for Borrowed {
         // callers hold the GIL while a `Borrowed` lives (it is not `Send`).
         unsafe { ffi::PyBuffer_Release(&mut self.view) }
     }
+}
+
+// ------------------------------------------------------------- bytes out
+
+/// A new `bytes` of `len` bytes that `fill` writes through a raw pointer,
+/// without zeroing it first (`PyBytes::new_with` zeroes, a measurable cost
+/// for reads of a few KiB). `fill` must write all `len` bytes or fail; on
+/// failure the object is freed unseen.
+pub(crate) fn new_bytes<'py>(
+    py: Python<'py>,
+    len: usize,
+    fill: impl FnOnce(*mut u8) -> PyResult<()>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let size = ffi::Py_ssize_t::try_from(len).map_err(|_| {
+        pyo3::exceptions::PyOverflowError::new_err(format!("cannot make bytes of {len} bytes"))
+    })?;
+    // SAFETY: a NULL source with a size asks CPython for a new bytes object
+    // with uninitialised contents; we hold the GIL.
+    let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+    // SAFETY: `raw` is a new (owned) reference, or NULL with an exception set.
+    let obj = unsafe { Bound::from_owned_ptr_or_err(py, raw)? };
+    // SAFETY: `obj` is a live bytes object (made just above).
+    let buf = unsafe { ffi::PyBytes_AsString(obj.as_ptr()) };
+    if buf.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    fill(buf.cast::<u8>())?;
+    // SAFETY: made by `PyBytes_FromStringAndSize`: a bytes object.
+    Ok(unsafe { obj.cast_into_unchecked::<PyBytes>() })
 }

@@ -18,7 +18,9 @@
 //!   the shared bytes with relaxed atomic accesses, so two threads copying the
 //!   same bytes are defined behaviour in Rust's memory model (Miri checks it).
 //!   A copy may still see a mix of old and new bytes while someone writes:
-//!   synchronise through the atomics ([`Region::atomic_u64`]). Copies that
+//!   synchronise through the atomics ([`Region::atomic_u64`]). The same
+//!   copies are public for raw pointers in [`copy`] (into uninitialised
+//!   memory, and shared to shared with `memmove`'s overlap). Copies that
 //!   overlap at different alignments are mixed-size atomic accesses, which the
 //!   hardware makes byte-atomic but the model leaves undefined.
 //! - **No safe slice over shared memory.** Slices and typed views of live
@@ -75,7 +77,7 @@
 #![warn(missing_docs)]
 
 mod anon;
-mod copy;
+pub mod copy;
 mod cursor;
 mod error;
 mod fd;

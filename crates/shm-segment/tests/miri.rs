@@ -82,3 +82,39 @@ fn concurrent_pod_fill_and_cursor_copies() {
     reader.join().unwrap();
     assert_eq!(region.read_pod::<u64>(8).unwrap(), ROUNDS as u64 - 1);
 }
+
+/// The public raw copies (`shm_segment::copy`): while a writer fills a
+/// record, a reader copies it both into a private buffer and, shared to
+/// shared, into another place of the same region. No data race, and every
+/// byte copied is one that some round wrote whole.
+#[test]
+fn concurrent_copy_shared_to_shared_of_a_record_being_written() {
+    use shm_segment::copy::{copy_from_shared, copy_shared_to_shared, copy_to_shared};
+    let region = Arc::new(HeapRegion::new(128));
+    let len = 37;
+    let writer = {
+        let region = Arc::clone(&region);
+        thread::spawn(move || {
+            for round in 0..ROUNDS {
+                // SAFETY: bytes 3..40 are inside the region; every access to
+                // them is atomic (this module and `Region`'s methods).
+                unsafe { copy_to_shared(&[round as u8; 37], region.as_ptr().add(3)) };
+            }
+        })
+    };
+    let mut out = [0u8; 37];
+    for _ in 0..ROUNDS {
+        // SAFETY: 3..40 and 69..106 are inside the region; only this thread
+        // writes the second range, and all access is atomic.
+        unsafe {
+            copy_shared_to_shared(region.as_ptr().add(3), region.as_ptr().add(69), len);
+            copy_from_shared(region.as_ptr().add(69), &mut out);
+        }
+        assert!(out.iter().all(|&b| (b as usize) < ROUNDS));
+    }
+    writer.join().unwrap();
+    // SAFETY: as above; the writer has finished.
+    unsafe { copy_shared_to_shared(region.as_ptr().add(3), region.as_ptr().add(69), len) };
+    let last = (ROUNDS - 1) as u8;
+    assert_eq!(region.to_vec()[69..69 + len], [last; 37]);
+}

@@ -9,11 +9,12 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PySlice};
 use shm_mempool::{Block, BlockId, MemPool, PoolError, PoolOptions};
+use shm_segment::copy::copy_from_shared_raw;
 use shm_segment::{ForkEpoch, Region};
 
 use super::sharemem::ShareMem;
 use super::{Extent, Mem};
-use crate::common::{fill_view, positive, random_u32, Exports};
+use crate::common::{fill_view, new_bytes, positive, random_u32, Exports};
 use crate::errors::{self, PoolEmpty, ShmError};
 
 /// At most this many blocks per pool (the crate's limit).
@@ -549,11 +550,13 @@ impl MempoolBlock {
     fn tobytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let held = self.live("MempoolBlock.tobytes")?;
         let ptr = held.ptr as *const u8;
-        PyBytes::new_with(py, self.len, |out| {
+        let len = self.len;
+        new_bytes(py, len, |out| {
             // SAFETY: `ptr..ptr + len` is this held block (len <= block
-            // size), mapped while `held` keeps its pool alive; `out` is a
-            // fresh Python buffer, not shared memory.
-            unsafe { std::ptr::copy_nonoverlapping(ptr, out.as_mut_ptr(), out.len()) };
+            // size), mapped while `held` keeps its pool alive, and others
+            // may only touch it atomically; `out` is a fresh Python bytes
+            // object of `len` bytes, private.
+            unsafe { copy_from_shared_raw(ptr, out, len) };
             Ok(())
         })
     }

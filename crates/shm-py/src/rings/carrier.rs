@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 use shm_ring::{BulkError, MpmcRing, PopError, PushError, RingError, RingOptions, SpscRing};
+use shm_segment::copy::{copy_from_shared, copy_shared_to_shared, copy_to_shared};
 use shm_segment::Segment;
 
 macro_rules! carrier {
@@ -214,12 +215,14 @@ impl<T: Pod + Send + Sync> ProducerCore for Prod<T> {
         let (a, b) = unsafe { chunk.as_mut_slices() };
         // SAFETY: `src` holds `n >= k = a.len() + b.len()` elements (the
         // caller's promise); byte copies, so its alignment does not matter.
-        // `copy`, which allows overlap: a Python buffer may be anything,
-        // even an array left over these very slots (NumPy keeps a chunk's
-        // memory as an array's base after the chunk ended).
+        // A Python buffer may be anything: another segment that others
+        // write (atomically), even an array left over these very slots
+        // (NumPy keeps a chunk's memory as an array's base after the chunk
+        // ended). So shared-to-shared copies, atomic on both sides, that
+        // allow overlap; only the pointers of the slices are used.
         unsafe {
-            std::ptr::copy(src, a.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(a));
-            std::ptr::copy(
+            copy_shared_to_shared(src, a.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(a));
+            copy_shared_to_shared(
                 src.add(std::mem::size_of_val(a)),
                 b.as_mut_ptr().cast::<u8>(),
                 std::mem::size_of_val(b),
@@ -281,11 +284,12 @@ impl<T: Pod + Send + Sync> ConsumerCore for Cons<T> {
         // commit below (the ring protocol).
         let (a, b) = unsafe { chunk.as_slices() };
         // SAFETY: `dst` has room for `n >= k` elements (the caller's
-        // promise); byte copies; `copy`, which allows overlap, as in
-        // `push_raw`.
+        // promise); byte copies; shared-to-shared, atomic on both sides and
+        // allowing overlap, as in `push_raw` (the destination buffer may be
+        // shared memory too).
         unsafe {
-            std::ptr::copy(a.as_ptr().cast::<u8>(), dst, std::mem::size_of_val(a));
-            std::ptr::copy(
+            copy_shared_to_shared(a.as_ptr().cast::<u8>(), dst, std::mem::size_of_val(a));
+            copy_shared_to_shared(
                 b.as_ptr().cast::<u8>(),
                 dst.add(std::mem::size_of_val(a)),
                 std::mem::size_of_val(b),
@@ -361,13 +365,14 @@ impl<T: Pod + Send + Sync> MpmcCore for Mpmc<T> {
             let k = (n - done).min(per);
             stage.clear();
             stage.resize(k, T::zeroed());
-            // SAFETY: `src` holds `n` elements (the caller's promise); the
-            // stage is local memory with room for `k`; byte copy.
+            // SAFETY: `src` holds `n` elements (the caller's promise), and
+            // whoever else may write it (it may be shared memory) does so
+            // atomically; the stage is this call's (under its lock), with
+            // room for `k`, and not inside the Python buffer; byte copy.
             unsafe {
-                std::ptr::copy_nonoverlapping(
+                copy_from_shared(
                     src.add(done * size),
-                    stage.as_mut_ptr().cast::<u8>(),
-                    k * size,
+                    bytemuck::cast_slice_mut(&mut stage[..]),
                 )
             };
             let pushed = self.ring.push_slice(&stage);
@@ -388,15 +393,11 @@ impl<T: Pod + Send + Sync> MpmcCore for Mpmc<T> {
             stage.clear();
             stage.resize(k, T::zeroed());
             let got = self.ring.pop_into(&mut stage);
-            // SAFETY: `dst` has room for `n` elements (the caller's promise);
-            // `got <= k` elements of local memory; byte copy.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    stage.as_ptr().cast::<u8>(),
-                    dst.add(done * size),
-                    got * size,
-                )
-            };
+            // SAFETY: `dst` has room for `n` elements (the caller's promise),
+            // and whoever else may access it (it may be shared memory) does
+            // so atomically; the source is `got <= k` elements of the stage,
+            // which is private and not inside the Python buffer; byte copy.
+            unsafe { copy_to_shared(bytemuck::cast_slice(&stage[..got]), dst.add(done * size)) };
             done += got;
             if got < k {
                 break;

@@ -21,9 +21,10 @@ use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyString, PyWeakrefMethods, PyWeakrefReference};
+use shm_segment::copy::{copy_from_shared_raw, copy_shared_to_shared};
 use shm_segment::{Error, Region, RegionChecks};
 
-use crate::common::fill_view;
+use crate::common::{fill_view, new_bytes};
 use crate::errors;
 
 mod memfd;
@@ -87,20 +88,23 @@ impl<'py> Data<'py> {
         }
     }
 
-    /// The data as a private copy (raw pointers only: a buffer may itself
-    /// be shared memory).
+    /// The data as a private copy (a buffer may itself be shared memory
+    /// that someone writes: copied atomically, no slice over it).
     pub(crate) fn to_vec(&self) -> Vec<u8> {
         match self {
             Data::Bytes(b) => b.as_bytes().to_vec(),
             Data::Buffer(b) => {
                 let len = b.len_bytes();
-                let mut out = vec![0u8; len];
+                let mut out = Vec::with_capacity(len);
                 // SAFETY: the source is a C-contiguous buffer of `len` bytes
-                // that stays valid while `b` holds it; `out` is private and
-                // `len` bytes long.
+                // that stays valid while `b` holds it, and whoever else may
+                // write it (shared memory) does so atomically (the package's
+                // contract); `out` is private, has room for `len` bytes and
+                // overlaps nothing. The copy initialises all `len` bytes.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(b.buf_ptr().cast::<u8>(), out.as_mut_ptr(), len)
-                };
+                    copy_from_shared_raw(b.buf_ptr().cast::<u8>(), out.as_mut_ptr(), len);
+                    out.set_len(len);
+                }
                 out
             }
         }
@@ -116,11 +120,16 @@ impl<'py> Data<'py> {
                 region.check_range("write", offset, len)?;
                 // SAFETY: the destination range is inside the writable
                 // region (checked above); the source is a C-contiguous buffer
-                // of `len` bytes that stays valid while `b` holds it. Raw
-                // pointers only, no slice: either side may be shared memory
-                // (even the same mapping, hence `copy`, which allows overlap).
+                // of `len` bytes that stays valid while `b` holds it. Either
+                // side may be shared memory that others write (atomically),
+                // even the same mapping overlapping: a shared-to-shared copy,
+                // atomic on both sides, with `memmove`'s result.
                 unsafe {
-                    std::ptr::copy(b.buf_ptr().cast::<u8>(), region.as_ptr().add(offset), len)
+                    copy_shared_to_shared(
+                        b.buf_ptr().cast::<u8>(),
+                        region.as_ptr().add(offset),
+                        len,
+                    )
                 };
                 Ok(())
             }
@@ -139,18 +148,48 @@ pub(crate) fn read_bytes<'py, R>(
 where
     R: Region + Send + Sync,
 {
+    // Checked before allocating: a bad length is a ValueError, not a
+    // MemoryError.
     region
         .check_range("read", offset, len)
         .map_err(errors::segment)?;
-    PyBytes::new_with(py, len, |out| {
-        let res = if len >= DETACH_COPY {
-            // `out` is a fresh bytes object that nobody else can see yet.
-            py.detach(|| region.read_at(offset, out))
+    new_bytes(py, len, |out| {
+        if len >= DETACH_COPY {
+            // Addresses, to cross into the GIL-free closure: `out` is a fresh
+            // bytes object that nobody else can see yet, and `region` is
+            // borrowed for the whole call.
+            let out = out as usize;
+            py.detach(|| {
+                // SAFETY: `out` has room for `len` bytes and is private.
+                unsafe { read_raw(&**region, offset, out as *mut u8, len) }
+            })
         } else {
-            region.read_at(offset, out)
-        };
-        res.map_err(errors::segment)
+            // SAFETY: `out` is a fresh bytes object's `len` bytes, private.
+            unsafe { read_raw(&**region, offset, out, len) }
+        }
+        .map_err(errors::segment)
     })
+}
+
+/// Copies `len` bytes at `offset` of `region` to `out`, checked.
+///
+/// # Safety
+///
+/// `out` is valid for writes of `len` bytes (it may be uninitialised) and
+/// private: nobody else accesses it during the call, and it is not inside
+/// `region`.
+unsafe fn read_raw<R: Region + ?Sized>(
+    region: &R,
+    offset: usize,
+    out: *mut u8,
+    len: usize,
+) -> Result<(), Error> {
+    region.check_range("read", offset, len)?;
+    // SAFETY: the range is inside the region (checked above), which is
+    // readable for its whole length and only accessed atomically by anyone
+    // who may write it; `out` is the caller's private memory.
+    unsafe { copy_from_shared_raw(region.as_ptr().add(offset), out, len) };
+    Ok(())
 }
 
 /// The one Python object that every buffer over a mapping points to: each
@@ -310,8 +349,9 @@ impl<M: Region + Send + Sync + 'static> Core<M> {
         if len >= DETACH_COPY {
             return read_bytes(py, &self.get(op, what)?, offset, len);
         }
-        PyBytes::new_with(py, len, |out| {
-            self.with(op, what, |m| m.read_at(offset, out))?
+        new_bytes(py, len, |out| {
+            // SAFETY: `out` is a fresh bytes object's `len` bytes, private.
+            self.with(op, what, |m| unsafe { read_raw(m, offset, out, len) })?
                 .map_err(errors::segment)
         })
     }
