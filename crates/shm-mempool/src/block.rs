@@ -337,10 +337,10 @@ unsafe impl<R: Region> Region for Block<'_, R> {
         self.live_region("read")?;
         self.check_range("read", offset, buf.len())?;
         // SAFETY: in range (checked above) of memory readable for `len`
-        // bytes (see the impl); `buf` is a local buffer, not the mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.data_ptr().add(offset), buf.as_mut_ptr(), buf.len())
-        };
+        // bytes (see the impl). The block is ours by the pool's protocol, but
+        // another process can still write it (a bug, a hostile peer): the
+        // copy is atomic on the shared side, so even then it is no data race.
+        unsafe { shm_segment::copy::copy_from_shared(self.data_ptr().add(offset), buf) };
         Ok(())
     }
 
@@ -350,10 +350,9 @@ unsafe impl<R: Region> Region for Block<'_, R> {
         self.check_writable("write")?;
         self.check_range("write", offset, data.len())?;
         // SAFETY: in range and writable (checked above); `data` is a Rust
-        // slice, which safe code never makes over the mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.data_ptr().add(offset), data.len())
-        };
+        // slice, which safe code never makes over the mapping. Atomic on the
+        // shared side, as in `read_at`.
+        unsafe { shm_segment::copy::copy_to_shared(data, self.data_ptr().add(offset)) };
         Ok(())
     }
 
@@ -361,8 +360,8 @@ unsafe impl<R: Region> Region for Block<'_, R> {
         self.live_region("fill")?;
         self.check_writable("fill")?;
         self.check_range("fill", offset, len)?;
-        // SAFETY: in range and writable (checked above).
-        unsafe { std::ptr::write_bytes(self.data_ptr().add(offset), byte, len) };
+        // SAFETY: in range and writable (checked above); atomic, as in `read_at`.
+        unsafe { shm_segment::copy::fill_shared(self.data_ptr().add(offset), byte, len) };
         Ok(())
     }
 

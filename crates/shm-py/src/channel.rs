@@ -11,7 +11,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
-use shm_mempool::{Block, Channel as RustChannel, ChannelOptions, PoolError, RecvError, SendError};
+use shm_mempool::{Block, Channel as RustChannel, ChannelOptions, RecvError, SendError};
 use shm_segment::copy::{copy_from_shared_raw, copy_shared_to_shared};
 use shm_segment::{ForkEpoch, Kind, Region, Segment, SubRegion};
 
@@ -94,11 +94,17 @@ impl Channel {
         }
     }
 
-    /// As [`errors::pool`], with the message made once for an empty pool.
-    fn pool_err(&self, py: Python<'_>, e: PoolError) -> PyErr {
-        match e {
-            PoolError::Exhausted { .. } => PoolEmpty::new_err(self.empty_msg.clone_ref(py)),
-            e => errors::pool(e),
+    /// A free block of `chan`, or `shm.PoolEmpty` with the message made
+    /// once per handle (`try_get` builds no error for an empty pool).
+    fn free_block<'c>(
+        &self,
+        py: Python<'_>,
+        chan: &'c RustChannel<Segment>,
+    ) -> PyResult<Block<'c, Part>> {
+        match chan.try_get() {
+            Ok(Some(block)) => Ok(block),
+            Ok(None) => Err(PoolEmpty::new_err(self.empty_msg.clone_ref(py))),
+            Err(e) => Err(errors::pool(e)),
         }
     }
 
@@ -223,7 +229,7 @@ impl Channel {
     /// 128
     fn get(&self, py: Python<'_>) -> PyResult<ChannelBlock> {
         let chan = self.chan()?;
-        let block = chan.get().map_err(|e| self.pool_err(py, e))?;
+        let block = self.free_block(py, chan)?;
         Ok(self.wrap(chan, block))
     }
 
@@ -237,9 +243,9 @@ impl Channel {
     #[pyo3(signature = (timeout = None))]
     fn get_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<ChannelBlock> {
         let arc = self.chan()?;
-        match arc.get() {
-            Ok(b) => return Ok(self.wrap(arc, b)),
-            Err(PoolError::Exhausted { .. }) => {}
+        match arc.try_get() {
+            Ok(Some(b)) => return Ok(self.wrap(arc, b)),
+            Ok(None) => {}
             Err(e) => return Err(errors::pool(e)),
         }
         let chan = &**arc;
@@ -249,9 +255,9 @@ impl Channel {
             let got = py.detach(|| {
                 let end = std::time::Instant::now() + slice;
                 loop {
-                    match chan.get() {
-                        Ok(b) => return Ok(Some(extend(b))),
-                        Err(PoolError::Exhausted { .. }) => {}
+                    match chan.try_get() {
+                        Ok(Some(b)) => return Ok(Some(extend(b))),
+                        Ok(None) => {}
                         Err(e) => return Err(e),
                     }
                     let now = std::time::Instant::now();
@@ -293,7 +299,7 @@ impl Channel {
     fn send_bytes(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let chan = self.chan()?;
         let src = Borrowed::bytes(data, false)?;
-        let block = chan.get().map_err(|e| self.pool_err(data.py(), e))?;
+        let block = self.free_block(data.py(), chan)?;
         let n = src.len();
         if n > block.len() {
             return Err(PyValueError::new_err(format!(
