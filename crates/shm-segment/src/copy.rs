@@ -66,6 +66,31 @@ const WORD: usize = std::mem::size_of::<u64>();
 /// The private bounce buffer of [`copy_shared_to_shared`] (on the stack).
 const BOUNCE: usize = 4096;
 
+/// `rep movsb`: copies `len` bytes forward, one byte at a time as far as the
+/// architecture is concerned (each byte read and written whole), at `memcpy`
+/// speed on CPUs with ERMS/FSRM. Inline assembly is modelled as the Rust
+/// operations it could be: relaxed atomic byte accesses here.
+///
+/// # Safety
+///
+/// `src` is readable and `dst` writable for `len` bytes; if they overlap,
+/// `dst` is not above `src` (the copy runs forward).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline]
+unsafe fn rep_movsb(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the caller's promise; the direction flag is clear on entry to
+    // inline assembly, so the copy runs forward.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rsi") src => _,
+            inout("rdi") dst => _,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
 /// Bytes from `addr` up to the next multiple of 8, at most `len`.
 fn head_len(addr: usize, len: usize) -> usize {
     addr.wrapping_neg().rem_euclid(WORD).min(len)
@@ -141,15 +166,7 @@ pub unsafe fn copy_from_shared_raw(src: *const u8, dst: *mut u8, len: usize) {
         // they do not overlap (caller). `rep movsb` touches exactly those
         // bytes, each atomically; the direction flag is clear on entry to
         // inline assembly.
-        unsafe {
-            std::arch::asm!(
-                "rep movsb",
-                inout("rcx") len => _,
-                inout("rsi") src => _,
-                inout("rdi") dst => _,
-                options(nostack, preserves_flags)
-            );
-        }
+        unsafe { rep_movsb(src, dst, len) };
         return;
     }
     let head = head_len(src as usize, len);
@@ -220,15 +237,7 @@ unsafe fn to_shared_raw(src: *const u8, dst: *mut u8, len: usize) {
     if len >= ASM_THRESHOLD {
         // SAFETY: `dst` is writable and `src` readable for `len` bytes, not
         // overlapping (caller). Each byte is written atomically.
-        unsafe {
-            std::arch::asm!(
-                "rep movsb",
-                inout("rcx") len => _,
-                inout("rsi") src => _,
-                inout("rdi") dst => _,
-                options(nostack, preserves_flags)
-            );
-        }
+        unsafe { rep_movsb(src, dst, len) };
         return;
     }
     let head = head_len(dst as usize, len);
@@ -301,15 +310,7 @@ pub unsafe fn copy_shared_to_shared(src: *const u8, dst: *mut u8, len: usize) {
         // copy, so it is also right when `dst` is below an overlapping `src`
         // (glibc's `memmove` relies on the same); each byte is read and
         // written atomically; the direction flag is clear on entry.
-        unsafe {
-            std::arch::asm!(
-                "rep movsb",
-                inout("rcx") len => _,
-                inout("rsi") src => _,
-                inout("rdi") dst => _,
-                options(nostack, preserves_flags)
-            );
-        }
+        unsafe { rep_movsb(src, dst, len) };
         return;
     }
     let mut bounce = [MaybeUninit::<u8>::uninit(); BOUNCE];
