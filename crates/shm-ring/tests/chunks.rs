@@ -138,3 +138,48 @@ fn slice_copies_wrap_around_and_stay_inside_the_chunk() {
     }
     assert_eq!(rx.slots(), 0);
 }
+
+/// A copy into a chunk whose source aliases the chunk's own slots (a
+/// foreign buffer left over them, as a NumPy array over an ended chunk can
+/// be) goes through the raw runs, so no reference to the slots exists while
+/// the other pointer is used; the result is `memmove`'s, and a read chunk's
+/// runs give the ready elements, wrapped or not.
+#[test]
+fn raw_runs_allow_a_source_that_aliases_the_slots() {
+    let (mut tx, mut rx) = SpscRing::<u64>::new_heap(8).unwrap();
+    let mut chunk = tx.write_chunk(4).unwrap();
+    let [(a, n), (_, m)] = chunk.as_mut_ptrs();
+    assert_eq!((n, m), (4, 0));
+    // SAFETY: the four reserved slots are this producer's; first fill them.
+    unsafe {
+        for i in 0..4 {
+            a.add(i).write(10 + i as u64);
+        }
+    }
+    let alias = a.cast_const(); // the "foreign" buffer: the slots themselves
+    // SAFETY: both ranges lie in the reserved slots; overlapping copy.
+    unsafe { std::ptr::copy(alias, a.add(1), 3) };
+    chunk.mark_written(4);
+    chunk.commit_all();
+    let mut out = [0; 4];
+    assert_eq!(rx.pop_into(&mut out), 4);
+    assert_eq!(out, [10, 10, 11, 12]);
+
+    // Reading: the runs of a read chunk, copied into a buffer that is the
+    // slots themselves, also make no reference.
+    tx.push_slice(&[1, 2, 3]);
+    let chunk = rx.read_chunk(3).unwrap();
+    let [(r, k), (r2, k2)] = chunk.as_ptrs();
+    assert_eq!(k + k2, 3);
+    // SAFETY: ready slots; the copy only reads them.
+    let first = unsafe { r.read() };
+    let last = if k2 > 0 {
+        // SAFETY: as above, the wrapped run.
+        unsafe { r2.add(k2 - 1).read() }
+    } else {
+        // SAFETY: as above.
+        unsafe { r.add(k - 1).read() }
+    };
+    assert_eq!((first, last), (1, 3));
+    chunk.commit_all();
+}

@@ -210,23 +210,20 @@ impl<T: Pod + Send + Sync> ProducerCore for Prod<T> {
         // Counted as written before the slices are taken: they are not
         // zeroed, as the copy below fills every one of them.
         chunk.mark_written(k);
-        // SAFETY: the reserved slots are this producer's alone under the
-        // ring protocol until the commit below.
-        let (a, b) = unsafe { chunk.as_mut_slices() };
-        // SAFETY: `src` holds `n >= k = a.len() + b.len()` elements (the
-        // caller's promise); byte copies, so its alignment does not matter.
-        // A Python buffer may be anything: another segment that others
-        // write (atomically), even an array left over these very slots
-        // (NumPy keeps a chunk's memory as an array's base after the chunk
-        // ended). So shared-to-shared copies, atomic on both sides, that
-        // allow overlap; only the pointers of the slices are used.
+        // Raw runs, no references: a Python buffer may be anything, another
+        // segment that others write (atomically), even an array left over
+        // these very slots (NumPy keeps a chunk's memory as an array's base
+        // after the chunk ended).
+        let [(a, a_len), (b, b_len)] = chunk.as_mut_ptrs();
+        let size = std::mem::size_of::<T>();
+        // SAFETY: the runs are reserved slots, this producer's alone under
+        // the ring protocol until the commit below; `src` holds `n >= k =
+        // a_len + b_len` elements (the caller's promise); byte copies, so
+        // its alignment does not matter; shared-to-shared copies, atomic on
+        // both sides, allow the overlap.
         unsafe {
-            copy_shared_to_shared(src, a.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(a));
-            copy_shared_to_shared(
-                src.add(std::mem::size_of_val(a)),
-                b.as_mut_ptr().cast::<u8>(),
-                std::mem::size_of_val(b),
-            );
+            copy_shared_to_shared(src, a.cast::<u8>(), a_len * size);
+            copy_shared_to_shared(src.add(a_len * size), b.cast::<u8>(), b_len * size);
         }
         chunk.commit_all();
         Ok(k)
@@ -236,7 +233,9 @@ impl<T: Pod + Send + Sync> ProducerCore for Prod<T> {
         let mut chunk = self.0.write_chunk(k)?;
         // SAFETY: reserved slots, this producer's alone until published;
         // the slices end here, only the pointer is kept (the caller fills
-        // the slots through it before `chunk_commit`).
+        // the slots through it before `chunk_commit`). Taking them zeroes
+        // the slots (a new chunk never shows an earlier lap's data); no
+        // other access to the slots happens while they live.
         let (a, _) = unsafe { chunk.as_mut_slices() };
         let ptr = a.as_mut_ptr().cast::<u8>();
         // The chunk ends here unpublished: `chunk_commit` takes the same
@@ -280,20 +279,16 @@ impl<T: Pod + Send + Sync> ConsumerCore for Cons<T> {
     unsafe fn pop_raw(&mut self, dst: *mut u8, n: usize) -> Result<usize, BulkError> {
         let k = n.min(self.0.slots());
         let chunk = self.0.read_chunk(k)?;
+        let [(a, a_len), (b, b_len)] = chunk.as_ptrs();
+        let size = std::mem::size_of::<T>();
         // SAFETY: ready slots, which the producer does not write until the
-        // commit below (the ring protocol).
-        let (a, b) = unsafe { chunk.as_slices() };
-        // SAFETY: `dst` has room for `n >= k` elements (the caller's
-        // promise); byte copies; shared-to-shared, atomic on both sides and
-        // allowing overlap, as in `push_raw` (the destination buffer may be
-        // shared memory too).
+        // commit below (the ring protocol); `dst` has room for `n >= k`
+        // elements (the caller's promise); byte copies; shared-to-shared,
+        // atomic on both sides and allowing overlap, as in `push_raw` (the
+        // destination buffer may be shared memory, even these slots).
         unsafe {
-            copy_shared_to_shared(a.as_ptr().cast::<u8>(), dst, std::mem::size_of_val(a));
-            copy_shared_to_shared(
-                b.as_ptr().cast::<u8>(),
-                dst.add(std::mem::size_of_val(a)),
-                std::mem::size_of_val(b),
-            );
+            copy_shared_to_shared(a.cast::<u8>(), dst, a_len * size);
+            copy_shared_to_shared(b.cast::<u8>(), dst.add(a_len * size), b_len * size);
         }
         chunk.commit_all();
         Ok(k)
@@ -303,10 +298,10 @@ impl<T: Pod + Send + Sync> ConsumerCore for Cons<T> {
         let start = (self.0.position() % cap as u64) as usize;
         let k = n.min(cap - start).min(self.0.slots());
         let chunk = self.0.read_chunk(k)?;
-        // SAFETY: ready slots, not written by the producer until released;
-        // only the pointer is kept.
-        let (a, _) = unsafe { chunk.as_slices() };
-        Ok((a.as_ptr().cast::<u8>(), k))
+        // Ready slots, not written by the producer until released; only the
+        // pointer is kept.
+        let [(a, _), _] = chunk.as_ptrs();
+        Ok((a.cast::<u8>(), k))
     }
     fn chunk_commit(&mut self, n: usize) -> Result<(), BulkError> {
         self.0.read_chunk(n)?.commit_all();

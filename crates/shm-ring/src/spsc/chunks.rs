@@ -276,19 +276,52 @@ impl<T: Pod, R> WriteChunk<'_, T, R> {
             unsafe { ValueCell::write(self.slot(i), T::zeroed()) }
         }
         self.written = self.len;
+        let [(a, a_len), (b, b_len)] = self.as_mut_ptrs();
+        // SAFETY: both runs lie in the slot array and are reserved for the
+        // producer (`as_mut_ptrs`); exclusivity against other processes is
+        // the caller's promise; T is Pod so any bytes are valid.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(a, a_len),
+                std::slice::from_raw_parts_mut(b, b_len),
+            )
+        }
+    }
+
+    /// The reserved slots as raw runs `(first element, elements)`: from the
+    /// chunk's start, then (empty unless the chunk wraps) from the ring's
+    /// first slot. Nothing is zeroed and nothing counts as written: write
+    /// through them, then [`mark_written`](WriteChunk::mark_written). For
+    /// code that must not make a Rust reference over the slots, because a
+    /// buffer it copies from may alias them (Python's, say). Two empty runs
+    /// (dangling, aligned pointers) in a `fork`ed child.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u32>::new_heap(4)?;
+    /// let mut chunk = tx.write_chunk(2)?;
+    /// let [(a, n), (_, m)] = chunk.as_mut_ptrs();
+    /// assert_eq!(n + m, 2);
+    /// // SAFETY: reserved slots, only this process uses the ring.
+    /// unsafe { a.write(7) };
+    /// chunk.mark_written(1);
+    /// chunk.commit(1);
+    /// assert_eq!(rx.pop(), Ok(7));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn as_mut_ptrs(&mut self) -> [(*mut T, usize); 2] {
+        if !self.producer.epoch.is_current() {
+            return [(std::ptr::NonNull::dangling().as_ptr(), 0); 2];
+        }
         let cap = self.producer.shared.capacity as usize;
         let start = (self.producer.tail & self.producer.shared.mask) as usize;
         let first = self.len.min(cap - start);
         let base = self.producer.cell(0).cast::<T>();
-        // SAFETY: both ranges lie in the slot array and are reserved for the
-        // producer; exclusivity against other processes is the caller's
-        // promise; T is Pod so any bytes are valid.
-        unsafe {
-            (
-                std::slice::from_raw_parts_mut(base.add(start), first),
-                std::slice::from_raw_parts_mut(base, self.len - first),
-            )
-        }
+        // SAFETY: `start < capacity`: inside the slot array.
+        let at = unsafe { base.add(start) };
+        [(at, first), (base, self.len - first)]
     }
 
     /// Publishes the first `n` elements, which must have been written. The
@@ -511,18 +544,46 @@ impl<T: Pod, R> ReadChunk<'_, T, R> {
         if !self.consumer.epoch.is_current() {
             return (&[], &[]);
         }
+        let [(a, a_len), (b, b_len)] = self.as_ptrs();
+        // SAFETY: both runs lie in the slot array and hold complete elements
+        // (`as_ptrs`); no writer while they live is the caller's promise.
+        unsafe {
+            (
+                std::slice::from_raw_parts(a, a_len),
+                std::slice::from_raw_parts(b, b_len),
+            )
+        }
+    }
+
+    /// The ready elements as raw runs `(first element, elements)`, as
+    /// [`as_slices`](ReadChunk::as_slices) without making references: for
+    /// code whose destination buffer may alias the slots. Two empty runs
+    /// (dangling, aligned pointers) in a `fork`ed child.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shm_ring::SpscRing::<u8>::new_heap(4)?;
+    /// tx.push_slice(&[1, 2, 3]);
+    /// let chunk = rx.read_chunk(3)?;
+    /// let [(a, n), (_, m)] = chunk.as_ptrs();
+    /// assert_eq!(n + m, 3);
+    /// // SAFETY: ready slots, only this process uses the ring.
+    /// assert_eq!(unsafe { a.read() }, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn as_ptrs(&self) -> [(*const T, usize); 2] {
+        if !self.consumer.epoch.is_current() {
+            return [(std::ptr::NonNull::<T>::dangling().as_ptr().cast_const(), 0); 2];
+        }
         let cap = self.consumer.shared.capacity as usize;
         let start = (self.consumer.head & self.consumer.shared.mask) as usize;
         let first = self.len.min(cap - start);
-        let base = self.consumer.cell(0).cast::<T>();
-        // SAFETY: both ranges lie in the slot array and hold complete
-        // elements; no writer while they live is the caller's promise.
-        unsafe {
-            (
-                std::slice::from_raw_parts(base.add(start), first),
-                std::slice::from_raw_parts(base, self.len - first),
-            )
-        }
+        let base = self.consumer.cell(0).cast::<T>().cast_const();
+        // SAFETY: `start < capacity`: inside the slot array.
+        let at = unsafe { base.add(start) };
+        [(at, first), (base, self.len - first)]
     }
 
     /// Releases the first `n` elements; the rest stay in the ring, first
