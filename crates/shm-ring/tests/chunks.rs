@@ -156,7 +156,8 @@ fn raw_runs_allow_a_source_that_aliases_the_slots() {
             a.add(i).write(10 + i as u64);
         }
     }
-    let alias = a.cast_const(); // the "foreign" buffer: the slots themselves
+    // The "foreign" buffer: the slots themselves.
+    let alias = a.cast_const();
     // SAFETY: both ranges lie in the reserved slots; overlapping copy.
     unsafe { std::ptr::copy(alias, a.add(1), 3) };
     chunk.mark_written(4);
