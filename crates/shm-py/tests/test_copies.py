@@ -6,14 +6,13 @@ around the copy's word size (8), its assembly threshold (1024) and its bounce
 buffer (4096)."""
 
 import os
-import random
 import uuid
 
 import pytest
-import sysv_ipc
 
 import shm
 from ring_helpers import name, name_factory  # noqa: F401 (fixtures)
+from sysv_helpers import free_key
 
 LENS = [0, 1, 7, 8, 9, 100, 1023, 1024, 1025, 4096, 5000, 9000]
 # Destination minus source: overlapping either way by a byte, a word and
@@ -47,13 +46,7 @@ def seg2():
 @pytest.fixture
 def sysv():
     """A SysV segment of SIZE random bytes under a random free key, removed after."""
-    while True:
-        k = random.randint(0x10000, 0x7FFFFFFF)
-        try:
-            sysv_ipc.SharedMemory(k)
-        except sysv_ipc.ExistentialError:
-            break
-    s = shm.SysV(k, SIZE, create=True)
+    s = shm.SysV(free_key(), SIZE, create=True)
     try:
         s.write(os.urandom(SIZE), 0)
         yield s

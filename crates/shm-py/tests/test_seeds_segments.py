@@ -5,7 +5,6 @@ a real segment), Python 2 literals become Python 3 (``0600`` is ``0o600``),
 and an HTTP service's routes become local function calls."""
 
 import os
-import random
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import uuid
 
 import pytest
 import sysv_ipc
+from sysv_helpers import key  # noqa: F401 (fixture)
 
 
 def run(code, *args):
@@ -24,21 +24,6 @@ def run(code, *args):
         text=True,
     )
     return out.stdout
-
-
-@pytest.fixture
-def key():
-    while True:
-        k = random.randint(0x10000, 0x7FFFFFFF)
-        try:
-            sysv_ipc.SharedMemory(k)
-        except sysv_ipc.ExistentialError:
-            break
-    yield k
-    try:
-        sysv_ipc.SharedMemory(k).remove()
-    except sysv_ipc.ExistentialError:
-        pass
 
 
 # A System V wrapper with file-like methods, "Process 1" and "Process 2".

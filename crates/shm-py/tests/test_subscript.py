@@ -3,23 +3,14 @@ semantics: ints and bytes copies), and SharedMemory.read/write(n, offset)."""
 
 import mmap
 import os
-import random
 import uuid
 
 import pytest
-import sysv_ipc
 
 import shm
+from sysv_helpers import free_key, remove_key
 
 SIZE = 64
-
-
-def _remove_key(key):
-    while True:
-        try:
-            sysv_ipc.SharedMemory(key).remove()
-        except sysv_ipc.ExistentialError:
-            return
 
 
 @pytest.fixture(params=["posix", "sysv"])
@@ -31,9 +22,9 @@ def seg(request):
         request.addfinalizer(lambda: os.path.exists(f"/dev/shm/{name}") and os.unlink(f"/dev/shm/{name}"))
         request.addfinalizer(lambda: s.closed or s.close())
     else:
-        key = random.randint(0x10000, 0x7FFFFFFF)
+        key = free_key()
         s = shm.SysV(key, SIZE, create=True)
-        request.addfinalizer(lambda: _remove_key(key))
+        request.addfinalizer(lambda: remove_key(key))
         request.addfinalizer(lambda: s.attached and s.detach())
     return s
 

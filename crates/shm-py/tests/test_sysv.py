@@ -2,7 +2,6 @@
 IPC_SET, the whole shmid_ds, interop with sysv_ipc both ways, bad input."""
 
 import os
-import random
 import subprocess
 import sys
 
@@ -10,27 +9,7 @@ import pytest
 import sysv_ipc
 
 import shm
-
-
-def remove_key(key):
-    while True:
-        try:
-            sysv_ipc.SharedMemory(key).remove()
-        except sysv_ipc.ExistentialError:
-            return
-
-
-@pytest.fixture
-def key():
-    """A random free key; any segment with it is removed afterwards."""
-    while True:
-        k = random.randint(0x10000, 0x7FFFFFFF)
-        try:
-            sysv_ipc.SharedMemory(k)
-        except sysv_ipc.ExistentialError:
-            break
-    yield k
-    remove_key(k)
+from sysv_helpers import key, remove_key  # noqa: F401 (fixture)
 
 
 @pytest.fixture
