@@ -9,7 +9,7 @@ import pytest
 import sysv_ipc
 
 import shm
-from sysv_helpers import key, remove_key  # noqa: F401 (fixture)
+from sysv_helpers import key  # noqa: F401 (fixture)
 
 
 @pytest.fixture
