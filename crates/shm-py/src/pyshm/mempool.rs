@@ -181,16 +181,22 @@ impl Mempool {
     }
 }
 
-/// As [`errors::pool`], but an empty pool raises with a static message:
-/// callers that spin on an empty pool pay no formatting.
+/// As [`errors::pool`], but an empty pool raises with a static message
+/// (`get` takes blocks with `try_get`, which builds no error for it).
 fn pool_err(e: PoolError) -> PyErr {
     match e {
-        PoolError::Exhausted { .. } => PoolEmpty::new_err(
-            "Mempool.get: every block of the pool is taken (give some back with put, or make \
-             the pool larger)",
-        ),
+        PoolError::Exhausted { .. } => empty(),
         other => errors::pool(other),
     }
+}
+
+/// `shm.PoolEmpty`, with a static message: callers that spin on an empty
+/// pool pay no formatting.
+fn empty() -> PyErr {
+    PoolEmpty::new_err(
+        "Mempool.get: every block of the pool is taken (give some back with put, or make the \
+         pool larger)",
+    )
 }
 
 #[pymethods]
@@ -242,7 +248,7 @@ impl Mempool {
     fn get(&self, py: Python<'_>, flags: Option<i64>) -> PyResult<Py<MempoolBlock>> {
         let _ = flags;
         let core = self.core()?;
-        let block = core.pool.get().map_err(pool_err)?;
+        let block = core.pool.try_get().map_err(pool_err)?.ok_or_else(empty)?;
         let held = HeldBlock::new(Arc::clone(core), block);
         let len = core.size;
         Py::new(py, MempoolBlock::new(held, len))
