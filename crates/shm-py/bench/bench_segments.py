@@ -52,21 +52,18 @@ def cases(size: int, made: list) -> dict:
     std = stdlib_shm.SharedMemory(create=True, size=SEG)
     made.append(std.unlink)  # also unregisters it from the resource tracker
 
-    def sysv_ipc_rw(n):
-        w, r = theirs_sysv.write, theirs_sysv.read
-        t = time.perf_counter()
-        for _ in range(n):
-            w(data, OFFSET)
-            r(size, OFFSET)
-        return time.perf_counter() - t
+    def offset_rw(obj):
+        """sysv_ipc's calls: `write(data, offset)`, then `read(size, offset)`."""
 
-    def ours_sysv_offset(n):
-        w, r = ours_sysv.write, ours_sysv.read
-        t = time.perf_counter()
-        for _ in range(n):
-            w(data, OFFSET)
-            r(size, OFFSET)
-        return time.perf_counter() - t
+        def run(n):
+            w, r = obj.write, obj.read
+            t = time.perf_counter()
+            for _ in range(n):
+                w(data, OFFSET)
+                r(size, OFFSET)
+            return time.perf_counter() - t
+
+        return run
 
     def ours_sysv_seek(n):
         s = ours_sysv
@@ -78,53 +75,29 @@ def cases(size: int, made: list) -> dict:
             s.read(size)
         return time.perf_counter() - t
 
-    def ours_sysv_slice(n):
-        s = ours_sysv
-        t = time.perf_counter()
-        for _ in range(n):
-            s[OFFSET:end] = data
-            s[OFFSET:end]
-        return time.perf_counter() - t
+    def slicing(s):
+        """Write, then read back, by subscript (`s[a:b] = data`, `s[a:b]`)."""
 
-    def ours_posix_slice(n):
-        s = ours_posix
-        t = time.perf_counter()
-        for _ in range(n):
-            s[OFFSET:end] = data
-            s[OFFSET:end]
-        return time.perf_counter() - t
+        def run(n):
+            t = time.perf_counter()
+            for _ in range(n):
+                s[OFFSET:end] = data
+                s[OFFSET:end]
+            return time.perf_counter() - t
 
-    def ours_posix_rw(n):
-        w, r = ours_posix.write, ours_posix.read
-        t = time.perf_counter()
-        for _ in range(n):
-            w(data, OFFSET)
-            r(size, OFFSET)
-        return time.perf_counter() - t
+        return run
 
-    def ours_posix_buf(n):
-        buf = ours_posix.buf
-        t = time.perf_counter()
-        for _ in range(n):
-            buf[OFFSET:end] = data
-            bytes(buf[OFFSET:end])
-        return time.perf_counter() - t
+    def buf_slicing(buf):
+        """The same through a memoryview, copied out with `bytes`."""
 
-    def stdlib_buf(n):
-        buf = std.buf
-        t = time.perf_counter()
-        for _ in range(n):
-            buf[OFFSET:end] = data
-            bytes(buf[OFFSET:end])
-        return time.perf_counter() - t
+        def run(n):
+            t = time.perf_counter()
+            for _ in range(n):
+                buf[OFFSET:end] = data
+                bytes(buf[OFFSET:end])
+            return time.perf_counter() - t
 
-    def posix_ipc_mmap(n):
-        m = pmap
-        t = time.perf_counter()
-        for _ in range(n):
-            m[OFFSET:end] = data
-            m[OFFSET:end]
-        return time.perf_counter() - t
+        return run
 
     def close():
         for obj in (ours_sysv.detach, theirs_sysv.detach, ours_posix.close, pmap.close, std.close):
@@ -132,15 +105,15 @@ def cases(size: int, made: list) -> dict:
 
     made.append(close)
     return {
-        "sysv_ipc read/write(offset)": sysv_ipc_rw,
-        "shm.SysV read/write(offset)": ours_sysv_offset,
+        "sysv_ipc read/write(offset)": offset_rw(theirs_sysv),
+        "shm.SysV read/write(offset)": offset_rw(ours_sysv),
         "shm.SysV seek+write+seek+read": ours_sysv_seek,
-        "shm.SysV[a:b] slicing": ours_sysv_slice,
-        "shm.SharedMemory read/write(offset)": ours_posix_rw,
-        "shm.SharedMemory[a:b] slicing": ours_posix_slice,
-        "shm.SharedMemory buf slicing": ours_posix_buf,
-        "stdlib SharedMemory buf slicing": stdlib_buf,
-        "posix_ipc + mmap slicing": posix_ipc_mmap,
+        "shm.SysV[a:b] slicing": slicing(ours_sysv),
+        "shm.SharedMemory read/write(offset)": offset_rw(ours_posix),
+        "shm.SharedMemory[a:b] slicing": slicing(ours_posix),
+        "shm.SharedMemory buf slicing": buf_slicing(ours_posix.buf),
+        "stdlib SharedMemory buf slicing": buf_slicing(std.buf),
+        "posix_ipc + mmap slicing": slicing(pmap),
     }
 
 
