@@ -36,45 +36,18 @@ def main() -> None:
     mpmc = shm.MpmcRing.create(uniq(), 1024, dtype="u8")
     chan = shm.Channel.create(uniq(), 64, 64)
 
-    def spsc_push_pop(k: int) -> float:
-        push, pop = tx.push, rx.pop
+    def push_pop(push, pop):
+        """`push(i)` then `pop()`, k times: one call pair per item."""
 
-        def body() -> None:
-            for i in range(k):
-                push(i)
-                pop()
+        def run(k: int) -> float:
+            def body() -> None:
+                for i in range(k):
+                    push(i)
+                    pop()
 
-        return harness.timed(body)
+            return harness.timed(body)
 
-    def spsc_blocking(k: int) -> float:
-        push, pop = tx.push_blocking, rx.pop_blocking
-
-        def body() -> None:
-            for i in range(k):
-                push(i)
-                pop()
-
-        return harness.timed(body)
-
-    def mpmc_push_pop(k: int) -> float:
-        push, pop = mpmc.push, mpmc.pop
-
-        def body() -> None:
-            for i in range(k):
-                push(i)
-                pop()
-
-        return harness.timed(body)
-
-    def mpmc_blocking(k: int) -> float:
-        push, pop = mpmc.push_blocking, mpmc.pop_blocking
-
-        def body() -> None:
-            for i in range(k):
-                push(i)
-                pop()
-
-        return harness.timed(body)
+        return run
 
     def chan_bytes(k: int) -> float:
         send, recv = chan.send_bytes, chan.recv_bytes
@@ -98,10 +71,10 @@ def main() -> None:
         return harness.timed(body)
 
     cases = {
-        "SpscRing push+pop": spsc_push_pop,
-        "SpscRing push_blocking+pop_blocking": spsc_blocking,
-        "MpmcRing push+pop": mpmc_push_pop,
-        "MpmcRing push_blocking+pop_blocking": mpmc_blocking,
+        "SpscRing push+pop": push_pop(tx.push, rx.pop),
+        "SpscRing push_blocking+pop_blocking": push_pop(tx.push_blocking, rx.pop_blocking),
+        "MpmcRing push+pop": push_pop(mpmc.push, mpmc.pop),
+        "MpmcRing push_blocking+pop_blocking": push_pop(mpmc.push_blocking, mpmc.pop_blocking),
         "Channel send_bytes+recv_bytes": chan_bytes,
         "Channel get_blocking+send+recv_blocking+release": chan_blocks,
     }
