@@ -11,6 +11,7 @@ use shm_segment::{
 };
 
 use crate::error::RingError;
+use crate::spsc::latest::Latest;
 use crate::sync::{AtomicU64, ValueCell};
 use crate::wait::{owner_gone, WaitStrategy, WaitWords, RELEASED};
 
@@ -31,7 +32,14 @@ pub(crate) struct Side {
     /// SPSC only: `ProcessId::to_word` of the holder of this role; 0 if it
     /// was never taken, `RELEASED` (all ones) once its holder gave it back.
     pub(crate) owner: AtomicU64,
+    /// SPSC tail only: a copy of the last item pushed alone, in this same
+    /// cache line (`spsc::latest`). Unused (zero) at the head and in MPMC
+    /// rings.
+    pub(crate) latest: Latest,
 }
+
+// The copy is only worth it in the line the consumer polls anyway.
+const _: () = assert!(std::mem::size_of::<Side>() <= 64);
 
 /// The ring's shared state, right after the header. Only fixed-width atomics,
 /// each group on its own cache line.
@@ -54,6 +62,7 @@ impl Control {
             CachePadded::new(Side {
                 pos: AtomicU64::new(0),
                 owner: AtomicU64::new(0),
+                latest: Latest::new(),
             })
         };
         Control {

@@ -6,7 +6,11 @@
 //! Under loom both are tracked, and `create` constructs them in place.
 
 #[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
+#[cfg(loom)]
 pub(crate) use loom::sync::atomic::AtomicU64;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::fence;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::AtomicU64;
 

@@ -699,13 +699,16 @@ fn yields_are_counted_as_the_strategy_says() {
         ),
     ];
     for (strategy, expected) in cases {
+        // On a loaded machine each yield may give a whole time slice away:
+        // leave room for all of them before the deadline.
+        let wait = WAIT + Duration::from_millis(5) * expected as u32;
         for futex in [true, false] {
             // An empty ring, its producer held: pop waits the whole timeout.
             let ring = spsc(CAP, futex).with_wait_strategy(strategy);
             let mut tx = ring.producer().unwrap();
             let mut rx = ring.consumer().unwrap();
             let before = yields();
-            assert_eq!(rx.pop_blocking(WAIT), Err(PopError::Empty));
+            assert_eq!(rx.pop_blocking(wait), Err(PopError::Empty));
             assert_eq!(
                 yields() - before,
                 expected,
@@ -716,7 +719,7 @@ fn yields_are_counted_as_the_strategy_says() {
                 tx.push(v).unwrap();
             }
             let before = yields();
-            assert_eq!(tx.push_blocking(9, WAIT), Err(PushError::Full(9)));
+            assert_eq!(tx.push_blocking(9, wait), Err(PushError::Full(9)));
             assert_eq!(
                 yields() - before,
                 expected,
@@ -725,7 +728,7 @@ fn yields_are_counted_as_the_strategy_says() {
             // MPMC: no hand-off, the same count.
             let ring = mpmc(CAP, futex).with_wait_strategy(strategy);
             let before = yields();
-            assert_eq!(ring.pop_blocking(WAIT), Err(PopError::Empty));
+            assert_eq!(ring.pop_blocking(wait), Err(PopError::Empty));
             assert_eq!(
                 yields() - before,
                 expected,

@@ -45,6 +45,24 @@ fn spsc_delivers_in_order_across_a_wrap() {
     });
 }
 
+/// A caught-up consumer's `pop` reads the last single item from the tail's
+/// line: never a torn copy (two-word items) nor a stale one (a bulk push in
+/// between writes none).
+#[test]
+fn spsc_copy_in_the_tail_line_is_never_torn_or_stale() {
+    model(|| {
+        let (mut tx, mut rx) = SpscRing::<[u64; 2]>::new_heap(4).unwrap();
+        let producer = thread::spawn(move || {
+            retry(|| tx.push([1, 1]).ok());
+            retry(|| (tx.push_slice(&[[2, 2]]) == 1).then_some(()));
+            retry(|| tx.push([3, 3]).ok());
+        });
+        let got: Vec<[u64; 2]> = (0..3).map(|_| retry(|| rx.pop().ok())).collect();
+        producer.join().unwrap();
+        assert_eq!(got, [[1, 1], [2, 2], [3, 3]]);
+    });
+}
+
 #[test]
 fn spsc_bulk_publishes_whole_batches() {
     model(|| {

@@ -23,15 +23,12 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use shm_segment::{ForkEpoch, ProcessId};
 
+pub(crate) use crate::sync::fence;
 use crate::sync::AtomicU64;
 
 // std or loom, for what only the MPMC recovery uses (the rest: `crate::sync`).
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::fence;
-#[cfg(loom)]
 use loom::sync::Mutex;
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::fence;
 #[cfg(not(loom))]
 use std::sync::Mutex;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 use shm_segment::{ForkEpoch, Region, Segment};
 
-use super::{forked_bulk, forked_count, forked_pop, wait_of, ReadChunk};
+use super::{forked_bulk, forked_count, forked_pop, latest, wait_of, ReadChunk};
 use crate::error::{BulkError, PopError};
 use crate::shared::{release_role, role_abandoned, Shared};
 use crate::sync::ValueCell;
@@ -121,13 +121,24 @@ impl<T: Pod, R> Consumer<T, R> {
         if !self.epoch.is_current() {
             return Err(forked_pop());
         }
-        if self.ready(1) == 0 {
+        let ready = self.ready(1);
+        if ready == 0 {
             return Err(PopError::Empty);
         }
-        // SAFETY: the slot is masked into the region; slots between head and
-        // tail are complete and not written by the producer until we release
-        // them; T is Pod, so any bytes are a valid T.
-        let value = unsafe { ValueCell::read(self.cell(self.head)) };
+        let copy = if ready == 1 && latest::fits::<T>() {
+            // Caught up: the item may be in the tail's line, just read.
+            let latest = &self.shared.control().tail.latest;
+            latest.take::<T>(self.cached_tail)
+        } else {
+            None
+        };
+        let value = match copy {
+            Some(value) => value,
+            // SAFETY: the slot is masked into the region; slots between head
+            // and tail are complete and not written by the producer until we
+            // release them; T is Pod, so any bytes are a valid T.
+            None => unsafe { ValueCell::read(self.cell(self.head)) },
+        };
         self.release(1);
         Ok(value)
     }

@@ -6,6 +6,14 @@
 //! and re-reads it only when the cached value says full or empty, so the
 //! fast path touches no line it does not own.
 //!
+//! **Hand-offs cost one cache-line transfer.** A consumer that has caught
+//! up polls the tail's line; `push` of an item of at most 40 bytes also
+//! copies it into that line (checked by a sequence lock), and `pop` takes
+//! it from there when it is the only item ready. So a busy-polling round
+//! trip moves one line each way instead of two (tail, then slot), close to
+//! the cost of bouncing a bare cache line. Bulk calls and chunks write no
+//! copy; their items are read from the slots.
+//!
 //! **Crash safety.** The producer writes a slot, then publishes the new tail
 //! with Release. Killed at any instant, it leaves the tail either before or
 //! after a complete element: the consumer sees exactly the committed prefix,
@@ -89,6 +97,7 @@ use crate::wait::{Wait, WaitStrategy};
 mod chunks;
 mod consumer;
 mod io;
+pub(crate) mod latest;
 mod producer;
 
 pub use chunks::{ReadChunk, WriteChunk};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 use shm_segment::{ForkEpoch, Region, Segment};
 
-use super::{forked_bulk, forked_count, forked_push, wait_of, WriteChunk};
+use super::{forked_bulk, forked_count, forked_push, latest, wait_of, WriteChunk};
 use crate::error::{BulkError, PushError};
 use crate::shared::{release_role, role_abandoned, Shared};
 use crate::sync::{AtomicU64, ValueCell};
@@ -129,6 +129,10 @@ impl<T: Pod, R> Producer<T, R> {
             return Err(PushError::Full(value));
         }
         self.write_slot(self.tail, value);
+        if latest::fits::<T>() {
+            // A consumer that has caught up takes it from the tail's line.
+            self.shared.control().tail.latest.offer(self.tail, value);
+        }
         self.publish(1);
         Ok(())
     }
