@@ -564,10 +564,14 @@ impl<T: Pod, R> MpmcRing<T, R> {
             return Some(now);
         }
         // A consumer took `q` and has not released its slot yet: wait, and
-        // when that takes long, ask who it is.
+        // when that takes long, ask who it is. Only the slot is polled
+        // meanwhile: reading the head and tail again would pull their lines
+        // away from the peers about to move them.
         let st = stuck.get_or_insert_with(Stuck::new);
-        if !st.spun() {
-            return Some(pos);
+        while !st.spun() {
+            if self.seq(i).load(Ordering::Acquire) != s {
+                return Some(pos);
+            }
         }
         if s != free_for(q) + 1 {
             return None; // a state no peer explains: corrupted
@@ -685,10 +689,13 @@ impl<T: Pod, R> MpmcRing<T, R> {
             return Ok(now);
         }
         // A producer claimed `pos` and has not published it: wait, and when
-        // that takes long, ask who it is.
+        // that takes long, ask who it is (polling only the slot, as in
+        // `push_stuck`).
         let st = stuck.get_or_insert_with(Stuck::new);
-        if !st.spun() {
-            return Ok(pos);
+        while !st.spun() {
+            if self.seq(pos).load(Ordering::Acquire) != s {
+                return Ok(pos);
+            }
         }
         if s != free_for(pos) {
             return Err(PopError::Empty); // a state no peer explains: corrupted
