@@ -2,9 +2,13 @@
 //! (what a caught-up consumer's `pop` reads instead of the slot): never
 //! stale, never torn, and only for the types it fits.
 
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::thread;
 
-use shm_ring::SpscRing;
+use shm_ring::{RingOptions, SpscRing};
+use shm_segment::{HeapRegion, Region};
 
 #[test]
 fn a_bulk_push_after_a_single_one_is_popped_from_its_slot() {
@@ -23,6 +27,26 @@ fn a_bulk_push_after_a_single_one_is_popped_from_its_slot() {
     tx.push(5).unwrap();
     assert_eq!((rx.pop(), rx.pop()), (Ok(4), Ok(5)));
     assert!(rx.pop().is_err());
+}
+
+/// Positions wrap around at 2^64: the tail 0 reached that way must not
+/// take the never-written copy (whose `begun` is 0 too).
+#[test]
+fn a_tail_wrapped_to_zero_reads_the_slot() {
+    let region = HeapRegion::new(SpscRing::<u64>::required_size(4));
+    let ring = SpscRing::<u64, _>::create(&region, 4, RingOptions::new()).unwrap();
+    for word in [common::TAIL_POS, common::HEAD_POS] {
+        region
+            .atomic_u64(word)
+            .unwrap()
+            .store(u64::MAX, Ordering::Relaxed);
+    }
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    assert_eq!(tx.push_slice(&[7]), 1); // position u64::MAX, no copy
+    assert_eq!(rx.pop(), Ok(7));
+    tx.push(8).unwrap(); // position 0: its copy has `begun` 0
+    assert_eq!(rx.pop(), Ok(8));
 }
 
 #[test]

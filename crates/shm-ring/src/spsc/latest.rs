@@ -17,8 +17,9 @@
 //! therefore proves the words are position `t - 1`'s. Pushes that write no
 //! copy (bulk calls, chunks) leave `begun` behind the tail, so it never
 //! matches again until the next single push. Zeroed memory (a new ring, or
-//! one a version without this copy made) never matches either, since the
-//! tail of a ring with an item is at least 1.
+//! one a version without this copy made) never matches either: `begun == 0`
+//! could only match a tail of 0, which a ring with an item reaches only by
+//! wrapping around, and a tail of 0 never takes the copy.
 
 use std::mem::{align_of, size_of};
 use std::sync::atomic::Ordering;
@@ -87,7 +88,9 @@ impl Latest {
         // SYNC POINT: pairs with the fence in `offer`: if a word above came
         // from a later copy, the load below sees that copy's `begun`.
         fence(Ordering::Acquire);
-        if self.begun.load(Ordering::Relaxed) != tail {
+        // `begun` 0 is also "no copy yet" (zeroed memory): a tail of 0 (only
+        // ever reached by wrapping around) does not use the copy.
+        if tail == 0 || self.begun.load(Ordering::Relaxed) != tail {
             return None;
         }
         Some(bytemuck::pod_read_unaligned(
