@@ -411,13 +411,59 @@ struct Slots<T> {
     mask: u64,
 }
 
-impl<T> Slots<T> {
+impl<T: Copy> Slots<T> {
     /// Slot of position `pos`: masked, so always inside the checked array.
     #[inline]
     fn at(self, pos: u64) -> *mut Slot<T> {
         // SAFETY: `pos & mask < capacity`, and `wire` checked that
         // `capacity` slots fit in the region (as `Shared::slot_ptr`).
         unsafe { self.base.add((pos & self.mask) as usize) }
+    }
+
+    /// How many of the `n` positions from `pos` lie before the end of the
+    /// array: the slots from `at(pos)` on are consecutive for that many.
+    /// Bulk loops walk such runs with a pointer instead of masking each
+    /// position.
+    #[inline]
+    fn run(self, pos: u64, n: u64) -> u64 {
+        (self.mask - (pos & self.mask) + 1).min(n)
+    }
+
+    /// How many consecutive positions from `pos` (at most `max`) have a slot
+    /// whose sequence is `free_for(position) + state` (0: free for it,
+    /// 1: holding its value).
+    #[inline]
+    fn count(self, pos: u64, max: u64, state: u64) -> u64 {
+        if max == 1 {
+            // Single operations: no run to walk (and nothing left for the
+            // optimizer to unroll when `max` is the constant 1).
+            // SAFETY: masked into the array; an atomic.
+            let seq = unsafe { &*addr_of!((*self.at(pos)).seq) };
+            // SYNC POINT: as below.
+            return u64::from(seq.load(Ordering::Acquire) == free_for(pos).wrapping_add(state));
+        }
+        let mut k = 0;
+        while k < max {
+            let first = pos.wrapping_add(k);
+            let run = self.run(first, max - k);
+            let slot = self.at(first);
+            let mut want = free_for(first).wrapping_add(state);
+            let mut j = 0;
+            while j < run {
+                // SAFETY: `j < run`, so inside the array (see `run`); the
+                // sequence is an atomic, any bits are valid.
+                let seq = unsafe { &*addr_of!((*slot.add(j as usize)).seq) };
+                // SYNC POINT: Acquire pairs with the Release store of the
+                // sequence by whoever last owned this slot (`put`, `take`).
+                if seq.load(Ordering::Acquire) != want {
+                    return k + j;
+                }
+                want = want.wrapping_add(2);
+                j += 1;
+            }
+            k += run;
+        }
+        k
     }
 }
 
@@ -470,6 +516,61 @@ impl<T: Pod, R> MpmcRing<T, R> {
         value
     }
 
+    /// [`put`](Self::put) of `values` at the positions from `first`, which
+    /// the caller claimed, walking runs of consecutive slots.
+    #[inline]
+    fn put_all(&self, slots: Slots<T>, first: u64, values: &[T]) {
+        let (mut pos, mut rest) = (first, values);
+        while !rest.is_empty() {
+            let run = slots.run(pos, rest.len() as u64);
+            let (now, later) = rest.split_at(run as usize);
+            let slot = slots.at(pos);
+            for (j, v) in now.iter().enumerate() {
+                // SAFETY: `j < run`: inside the array (see `Slots::run`); the
+                // caller claimed these positions, so no one else touches
+                // their values until they are published.
+                unsafe {
+                    let slot = slot.add(j);
+                    ValueCell::write(addr_of_mut!((*slot).value), *v);
+                    // SYNC POINT: Release pairs with the consumers' Acquire
+                    // load in `claim_pop`.
+                    (*addr_of!((*slot).seq))
+                        .store(free_for(pos.wrapping_add(j as u64)) + 1, Ordering::Release);
+                }
+            }
+            pos = pos.wrapping_add(run);
+            rest = later;
+        }
+    }
+
+    /// [`take`](Self::take) of the positions from `first`, which the caller
+    /// claimed, into `out`, walking runs of consecutive slots.
+    #[inline]
+    fn take_all(&self, slots: Slots<T>, first: u64, out: &mut [T]) {
+        let capacity = self.inner.capacity;
+        let (mut pos, mut rest) = (first, out);
+        while !rest.is_empty() {
+            let run = slots.run(pos, rest.len() as u64);
+            let (now, later) = rest.split_at_mut(run as usize);
+            let slot = slots.at(pos);
+            for (j, v) in now.iter_mut().enumerate() {
+                let next_lap = free_for(pos.wrapping_add(j as u64).wrapping_add(capacity));
+                // SAFETY: `j < run`: inside the array (see `Slots::run`); the
+                // caller claimed these published positions; T is Pod, so any
+                // bytes are a valid T.
+                unsafe {
+                    let slot = slot.add(j);
+                    *v = ValueCell::read(addr_of!((*slot).value));
+                    // SYNC POINT: Release pairs with the producers' Acquire
+                    // load in `claim_push`.
+                    (*addr_of!((*slot).seq)).store(next_lap, Ordering::Release);
+                }
+            }
+            pos = pos.wrapping_add(run);
+            rest = later;
+        }
+    }
+
     /// Claims at least `min` and up to `max` consecutive positions from the
     /// tail whose slots are free; returns the first position and the count.
     /// Announces the claim in `lane` first. On failure, how many slots were
@@ -487,16 +588,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         // bounce again at once.
         let contended = Backoff::new();
         loop {
-            let mut k = 0;
-            while k < max {
-                let i = pos.wrapping_add(k);
-                // SYNC POINT: Acquire pairs with the Release store of the
-                // sequence by whoever last owned this slot.
-                if self.seq_in(slots, i).load(Ordering::Acquire) != free_for(i) {
-                    break;
-                }
-                k += 1;
-            }
+            let k = slots.count(pos, max, 0);
             if k >= min {
                 lane.lane.announce(pos, k);
                 announced = true;
@@ -600,6 +692,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// Claims up to `max` (at least 1) consecutive published positions from
     /// the head; returns the first position and the count. Announces the
     /// claim in `lane` first.
+    #[inline(always)]
     fn claim_pop(&self, lane: &LaneRef<'_>, max: u64) -> Result<(u64, u64), PopError> {
         let head = &self.inner.control().head.pos;
         let slots = self.slots();
@@ -608,16 +701,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let mut stuck = None;
         let contended = Backoff::new(); // as in `claim_push`
         loop {
-            let mut k = 0;
-            while k < max {
-                let i = pos.wrapping_add(k);
-                // SYNC POINT: Acquire pairs with the producer's Release store
-                // of the sequence in `put`.
-                if self.seq_in(slots, i).load(Ordering::Acquire) != free_for(i) + 1 {
-                    break;
-                }
-                k += 1;
-            }
+            let k = slots.count(pos, max, 1);
             if k > 0 {
                 lane.lane.announce(pos, k | POP);
                 announced = true;
@@ -897,10 +981,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let Some(_lane) = self.dies_at(crate::fault::Point::PushClaimed, lane) else {
             return k as usize;
         };
-        let slots = self.slots();
-        for (i, v) in values[..k as usize].iter().enumerate() {
-            self.put(slots, first.wrapping_add(i as u64), *v);
-        }
+        self.put_all(self.slots(), first, &values[..k as usize]);
         self.published();
         k as usize
     }
@@ -938,10 +1019,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let Some(_lane) = self.dies_at(crate::fault::Point::PushClaimed, lane) else {
             return Ok(());
         };
-        let slots = self.slots();
-        for (i, v) in values.iter().enumerate() {
-            self.put(slots, first.wrapping_add(i as u64), *v);
-        }
+        self.put_all(self.slots(), first, values);
         self.published();
         Ok(())
     }
@@ -975,10 +1053,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let Some(_lane) = self.dies_at(crate::fault::Point::PopClaimed, lane) else {
             return 0;
         };
-        let (slots, capacity) = (self.slots(), self.inner.capacity);
-        for (i, slot) in out[..k as usize].iter_mut().enumerate() {
-            *slot = self.take(slots, first.wrapping_add(i as u64), capacity);
-        }
+        self.take_all(self.slots(), first, &mut out[..k as usize]);
         self.freed();
         k as usize
     }
