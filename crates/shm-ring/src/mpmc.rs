@@ -145,6 +145,7 @@
 pub(crate) mod lanes;
 
 use std::marker::PhantomData;
+use std::ops::Range;
 use std::ptr::{addr_of, addr_of_mut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -429,6 +430,21 @@ impl<T: Copy> Slots<T> {
         (self.mask - (pos & self.mask) + 1).min(n)
     }
 
+    /// Splits the `n` positions from `pos` into runs of consecutive slots
+    /// and calls `f(first slot, first position, indices into the n)` for
+    /// each, in order: `f` may touch the slots from the first one on for
+    /// the length of the range.
+    #[inline]
+    fn each_run(self, pos: u64, n: usize, mut f: impl FnMut(*mut Slot<T>, u64, Range<usize>)) {
+        let mut done = 0;
+        while done < n {
+            let at = pos.wrapping_add(done as u64);
+            let run = self.run(at, (n - done) as u64) as usize;
+            f(self.at(at), at, done..done + run);
+            done += run;
+        }
+    }
+
     /// How many consecutive positions from `pos` (at most `max`) have a slot
     /// whose sequence is `free_for(position) + state` (0: free for it,
     /// 1: holding its value).
@@ -520,13 +536,9 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// the caller claimed, walking runs of consecutive slots.
     #[inline]
     fn put_all(&self, slots: Slots<T>, first: u64, values: &[T]) {
-        let (mut pos, mut rest) = (first, values);
-        while !rest.is_empty() {
-            let run = slots.run(pos, rest.len() as u64);
-            let (now, later) = rest.split_at(run as usize);
-            let slot = slots.at(pos);
-            for (j, v) in now.iter().enumerate() {
-                // SAFETY: `j < run`: inside the array (see `Slots::run`); the
+        slots.each_run(first, values.len(), |slot, pos, range| {
+            for (j, v) in values[range].iter().enumerate() {
+                // SAFETY: `j` is inside the run (see `Slots::each_run`); the
                 // caller claimed these positions, so no one else touches
                 // their values until they are published.
                 unsafe {
@@ -538,9 +550,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
                         .store(free_for(pos.wrapping_add(j as u64)) + 1, Ordering::Release);
                 }
             }
-            pos = pos.wrapping_add(run);
-            rest = later;
-        }
+        });
     }
 
     /// [`take`](Self::take) of the positions from `first`, which the caller
@@ -548,14 +558,10 @@ impl<T: Pod, R> MpmcRing<T, R> {
     #[inline]
     fn take_all(&self, slots: Slots<T>, first: u64, out: &mut [T]) {
         let capacity = self.inner.capacity;
-        let (mut pos, mut rest) = (first, out);
-        while !rest.is_empty() {
-            let run = slots.run(pos, rest.len() as u64);
-            let (now, later) = rest.split_at_mut(run as usize);
-            let slot = slots.at(pos);
-            for (j, v) in now.iter_mut().enumerate() {
+        slots.each_run(first, out.len(), |slot, pos, range| {
+            for (j, v) in out[range].iter_mut().enumerate() {
                 let next_lap = free_for(pos.wrapping_add(j as u64).wrapping_add(capacity));
-                // SAFETY: `j < run`: inside the array (see `Slots::run`); the
+                // SAFETY: `j` is inside the run (see `Slots::each_run`); the
                 // caller claimed these published positions; T is Pod, so any
                 // bytes are a valid T.
                 unsafe {
@@ -566,9 +572,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
                     (*addr_of!((*slot).seq)).store(next_lap, Ordering::Release);
                 }
             }
-            pos = pos.wrapping_add(run);
-            rest = later;
-        }
+        });
     }
 
     /// Claims at least `min` and up to `max` consecutive positions from the
