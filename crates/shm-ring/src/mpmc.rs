@@ -444,43 +444,6 @@ impl<T: Copy> Slots<T> {
             done += run;
         }
     }
-
-    /// How many consecutive positions from `pos` (at most `max`) have a slot
-    /// whose sequence is `free_for(position) + state` (0: free for it,
-    /// 1: holding its value).
-    #[inline]
-    fn count(self, pos: u64, max: u64, state: u64) -> u64 {
-        if max == 1 {
-            // Single operations: no run to walk (and nothing left for the
-            // optimizer to unroll when `max` is the constant 1).
-            // SAFETY: masked into the array; an atomic.
-            let seq = unsafe { &*addr_of!((*self.at(pos)).seq) };
-            // SYNC POINT: as below.
-            return u64::from(seq.load(Ordering::Acquire) == free_for(pos).wrapping_add(state));
-        }
-        let mut k = 0;
-        while k < max {
-            let first = pos.wrapping_add(k);
-            let run = self.run(first, max - k);
-            let slot = self.at(first);
-            let mut want = free_for(first).wrapping_add(state);
-            let mut j = 0;
-            while j < run {
-                // SAFETY: `j < run`, so inside the array (see `run`); the
-                // sequence is an atomic, any bits are valid.
-                let seq = unsafe { &*addr_of!((*slot.add(j as usize)).seq) };
-                // SYNC POINT: Acquire pairs with the Release store of the
-                // sequence by whoever last owned this slot (`put`, `take`).
-                if seq.load(Ordering::Acquire) != want {
-                    return k + j;
-                }
-                want = want.wrapping_add(2);
-                j += 1;
-            }
-            k += run;
-        }
-        k
-    }
 }
 
 impl<T: Pod, R> MpmcRing<T, R> {
@@ -495,10 +458,8 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// The sequence of position `pos`'s slot (of this ring's `slots`).
     #[inline]
     fn seq_in(&self, slots: Slots<T>, pos: u64) -> &AtomicU64 {
-        let slot = slots.at(pos);
-        // SAFETY: the slot pointer is masked into the checked slot array, and
-        // the sequence is an atomic: any bits are valid, sharing is its purpose.
-        unsafe { &*addr_of!((*slot).seq) }
+        // SAFETY: masked into the checked slot array.
+        unsafe { self.seq_at(slots.at(pos)) }
     }
 
     #[inline]
@@ -506,71 +467,114 @@ impl<T: Pod, R> MpmcRing<T, R> {
         self.seq_in(self.slots(), pos)
     }
 
-    /// Writes `value` into position `pos`'s slot and publishes it.
+    /// The sequence of the slot at `slot`.
+    ///
+    /// # Safety
+    ///
+    /// `slot` points into this ring's slot array (`Slots::at`, or inside a
+    /// run from it).
     #[inline]
-    fn put(&self, slots: Slots<T>, pos: u64, value: T) {
-        let slot = slots.at(pos);
-        // SAFETY: in bounds (masked); the caller claimed position `pos`, so
-        // no one else reads or writes this value until it is published.
-        unsafe { ValueCell::write(addr_of_mut!((*slot).value), value) }
-        // SYNC POINT: Release pairs with the consumers' Acquire load in `claim_pop`.
-        self.seq_in(slots, pos)
-            .store(free_for(pos) + 1, Ordering::Release);
+    unsafe fn seq_at(&self, slot: *mut Slot<T>) -> &AtomicU64 {
+        // SAFETY: a slot of the checked array (caller's promise); the
+        // sequence is an atomic: any bits are valid, sharing is its purpose.
+        unsafe { &*addr_of!((*slot).seq) }
     }
 
-    /// Reads the value of position `pos`'s slot and frees the slot for the
-    /// next lap (`capacity` ahead).
+    /// How many consecutive positions from `pos` (at most `max`) have a slot
+    /// whose sequence is `free_for(position) + state` (0: free for it,
+    /// 1: holding its value).
     #[inline]
-    fn take(&self, slots: Slots<T>, pos: u64, capacity: u64) -> T {
-        let slot = slots.at(pos);
-        // SAFETY: in bounds (masked); the caller claimed position `pos`, whose
-        // value was published; T is Pod, so any bytes are a valid T.
-        let value = unsafe { ValueCell::read(addr_of!((*slot).value)) };
-        // SYNC POINT: Release pairs with the producers' Acquire load in `claim_push`.
-        self.seq_in(slots, pos)
-            .store(free_for(pos.wrapping_add(capacity)), Ordering::Release);
-        value
+    fn count(&self, slots: Slots<T>, pos: u64, max: u64, state: u64) -> u64 {
+        // SYNC POINT (both loads): Acquire pairs with the Release store of
+        // the sequence by whoever last owned the slot (`put_at`, `take_at`).
+        if max == 1 {
+            // Single operations: no run to walk (and nothing left for the
+            // optimizer to unroll when `max` is the constant 1).
+            let seq = self.seq_in(slots, pos).load(Ordering::Acquire);
+            return u64::from(seq == free_for(pos).wrapping_add(state));
+        }
+        let mut k = 0;
+        while k < max {
+            let first = pos.wrapping_add(k);
+            let run = slots.run(first, max - k);
+            let slot = slots.at(first);
+            let mut want = free_for(first).wrapping_add(state);
+            let mut j = 0;
+            while j < run {
+                // SAFETY: `j < run`, so inside the array (see `Slots::run`).
+                let seq = unsafe { self.seq_at(slot.add(j as usize)) };
+                if seq.load(Ordering::Acquire) != want {
+                    return k + j;
+                }
+                want = want.wrapping_add(2);
+                j += 1;
+            }
+            k += run;
+        }
+        k
     }
 
-    /// [`put`](Self::put) of `values` at the positions from `first`, which
-    /// the caller claimed, walking runs of consecutive slots.
+    /// Writes `value` into position `pos`'s slot, at `slot`, and publishes it.
+    ///
+    /// # Safety
+    ///
+    /// `slot` is position `pos`'s slot in this ring's array, and the caller
+    /// claimed `pos`, so no one else reads or writes its value until it is
+    /// published.
+    #[inline]
+    unsafe fn put_at(&self, slot: *mut Slot<T>, pos: u64, value: T) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            ValueCell::write(addr_of_mut!((*slot).value), value);
+            // SYNC POINT: Release pairs with the consumers' Acquire load in
+            // `claim_pop`.
+            self.seq_at(slot)
+                .store(free_for(pos) + 1, Ordering::Release);
+        }
+    }
+
+    /// Reads the value of position `pos`'s slot, at `slot`, and frees the
+    /// slot for the next lap (`capacity` ahead).
+    ///
+    /// # Safety
+    ///
+    /// `slot` is position `pos`'s slot in this ring's array, and the caller
+    /// claimed `pos`, whose value was published.
+    #[inline]
+    unsafe fn take_at(&self, slot: *mut Slot<T>, pos: u64, capacity: u64) -> T {
+        // SAFETY: forwarded contract; T is Pod, so any bytes are a valid T.
+        unsafe {
+            let value = ValueCell::read(addr_of!((*slot).value));
+            // SYNC POINT: Release pairs with the producers' Acquire load in
+            // `claim_push`.
+            self.seq_at(slot)
+                .store(free_for(pos.wrapping_add(capacity)), Ordering::Release);
+            value
+        }
+    }
+
+    /// [`put_at`](Self::put_at) of `values` at the positions from `first`,
+    /// which the caller claimed, walking runs of consecutive slots.
     #[inline]
     fn put_all(&self, slots: Slots<T>, first: u64, values: &[T]) {
         slots.each_run(first, values.len(), |slot, pos, range| {
             for (j, v) in values[range].iter().enumerate() {
-                // SAFETY: `j` is inside the run (see `Slots::each_run`); the
-                // caller claimed these positions, so no one else touches
-                // their values until they are published.
-                unsafe {
-                    let slot = slot.add(j);
-                    ValueCell::write(addr_of_mut!((*slot).value), *v);
-                    // SYNC POINT: Release pairs with the consumers' Acquire
-                    // load in `claim_pop`.
-                    (*addr_of!((*slot).seq))
-                        .store(free_for(pos.wrapping_add(j as u64)) + 1, Ordering::Release);
-                }
+                // SAFETY: `j` is inside the run (see `Slots::each_run`), so
+                // this is position `pos + j`'s slot, which the caller claimed.
+                unsafe { self.put_at(slot.add(j), pos.wrapping_add(j as u64), *v) };
             }
         });
     }
 
-    /// [`take`](Self::take) of the positions from `first`, which the caller
-    /// claimed, into `out`, walking runs of consecutive slots.
+    /// [`take_at`](Self::take_at) of the positions from `first`, which the
+    /// caller claimed, into `out`, walking runs of consecutive slots.
     #[inline]
     fn take_all(&self, slots: Slots<T>, first: u64, out: &mut [T]) {
         let capacity = self.inner.capacity;
         slots.each_run(first, out.len(), |slot, pos, range| {
             for (j, v) in out[range].iter_mut().enumerate() {
-                let next_lap = free_for(pos.wrapping_add(j as u64).wrapping_add(capacity));
-                // SAFETY: `j` is inside the run (see `Slots::each_run`); the
-                // caller claimed these published positions; T is Pod, so any
-                // bytes are a valid T.
-                unsafe {
-                    let slot = slot.add(j);
-                    *v = ValueCell::read(addr_of!((*slot).value));
-                    // SYNC POINT: Release pairs with the producers' Acquire
-                    // load in `claim_push`.
-                    (*addr_of!((*slot).seq)).store(next_lap, Ordering::Release);
-                }
+                // SAFETY: as in `put_all`; these positions were published.
+                *v = unsafe { self.take_at(slot.add(j), pos.wrapping_add(j as u64), capacity) };
             }
         });
     }
@@ -592,7 +596,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         // bounce again at once.
         let contended = Backoff::new();
         loop {
-            let k = slots.count(pos, max, 0);
+            let k = self.count(slots, pos, max, 0);
             if k >= min {
                 lane.lane.announce(pos, k);
                 announced = true;
@@ -705,7 +709,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let mut stuck = None;
         let contended = Backoff::new(); // as in `claim_push`
         loop {
-            let k = slots.count(pos, max, 1);
+            let k = self.count(slots, pos, max, 1);
             if k > 0 {
                 lane.lane.announce(pos, k | POP);
                 announced = true;
@@ -922,7 +926,8 @@ impl<T: Pod, R> MpmcRing<T, R> {
                 let Some(_lane) = self.dies_at(crate::fault::Point::PushClaimed, lane) else {
                     return Ok(());
                 };
-                self.put(self.slots(), pos, value);
+                // SAFETY: position `pos`'s slot (masked); this push claimed it.
+                unsafe { self.put_at(self.slots().at(pos), pos, value) };
                 self.published();
                 Ok(())
             }
@@ -955,7 +960,9 @@ impl<T: Pod, R> MpmcRing<T, R> {
         let Some(_lane) = self.dies_at(crate::fault::Point::PopClaimed, lane) else {
             return Err(PopError::Empty);
         };
-        let value = self.take(self.slots(), pos, self.inner.capacity);
+        // SAFETY: position `pos`'s slot (masked); this pop claimed it, and
+        // the claim found it published.
+        let value = unsafe { self.take_at(self.slots().at(pos), pos, self.inner.capacity) };
         self.freed();
         Ok(value)
     }
