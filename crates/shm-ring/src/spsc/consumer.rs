@@ -77,10 +77,10 @@ impl<T: Pod, R> Consumer<T, R> {
         let cap = self.shared.capacity;
         let mut avail = self.cached_tail.wrapping_sub(self.head);
         if avail < want {
-            // SYNC POINT: Acquire pairs with the producer's Release store of
-            // the tail: the elements before it are fully written.
-            self.cached_tail = self.shared.control().tail.pos.load(Ordering::Acquire);
-            avail = self.cached_tail.wrapping_sub(self.head);
+            avail = self.refresh_tail();
+            if avail >= 2 {
+                avail = super::slip(cap, avail, || self.refresh_tail());
+            }
         }
         // A corrupted tail (more than a lap ahead, or behind) reads as empty.
         if avail > cap {
@@ -88,6 +88,15 @@ impl<T: Pod, R> Consumer<T, R> {
         } else {
             avail
         }
+    }
+
+    /// Re-reads the tail; returns how many items are ready (unchecked).
+    #[inline]
+    fn refresh_tail(&mut self) -> u64 {
+        // SYNC POINT: Acquire pairs with the producer's Release store of
+        // the tail: the elements before it are fully written.
+        self.cached_tail = self.shared.control().tail.pos.load(Ordering::Acquire);
+        self.cached_tail.wrapping_sub(self.head)
     }
 
     #[inline]

@@ -72,16 +72,33 @@ impl<T: Pod, R> Producer<T, R> {
     /// Free slots, refreshing the cached head when fewer than `want` seem free.
     #[inline]
     pub(super) fn free(&mut self, want: u64) -> u64 {
-        let cap = self.shared.capacity;
-        let mut used = self.tail.wrapping_sub(self.cached_head);
-        if cap.saturating_sub(used) < want {
-            // SYNC POINT: Acquire pairs with the consumer's Release store of
-            // the head: the slots it freed are no longer being read.
-            self.cached_head = self.shared.control().head.pos.load(Ordering::Acquire);
-            used = self.tail.wrapping_sub(self.cached_head);
+        let free = self.free_by(self.cached_head);
+        if free >= want {
+            return free;
         }
-        // A corrupted head (ahead of the tail) reads as full: data may stall, memory stays safe.
-        cap.saturating_sub(used)
+        let free = self.refresh_head();
+        if free >= 2 {
+            return super::slip(self.shared.capacity, free, || self.refresh_head());
+        }
+        free
+    }
+
+    /// Free slots when the consumer's head is `head`. A corrupted head
+    /// (ahead of the tail) reads as full: data may stall, memory stays safe.
+    #[inline]
+    fn free_by(&self, head: u64) -> u64 {
+        self.shared
+            .capacity
+            .saturating_sub(self.tail.wrapping_sub(head))
+    }
+
+    /// Re-reads the head; returns how many slots are free.
+    #[inline]
+    fn refresh_head(&mut self) -> u64 {
+        // SYNC POINT: Acquire pairs with the consumer's Release store of the
+        // head: the slots it freed are no longer being read.
+        self.cached_head = self.shared.control().head.pos.load(Ordering::Acquire);
+        self.free_by(self.cached_head)
     }
 
     #[inline]
