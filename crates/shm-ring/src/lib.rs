@@ -93,6 +93,7 @@ mod inspect;
 pub mod layout;
 pub mod mpmc;
 mod shared;
+mod slip;
 pub mod spsc;
 mod sync;
 mod wait;

@@ -37,10 +37,11 @@
 //! the slot, the operation is on its peers' heels: each slot line it touches
 //! next is the one they are writing, and lines would cross between cores
 //! once per item. If the peers are streaming (they already claimed past that
-//! slot), it first lets them get an eighth of the ring ahead, for at most
-//! 128 looks at one slot ("temporal slipping", as in FastForward). A lone
-//! item (a ping-pong) is never delayed. On a 2-vCPU VM this made single
-//! pushes and pops 2–5× faster under contention.
+//! slot), it first lets them get up to an eighth of the ring ahead, looking
+//! at their position at most 8 times and only while they make progress
+//! ("temporal slipping", as in FastForward; the SPSC ring does the same). A
+//! lone item (a ping-pong) is never delayed. On a 2-vCPU VM this made single
+//! pushes and pops 3–4× faster under contention.
 //!
 //! **Claim records.** The ring's shared block (after the control block,
 //! before the slots) holds 64 *lanes*, each on its own cache line: an owner
@@ -192,15 +193,6 @@ impl<T> RingSlot for Slot<T> {
         unsafe { Records::init(extra) }
     }
 }
-
-/// How far a push or pop that caught up with its peers lets them go ahead
-/// before it goes on: this fraction of the capacity
-/// ([`MpmcRing::let_peers_ahead`]).
-const SLIP_FRACTION: u64 = 8;
-
-/// How many times at most it looks whether they did (a spin-loop hint
-/// between looks): short, since peers that stop need not come.
-const SLIP_POLLS: u32 = 128;
 
 /// The sequence of a slot that is free for position `pos`.
 #[inline]
@@ -708,48 +700,39 @@ impl<T: Pod, R> MpmcRing<T, R> {
     }
 
     /// A producer (`state` 0) or consumer (`state` 1) caught up with its
-    /// peers: the slot of position `i` became ready for it just now. Going
-    /// on at once would keep it on their heels, where each slot line it
-    /// touches is the one they are writing, so lines cross between cores
-    /// once per item instead of once per line (FastForward's "temporal
-    /// slipping", Giacomoni et al., 2008). When the peers are streaming
-    /// (they already claimed past `i`), it waits until they made the slot
-    /// [`SLIP_FRACTION`] of the capacity further on ready too, for at most
-    /// [`SLIP_POLLS`] looks. A lone item (a ping-pong, a consumer that
-    /// stopped) is not delayed: the peers claimed nothing past it. Returns
-    /// how many looks it took (for tests).
+    /// peers: the slot of position `i` became ready for it just now. When
+    /// they are streaming (they already claimed past `i`), let them get
+    /// ahead first ([`crate::slip`]); the room is what their position
+    /// leaves this side from `i` on. Returns that room (for tests).
     #[cold]
     #[inline(never)]
-    fn let_peers_ahead(&self, i: u64, state: u64) -> u32 {
-        let slip = self.inner.capacity / SLIP_FRACTION;
-        if cfg!(loom) || slip == 0 {
-            return 0; // (under loom: a delay, no effect on what is correct)
-        }
+    fn let_peers_ahead(&self, i: u64, state: u64) -> u64 {
         let ctl = self.inner.control();
-        // Whose position says they are streaming, and the next position
-        // they would claim had they not: the consumers' head, a lap behind
-        // a producer; the producers' tail, for a consumer.
-        let (peers, next) = if state == 0 {
-            let q = i.wrapping_sub(self.inner.capacity);
-            (&ctl.head.pos, q.wrapping_add(1))
+        let capacity = self.inner.capacity;
+        // The consumers' head, a lap behind a producer's positions; the
+        // producers' tail, for a consumer.
+        let (peers, lap) = if state == 0 {
+            (&ctl.head.pos, capacity)
         } else {
-            (&ctl.tail.pos, i.wrapping_add(1))
+            (&ctl.tail.pos, 0)
         };
-        if peers.load(Ordering::Relaxed).wrapping_sub(next) as i64 <= 0 {
-            return 0;
-        }
-        let j = i.wrapping_add(slip);
-        let seq = self.seq(j);
-        let ready = free_for(j).wrapping_add(state);
-        for looks in 1..=SLIP_POLLS {
-            // Ready for `j`, or already for a later state or lap: a hint
-            // only, the claim that follows checks again (hence Relaxed).
-            if seq.load(Ordering::Relaxed).wrapping_sub(ready) as i64 >= 0 {
-                return looks;
+        let room = || {
+            let ahead = peers
+                .load(Ordering::Relaxed)
+                .wrapping_add(lap)
+                .wrapping_sub(i);
+            // Behind `i` (a corrupted or recovering ring): no room.
+            if (ahead as i64) < 0 {
+                0
+            } else {
+                ahead
             }
-            std::hint::spin_loop();
+        };
+        let now = room();
+        if now < 2 {
+            return now;
         }
-        SLIP_POLLS
+        crate::slip::slip(capacity, now, room)
     }
 
     /// What a pop says when it found no lane to announce its claim in:
@@ -1321,7 +1304,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
 mod tests {
     use super::*;
 
-    /// A ring of 64 (so the slip is 8 positions) after `pushes` pushes
+    /// A ring of 64 (so an eighth is 8 positions) after `pushes` pushes
     /// and `pops` pops.
     fn ring(pushes: u64, pops: u64) -> MpmcRing<u64, HeapRegion> {
         let ring = MpmcRing::<u64>::new_heap(64).unwrap();
@@ -1335,39 +1318,25 @@ mod tests {
     }
 
     #[test]
-    fn a_producer_on_the_consumers_heels_waits_only_while_they_stream() {
+    fn the_room_a_catching_up_producer_sees_is_what_the_consumers_claimed() {
         // Full, and one pop freed position 0's slot for position 64: the
-        // consumers claimed nothing past it, so no wait (0 looks).
-        assert_eq!(ring(64, 1).let_peers_ahead(64, 0), 0);
-        // Two pops: they stream, but 72's slot (8) is not free: every look.
-        assert_eq!(ring(64, 2).let_peers_ahead(64, 0), SLIP_POLLS);
-        // Nine: slot 8 is free for 72 already, one look.
-        assert_eq!(ring(64, 9).let_peers_ahead(64, 0), 1);
+        // consumers claimed nothing past it, so no wait.
+        assert_eq!(ring(64, 1).let_peers_ahead(64, 0), 1);
+        // Two pops: streaming, but they stopped (no progress): room 2.
+        assert_eq!(ring(64, 2).let_peers_ahead(64, 0), 2);
+        assert_eq!(ring(64, 9).let_peers_ahead(64, 0), 9);
     }
 
     #[test]
-    fn a_consumer_on_the_producers_heels_waits_only_while_they_stream() {
-        // A lone item (a ping-pong) is never delayed.
-        assert_eq!(ring(1, 0).let_peers_ahead(0, 1), 0);
-        // The producers claimed past 0, not yet up to 8: every look.
-        assert_eq!(ring(2, 0).let_peers_ahead(0, 1), SLIP_POLLS);
-        // 8 is published: one look. A lap later the same holds.
-        assert_eq!(ring(9, 0).let_peers_ahead(0, 1), 1);
+    fn the_room_a_catching_up_consumer_sees_is_what_the_producers_claimed() {
+        assert_eq!(ring(1, 0).let_peers_ahead(0, 1), 1); // a ping-pong
+        assert_eq!(ring(3, 0).let_peers_ahead(0, 1), 3);
         let ring = ring(64, 64);
         for v in 0..9 {
             ring.push(v).unwrap();
         }
-        assert_eq!(ring.let_peers_ahead(64, 1), 1);
-    }
-
-    #[test]
-    fn a_tiny_ring_has_no_slip() {
-        let ring = MpmcRing::<u64>::new_heap(4).unwrap();
-        for v in 0..4 {
-            ring.push(v).unwrap();
-        }
-        ring.pop().unwrap();
-        ring.pop().unwrap();
-        assert_eq!(ring.let_peers_ahead(4, 0), 0);
+        assert_eq!(ring.let_peers_ahead(64, 1), 9);
+        // A position the peers are behind (never for a live ring): no room.
+        assert_eq!(ring.let_peers_ahead(80, 1), 0);
     }
 }

@@ -79,7 +79,7 @@ impl<T: Pod, R> Consumer<T, R> {
         if avail < want {
             avail = self.refresh_tail();
             if avail >= 2 {
-                avail = super::slip(cap, avail, || self.refresh_tail());
+                avail = crate::slip::slip(cap, avail, || self.refresh_tail());
             }
         }
         // A corrupted tail (more than a lap ahead, or behind) reads as empty.

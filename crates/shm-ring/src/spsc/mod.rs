@@ -452,47 +452,6 @@ fn wait_of<R>(shared: &Shared<R>, strategy: WaitStrategy) -> Wait {
     }
 }
 
-/// What a side that caught up with a streaming peer lets it get ahead first
-/// ([`slip`]): this fraction of the capacity.
-const SLIP_FRACTION: u64 = 8;
-/// How many times [`slip`] looks at the peer's index at most, and how many
-/// spin-loop hints it waits before each look: each look pulls the line the
-/// peer is writing, so few looks, spaced out.
-const SLIP_LOOKS: u32 = 8;
-const SLIP_PAUSES: u32 = 16;
-
-/// A side that just re-read its peer's index found `room` (items ready, or
-/// slots free). When that is a few, but more than one, this side may be on
-/// the heels of a streaming peer, where taking them now makes each slot
-/// line cross between the cores once per item or two. So it looks again a
-/// little later, and keeps waiting while the peer makes progress, until
-/// `refresh` (which re-reads the index) gives an eighth of the capacity or
-/// after [`SLIP_LOOKS`] looks ("temporal slipping", as in FastForward; the
-/// MPMC ring does the same). A peer that made no progress between two looks
-/// is not streaming (one bulk write, a burst that ended): the room is taken
-/// at once. One item (a ping-pong, a lone message) is never delayed.
-/// Returns the room found last. Callers check `room >= 2` first: the call
-/// stays off a ping-pong's path.
-#[cold]
-#[inline(never)]
-fn slip(capacity: u64, mut room: u64, mut refresh: impl FnMut() -> u64) -> u64 {
-    let enough = capacity / SLIP_FRACTION;
-    if cfg!(loom) || room < 2 || room >= enough {
-        return room; // (under loom: a delay, no effect on what is correct)
-    }
-    for _ in 0..SLIP_LOOKS {
-        for _ in 0..SLIP_PAUSES {
-            std::hint::spin_loop();
-        }
-        let now = refresh();
-        if now >= enough || now == room {
-            return now;
-        }
-        room = now;
-    }
-    room
-}
-
 fn len_of<R>(shared: &Shared<R>) -> usize {
     let ctl = shared.control();
     let head = ctl.head.pos.load(Ordering::Acquire);
@@ -526,45 +485,4 @@ fn forked_bulk() -> BulkError {
 #[inline(never)]
 fn forked_count() -> usize {
     0
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    /// `slip` on a ring of `capacity` that found `room`, with a peer whose
-    /// index gives the items of `later` one look after another (the last
-    /// one from then on): what it returns, and how many looks.
-    fn looks(capacity: u64, room: u64, later: &[u64]) -> (u64, u32) {
-        let mut n = 0;
-        let got = slip(capacity, room, || {
-            n += 1;
-            later[(n as usize - 1).min(later.len() - 1)]
-        });
-        (got, n)
-    }
-
-    #[test]
-    fn one_item_or_plenty_is_taken_at_once() {
-        assert_eq!(looks(4096, 0, &[9]), (0, 0));
-        assert_eq!(looks(4096, 1, &[9]), (1, 0)); // a ping-pong
-        assert_eq!(looks(4096, 512, &[9]), (512, 0)); // an eighth: far enough
-        assert_eq!(looks(8, 2, &[9]), (2, 0)); // too small a ring to slip
-    }
-
-    #[test]
-    fn a_streaming_peer_is_let_ahead_while_it_progresses() {
-        assert_eq!(looks(4096, 2, &[600]), (600, 1));
-        assert_eq!(looks(4096, 2, &[40, 90, 700]), (700, 3));
-        // It stopped after the second look: no wait for it.
-        assert_eq!(looks(4096, 2, &[40, 90, 90]), (90, 3));
-        // A bulk write that is not followed by more: one look.
-        assert_eq!(looks(4096, 100, &[100]), (100, 1));
-        // A peer that keeps trickling: the last look ends it.
-        let trickle: Vec<u64> = (3..100).collect();
-        assert_eq!(
-            looks(4096, 2, &trickle),
-            (2 + u64::from(SLIP_LOOKS), SLIP_LOOKS)
-        );
-    }
 }

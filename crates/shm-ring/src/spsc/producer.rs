@@ -78,7 +78,7 @@ impl<T: Pod, R> Producer<T, R> {
         }
         let free = self.refresh_head();
         if free >= 2 {
-            return super::slip(self.shared.capacity, free, || self.refresh_head());
+            return crate::slip::slip(self.shared.capacity, free, || self.refresh_head());
         }
         free
     }
