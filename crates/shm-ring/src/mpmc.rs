@@ -717,6 +717,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
             (&ctl.tail.pos, 0)
         };
         let room = || {
+            // Relaxed: a hint only; the claim that follows checks the slot.
             let ahead = peers
                 .load(Ordering::Relaxed)
                 .wrapping_add(lap)
@@ -965,9 +966,9 @@ impl<T: Pod, R> MpmcRing<T, R> {
     /// assert_eq!(ring.push(2), Err(shm_ring::PushError::Full(2)));
     /// # Ok::<(), shm_ring::RingError>(())
     /// ```
-    // Always inlined: out of line, the call alone cost about 1 ns of a
-    // 10 ns push+pop pair in a two-thread benchmark (the fast path is short;
-    // the waits are out of line in `push_stuck`).
+    // Always inlined: out of line, the calls cost about 2 ns of an 11 ns
+    // item in a two-thread benchmark (the fast path is short; the waits are
+    // out of line in `push_stuck`).
     #[inline(always)]
     pub fn push(&self, value: T) -> Result<(), PushError<T>> {
         let Some(lane) = self.inner.home.lane() else {
