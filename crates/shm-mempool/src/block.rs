@@ -292,6 +292,7 @@ impl<'p, R: Region> Block<'p, R> {
 }
 
 impl<R: Region> Drop for Block<'_, R> {
+    #[inline]
     fn drop(&mut self) {
         // In a forked child the block is the parent's: give nothing back.
         // Otherwise one CAS from the exact word this handle wrote (or, for

@@ -234,7 +234,7 @@ impl<'p, R: Region> BlockCache<'p, R> {
     /// # Examples
     ///
     /// See [`BlockCache`].
-    #[inline]
+    #[inline(always)]
     pub fn get(&self) -> Result<Block<'_, R>, PoolError> {
         self.try_get()?.ok_or_else(|| self.pool.exhausted())
     }
@@ -257,13 +257,20 @@ impl<'p, R: Region> BlockCache<'p, R> {
     /// assert!(cache.try_get()?.is_some());
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_get(&self) -> Result<Option<Block<'_, R>>, PoolError> {
         if !self.epoch.is_current() {
-            return self.pool.try_get();
+            return self.child_get();
         }
-        let Some((i, held)) = self.core.take(self.pool) else {
-            return self.refill();
+        // Both paths end in one `Block::cached`: a `Block` built in the
+        // cold path too would come back through memory, and so would this
+        // one (8-byte loads of 4-byte stores, which stall).
+        let (i, held) = match self.core.take(self.pool) {
+            Some(taken) => taken,
+            None => match self.refill()? {
+                Some(taken) => taken,
+                None => return Ok(None),
+            },
         };
         self.pool.reset_used(i);
         Ok(Some(Block::cached(
@@ -275,13 +282,21 @@ impl<'p, R: Region> BlockCache<'p, R> {
         )))
     }
 
-    /// `try_get` with an empty cache: takes up to half the capacity from the
-    /// pool, hands out the first and caches the rest.
+    /// `try_get` in a `fork`ed child: the pool's own (kept out of line, so
+    /// that the cached path stays short where it is inlined).
     #[cold]
     #[inline(never)]
-    fn refill(&self) -> Result<Option<Block<'_, R>>, PoolError> {
+    fn child_get(&self) -> Result<Option<Block<'_, R>>, PoolError> {
+        self.pool.try_get()
+    }
+
+    /// `try_get` with an empty cache: takes up to half the capacity from the
+    /// pool, returns the first and caches the rest.
+    #[cold]
+    #[inline(never)]
+    fn refill(&self) -> Result<Option<(u32, u64)>, PoolError> {
         let want = self.core.capacity.div_ceil(2);
-        let Some((first, held)) = self.pool.pop_free(self.core.slot)? else {
+        let Some(first) = self.pool.pop_free(self.core.slot)? else {
             return Ok(None);
         };
         for _ in 1..want {
@@ -290,14 +305,7 @@ impl<'p, R: Region> BlockCache<'p, R> {
                 _ => break,
             }
         }
-        self.pool.reset_used(first);
-        Ok(Some(Block::cached(
-            self.pool,
-            BlockId(first),
-            held,
-            self.epoch,
-            &self.core,
-        )))
+        Ok(Some(first))
     }
 
     /// Gives every cached block back to the pool (in the order they were

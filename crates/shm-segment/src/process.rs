@@ -23,6 +23,7 @@ extern "C" fn after_fork_in_child() {
     liveness::forget_in_child();
 }
 
+#[inline]
 fn register_atfork() {
     ATFORK.call_once(|| {
         // SAFETY: registers a handler that only touches atomics, which is
@@ -65,6 +66,7 @@ impl ForkEpoch {
     /// let a = shm_segment::ForkEpoch::now();
     /// assert_eq!(a, shm_segment::ForkEpoch::now());
     /// ```
+    #[inline]
     pub fn now() -> Self {
         register_atfork();
         ForkEpoch(FORK_GENERATION.load(Ordering::Relaxed))
@@ -116,11 +118,20 @@ impl ProcessId {
     /// ```
     /// assert!(shm_segment::ProcessId::current().start_time > 0);
     /// ```
+    #[inline]
     pub fn current() -> Self {
         let cached = CURRENT.load(Ordering::Relaxed);
         if cached != 0 {
             return Self::from_word(cached);
         }
+        Self::first_current()
+    }
+
+    /// [`current`](ProcessId::current)'s first call in a process (and the
+    /// first after a `fork`): reads the start time and caches the answer.
+    #[cold]
+    #[inline(never)]
+    fn first_current() -> Self {
         register_atfork();
         let pid = std::process::id();
         let me = ProcessId {
@@ -218,6 +229,7 @@ impl ProcessId {
     /// assert_ne!(me.to_word(), 0);
     /// assert_eq!(ProcessId::from_word(me.to_word()), me);
     /// ```
+    #[inline]
     pub fn to_word(self) -> u64 {
         ((self.start_time << PID_BITS) | u64::from(self.pid & PID_MASK)) & !Self::WORD_TAG
     }
@@ -230,6 +242,7 @@ impl ProcessId {
     /// use shm_segment::ProcessId;
     /// assert_eq!(ProcessId::from_word(0), ProcessId::default());
     /// ```
+    #[inline]
     pub fn from_word(word: u64) -> Self {
         let word = word & !Self::WORD_TAG;
         ProcessId {

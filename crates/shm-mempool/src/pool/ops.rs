@@ -67,6 +67,7 @@ unsafe impl<R: Send> Send for Inner<R> {}
 unsafe impl<R: Sync> Sync for Inner<R> {}
 
 impl<R> Inner<R> {
+    #[inline]
     fn owner_word(&self) -> u64 {
         #[cfg(loom)]
         {
@@ -123,16 +124,22 @@ impl<R: Region> MemPool<R> {
         self.inner.region.target()
     }
 
+    #[inline]
     fn index(&self, op: &'static str, id: BlockId) -> Result<u32, PoolError> {
         if id.0 < self.inner.blocks {
             Ok(id.0)
         } else {
-            Err(PoolError::OutOfRange {
-                op,
-                target: self.target(),
-                id,
-                blocks: self.inner.blocks as usize,
-            })
+            Err(self.out_of_range(op, id))
+        }
+    }
+
+    #[cold]
+    fn out_of_range(&self, op: &'static str, id: BlockId) -> PoolError {
+        PoolError::OutOfRange {
+            op,
+            target: self.target(),
+            id,
+            blocks: self.inner.blocks as usize,
         }
     }
 
@@ -278,7 +285,7 @@ impl<R: Region> MemPool<R> {
     /// assert_eq!(pool.stats().held, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn get(&self) -> Result<Block<'_, R>, PoolError> {
         self.try_get()?.ok_or_else(|| self.exhausted())
     }
@@ -302,7 +309,7 @@ impl<R: Region> MemPool<R> {
     /// assert!(pool.try_get()?.is_some());
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_get(&self) -> Result<Option<Block<'_, R>>, PoolError> {
         let epoch = ForkEpoch::now();
         let slot = self.slot()?;
@@ -354,6 +361,7 @@ impl<R: Region> MemPool<R> {
 
     /// Gives back block `id`, held under exactly `held` (what dropping a
     /// [`Block`] does).
+    #[inline]
     pub(crate) fn release(
         &self,
         op: &'static str,
