@@ -270,7 +270,7 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "floor_batch32",
-            "the least ring: memcpy of 32 + one index store",
+            "the least ring: memcpy of 32 + one index store, slipping",
             || {
                 steps(|n| {
                     rp::two_threads(
@@ -532,7 +532,7 @@ const ROWS: &[Row] = &[
         "batches of 32, `push_slice`/`pop_into`",
         "spsc_batch32",
         "floor_batch32",
-        "floor (memcpy of 32 + one index store)",
+        "floor (memcpy of 32 + one index store, slipping)",
         Goal::ReportTime,
         "report",
     ),
@@ -541,7 +541,7 @@ const ROWS: &[Row] = &[
         "rtrb chunks of 32 (the peer of the two rows above)",
         "rtrb_chunk32",
         "floor_batch32",
-        "floor (memcpy of 32 + one index store)",
+        "floor (memcpy of 32 + one index store, slipping)",
         Goal::ReportTime,
         "report",
     ),

@@ -1007,9 +1007,11 @@ pub(crate) fn rtrb_pop_chunk(c: &mut rtrb::Consumer<u64>, out: &mut [u64]) -> us
 /// The batch floor: the least any SPSC ring of `u64`s between two threads
 /// can do per batch. Copy the items into a shared array with `memcpy`, then
 /// publish one index (Release); each side keeps the other's index cached
-/// and reloads it only when the cache says full or empty. No header, no
-/// roles, no checks of shared indices, no crash safety: what every real ring
-/// (ours, rtrb) adds to it is its cost above this.
+/// and reloads it only when the cache says full or empty, and then lets a
+/// streaming peer get ahead first ([`floor_slip`]: the best order of lines
+/// crossing between the cores that is known). No header, no roles, no
+/// checks of shared indices, no crash safety: what every real ring (ours,
+/// rtrb) adds to it is its cost above this.
 pub(crate) struct FloorRing {
     slots: Box<[std::cell::UnsafeCell<u64>]>,
     head: crossbeam_utils::CachePadded<AtomicUsize>,
@@ -1058,12 +1060,44 @@ pub(crate) fn floor_ring() -> (FloorTx, FloorRx) {
     )
 }
 
+/// "Temporal slipping" (FastForward), the rule our ring follows: a side
+/// that reloaded its peer's index and found `room` (items or free slots)
+/// between 2 and an eighth of the ring looks again, 16 spin-loop hints
+/// apart, at most 8 times, while the peer makes progress, so that the two
+/// sides stop writing and reading the same lines.
+#[cold]
+#[inline(never)]
+fn floor_slip(mut room: usize, mut reload: impl FnMut() -> usize) -> usize {
+    let enough = CAPACITY / 8;
+    if room < 2 || room >= enough {
+        return room;
+    }
+    for _ in 0..8 {
+        for _ in 0..16 {
+            std::hint::spin_loop();
+        }
+        let now = reload();
+        if now >= enough || now == room {
+            return now;
+        }
+        room = now;
+    }
+    room
+}
+
 impl FloorTx {
     /// Copies as many of `values` as fit; returns how many.
     #[inline]
     pub(crate) fn push(&mut self, values: &[u64]) -> usize {
         if CAPACITY - (self.tail - self.head) < values.len() {
             self.head = self.ring.head.load(Ordering::Acquire);
+            let room = CAPACITY - (self.tail - self.head);
+            if room >= 2 {
+                floor_slip(room, || {
+                    self.head = self.ring.head.load(Ordering::Acquire);
+                    CAPACITY - (self.tail - self.head)
+                });
+            }
         }
         let n = values.len().min(CAPACITY - (self.tail - self.head));
         let at = self.tail % CAPACITY;
@@ -1074,7 +1108,9 @@ impl FloorTx {
         // slots behind a lap); `values` is a private slice.
         unsafe {
             std::ptr::copy_nonoverlapping(values.as_ptr(), base.add(at), first);
-            std::ptr::copy_nonoverlapping(values.as_ptr().add(first), base, n - first);
+            if first < n {
+                std::ptr::copy_nonoverlapping(values.as_ptr().add(first), base, n - first);
+            }
         }
         self.tail += n;
         self.ring.tail.store(self.tail, Ordering::Release);
@@ -1088,6 +1124,12 @@ impl FloorRx {
     pub(crate) fn pop(&mut self, out: &mut [u64]) -> usize {
         if self.tail - self.head < out.len() {
             self.tail = self.ring.tail.load(Ordering::Acquire);
+            if self.tail - self.head >= 2 {
+                floor_slip(self.tail - self.head, || {
+                    self.tail = self.ring.tail.load(Ordering::Acquire);
+                    self.tail - self.head
+                });
+            }
         }
         let n = out.len().min(self.tail - self.head);
         let at = self.head % CAPACITY;
@@ -1097,7 +1139,9 @@ impl FloorRx {
         // (below the tail loaded with Acquire); `out` is a private slice.
         unsafe {
             std::ptr::copy_nonoverlapping(base.add(at), out.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(base, out.as_mut_ptr().add(first), n - first);
+            if first < n {
+                std::ptr::copy_nonoverlapping(base, out.as_mut_ptr().add(first), n - first);
+            }
         }
         self.head += n;
         self.ring.head.store(self.head, Ordering::Release);
