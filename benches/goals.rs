@@ -322,8 +322,13 @@ fn cases() -> Vec<Case> {
             over(rp::rtrb_echo_thread_link(), rp::round_trips)
         }),
         case("floor_threads", "one cache line, two threads", || {
-            Box::new(FloorThreads::start())
+            Box::new(FloorThreads::start(false))
         }),
+        case(
+            "floor_threads_2",
+            "two cache lines (one per direction), two threads",
+            || Box::new(FloorThreads::start(true)),
+        ),
         case("rt_process", "two POSIX rings, echo child", move || {
             over(
                 rp::RingProcess::start("ring-echo", RingOptions::new(), peer),
@@ -333,7 +338,12 @@ fn cases() -> Vec<Case> {
         case(
             "floor_process",
             "one cache line, two processes",
-            move || Box::new(FloorProcess::start(peer, false)),
+            move || Box::new(FloorProcess::start(peer, Floor::Line)),
+        ),
+        case(
+            "floor_process_2",
+            "two cache lines (one per direction), two processes",
+            move || Box::new(FloorProcess::start(peer, Floor::TwoLines)),
         ),
         case("rt_iceoryx2", "iceoryx2 pub-sub, echo child", move || {
             over(rp::IoxProcess::start(peer), rp::round_trips)
@@ -356,7 +366,7 @@ fn cases() -> Vec<Case> {
         case(
             "floor_1cpu",
             "one cache line, two processes, sched_yield, one CPU",
-            || Box::new(FloorProcess::start(cpu_for(0), true)),
+            || Box::new(FloorProcess::start(cpu_for(0), Floor::Yielding)),
         ),
         case("pipe_1cpu", "pipe pair, echo child, one CPU", || {
             over(
@@ -600,6 +610,24 @@ const ROWS: &[Row] = &[
         "≤ 1.3× floor",
     ),
     row(
+        "rt_threads_2",
+        "round trip, threads: the floor of two rings",
+        "rt_threads",
+        "floor_threads_2",
+        "two lines, one per direction",
+        Goal::ReportTime,
+        "report",
+    ),
+    row(
+        "floor_threads_2",
+        "round trip, threads: two lines (the floor of two rings) against one",
+        "floor_threads_2",
+        "floor_threads",
+        "floor (one cache line, 2 threads)",
+        Goal::ReportTime,
+        "report",
+    ),
+    row(
         "rt_threads_rtrb",
         "round trip, threads",
         "rt_threads",
@@ -616,6 +644,24 @@ const ROWS: &[Row] = &[
         "floor (one cache line, 2 processes)",
         Goal::AtMost(1.3),
         "≤ 1.3× floor",
+    ),
+    row(
+        "rt_process_2",
+        "round trip, processes: the floor of two rings",
+        "rt_process",
+        "floor_process_2",
+        "two lines, one per direction",
+        Goal::ReportTime,
+        "report",
+    ),
+    row(
+        "floor_process_2",
+        "round trip, processes: two lines (the floor of two rings) against one",
+        "floor_process_2",
+        "floor_process",
+        "floor (one cache line, 2 processes)",
+        Goal::ReportTime,
+        "report",
     ),
     row(
         "rt_process_iceoryx2",
@@ -719,23 +765,54 @@ const ROWS: &[Row] = &[
 ];
 
 // ---------------------------------------------------------------------------
-// The floor: one cache line bounced between two threads or processes
+// The floors: one cache line bounced between two threads or processes, and
+// two lines, one per direction (the least a pair of one-way rings can do)
 // ---------------------------------------------------------------------------
 
 /// Tells the floor's echo to exit (odd, but checked first).
 const FLOOR_STOP: u64 = u64::MAX;
 /// The child's word once it has attached (even: not a ping).
 const FLOOR_ATTACHED: u64 = u64::MAX - 1;
+/// Where the pong line starts in the two-line floors: a line pair of its
+/// own (as `CachePadded` keeps the rings' indices apart).
+const PONG_OFFSET: usize = 128;
 
-/// The other side of the floor: answers every odd value `v` with `v + 1`,
-/// backing off like every other peer (or, `yielding`, with a `sched_yield`
-/// between polls); exits on [`FLOOR_STOP`].
-fn floor_echo(line: &AtomicU64, yielding: bool) {
+/// Which floor a [`FloorProcess`] runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Floor {
+    /// One line, both directions.
+    Line,
+    /// One line, both sides `sched_yield` between polls (see [`snooze`]).
+    Yielding,
+    /// Two lines: pings in one, pongs in the other. Each line is written
+    /// by one side and read by the other, as a ring's index is, so every
+    /// hop waits for the writer to take the line back from the reader and
+    /// then for the reader to fetch it: two line latencies per hop, where
+    /// the one-line floor moves the line once per hop.
+    TwoLines,
+}
+
+impl Floor {
+    fn role(self) -> &'static str {
+        match self {
+            Floor::Line => "floor-echo",
+            Floor::Yielding => "floor-echo-yield",
+            Floor::TwoLines => "floor-echo-2",
+        }
+    }
+}
+
+/// The other side of a floor: answers every new odd value `v` on `ping`
+/// with `v + 1` on `pong` (the same line in the one-line floors), backing
+/// off like every other peer (or, `yielding`, with a `sched_yield` between
+/// polls); exits on [`FLOOR_STOP`].
+fn floor_echo(ping: &AtomicU64, pong: &AtomicU64, yielding: bool) {
+    let mut answered = 0;
     loop {
         let mut backoff = rp::Backoff::new();
         let v = loop {
-            let v = line.load(Ordering::Acquire);
-            if v == FLOOR_STOP || v % 2 == 1 {
+            let v = ping.load(Ordering::Acquire);
+            if v == FLOOR_STOP || (v % 2 == 1 && v != answered) {
                 break v;
             }
             snooze(&mut backoff, yielding);
@@ -743,20 +820,27 @@ fn floor_echo(line: &AtomicU64, yielding: bool) {
         if v == FLOOR_STOP {
             return;
         }
-        line.store(v + 1, Ordering::Release);
+        pong.store(v + 1, Ordering::Release);
+        answered = v;
     }
 }
 
-/// `n` pings on the line, each waiting for its pong; `next` is the next odd
-/// value to send.
-fn floor_pings(line: &AtomicU64, next: &mut u64, n: u64, yielding: bool) -> Duration {
+/// `n` pings, each waiting for its pong; `next` is the next odd value to
+/// send.
+fn floor_pings(
+    ping: &AtomicU64,
+    pong: &AtomicU64,
+    next: &mut u64,
+    n: u64,
+    yielding: bool,
+) -> Duration {
     watchdog(STEP_LIMIT_S);
     let start = Instant::now();
     for _ in 0..n {
-        let ping = *next;
-        line.store(ping, Ordering::Release);
+        let v = *next;
+        ping.store(v, Ordering::Release);
         let mut backoff = rp::Backoff::new();
-        while line.load(Ordering::Acquire) != ping + 1 {
+        while pong.load(Ordering::Acquire) != v + 1 {
             snooze(&mut backoff, yielding);
         }
         *next += 2;
@@ -783,21 +867,24 @@ fn snooze(backoff: &mut rp::Backoff, yielding: bool) {
 struct Line(AtomicU64);
 
 struct FloorThreads {
-    line: Arc<Line>,
+    /// Ping and pong (the same line unless `two_lines`).
+    lines: Arc<[Line; 2]>,
+    two_lines: bool,
     next: u64,
     peer: Option<thread::JoinHandle<()>>,
 }
 
 impl FloorThreads {
-    fn start() -> Self {
-        let line = Arc::new(Line(AtomicU64::new(0)));
-        let theirs = Arc::clone(&line);
+    fn start(two_lines: bool) -> Self {
+        let lines = Arc::new([Line(AtomicU64::new(0)), Line(AtomicU64::new(0))]);
+        let theirs = Arc::clone(&lines);
         let peer = thread::spawn(move || {
             common::pin_slot(1);
-            floor_echo(&theirs.0, false);
+            floor_echo(&theirs[0].0, &theirs[usize::from(two_lines)].0, false);
         });
         FloorThreads {
-            line,
+            lines,
+            two_lines,
             next: 1,
             peer: Some(peer),
         }
@@ -806,10 +893,11 @@ impl FloorThreads {
 
 impl Running for FloorThreads {
     fn step(&mut self, n: u64) -> Duration {
-        floor_pings(&self.line.0, &mut self.next, n, false)
+        let pong = &self.lines[usize::from(self.two_lines)].0;
+        floor_pings(&self.lines[0].0, pong, &mut self.next, n, false)
     }
     fn stop(mut self: Box<Self>) {
-        self.line.0.store(FLOOR_STOP, Ordering::Release);
+        self.lines[0].0.store(FLOOR_STOP, Ordering::Release);
         watchdog(STEP_LIMIT_S);
         self.peer
             .take()
@@ -820,18 +908,18 @@ impl Running for FloorThreads {
     }
 }
 
-/// The floor between processes: the line is the first word of a POSIX
-/// segment the child maps too.
+/// A floor between processes: the lines are in a POSIX segment the child
+/// maps too, the ping at offset 0 and (two lines) the pong at
+/// [`PONG_OFFSET`].
 struct FloorProcess {
     map: Mapping,
     next: u64,
     child: Option<std::process::Child>,
-    /// Both sides `sched_yield` between polls (see [`snooze`]).
-    yielding: bool,
+    floor: Floor,
 }
 
 impl FloorProcess {
-    fn start(cpu: Option<usize>, yielding: bool) -> Self {
+    fn start(cpu: Option<usize>, floor: Floor) -> Self {
         let name = segment_name("floor");
         let shm = PosixOptions::new()
             .unlink_on_drop(true)
@@ -839,12 +927,7 @@ impl FloorProcess {
             .expect("create the floor's segment");
         let map = shm.map().expect("map");
         let mut cmd = std::process::Command::new(std::env::current_exe().expect("current_exe"));
-        let role = if yielding {
-            "floor-echo-yield"
-        } else {
-            "floor-echo"
-        };
-        cmd.env(ROLE_ENV, role)
+        cmd.env(ROLE_ENV, floor.role())
             .env(NAMES_ENV, &name)
             .env(PARENT_ENV, std::process::id().to_string())
             .stdin(std::process::Stdio::null())
@@ -857,7 +940,7 @@ impl FloorProcess {
             map,
             next: 1,
             child: Some(child),
-            yielding,
+            floor,
         };
         let line = this.map.atomic_u64(0).expect("the line");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -875,10 +958,22 @@ impl FloorProcess {
     }
 }
 
+/// The ping and pong words of a floor's segment.
+fn floor_lines(map: &Mapping, floor: Floor) -> (&AtomicU64, &AtomicU64) {
+    let ping = map.atomic_u64(0).expect("the ping line");
+    let pong = if floor == Floor::TwoLines {
+        map.atomic_u64(PONG_OFFSET).expect("the pong line")
+    } else {
+        ping
+    };
+    (ping, pong)
+}
+
 impl Running for FloorProcess {
     fn step(&mut self, n: u64) -> Duration {
-        let line = self.map.atomic_u64(0).expect("the line");
-        floor_pings(line, &mut self.next, n, self.yielding)
+        let (ping, pong) = floor_lines(&self.map, self.floor);
+        let yielding = self.floor == Floor::Yielding;
+        floor_pings(ping, pong, &mut self.next, n, yielding)
     }
     fn stop(mut self: Box<Self>) {
         let line = self.map.atomic_u64(0).expect("the line");
@@ -917,9 +1012,14 @@ fn floor_child() {
     let shm = PosixShm::open(&env(NAMES_ENV)).expect("open the floor's segment");
     let map = shm.map().expect("map");
     drop(shm);
-    let line = map.atomic_u64(0).expect("the line");
-    line.store(FLOOR_ATTACHED, Ordering::Release);
-    floor_echo(line, env(ROLE_ENV) == "floor-echo-yield");
+    let role = env(ROLE_ENV);
+    let floor = [Floor::Line, Floor::Yielding, Floor::TwoLines]
+        .into_iter()
+        .find(|f| f.role() == role)
+        .expect("a floor role");
+    let (ping, pong) = floor_lines(&map, floor);
+    ping.store(FLOOR_ATTACHED, Ordering::Release);
+    floor_echo(ping, pong, floor == Floor::Yielding);
 }
 
 // ---------------------------------------------------------------------------
