@@ -475,6 +475,10 @@ struct Row {
     goal: Goal,
     /// How the goal reads in the issue.
     goal_text: &'static str,
+    /// The case that does the least any implementation must do for this
+    /// row (the floor), measured in the same run: where it misses the goal
+    /// against the same peer, so must every implementation.
+    floor: Option<&'static str>,
 }
 
 const fn row(
@@ -494,6 +498,15 @@ const fn row(
         peer_name,
         goal,
         goal_text,
+        floor: None,
+    }
+}
+
+impl Row {
+    /// This row with `case` as its floor (see [`Row::floor`]).
+    const fn floor(mut self, case: &'static str) -> Row {
+        self.floor = Some(case);
+        self
     }
 }
 
@@ -527,7 +540,8 @@ const ROWS: &[Row] = &[
         "rtrb chunks of 32",
         Goal::AtLeast(1.5),
         "≥ 1.5×",
-    ),
+    )
+    .floor("floor_batch32"),
     row(
         "spsc_chunk32",
         "chunks of 32, `write_chunk`/`read_chunk`",
@@ -536,7 +550,8 @@ const ROWS: &[Row] = &[
         "rtrb chunks of 32",
         Goal::AtLeast(1.5),
         "≥ 1.5×",
-    ),
+    )
+    .floor("floor_batch32"),
     row(
         "spsc_batch32_floor",
         "batches of 32, `push_slice`/`pop_into`",
@@ -608,7 +623,8 @@ const ROWS: &[Row] = &[
         "floor (one cache line, 2 threads)",
         Goal::AtMost(1.3),
         "≤ 1.3× floor",
-    ),
+    )
+    .floor("floor_threads_2"),
     row(
         "rt_threads_2",
         "round trip, threads: the floor of two rings",
@@ -644,7 +660,8 @@ const ROWS: &[Row] = &[
         "floor (one cache line, 2 processes)",
         Goal::AtMost(1.3),
         "≤ 1.3× floor",
-    ),
+    )
+    .floor("floor_process_2"),
     row(
         "rt_process_2",
         "round trip, processes: the floor of two rings",
@@ -680,7 +697,8 @@ const ROWS: &[Row] = &[
         "pipe",
         Goal::AtMost(0.5),
         "≤ 0.5× pipe time",
-    ),
+    )
+    .floor("floor_1cpu"),
     row(
         "blocking_1cpu_floor",
         "blocking round trip, one CPU: the floor (`sched_yield` ping-pong)",
@@ -707,7 +725,8 @@ const ROWS: &[Row] = &[
         "pipe",
         Goal::AtLeast(10.0),
         "≥ 10× pipe",
-    ),
+    )
+    .floor("floor_4k"),
     row(
         "channel_4k_iceoryx2",
         "channel, 4 KiB messages parent → child",
@@ -743,7 +762,8 @@ const ROWS: &[Row] = &[
         "iceoryx2",
         Goal::AtLeast(1.5),
         "≥ 1.5× iceoryx2",
-    ),
+    )
+    .floor("floor_64k"),
     row(
         "channel_64k_pipe",
         "channel, 64 KiB messages parent → child",
@@ -1205,16 +1225,40 @@ fn main() {
         let (ours_ns, peer_ns) = (median(&mut ov), median(&mut pv));
         let med = median(&mut ratios);
         let (min, max) = (ratios[0], ratios[ratios.len() - 1]);
-        let (kind, goal_value, met) = match r.goal {
-            Goal::AtLeast(g) => ("speed", Some(g), Some(med >= g)),
-            Goal::AtMost(g) => ("time", Some(g), Some(med <= g)),
-            Goal::ReportSpeed => ("speed", None, None),
-            Goal::ReportTime => ("time", None, None),
+        let meets = |ratio: f64| match r.goal {
+            Goal::AtLeast(g) => Some(ratio >= g),
+            Goal::AtMost(g) => Some(ratio <= g),
+            Goal::ReportSpeed | Goal::ReportTime => None,
         };
-        let verdict = match met {
-            Some(true) => "met",
-            Some(false) => "missed",
-            None => "—",
+        let (kind, goal_value) = match r.goal {
+            Goal::AtLeast(g) => ("speed", Some(g)),
+            Goal::AtMost(g) => ("time", Some(g)),
+            Goal::ReportSpeed => ("speed", None),
+            Goal::ReportTime => ("time", None),
+        };
+        let met = meets(med);
+        // The floor in our place, against the same peer, in the same rounds.
+        let floor = r.floor.and_then(index).map(|f| {
+            let mut ratios: Vec<f64> = times[f]
+                .iter()
+                .zip(&times[p])
+                .map(|(&floor, &peer)| {
+                    if r.goal.is_time() {
+                        floor / peer
+                    } else {
+                        peer / floor
+                    }
+                })
+                .collect();
+            median(&mut ratios)
+        });
+        let verdict = match (met, floor) {
+            (Some(true), _) => "met".to_string(),
+            (Some(false), Some(f)) if meets(f) == Some(false) => {
+                format!("missed, beyond the floor ({f:.2}×)")
+            }
+            (Some(false), _) => "missed".to_string(),
+            (None, _) => "—".to_string(),
         };
         println!(
             "| {} | `{}` | {} | {:.1} ns | {:.1} ns | {med:.2}× ({min:.2}–{max:.2}) | {} | {verdict} |",
@@ -1236,6 +1280,9 @@ fn main() {
             "goal": r.goal_text,
             "goal_value": goal_value,
             "met": met,
+            "floor": r.floor,
+            "floor_ratio_median": floor,
+            "floor_met": floor.and_then(meets),
         }));
     }
     eprintln!("goals: done in {:.0?}", started.elapsed());

@@ -45,9 +45,20 @@ pub(crate) struct GoalRow {
     pub(crate) goal: String,
     pub(crate) goal_value: Option<f64>,
     pub(crate) met: Option<bool>,
+    /// The row's floor case and its median ratio against the same peer, in
+    /// the same run (see `Row::floor` in the harness).
+    pub(crate) floor: Option<(String, f64)>,
+    /// Whether the floor itself meets the goal.
+    pub(crate) floor_met: Option<bool>,
 }
 
 impl GoalRow {
+    /// A missed goal that the floor misses too: no implementation can meet
+    /// it on this machine.
+    pub(crate) fn beyond_the_floor(&self) -> bool {
+        self.met == Some(false) && self.floor_met == Some(false)
+    }
+
     /// The ratio as "how many times faster ours is" (above 1: faster),
     /// whatever form the goal uses; for the chart.
     fn speedup(&self, r: f64) -> f64 {
@@ -133,7 +144,11 @@ pub(crate) fn goals(args: &[String]) -> Result {
     println!("wrote {}", svg.display());
     let missed = results.rows.iter().filter(|r| r.met == Some(false)).count();
     let goals = results.rows.iter().filter(|r| r.met.is_some()).count();
-    println!("goals met: {} of {goals}", goals - missed);
+    let beyond = results.rows.iter().filter(|r| r.beyond_the_floor()).count();
+    println!(
+        "goals met: {} of {goals}; beyond the floor: {beyond} of the {missed} missed",
+        goals - missed
+    );
     Ok(())
 }
 
@@ -178,6 +193,11 @@ pub(crate) fn parse(json: &Value) -> Result<GoalRun> {
                 goal: text(r, "goal")?,
                 goal_value: r["goal_value"].as_f64(),
                 met: r["met"].as_bool(),
+                floor: r["floor"]
+                    .as_str()
+                    .zip(r["floor_ratio_median"].as_f64())
+                    .map(|(id, ratio)| (id.to_string(), ratio)),
+                floor_met: r["floor_met"].as_bool(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -217,9 +237,20 @@ pub(crate) fn render(date: &str, how: &str, run: &GoalRun) -> String {
     let _ = writeln!(s);
     let met = run.rows.iter().filter(|r| r.met == Some(true)).count();
     let goals = run.rows.iter().filter(|r| r.met.is_some()).count();
+    let beyond = run.rows.iter().filter(|r| r.beyond_the_floor()).count();
     let _ = writeln!(
         s,
-        "**{met} of {goals} goals met.** Times are medians per item (message, round \
+        "**{met} of {goals} goals met; {beyond} of the other {} lie beyond the floor in this \
+         run.** A row's floor is the least any implementation must do for it (one \
+         cache line per direction for a round trip, a copy and one store for a \
+         message), measured in the same rounds; a goal lies beyond the floor when the \
+         floor, put in our place, misses it too.",
+        goals - met
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Times are medians per item (message, round \
          trip, get + drop) over the rounds. The ratio is taken within each round and \
          given as its median (min–max over the rounds): for a \"≥\" goal it is peer \
          time / our time (above 1, ours is faster), for a \"≤\" goal our time / peer \
@@ -238,10 +269,13 @@ pub(crate) fn render(date: &str, how: &str, run: &GoalRun) -> String {
         } else {
             "peer/ours"
         };
-        let verdict = match r.met {
-            Some(true) => "**met**",
-            Some(false) => "**missed**",
-            None => "—",
+        let verdict = match (&r.floor, r.met) {
+            (_, Some(true)) => "**met**".to_string(),
+            (Some((case, ratio)), Some(false)) if r.beyond_the_floor() => {
+                format!("**missed**: beyond the floor (`{case}` {ratio:.2}×)")
+            }
+            (_, Some(false)) => "**missed**".to_string(),
+            (_, None) => "—".to_string(),
         };
         let _ = writeln!(
             s,
@@ -271,8 +305,8 @@ pub(crate) fn splice(text: &str, section: &str) -> Result<String> {
 
 /// One bar per row: how many times faster ours is than the peer (log
 /// scale), with the min–max over the rounds as a whisker and the goal as a
-/// tick; green where the goal is met, red where missed, grey for rows
-/// reported without a goal.
+/// tick; green where the goal is met, amber where it lies beyond the floor,
+/// red where missed, grey for rows reported without a goal.
 fn chart(path: &Path, date: &str, run: &GoalRun) -> Result {
     if run.rows.is_empty() {
         return Err("goals.json has no rows to chart".into());
@@ -336,11 +370,13 @@ fn draw(
         .draw()?;
     let green = RGBColor(60, 150, 80);
     let red = RGBColor(200, 70, 60);
+    let amber = RGBColor(230, 160, 40);
     let grey = RGBColor(150, 150, 150);
     for (k, r) in rows.iter().enumerate() {
         let i = n - 1 - k as i32; // the first row on top
         let color = match r.met {
             Some(true) => green,
+            Some(false) if r.beyond_the_floor() => amber,
             Some(false) => red,
             None => grey,
         };
@@ -406,7 +442,13 @@ mod tests {
                 {"id": "rt", "scenario": "round trip", "ours": "rt_threads",
                  "peer": "floor_threads", "peer_name": "floor", "ours_ns": 400.0, "peer_ns": 200.0,
                  "ratio_kind": "time", "ratio_median": 2.0, "ratio_min": 1.9, "ratio_max": 2.1,
-                 "ratios": [1.9, 2.1], "goal": "≤ 1.3× floor", "goal_value": 1.3, "met": false},
+                 "ratios": [1.9, 2.1], "goal": "≤ 1.3× floor", "goal_value": 1.3, "met": false,
+                 "floor": "floor_threads_2", "floor_ratio_median": 1.5, "floor_met": false},
+                {"id": "b", "scenario": "batches", "ours": "spsc_batch32",
+                 "peer": "rtrb_chunk32", "peer_name": "rtrb", "ours_ns": 2.0, "peer_ns": 2.4,
+                 "ratio_kind": "speed", "ratio_median": 1.2, "ratio_min": 1.1, "ratio_max": 1.3,
+                 "ratios": [1.1, 1.3], "goal": "≥ 1.5×", "goal_value": 1.5, "met": false,
+                 "floor": "floor_batch32", "floor_ratio_median": 1.6, "floor_met": true},
                 {"id": "x", "scenario": "report row", "ours": "a", "peer": "b",
                  "peer_name": "b", "ours_ns": 1.0, "peer_ns": 1.0, "ratio_kind": "speed",
                  "ratio_median": 1.0, "ratio_min": 1.0, "ratio_max": 1.0, "ratios": [1.0],
@@ -418,13 +460,23 @@ mod tests {
     #[test]
     fn parses_and_renders_the_harness_json() {
         let run = parse(&sample()).unwrap();
-        assert_eq!(run.rows.len(), 3);
+        assert_eq!(run.rows.len(), 4);
         assert!(run.rows[1].time_ratio);
-        assert_eq!(run.rows[2].met, None);
+        assert_eq!(run.rows[3].met, None);
         assert!((run.rows[1].speedup(2.0) - 0.5).abs() < 1e-12);
+        assert_eq!(run.rows[0].floor, None);
+        assert_eq!(run.rows[1].floor, Some(("floor_threads_2".into(), 1.5)));
+        // Missed, and so is the floor: beyond it. Missed, floor met: not.
+        assert!(run.rows[1].beyond_the_floor());
+        assert!(!run.rows[2].beyond_the_floor());
+        assert!(!run.rows[0].beyond_the_floor() && !run.rows[3].beyond_the_floor());
         let md = render("2026-01-01", "test", &run);
-        assert!(md.contains("**1 of 2 goals met.**"), "{md}");
+        assert!(
+            md.contains("**1 of 3 goals met; 1 of the other 2 lie beyond the floor in this run.**"),
+            "{md}"
+        );
         assert!(md.contains("| **met** |") && md.contains("| **missed** |"));
+        assert!(md.contains("| **missed**: beyond the floor (`floor_threads_2` 1.50×) |"));
         assert!(md.contains("1.20× (1.10–1.30) peer/ours"));
         assert!(md.contains("2.00× (1.90–2.10) ours/peer"));
         assert!(md.contains("quick smoke mode"));
