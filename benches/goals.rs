@@ -1210,17 +1210,21 @@ fn main() {
         let (Some(o), Some(p)) = (index(r.ours), index(r.peer)) else {
             continue; // a case left out by SHM_GOALS_CASES
         };
-        let mut ratios: Vec<f64> = times[o]
-            .iter()
-            .zip(&times[p])
-            .map(|(&ours, &peer)| {
-                if r.goal.is_time() {
-                    ours / peer
-                } else {
-                    peer / ours
-                }
-            })
-            .collect();
+        // Case `c` against the peer, round by round, in the goal's form.
+        let ratios_of = |c: usize| -> Vec<f64> {
+            times[c]
+                .iter()
+                .zip(&times[p])
+                .map(|(&ours, &peer)| {
+                    if r.goal.is_time() {
+                        ours / peer
+                    } else {
+                        peer / ours
+                    }
+                })
+                .collect()
+        };
+        let mut ratios = ratios_of(o);
         let (mut ov, mut pv) = (times[o].clone(), times[p].clone());
         let (ours_ns, peer_ns) = (median(&mut ov), median(&mut pv));
         let med = median(&mut ratios);
@@ -1238,20 +1242,7 @@ fn main() {
         };
         let met = meets(med);
         // The floor in our place, against the same peer, in the same rounds.
-        let floor = r.floor.and_then(index).map(|f| {
-            let mut ratios: Vec<f64> = times[f]
-                .iter()
-                .zip(&times[p])
-                .map(|(&floor, &peer)| {
-                    if r.goal.is_time() {
-                        floor / peer
-                    } else {
-                        peer / floor
-                    }
-                })
-                .collect();
-            median(&mut ratios)
-        });
+        let floor = r.floor.and_then(index).map(|f| median(&mut ratios_of(f)));
         let verdict = match (met, floor) {
             (Some(true), _) => "met".to_string(),
             (Some(false), Some(f)) if meets(f) == Some(false) => {
