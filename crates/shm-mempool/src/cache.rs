@@ -236,7 +236,13 @@ impl<'p, R: Region> BlockCache<'p, R> {
     /// See [`BlockCache`].
     #[inline(always)]
     pub fn get(&self) -> Result<Block<'_, R>, PoolError> {
-        self.try_get()?.ok_or_else(|| self.pool.exhausted())
+        if !self.epoch.is_current() {
+            return self.in_child()?.ok_or_else(|| self.pool.exhausted());
+        }
+        match self.take()? {
+            Some((i, held)) => Ok(self.hand_out(i, held)),
+            None => Err(self.pool.exhausted()),
+        }
     }
 
     /// As [`get`](BlockCache::get), but no block in the cache or the pool
@@ -260,33 +266,34 @@ impl<'p, R: Region> BlockCache<'p, R> {
     #[inline(always)]
     pub fn try_get(&self) -> Result<Option<Block<'_, R>>, PoolError> {
         if !self.epoch.is_current() {
-            return self.child_get();
+            return self.in_child();
         }
-        // Both paths end in one `Block::cached`: a `Block` built in the
-        // cold path too would come back through memory, and so would this
-        // one (8-byte loads of 4-byte stores, which stall).
-        let (i, held) = match self.core.take(self.pool) {
-            Some(taken) => taken,
-            None => match self.refill()? {
-                Some(taken) => taken,
-                None => return Ok(None),
-            },
-        };
-        self.pool.reset_used(i);
-        Ok(Some(Block::cached(
-            self.pool,
-            BlockId(i),
-            held,
-            self.epoch,
-            &self.core,
-        )))
+        Ok(self.take()?.map(|(i, held)| self.hand_out(i, held)))
     }
 
-    /// `try_get` in a `fork`ed child: the pool's own (kept out of line, so
-    /// that the cached path stays short where it is inlined).
+    /// What `get` and `try_get` share: a block from the cache, or from the
+    /// pool when the cache is empty, as its index and the word written.
+    /// Only the callers build a `Block` (see `MemPool::take_free` for why),
+    /// and the cold refill returns no `Block` either.
+    #[inline(always)]
+    fn take(&self) -> Result<Option<(u32, u64)>, PoolError> {
+        match self.core.take(self.pool) {
+            Some(taken) => Ok(Some(taken)),
+            None => self.refill(),
+        }
+    }
+
+    #[inline(always)]
+    fn hand_out(&self, i: u32, held: u64) -> Block<'_, R> {
+        self.pool.reset_used(i);
+        Block::cached(self.pool, BlockId(i), held, self.epoch, &self.core)
+    }
+
+    /// `try_get` in a `fork`ed child: the pool's own (out of line, so that
+    /// the cached path stays short where it is inlined).
     #[cold]
     #[inline(never)]
-    fn child_get(&self) -> Result<Option<Block<'_, R>>, PoolError> {
+    fn in_child(&self) -> Result<Option<Block<'_, R>>, PoolError> {
         self.pool.try_get()
     }
 

@@ -287,7 +287,10 @@ impl<R: Region> MemPool<R> {
     /// ```
     #[inline(always)]
     pub fn get(&self) -> Result<Block<'_, R>, PoolError> {
-        self.try_get()?.ok_or_else(|| self.exhausted())
+        match self.take_free()? {
+            Some((i, word, epoch)) => Ok(Block::new(self, BlockId(i), word, epoch)),
+            None => Err(self.exhausted()),
+        }
     }
 
     /// As [`get`](MemPool::get), but no free block is `Ok(None)`, not an
@@ -311,13 +314,25 @@ impl<R: Region> MemPool<R> {
     /// ```
     #[inline(always)]
     pub fn try_get(&self) -> Result<Option<Block<'_, R>>, PoolError> {
+        Ok(self
+            .take_free()?
+            .map(|(i, word, epoch)| Block::new(self, BlockId(i), word, epoch)))
+    }
+
+    /// What `get` and `try_get` share: a free block taken for this process,
+    /// as its index, the word written and the epoch. Each builds its `Block`
+    /// itself: one built here and unwrapped there would be copied through
+    /// the stack in loads wider than the stores that wrote it, which the
+    /// CPU cannot forward (a stall per call).
+    #[inline(always)]
+    fn take_free(&self) -> Result<Option<(u32, u64, ForkEpoch)>, PoolError> {
         let epoch = ForkEpoch::now();
         let slot = self.slot()?;
         let Some((i, word)) = self.pop_free(slot)? else {
             return Ok(None);
         };
         self.reset_used(i);
-        Ok(Some(Block::new(self, BlockId(i), word, epoch)))
+        Ok(Some((i, word, epoch)))
     }
 
     pub(crate) fn exhausted(&self) -> PoolError {
