@@ -8,13 +8,14 @@
 //! ```
 //!
 //! MODE: `fifo` (the default pool), `lifo`, `fifo-cache` and `lifo-cache`
-//! (through a `BlockCache` of 32 blocks), `box`, `none` (the empty loop).
+//! (through a `BlockCache` of 32 blocks), `channel` (`get`, `send`, `recv`
+//! and drop through a `Channel`, one thread), `box`, `none` (the empty loop).
 //! Prints nanoseconds per pair.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use shm_mempool::{FreeOrder, MemPool, PoolOptions};
+use shm_mempool::{Channel, FreeOrder, MemPool, PoolOptions};
 use shm_segment::HeapRegion;
 
 const BLOCKS: usize = 64;
@@ -65,6 +66,19 @@ fn main() {
             what = start.elapsed();
             drop(cache);
             assert_eq!(pool.check().expect("check"), BLOCKS);
+        }
+        "channel" => {
+            let region = HeapRegion::new(Channel::required_size(BLOCKS, 64));
+            let ch = Channel::create(region, BLOCKS, 64).expect("channel");
+            start = Instant::now();
+            for _ in 0..n {
+                let block = ch.get().expect("a free block");
+                ch.send(block).expect("send");
+                let block = ch.recv().expect("the block just sent");
+                black_box(&block);
+            }
+            what = start.elapsed();
+            assert_eq!(ch.pool().check().expect("check"), BLOCKS);
         }
         "box" => {
             start = Instant::now();

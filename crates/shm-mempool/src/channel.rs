@@ -551,6 +551,7 @@ impl<R: Region> Channel<R> {
     /// # Examples
     ///
     /// See [`Channel`].
+    #[inline]
     pub fn get(&self) -> Result<Block<'_, Part<R>>, PoolError> {
         self.pool.get()
     }
@@ -567,6 +568,7 @@ impl<R: Region> Channel<R> {
     /// # drop(block);
     /// # Ok::<(), shm_mempool::PoolError>(())
     /// ```
+    #[inline]
     pub fn try_get(&self) -> Result<Option<Block<'_, Part<R>>>, PoolError> {
         self.pool.try_get()
     }
@@ -739,17 +741,32 @@ impl<R: Region> Channel<R> {
     /// # Examples
     ///
     /// See [`Channel`].
+    #[inline]
     pub fn recv(&self) -> Result<Block<'_, Part<R>>, RecvError> {
-        self.try_recv()?.ok_or(RecvError::Empty)
+        match self.take_sent()? {
+            Some((i, word, epoch)) => Ok(Block::new(&self.pool, crate::BlockId(i), word, epoch)),
+            None => Err(RecvError::Empty),
+        }
     }
 
     fn try_recv(&self) -> Result<Option<Block<'_, Part<R>>>, PoolError> {
+        Ok(self
+            .take_sent()?
+            .map(|(i, word, epoch)| Block::new(&self.pool, crate::BlockId(i), word, epoch)))
+    }
+
+    /// The next queued block taken for this process, as its index, the word
+    /// written and the epoch; the callers build the `Block` (as
+    /// `MemPool::get` does: one built here and unwrapped there would be
+    /// copied through the stack, in loads that stall).
+    #[inline(always)]
+    fn take_sent(&self) -> Result<Option<(u32, u64, shm_segment::ForkEpoch)>, PoolError> {
         let epoch = shm_segment::ForkEpoch::now();
         let slot = self.pool.slot()?;
         Ok(self
             .pool
             .q_pop(Q::Sent, slot)?
-            .map(|(i, word)| Block::new(&self.pool, crate::BlockId(i), word, epoch)))
+            .map(|(i, word)| (i, word, epoch)))
     }
 
     /// Waits up to `timeout` for a block: first a short spin, then futex
