@@ -321,6 +321,16 @@ fn cases() -> Vec<Case> {
         case("rt_threads_rtrb", "two rtrb rings, echo thread", || {
             over(rp::rtrb_echo_thread_link(), rp::round_trips)
         }),
+        case(
+            "rt_burst8",
+            "two heap rings, echo thread, bursts of 8",
+            || over(rp::ours_echo_thread_link(), rp::burst_round_trips),
+        ),
+        case(
+            "rt_burst8_rtrb",
+            "two rtrb rings, echo thread, bursts of 8",
+            || over(rp::rtrb_echo_thread_link(), rp::burst_round_trips),
+        ),
         case("floor_threads", "one cache line, two threads", || {
             Box::new(FloorThreads::start(false))
         }),
@@ -648,6 +658,15 @@ const ROWS: &[Row] = &[
         "round trip, threads",
         "rt_threads",
         "rt_threads_rtrb",
+        "rtrb",
+        Goal::ReportTime,
+        "report",
+    ),
+    row(
+        "rt_burst8",
+        "round trip of a burst of 8 items, one push and pop each, threads",
+        "rt_burst8",
+        "rt_burst8_rtrb",
         "rtrb",
         Goal::ReportTime,
         "report",

@@ -357,6 +357,32 @@ pub(crate) fn round_trips(tx: &mut impl Sender, rx: &mut impl Receiver, n: u64) 
     elapsed
 }
 
+/// Items per burst in [`burst_round_trips`].
+pub(crate) const BURST: u64 = 8;
+
+/// `n` round trips of a burst of [`BURST`] items, sent and received one at a
+/// time (an echo returns each as it comes), each checked: a consumer finds
+/// several items at once and no more after them, which a ring that waits
+/// for a streaming producer must not wait for.
+pub(crate) fn burst_round_trips(tx: &mut impl Sender, rx: &mut impl Receiver, n: u64) -> Duration {
+    watchdog(STEP_LIMIT_S);
+    let start = Instant::now();
+    for i in 0..n {
+        for k in 0..BURST {
+            tx.send(i * BURST + k);
+        }
+        for k in 0..BURST {
+            let back = rx.recv();
+            if back != i * BURST + k {
+                panic!("burst {i}, item {k} came back as {back}");
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    watchdog(0);
+    elapsed
+}
+
 pub(crate) fn expect_ready(rx: &mut impl Receiver, who: &str) {
     match rx.recv_within(SETUP_TIMEOUT) {
         Some(READY) => {}

@@ -733,7 +733,7 @@ impl<T: Pod, R> MpmcRing<T, R> {
         if now < 2 {
             return now;
         }
-        crate::slip::slip(capacity, now, room)
+        crate::slip::slip(capacity, now, crate::slip::Streak::STREAMING, room).0
     }
 
     /// What a pop says when it found no lane to announce its claim in:

@@ -11,6 +11,7 @@ use shm_segment::{ForkEpoch, Region, Segment};
 use super::{forked_bulk, forked_count, forked_pop, latest, wait_of, ReadChunk};
 use crate::error::{BulkError, PopError};
 use crate::shared::{release_role, role_abandoned, Shared};
+use crate::slip::Streak;
 use crate::sync::ValueCell;
 use crate::wait::{hand_off, Peer, WaitStrategy, Waited};
 
@@ -44,6 +45,8 @@ pub struct Consumer<T, R = Segment> {
     pub(super) wait: WaitStrategy,
     /// The producer's owner word when it was last found dead (0: never).
     pub(super) dead_peer: u64,
+    /// Whether the producer looks like a stream (see `crate::slip`).
+    pub(super) streak: Streak,
     pub(super) shared: Arc<Shared<R>>,
     pub(super) _t: PhantomData<fn() -> T>,
 }
@@ -78,8 +81,11 @@ impl<T: Pod, R> Consumer<T, R> {
         let mut avail = self.cached_tail.wrapping_sub(self.head);
         if avail < want {
             avail = self.refresh_tail();
-            if avail >= 2 {
-                avail = crate::slip::slip(cap, avail, || self.refresh_tail());
+            self.streak = self.streak.after(avail);
+            if self.streak.first_wait().is_some() {
+                let streak = self.streak;
+                (avail, self.streak) =
+                    crate::slip::slip(cap, avail, streak, || self.refresh_tail());
             }
         }
         // A corrupted tail (more than a lap ahead, or behind) reads as empty.

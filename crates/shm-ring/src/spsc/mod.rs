@@ -15,12 +15,14 @@
 //! copy; their items are read from the slots.
 //!
 //! **Catching up.** A side that re-reads the other's position and finds
-//! only a few items (or free slots), more than one, while the other keeps
-//! adding to them, waits a moment for an eighth of the ring before it goes
-//! on (at most 8 looks, 16 spin-loop hints apart). Otherwise the two would
-//! work on the same slot lines, which would then cross between the cores
-//! once per item or two. A single item, or a peer that stopped between two
-//! looks, is taken at once.
+//! only a few items (or free slots), more than one and fewer than a bulk
+//! call asked for, while the other keeps adding to them, waits a moment for
+//! an eighth of the ring before it goes on (at most 8 looks: the first after
+//! one spin-loop hint, then twice as many each time, up to 16). Otherwise
+//! the two would work on the same slot lines, which would then cross
+//! between the cores once per item or two. A single item, a bulk call that
+//! got all it asked for, or a peer that stopped between two looks (a burst
+//! that ended costs one look, one hint after the first) is taken at once.
 //!
 //! **Crash safety.** The producer writes a slot, then publishes the new tail
 //! with Release. Killed at any instant, it leaves the tail either before or
@@ -333,6 +335,7 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
             epoch: ForkEpoch::now(),
             wait: self.wait,
             dead_peer: 0,
+            streak: Default::default(),
             shared: Arc::clone(&self.shared),
             _t: PhantomData,
         })
@@ -363,6 +366,7 @@ impl<T: Pod, R: Region> SpscRing<T, R> {
             epoch: ForkEpoch::now(),
             wait: self.wait,
             dead_peer: 0,
+            streak: Default::default(),
             shared: Arc::clone(&self.shared),
             _t: PhantomData,
         })

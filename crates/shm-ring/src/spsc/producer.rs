@@ -11,6 +11,7 @@ use shm_segment::{ForkEpoch, Region, Segment};
 use super::{forked_bulk, forked_count, forked_push, latest, wait_of, WriteChunk};
 use crate::error::{BulkError, PushError};
 use crate::shared::{release_role, role_abandoned, Shared};
+use crate::slip::Streak;
 use crate::sync::{AtomicU64, ValueCell};
 use crate::wait::{hand_off, Peer, WaitStrategy, Waited};
 
@@ -43,6 +44,8 @@ pub struct Producer<T, R = Segment> {
     pub(super) wait: WaitStrategy,
     /// The consumer's owner word when it was last found dead (0: never).
     pub(super) dead_peer: u64,
+    /// Whether the consumer looks like a stream (see `crate::slip`).
+    pub(super) streak: Streak,
     pub(super) shared: Arc<Shared<R>>,
     pub(super) _t: PhantomData<fn(T)>,
 }
@@ -77,9 +80,13 @@ impl<T: Pod, R> Producer<T, R> {
             return free;
         }
         let free = self.refresh_head();
-        if free >= 2 {
-            return crate::slip::slip(self.shared.capacity, free, || self.refresh_head());
+        self.streak = self.streak.after(free);
+        if self.streak.first_wait().is_none() {
+            return free;
         }
+        let (cap, streak) = (self.shared.capacity, self.streak);
+        let (free, streak) = crate::slip::slip(cap, free, streak, || self.refresh_head());
+        self.streak = streak;
         free
     }
 
