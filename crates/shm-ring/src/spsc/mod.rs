@@ -15,14 +15,15 @@
 //! copy; their items are read from the slots.
 //!
 //! **Catching up.** A side that re-reads the other's position and finds
-//! only a few items (or free slots), more than one and fewer than a bulk
-//! call asked for, while the other keeps adding to them, waits a moment for
-//! an eighth of the ring before it goes on (at most 8 looks: the first after
-//! one spin-loop hint, then twice as many each time, up to 16). Otherwise
-//! the two would work on the same slot lines, which would then cross
-//! between the cores once per item or two. A single item, a bulk call that
-//! got all it asked for, or a peer that stopped between two looks (a burst
-//! that ended costs one look, one hint after the first) is taken at once.
+//! only a few items (or free slots), more than one, while the other keeps
+//! adding to them, waits a moment for an eighth of the ring before it goes
+//! on. Otherwise the two would work on the same slot lines, which would then
+//! cross between the cores once per item or two. It waits only behind a
+//! stream: after two re-reads in a row that found 2 or more, first one
+//! spin-loop hint, then longer as the streak goes on (at most 8 looks, up to
+//! 16 hints apart). A single item, a burst after an idle peer, or a peer
+//! that stopped between two looks is taken at once, and a look that finds
+//! no progress ends the streak.
 //!
 //! **Crash safety.** The producer writes a slot, then publishes the new tail
 //! with Release. Killed at any instant, it leaves the tail either before or
