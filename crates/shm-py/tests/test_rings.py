@@ -318,14 +318,21 @@ def test_blocking_wait_honours_ctrl_c(name):
     ring = shm.SpscRing.create(name, 2)
     rx = ring.consumer()
     _tx = ring.producer()  # a live producer: pop_blocking would wait for ever
-    main = threading.main_thread().ident
-    timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
-    timer.start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        rx.pop_blocking()
-    timer.join()
-    assert time.monotonic() - started < 30
+    # A Python started with SIGINT ignored (a background job of a script,
+    # `nohup`) installs no Ctrl-C handler, and the SIGINT below would be
+    # lost: install Python's own for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        main = threading.main_thread().ident
+        timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            rx.pop_blocking()
+        timer.join()
+        assert time.monotonic() - started < 30
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_mpmc_basics(name):
