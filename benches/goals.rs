@@ -1253,11 +1253,10 @@ fn main() {
             Goal::AtMost(g) => Some(ratio <= g),
             Goal::ReportSpeed | Goal::ReportTime => None,
         };
-        let (kind, goal_value) = match r.goal {
-            Goal::AtLeast(g) => ("speed", Some(g)),
-            Goal::AtMost(g) => ("time", Some(g)),
-            Goal::ReportSpeed => ("speed", None),
-            Goal::ReportTime => ("time", None),
+        let kind = if r.goal.is_time() { "time" } else { "speed" };
+        let goal_value = match r.goal {
+            Goal::AtLeast(g) | Goal::AtMost(g) => Some(g),
+            Goal::ReportSpeed | Goal::ReportTime => None,
         };
         let met = meets(med);
         // The floor in our place, against the same peer, in the same rounds.

@@ -1086,11 +1086,14 @@ pub(crate) fn floor_ring() -> (FloorTx, FloorRx) {
     )
 }
 
-/// "Temporal slipping" (FastForward), the rule our ring follows: a side
-/// that reloaded its peer's index and found `room` (items or free slots)
-/// between 2 and an eighth of the ring looks again, 16 spin-loop hints
-/// apart, at most 8 times, while the peer makes progress, so that the two
-/// sides stop writing and reading the same lines.
+/// "Temporal slipping" (FastForward) in its most eager form: a side that
+/// reloaded its peer's index and found `room` (items or free slots) between
+/// 2 and an eighth of the ring looks again, 16 spin-loop hints apart, at
+/// most 8 times, while the peer makes progress, so that the two sides stop
+/// writing and reading the same lines. Best for a steady stream, which is
+/// all the floor measures; our ring waits this long only once a streak of
+/// refreshes says the peer streams (`shm-ring/src/slip.rs`), so that a
+/// burst that ended is not waited for.
 #[cold]
 #[inline(never)]
 fn floor_slip(mut room: usize, mut reload: impl FnMut() -> usize) -> usize {

@@ -491,3 +491,49 @@ fn forked_bulk() -> BulkError {
 fn forked_count() -> usize {
     0
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::slip::Streak;
+
+    /// The streak after refreshes that found each of `found`.
+    fn streak(found: &[u64]) -> Streak {
+        found.iter().fold(Streak::default(), |s, &f| s.after(f))
+    }
+
+    #[test]
+    fn the_consumer_keeps_a_streak_of_refreshes_that_found_two_or_more() {
+        let (mut tx, mut rx) = SpscRing::<u64>::new_heap(64).unwrap();
+        assert!(rx.pop().is_err()); // an idle producer: a refresh finds 0
+        assert_eq!(rx.streak, streak(&[0]));
+        tx.push_slice(&[1, 2, 3]);
+        assert_eq!(rx.pop(), Ok(1)); // a burst: one refresh finds 3, no wait
+        assert_eq!(rx.streak, streak(&[3]));
+        assert_eq!((rx.pop(), rx.pop()), (Ok(2), Ok(3))); // from the cached tail
+        assert_eq!(rx.streak, streak(&[3]));
+        // The second refresh in a row that finds 2 or more: one look, which
+        // finds no progress (nobody pushes meanwhile) and ends the streak.
+        tx.push_slice(&[4, 5]);
+        assert_eq!(rx.pop(), Ok(4));
+        assert_eq!(rx.streak, Streak::default());
+    }
+
+    #[test]
+    fn the_producer_keeps_a_streak_of_refreshes_that_found_two_or_more() {
+        let (mut tx, mut rx) = SpscRing::<u64>::new_heap(64).unwrap();
+        let mut out = [0u64; 64];
+        assert_eq!(tx.push_slice(&[7; 64]), 64); // no refresh: the cache says 64 free
+        assert_eq!(tx.streak, Streak::default());
+        assert_eq!(rx.pop_into(&mut out[..3]), 3);
+        assert!(tx.push(8).is_ok()); // a refresh finds 3 free
+        assert_eq!(tx.streak, streak(&[3]));
+        assert_eq!(tx.push_slice(&[8, 8]), 2);
+        assert_eq!(rx.pop_into(&mut out[..2]), 2);
+        assert!(tx.push(9).is_ok()); // finds 2 free: one look, no progress
+        assert_eq!(tx.streak, Streak::default());
+        assert!(tx.push(9).is_ok()); // finds 1 free
+        assert!(tx.push(9).is_err()); // finds 0: full
+        assert_eq!(tx.streak, Streak::default());
+    }
+}
